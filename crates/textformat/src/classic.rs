@@ -1,0 +1,380 @@
+//! The classic Prometheus text format (0.0.4), read as Prometheus's own text parser (`expfmt`,
+//! the one node_exporter's textfile collector uses) reads it, with its quirks kept where files
+//! in the wild depend on them (blank lines, free comments, tabs and runs of spaces, trailing
+//! commas in label sets, families whose samples are not adjacent) and its silent drops turned
+//! into errors (a histogram bucket without `le`, a summary sample without `quantile`).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::lex::{self, Escapes, Line};
+use crate::number::{parse_go_int, parse_number};
+use crate::{Error, Label, Lines, MetricFamily, MetricType, ParseLimits, Sample, Timestamp, Value};
+
+/// What the parser knows of a family beyond the family itself.
+#[derive(Default, Clone, Copy)]
+struct FamilyState {
+    /// A `# TYPE` line was read, or a sample was (after which TYPE is too late).
+    type_fixed: bool,
+}
+
+/// How a sample name relates to the family it was filed under.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The family's own name.
+    Plain,
+    /// `_bucket` of a histogram.
+    Bucket,
+    /// `_sum` or `_count` of a histogram or summary.
+    SumOrCount,
+}
+
+struct Parser<'a, 'l> {
+    limits: &'l ParseLimits,
+    families: Vec<MetricFamily<'a>>,
+    states: Vec<FamilyState>,
+    by_name: HashMap<&'a str, usize>,
+    series: usize,
+    /// The family of the previous sample line and its name: most lines continue it.
+    last: Option<(&'a str, usize, Role)>,
+}
+
+pub(crate) fn parse<'a>(input: &'a [u8], limits: &ParseLimits) -> Result<Vec<MetricFamily<'a>>, Error> {
+    let mut parser = Parser {
+        limits,
+        families: Vec::new(),
+        states: Vec::new(),
+        by_name: HashMap::new(),
+        series: 0,
+        last: None,
+    };
+    let mut lines = Lines::new(input);
+    while let Some(line) = lines.next_line(limits)? {
+        parser.line(line)?;
+    }
+    let rest = lines.rest();
+    if !rest.text.is_empty() {
+        return Err(rest.unexpected(
+            rest.text.len(),
+            "a newline at the end of the input (the last line is incomplete)",
+        ));
+    }
+    // Families that only had HELP or TYPE lines carry no data; the text parser drops them too.
+    let mut families = parser.families;
+    families.retain(|f| !f.samples.is_empty());
+    Ok(families)
+}
+
+#[inline]
+fn skip_blanks(text: &[u8], mut pos: usize) -> usize {
+    while pos < text.len() && (text[pos] == b' ' || text[pos] == b'\t') {
+        pos += 1;
+    }
+    pos
+}
+
+#[inline]
+fn token_end(text: &[u8], mut pos: usize) -> usize {
+    while pos < text.len() && text[pos] != b' ' && text[pos] != b'\t' {
+        pos += 1;
+    }
+    pos
+}
+
+impl<'a> Parser<'a, '_> {
+    fn line(&mut self, line: Line<'a>) -> Result<(), Error> {
+        let text = line.text;
+        if text.last() == Some(&b'\r') {
+            return Err(line.unexpected(text.len() - 1, "'\\n' alone at the end of the line"));
+        }
+        let pos = skip_blanks(text, 0);
+        match text.get(pos) {
+            None => Ok(()),
+            Some(b'#') => self.comment(line, pos + 1),
+            Some(_) => self.sample(line, pos),
+        }
+    }
+
+    fn family_index(&mut self, name: &'a str) -> usize {
+        if let Some(&index) = self.by_name.get(name) {
+            return index;
+        }
+        let index = self.families.len();
+        self.families.push(MetricFamily::new(name, MetricType::Unknown));
+        self.states.push(FamilyState::default());
+        self.by_name.insert(name, index);
+        index
+    }
+
+    /// A line starting with `#`: HELP, TYPE, or a comment to ignore.
+    fn comment(&mut self, line: Line<'a>, after_hash: usize) -> Result<(), Error> {
+        let text = line.text;
+        let keyword_start = skip_blanks(text, after_hash);
+        let keyword_end = token_end(text, keyword_start);
+        let keyword = &text[keyword_start..keyword_end];
+        let is_help = keyword == b"HELP";
+        if !is_help && keyword != b"TYPE" {
+            // A free comment: its bytes are not looked at.
+            return Ok(());
+        }
+        if keyword_end == text.len() {
+            return Ok(()); // "# HELP" alone: the text parser ignores it.
+        }
+        let name_start = skip_blanks(text, keyword_end);
+        let name_end = lex::scan_metric_name(text, name_start);
+        if name_end == text.len() && name_end > name_start {
+            return Ok(()); // "# HELP name" with nothing after it: ignored, as by the text parser.
+        }
+        if name_end == name_start || !matches!(text.get(name_end), Some(b' ' | b'\t') | None) {
+            return Err(line.unexpected(
+                name_end,
+                "a metric name followed by a space in the HELP or TYPE line",
+            ));
+        }
+        // Valid ASCII by construction.
+        let name = line.str(name_start, name_end)?;
+        let index = self.family_index(name);
+        let rest_start = skip_blanks(text, name_end);
+        if rest_start == text.len() {
+            return Ok(()); // "# TYPE name " with nothing after it: ignored too.
+        }
+        if is_help {
+            if self.families[index].help.is_some() {
+                return Err(line.invalid(
+                    keyword_start,
+                    format!("second HELP line for metric name {name:?}"),
+                ));
+            }
+            let help = lex::unescape_help(&line, rest_start, true)?;
+            self.families[index].help = Some(help);
+            return Ok(());
+        }
+        if self.states[index].type_fixed {
+            return Err(line.invalid(
+                keyword_start,
+                format!("second TYPE line for metric name {name:?}, or TYPE reported after samples"),
+            ));
+        }
+        // The type is the rest of the line, trailing blanks included, case-insensitive.
+        let type_text = &text[rest_start..];
+        let metric_type = match type_text.to_ascii_lowercase().as_slice() {
+            b"counter" => MetricType::Counter,
+            b"gauge" => MetricType::Gauge,
+            b"histogram" => MetricType::Histogram,
+            b"summary" => MetricType::Summary,
+            b"untyped" => MetricType::Unknown,
+            _ => {
+                return Err(line.invalid(
+                    rest_start,
+                    format!(
+                        "unknown metric type {:?}: expected counter, gauge, histogram, summary or untyped",
+                        String::from_utf8_lossy(type_text)
+                    ),
+                ));
+            }
+        };
+        self.families[index].metric_type = metric_type;
+        self.states[index].type_fixed = true;
+        self.last = None;
+        Ok(())
+    }
+
+    /// Files a sample name under its family, as the text parser does: an existing family of
+    /// that exact name first, then the summary or histogram it is a `_sum`, `_count` or
+    /// `_bucket` of, else a new untyped family.
+    fn resolve(&mut self, name: &'a str) -> (usize, Role) {
+        if let Some((last_name, index, role)) = self.last {
+            if last_name == name {
+                return (index, role);
+            }
+        }
+        let resolved = self.resolve_uncached(name);
+        self.last = Some((name, resolved.0, resolved.1));
+        resolved
+    }
+
+    fn resolve_uncached(&mut self, name: &'a str) -> (usize, Role) {
+        if let Some(&index) = self.by_name.get(name) {
+            return (index, Role::Plain);
+        }
+        for (suffix, role) in [
+            ("_count", Role::SumOrCount),
+            ("_sum", Role::SumOrCount),
+            ("_bucket", Role::Bucket),
+        ] {
+            if let Some(base) = name.strip_suffix(suffix) {
+                if let Some(&index) = self.by_name.get(base) {
+                    let base_type = self.families[index].metric_type;
+                    let fits = base_type == MetricType::Histogram
+                        || (base_type == MetricType::Summary && role == Role::SumOrCount);
+                    if fits && !base.is_empty() {
+                        return (index, role);
+                    }
+                }
+            }
+        }
+        (self.family_index(name), Role::Plain)
+    }
+
+    fn sample(&mut self, line: Line<'a>, start: usize) -> Result<(), Error> {
+        let text = line.text;
+        let name_end = lex::scan_metric_name(text, start);
+        if name_end == start {
+            return Err(line.unexpected(start, "a metric name, a comment or a blank line"));
+        }
+        let name = line.str(start, name_end)?;
+        let (index, role) = self.resolve(name);
+        let metric_type = self.families[index].metric_type;
+
+        let mut pos = skip_blanks(text, name_end);
+        let mut labels: Vec<Label<'a>> = Vec::new();
+        let mut le_seen = false;
+        let mut quantile_seen = false;
+        if text.get(pos) == Some(&b'{') {
+            pos += 1;
+            loop {
+                pos = skip_blanks(text, pos);
+                if text.get(pos) == Some(&b'}') {
+                    pos += 1;
+                    break;
+                }
+                let label_end = lex::scan_label_name(text, pos);
+                if label_end == pos {
+                    return Err(line.unexpected(pos, "a label name or '}'"));
+                }
+                let label_name = line.str(pos, label_end)?;
+                pos = skip_blanks(text, label_end);
+                if text.get(pos) != Some(&b'=') {
+                    return Err(line.unexpected(pos, "'=' after a label name"));
+                }
+                if label_name == "__name__" {
+                    return Err(line.invalid(
+                        label_end - label_name.len(),
+                        "label name \"__name__\" is reserved",
+                    ));
+                }
+                if labels.iter().any(|l| l.name == label_name) {
+                    return Err(line.invalid(
+                        label_end - label_name.len(),
+                        format!("duplicate label name {label_name:?} for metric {name:?}"),
+                    ));
+                }
+                if labels.len() >= self.limits.max_labels_per_sample {
+                    return Err(line.limit(
+                        label_end - label_name.len(),
+                        "number of labels on a sample",
+                        self.limits.max_labels_per_sample,
+                    ));
+                }
+                pos = skip_blanks(text, pos + 1);
+                if text.get(pos) != Some(&b'"') {
+                    return Err(line.unexpected(pos, "'\"' opening the label value"));
+                }
+                let value_start = pos;
+                let (value, after) = lex::scan_quoted(&line, pos, Escapes::Strict)?;
+                if value.len() > self.limits.max_label_value_length {
+                    return Err(line.limit(
+                        value_start,
+                        "label value length in bytes",
+                        self.limits.max_label_value_length,
+                    ));
+                }
+                let is_bound = match (metric_type, label_name) {
+                    (MetricType::Histogram, "le") => {
+                        le_seen = true;
+                        true
+                    }
+                    (MetricType::Summary, "quantile") => {
+                        quantile_seen = true;
+                        true
+                    }
+                    _ => false,
+                };
+                if is_bound && parse_number(&value).is_none() {
+                    return Err(line.invalid(
+                        value_start,
+                        format!("expected a float as value for the {label_name:?} label, got {value:?}"),
+                    ));
+                }
+                labels.push(Label {
+                    name: Cow::Borrowed(label_name),
+                    value,
+                });
+                pos = skip_blanks(text, after);
+                match text.get(pos) {
+                    Some(b',') => pos += 1,
+                    Some(b'}') => {
+                        pos += 1;
+                        break;
+                    }
+                    _ => return Err(line.unexpected(pos, "',' or '}' after a label value")),
+                }
+            }
+            pos = skip_blanks(text, pos);
+        } else if pos == name_end && pos < text.len() {
+            // The name must be followed by a blank or a label set.
+            return Err(line.unexpected(pos, "a space or '{' after the metric name"));
+        }
+
+        match (metric_type, role) {
+            (MetricType::Histogram, Role::Bucket) if !le_seen => {
+                return Err(line.invalid(start, format!("histogram bucket {name:?} has no \"le\" label")));
+            }
+            (MetricType::Histogram, Role::Plain) => {
+                return Err(line.invalid(
+                    start,
+                    format!("histogram {name:?} has a sample without a suffix: its samples are {name}_bucket, {name}_sum and {name}_count"),
+                ));
+            }
+            (MetricType::Summary, Role::Plain) if !quantile_seen => {
+                return Err(line.invalid(start, format!("summary sample {name:?} has no \"quantile\" label")));
+            }
+            _ => {}
+        }
+
+        let value_end = token_end(text, pos);
+        if value_end == pos {
+            return Err(line.unexpected(pos, "a sample value"));
+        }
+        let value_token = line.str(pos, value_end)?;
+        let Some(number) = parse_number(value_token) else {
+            return Err(line.unexpected_token(pos, value_end, "a float as sample value"));
+        };
+        let mut timestamp = None;
+        if value_end < text.len() {
+            let ts_start = skip_blanks(text, value_end);
+            let ts_end = token_end(text, ts_start);
+            if ts_start == text.len() {
+                return Err(line.unexpected(
+                    value_end,
+                    "a timestamp or the end of the line after the value (no trailing blanks)",
+                ));
+            }
+            let ts_token = line.str(ts_start, ts_end)?;
+            let Some(ms) = parse_go_int(ts_token) else {
+                return Err(line.unexpected_token(ts_start, ts_end, "an integer timestamp in milliseconds"));
+            };
+            if ts_end < text.len() {
+                return Err(line.unexpected(ts_end, "the end of the line after the timestamp"));
+            }
+            timestamp = Some(Timestamp::Millis(ms));
+        }
+
+        if self.series >= self.limits.max_series {
+            return Err(line.limit(start, "number of series", self.limits.max_series));
+        }
+        self.series += 1;
+        self.states[index].type_fixed = true;
+        self.families[index].samples.push(Sample {
+            name: Cow::Borrowed(name),
+            labels,
+            value: Value {
+                number,
+                token: Some(Cow::Borrowed(value_token)),
+            },
+            timestamp,
+            exemplar: None,
+        });
+        Ok(())
+    }
+}

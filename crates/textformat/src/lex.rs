@@ -1,0 +1,284 @@
+//! Lexical pieces shared by both parsers: lines, names, quoted strings, error positions.
+
+use std::borrow::Cow;
+
+use crate::Error;
+
+/// One line of input, without its `\n`, with what is needed to report errors in it.
+#[derive(Clone, Copy)]
+pub(crate) struct Line<'a> {
+    /// The bytes of the line.
+    pub text: &'a [u8],
+    /// 1-based line number.
+    pub number: usize,
+}
+
+impl<'a> Line<'a> {
+    /// The 1-based column, in characters, of byte offset `pos`.
+    pub fn column(&self, pos: usize) -> usize {
+        let end = pos.min(self.text.len());
+        // Count every byte that does not continue a UTF-8 sequence.
+        self.text[..end]
+            .iter()
+            .filter(|b| (**b & 0xC0) != 0x80)
+            .count()
+            + 1
+    }
+
+    /// An [`Error::Unexpected`] at `pos`, describing what stands there.
+    pub fn unexpected(&self, pos: usize, expected: &'static str) -> Error {
+        Error::Unexpected {
+            line: self.number,
+            column: self.column(pos),
+            expected,
+            found: describe_at(self.text, pos),
+        }
+    }
+
+    /// An [`Error::Unexpected`] at `pos` for a whole token.
+    pub fn unexpected_token(&self, pos: usize, end: usize, expected: &'static str) -> Error {
+        let found = if pos >= end {
+            describe_at(self.text, pos)
+        } else {
+            format!("{:?}", String::from_utf8_lossy(&self.text[pos..end]))
+        };
+        Error::Unexpected {
+            line: self.number,
+            column: self.column(pos),
+            expected,
+            found,
+        }
+    }
+
+    /// An [`Error::Invalid`] at `pos`.
+    pub fn invalid(&self, pos: usize, message: impl Into<String>) -> Error {
+        Error::Invalid {
+            line: self.number,
+            column: self.column(pos),
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::LimitExceeded`] at `pos`.
+    pub fn limit(&self, pos: usize, what: &'static str, limit: usize) -> Error {
+        Error::LimitExceeded {
+            line: self.number,
+            column: self.column(pos),
+            what,
+            limit,
+        }
+    }
+
+    /// The bytes `start..end` as a `&str`, or an error at `start` if they are not UTF-8.
+    pub fn str(&self, start: usize, end: usize) -> Result<&'a str, Error> {
+        std::str::from_utf8(&self.text[start..end]).map_err(|e| {
+            self.invalid(
+                start + e.valid_up_to(),
+                "invalid UTF-8: text must be UTF-8 encoded",
+            )
+        })
+    }
+}
+
+/// Names what stands at `pos`: a quoted character, or "end of line".
+fn describe_at(text: &[u8], pos: usize) -> String {
+    if pos >= text.len() {
+        return "end of line".to_string();
+    }
+    let rest = &text[pos..];
+    let char_len = match rest[0] {
+        b if b < 0x80 => 1,
+        b if b >= 0xF0 => 4,
+        b if b >= 0xE0 => 3,
+        _ => 2,
+    }
+    .min(rest.len());
+    let shown = String::from_utf8_lossy(&rest[..char_len]);
+    match shown.as_ref() {
+        " " => "' ' (a space)".to_string(),
+        "\t" => "'\\t' (a tab)".to_string(),
+        "\r" => "'\\r' (a carriage return; lines must end with \\n alone)".to_string(),
+        "\0" => "'\\0' (a NUL byte)".to_string(),
+        other => format!("'{}'", other.escape_debug()),
+    }
+}
+
+/// `[a-zA-Z_:]`
+#[inline]
+pub(crate) fn is_metric_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+}
+
+/// `[a-zA-Z0-9_:]`
+#[inline]
+pub(crate) fn is_metric_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+/// `[a-zA-Z_]`
+#[inline]
+pub(crate) fn is_label_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
+/// `[a-zA-Z0-9_]`
+#[inline]
+pub(crate) fn is_label_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The end of the metric name starting at `pos` (`pos` itself when there is none).
+#[inline]
+pub(crate) fn scan_metric_name(text: &[u8], pos: usize) -> usize {
+    if pos >= text.len() || !is_metric_name_start(text[pos]) {
+        return pos;
+    }
+    let mut end = pos + 1;
+    while end < text.len() && is_metric_name_char(text[end]) {
+        end += 1;
+    }
+    end
+}
+
+/// The end of the label name starting at `pos` (`pos` itself when there is none).
+#[inline]
+pub(crate) fn scan_label_name(text: &[u8], pos: usize) -> usize {
+    if pos >= text.len() || !is_label_name_start(text[pos]) {
+        return pos;
+    }
+    let mut end = pos + 1;
+    while end < text.len() && is_label_name_char(text[end]) {
+        end += 1;
+    }
+    end
+}
+
+/// Whether `name` is a valid metric name.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    !name.is_empty() && scan_metric_name(name.as_bytes(), 0) == name.len()
+}
+
+/// Whether `name` is a valid label name.
+pub fn is_valid_label_name(name: &str) -> bool {
+    !name.is_empty() && scan_label_name(name.as_bytes(), 0) == name.len()
+}
+
+/// How backslash escapes in a quoted label value are read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Escapes {
+    /// `\\`, `\"` and `\n`; any other escape is an error (Prometheus's text parser).
+    Strict,
+    /// `\\`, `\"` and `\n` are decoded; any other backslash is kept as written (OpenMetrics, as
+    /// its reference parser and conformance suite have it).
+    Lenient,
+}
+
+/// Reads a quoted label value whose opening `"` is at `open`. Returns the unescaped value
+/// (borrowed when it has no escapes) and the offset just past the closing quote.
+#[inline]
+pub(crate) fn scan_quoted<'a>(
+    line: &Line<'a>,
+    open: usize,
+    escapes: Escapes,
+) -> Result<(Cow<'a, str>, usize), Error> {
+    let text = line.text;
+    let start = open + 1;
+    let first = match memchr::memchr2(b'"', b'\\', &text[start.min(text.len())..]) {
+        Some(i) => start + i,
+        None => return Err(line.unexpected(text.len(), "'\"' closing the label value")),
+    };
+    if text[first] == b'"' {
+        return Ok((Cow::Borrowed(line.str(start, first)?), first + 1));
+    }
+    // Slow path: there are escapes to decode.
+    let mut value: Vec<u8> = Vec::with_capacity(first - start + 16);
+    value.extend_from_slice(&text[start..first]);
+    let mut i = first;
+    loop {
+        match text.get(i) {
+            None => return Err(line.unexpected(i, "'\"' closing the label value")),
+            Some(b'"') => break,
+            Some(b'\\') => {
+                match text.get(i + 1) {
+                    Some(b'\\') => value.push(b'\\'),
+                    Some(b'"') => value.push(b'"'),
+                    Some(b'n') => value.push(b'\n'),
+                    None => return Err(line.unexpected(i + 1, "an escaped character after '\\'")),
+                    Some(other) => match escapes {
+                        Escapes::Lenient => {
+                            value.push(b'\\');
+                            value.push(*other);
+                        }
+                        Escapes::Strict => {
+                            return Err(line.invalid(
+                                i,
+                                format!(
+                                    "invalid escape sequence {:?} in label value: only \\\\, \\\" and \\n are allowed",
+                                    String::from_utf8_lossy(&text[i..(i + 2).min(text.len())])
+                                ),
+                            ));
+                        }
+                    },
+                }
+                i += 2;
+            }
+            Some(b) => {
+                value.push(*b);
+                i += 1;
+            }
+        }
+    }
+    let value = String::from_utf8(value).map_err(|e| {
+        line.invalid(
+            start + e.utf8_error().valid_up_to(),
+            "invalid UTF-8 in label value",
+        )
+    })?;
+    Ok((Cow::Owned(value), i + 1))
+}
+
+/// Unescapes HELP text: `\\` and `\n` always; other escapes are an error when `strict`
+/// (Prometheus's text parser), kept as written otherwise (OpenMetrics).
+pub(crate) fn unescape_help<'a>(
+    line: &Line<'a>,
+    start: usize,
+    strict: bool,
+) -> Result<Cow<'a, str>, Error> {
+    let text = &line.text[start..];
+    let Some(first) = memchr::memchr(b'\\', text) else {
+        return Ok(Cow::Borrowed(line.str(start, line.text.len())?));
+    };
+    let mut help: Vec<u8> = Vec::with_capacity(text.len());
+    help.extend_from_slice(&text[..first]);
+    let mut i = first;
+    while i < text.len() {
+        if text[i] != b'\\' {
+            help.push(text[i]);
+            i += 1;
+            continue;
+        }
+        match text.get(i + 1) {
+            Some(b'\\') => help.push(b'\\'),
+            Some(b'n') => help.push(b'\n'),
+            other if strict => {
+                let shown = match other {
+                    Some(c) => format!("'\\{}'", (*c as char).escape_debug()),
+                    None => "'\\' at the end of the line".to_string(),
+                };
+                return Err(line.invalid(
+                    start + i,
+                    format!("invalid escape sequence {shown} in HELP: only \\\\ and \\n are allowed"),
+                ));
+            }
+            Some(c) => {
+                help.push(b'\\');
+                help.push(*c);
+            }
+            None => help.push(b'\\'),
+        }
+        i += 2;
+    }
+    String::from_utf8(help)
+        .map(Cow::Owned)
+        .map_err(|e| line.invalid(start, format!("invalid UTF-8 in HELP text: {e}")))
+}

@@ -1,0 +1,213 @@
+//! A strict, fast parser and renderer for the Prometheus text exposition format 0.0.4
+//! ("classic") and OpenMetrics 1.0.
+//!
+//! This crate is the one place where promdrop reads and writes the exposition format: the
+//! exporter parses every handed-off file with it, `promdrop check` validates with it, and the
+//! writer reads the previous file with it. It does no I/O: it takes bytes and gives back
+//! families, or takes families and gives back text.
+//!
+//! - [`parse`] reads bytes in a [`Format`] ([`Format::Auto`] picks OpenMetrics when the last
+//!   line is `# EOF`). Classic input is read as Prometheus's own text parser reads it (the one
+//!   node_exporter's textfile collector uses); OpenMetrics input as the specification and its
+//!   conformance suite say. Errors carry line and column. [`parse_with_limits`] bounds what a
+//!   hostile input can cost.
+//! - [`render_classic`] and [`render_openmetrics`] write families back out. A value read from
+//!   text is written back as the token it was read from, so a round trip is exact.
+//! - [`merge`] combines the families of several sources into one exposition and reports the
+//!   conflicts between them for the caller to act on.
+//!
+//! # Parse, inspect, render
+//!
+//! ```
+//! use promdrop_textformat::{parse, render_classic, Format, MetricType};
+//!
+//! let text = b"# HELP jobs_total Jobs run.\n# TYPE jobs_total counter\njobs_total{result=\"ok\"} 3\n";
+//! let exposition = parse(text, Format::Auto)?;
+//! assert_eq!(exposition.format, Format::Classic);
+//!
+//! let family = &exposition.families[0];
+//! assert_eq!(family.metric_type, MetricType::Counter);
+//! assert_eq!(family.samples[0].label("result"), Some("ok"));
+//! assert_eq!(family.samples[0].value.number, 3.0);
+//!
+//! // Rendering what was parsed gives the same text back.
+//! assert_eq!(render_classic(&exposition.families).as_bytes(), text);
+//! # Ok::<(), promdrop_textformat::Error>(())
+//! ```
+//!
+//! # Errors say where and what
+//!
+//! ```
+//! use promdrop_textformat::{parse, Format};
+//!
+//! let err = parse(b"up{job=\"a\" 1\n", Format::Classic).unwrap_err();
+//! assert_eq!((err.line(), err.column()), (1, 12));
+//! assert_eq!(err.to_string(), "1:12: expected ',' or '}' after a label value, found '1'");
+//! ```
+//!
+//! # OpenMetrics, and converting between formats
+//!
+//! ```
+//! use promdrop_textformat::{parse, render_classic, render_openmetrics, Format};
+//!
+//! let om = b"# TYPE jobs counter\njobs_total 3\njobs_created 1.7e9\n# EOF\n";
+//! let exposition = parse(om, Format::Auto)?;
+//! assert_eq!(exposition.format, Format::OpenMetrics);
+//! assert_eq!(exposition.families[0].name, "jobs");
+//! assert_eq!(render_openmetrics(&exposition.families).as_bytes(), om);
+//!
+//! // The classic format has no `_created`: it becomes a gauge of its own, as client
+//! // libraries write it.
+//! let classic = render_classic(&exposition.families);
+//! assert!(classic.starts_with("# TYPE jobs_total counter\njobs_total 3\n"));
+//! assert!(classic.contains("# TYPE jobs_created gauge\njobs_created 1.7e9\n"));
+//! # Ok::<(), promdrop_textformat::Error>(())
+//! ```
+//!
+//! # Merging sources
+//!
+//! ```
+//! use promdrop_textformat::{merge, parse, render_classic, Conflict, Format, Source};
+//!
+//! let a = parse(b"# TYPE up gauge\nup{job=\"a\"} 1\n", Format::Classic)?;
+//! let b = parse(b"# TYPE up counter\nup{job=\"b\"} 1\n", Format::Classic)?;
+//! let merged = merge(&[Source::new(&a.families), Source::new(&b.families)]);
+//! // The second source declares another type for `up`, so its family is dropped and reported.
+//! assert_eq!(render_classic(&merged.families), "# TYPE up gauge\nup{job=\"a\"} 1\n");
+//! assert!(matches!(merged.conflicts[0], Conflict::TypeMismatch { source: 1, .. }));
+//! # Ok::<(), promdrop_textformat::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod classic;
+mod error;
+mod lex;
+mod merge;
+mod model;
+mod number;
+mod openmetrics;
+mod render;
+
+pub use error::Error;
+pub use lex::{is_valid_label_name, is_valid_metric_name};
+pub use merge::{Conflict, MergedFamily, MergedView, Source, merge};
+pub use model::{
+    Exemplar, Exposition, Format, Label, MetricFamily, MetricType, Sample, Timestamp, Value,
+};
+pub use number::format_go_float;
+pub use render::{
+    FamilyView, escape_help, escape_label_value, render_classic, render_classic_into,
+    render_openmetrics, render_openmetrics_into,
+};
+
+/// Bounds on what one input may cost. Each is checked as the input is read, so a hostile input
+/// is refused with [`Error::LimitExceeded`] before it can exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Largest input, in bytes.
+    pub max_bytes: usize,
+    /// Longest line, in bytes (without its newline).
+    pub max_line_length: usize,
+    /// Most labels on one sample.
+    pub max_labels_per_sample: usize,
+    /// Longest label value, in bytes after unescaping.
+    pub max_label_value_length: usize,
+    /// Most samples (series lines) in one input.
+    pub max_series: usize,
+}
+
+impl Default for ParseLimits {
+    /// Generous bounds for trusted input: 256 MiB, 1 MiB lines, 512 labels, 256 KiB label
+    /// values, 10 million samples. Services that read untrusted files set tighter ones.
+    fn default() -> Self {
+        ParseLimits {
+            max_bytes: 256 << 20,
+            max_line_length: 1 << 20,
+            max_labels_per_sample: 512,
+            max_label_value_length: 256 << 10,
+            max_series: 10_000_000,
+        }
+    }
+}
+
+/// Parses `input` in `format` with the default [`ParseLimits`].
+///
+/// Parsing borrows names, label values and value tokens from `input` wherever no unescaping is
+/// needed; call [`Exposition::into_owned`] to keep the result past `input`'s lifetime.
+pub fn parse(input: &[u8], format: Format) -> Result<Exposition<'_>, Error> {
+    parse_with_limits(input, format, &ParseLimits::default())
+}
+
+/// Parses `input` in `format`, refusing it when it exceeds `limits`.
+pub fn parse_with_limits<'a>(
+    input: &'a [u8],
+    format: Format,
+    limits: &ParseLimits,
+) -> Result<Exposition<'a>, Error> {
+    if input.len() > limits.max_bytes {
+        return Err(Error::LimitExceeded {
+            line: 1,
+            column: 1,
+            what: "input size in bytes",
+            limit: limits.max_bytes,
+        });
+    }
+    match format.resolve(input) {
+        Format::OpenMetrics => Ok(Exposition {
+            format: Format::OpenMetrics,
+            families: openmetrics::parse(input, limits)?,
+        }),
+        _ => Ok(Exposition {
+            format: Format::Classic,
+            families: classic::parse(input, limits)?,
+        }),
+    }
+}
+
+/// Splits `input` into lines for the parsers, enforcing the line-length limit. The final
+/// element is what follows the last `\n` (empty when the input ends with a newline).
+pub(crate) struct Lines<'a> {
+    input: &'a [u8],
+    pos: usize,
+    number: usize,
+}
+
+impl<'a> Lines<'a> {
+    pub(crate) fn new(input: &'a [u8]) -> Self {
+        Lines {
+            input,
+            pos: 0,
+            number: 0,
+        }
+    }
+
+    /// The next complete line (terminated by `\n`), or `None` at the last, unterminated piece,
+    /// which [`Lines::rest`] then returns.
+    #[inline]
+    pub(crate) fn next_line(&mut self, limits: &ParseLimits) -> Result<Option<lex::Line<'a>>, Error> {
+        let rest = &self.input[self.pos..];
+        match memchr::memchr(b'\n', rest) {
+            Some(len) => {
+                self.number += 1;
+                let line = lex::Line {
+                    text: &rest[..len],
+                    number: self.number,
+                };
+                if len > limits.max_line_length {
+                    return Err(line.limit(limits.max_line_length, "line length in bytes", limits.max_line_length));
+                }
+                self.pos += len + 1;
+                Ok(Some(line))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// What follows the last newline, as a line numbered after the last complete one.
+    pub(crate) fn rest(&self) -> lex::Line<'a> {
+        lex::Line {
+            text: &self.input[self.pos..],
+            number: self.number + 1,
+        }
+    }
+}

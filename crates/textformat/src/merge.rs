@@ -1,0 +1,278 @@
+//! Merging the families of several sources (files) into one exposition.
+//!
+//! The result groups each family's samples under one HELP/TYPE block, whatever the order the
+//! sources had them in, and reports every disagreement between sources as a [`Conflict`] value:
+//! the caller decides what to log, count or show. The rules are the ones a scrape target needs
+//! to stay valid and lose as little as possible:
+//!
+//! - TYPE: the first source (in the order given) to declare a family fixes its type; a later
+//!   source's family of another type is left out whole ([`Conflict::TypeMismatch`]).
+//! - HELP: the first HELP text wins; a different one later is reported
+//!   ([`Conflict::HelpMismatch`]) but its samples are kept. A source without HELP is no conflict.
+//! - Series: a series (name, label set and timestamp) is served once. When two sources have it,
+//!   the one with the higher [`Source::precedence`] wins, the later one on a tie (give file
+//!   modification times to serve the newer file); within one source the first is kept.
+//!   Either way a [`Conflict::DuplicateSeries`] is reported.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
+
+use crate::render::FamilyView;
+use crate::{MetricFamily, MetricType, Sample};
+
+/// One input to [`merge`]: a source's families and how much its samples count when a series is
+/// present in several sources.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'m> {
+    /// The families, as parsed.
+    pub families: &'m [MetricFamily<'m>],
+    /// Higher wins a duplicate series (for instance the file's modification time).
+    pub precedence: i128,
+}
+
+impl<'m> Source<'m> {
+    /// A source with precedence 0.
+    pub fn new(families: &'m [MetricFamily<'m>]) -> Self {
+        Source {
+            families,
+            precedence: 0,
+        }
+    }
+
+    /// Sets the precedence (builder style).
+    pub fn with_precedence(mut self, precedence: i128) -> Self {
+        self.precedence = precedence;
+        self
+    }
+}
+
+/// A disagreement between sources found while merging. Sources are numbered by their position
+/// in the slice given to [`merge`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conflict {
+    /// `source` declared `family` with another type than `kept_source` did, so `source`'s
+    /// samples of that family were left out.
+    TypeMismatch {
+        /// The family name.
+        family: String,
+        /// The source whose family was left out.
+        source: usize,
+        /// Its type.
+        source_type: MetricType,
+        /// The source that fixed the type.
+        kept_source: usize,
+        /// The type that was kept.
+        kept_type: MetricType,
+    },
+    /// `source` has another HELP text for `family` than `kept_source`; its samples were kept.
+    HelpMismatch {
+        /// The family name.
+        family: String,
+        /// The source with the other text.
+        source: usize,
+        /// The source whose text is served.
+        kept_source: usize,
+    },
+    /// The same series came from `dropped_source` and `kept_source` (which may be the same
+    /// source); only the sample from `kept_source` is served.
+    DuplicateSeries {
+        /// The family name.
+        family: String,
+        /// The series, as `name{label="value",...}`.
+        series: String,
+        /// The source whose sample is served.
+        kept_source: usize,
+        /// The source whose sample was left out.
+        dropped_source: usize,
+    },
+}
+
+impl Conflict {
+    /// A short name for the kind of conflict, suitable as a metric label value:
+    /// `type`, `help` or `duplicate_series`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Conflict::TypeMismatch { .. } => "type",
+            Conflict::HelpMismatch { .. } => "help",
+            Conflict::DuplicateSeries { .. } => "duplicate_series",
+        }
+    }
+}
+
+/// A family in a [`MergedView`]: metadata from the source that first had it, samples from all.
+#[derive(Debug, Clone)]
+pub struct MergedFamily<'m> {
+    /// The family name.
+    pub name: &'m str,
+    /// The first HELP text any source gave.
+    pub help: Option<&'m str>,
+    /// The type the first source declared.
+    pub metric_type: MetricType,
+    /// The first unit any source gave.
+    pub unit: Option<&'m str>,
+    /// The samples, source by source in the order given.
+    pub samples: Vec<&'m Sample<'m>>,
+    /// The source that fixed the type and, with it, the family's position.
+    pub first_source: usize,
+}
+
+impl FamilyView for MergedFamily<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn help(&self) -> Option<&str> {
+        self.help
+    }
+    fn metric_type(&self) -> MetricType {
+        self.metric_type
+    }
+    fn unit(&self) -> Option<&str> {
+        self.unit
+    }
+    fn samples(&self) -> impl Iterator<Item = &Sample<'_>> {
+        self.samples.iter().copied()
+    }
+}
+
+/// The result of [`merge`]: families ready to render, and the conflicts found.
+#[derive(Debug, Clone, Default)]
+pub struct MergedView<'m> {
+    /// Families in order of first appearance.
+    pub families: Vec<MergedFamily<'m>>,
+    /// Every conflict, in the order found.
+    pub conflicts: Vec<Conflict>,
+}
+
+fn series_hash(sample: &Sample<'_>) -> u64 {
+    let mut labels: Vec<(&str, &str)> = sample
+        .labels
+        .iter()
+        .map(|l| (l.name.as_ref(), l.value.as_ref()))
+        .collect();
+    labels.sort_unstable();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    sample.name.hash(&mut hasher);
+    labels.hash(&mut hasher);
+    sample.timestamp.map(|t| t.as_millis()).hash(&mut hasher);
+    hasher.finish()
+}
+
+fn same_series(a: &Sample<'_>, b: &Sample<'_>) -> bool {
+    a.name == b.name
+        && a.timestamp.map(|t| t.as_millis()) == b.timestamp.map(|t| t.as_millis())
+        && a.labels.len() == b.labels.len()
+        && a.labels.iter().all(|l| b.labels.contains(l))
+}
+
+fn describe_series(sample: &Sample<'_>) -> String {
+    let mut out = sample.name.to_string();
+    if !sample.labels.is_empty() {
+        out.push('{');
+        for (i, label) in sample.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&label.name);
+            out.push_str("=\"");
+            crate::escape_label_value(&label.value, &mut out);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out
+}
+
+/// Merges the families of `sources` into one view; see the [module docs](self) for the rules.
+pub fn merge<'m>(sources: &[Source<'m>]) -> MergedView<'m> {
+    let mut view = MergedView::default();
+    let mut by_name: HashMap<&'m str, usize> = HashMap::new();
+    // Per merged sample: the source it came from, for duplicate resolution.
+    let mut origins: Vec<Vec<usize>> = Vec::new();
+    // Series hash -> (family index, sample index) of the samples kept so far.
+    let mut series: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
+
+    for (source_index, source) in sources.iter().enumerate() {
+        for family in source.families {
+            let family_index = match by_name.entry(family.name.as_ref()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(view.families.len());
+                    view.families.push(MergedFamily {
+                        name: family.name.as_ref(),
+                        help: family.help.as_deref(),
+                        metric_type: family.metric_type,
+                        unit: family.unit.as_deref(),
+                        samples: Vec::with_capacity(family.samples.len()),
+                        first_source: source_index,
+                    });
+                    origins.push(Vec::with_capacity(family.samples.len()));
+                    view.families.len() - 1
+                }
+                Entry::Occupied(slot) => {
+                    let index = *slot.get();
+                    let merged = &mut view.families[index];
+                    if merged.metric_type != family.metric_type {
+                        view.conflicts.push(Conflict::TypeMismatch {
+                            family: family.name.to_string(),
+                            source: source_index,
+                            source_type: family.metric_type,
+                            kept_source: merged.first_source,
+                            kept_type: merged.metric_type,
+                        });
+                        continue;
+                    }
+                    match (merged.help, family.help.as_deref()) {
+                        (None, Some(help)) => merged.help = Some(help),
+                        (Some(kept), Some(other)) if kept != other => {
+                            view.conflicts.push(Conflict::HelpMismatch {
+                                family: family.name.to_string(),
+                                source: source_index,
+                                kept_source: merged.first_source,
+                            });
+                        }
+                        _ => {}
+                    }
+                    if merged.unit.is_none() {
+                        merged.unit = family.unit.as_deref();
+                    }
+                    index
+                }
+            };
+            for sample in &family.samples {
+                let hash = series_hash(sample);
+                let candidates = series.entry(hash).or_default();
+                let existing = candidates
+                    .iter()
+                    .copied()
+                    .find(|&(f, s)| same_series(view.families[f].samples[s], sample));
+                match existing {
+                    None => {
+                        let merged = &mut view.families[family_index];
+                        candidates.push((family_index, merged.samples.len()));
+                        merged.samples.push(sample);
+                        origins[family_index].push(source_index);
+                    }
+                    Some((f, s)) => {
+                        let kept_source = origins[f][s];
+                        let replace = kept_source != source_index
+                            && source.precedence >= sources[kept_source].precedence;
+                        let (kept, dropped) = if replace {
+                            view.families[f].samples[s] = sample;
+                            origins[f][s] = source_index;
+                            (source_index, kept_source)
+                        } else {
+                            (kept_source, source_index)
+                        };
+                        view.conflicts.push(Conflict::DuplicateSeries {
+                            family: family.name.to_string(),
+                            series: describe_series(sample),
+                            kept_source: kept,
+                            dropped_source: dropped,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    view
+}

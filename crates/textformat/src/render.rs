@@ -1,0 +1,288 @@
+//! Renderers: families back to classic text (as Go's `expfmt` writes it) or OpenMetrics.
+
+use std::fmt::Write;
+
+use crate::number::format_go_float;
+use crate::{Label, MetricFamily, MetricType, Sample, Timestamp, Value};
+
+/// Read access to a metric family, so that both parsed families ([`MetricFamily`]) and merged
+/// ones ([`MergedFamily`](crate::MergedFamily)) can be rendered.
+pub trait FamilyView {
+    /// The family name.
+    fn name(&self) -> &str;
+    /// The HELP text, unescaped.
+    fn help(&self) -> Option<&str>;
+    /// The family's type.
+    fn metric_type(&self) -> MetricType;
+    /// The OpenMetrics unit.
+    fn unit(&self) -> Option<&str>;
+    /// The samples, in the order to write them.
+    fn samples(&self) -> impl Iterator<Item = &Sample<'_>>;
+}
+
+impl FamilyView for MetricFamily<'_> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn help(&self) -> Option<&str> {
+        self.help.as_deref()
+    }
+    fn metric_type(&self) -> MetricType {
+        self.metric_type
+    }
+    fn unit(&self) -> Option<&str> {
+        self.unit.as_deref()
+    }
+    fn samples(&self) -> impl Iterator<Item = &Sample<'_>> {
+        self.samples.iter()
+    }
+}
+
+/// Escapes a HELP text for either format: `\` as `\\` and a newline as `\n`.
+pub fn escape_help(help: &str, out: &mut String) {
+    escape(help, out, false);
+}
+
+/// Escapes a label value for either format: `\` as `\\`, `"` as `\"`, a newline as `\n`.
+pub fn escape_label_value(value: &str, out: &mut String) {
+    escape(value, out, true);
+}
+
+#[inline]
+fn escape(text: &str, out: &mut String, quote: bool) {
+    let bytes = text.as_bytes();
+    let needs = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
+    if !bytes.iter().any(|b| needs(*b)) {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+#[inline]
+fn write_labels(labels: &[Label<'_>], out: &mut String) {
+    if labels.is_empty() {
+        return;
+    }
+    out.push('{');
+    let mut first = true;
+    for label in labels {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&label.name);
+        out.push_str("=\"");
+        escape_label_value(&label.value, out);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+#[inline]
+fn write_value(value: &Value<'_>, out: &mut String) {
+    match &value.token {
+        Some(token) => out.push_str(token),
+        None => format_go_float(value.number, out),
+    }
+}
+
+/// Renders families as the classic text format 0.0.4, as Go's `expfmt` writes it: a `# HELP`
+/// line when there is help, a `# TYPE` line, then the samples in order; `+Inf`, `-Inf`, `NaN`
+/// and Go's shortest float form; integer millisecond timestamps. Exemplars are dropped (the
+/// format has none).
+///
+/// OpenMetrics families are written the way client libraries write them in the classic format:
+/// a counter `x` as `x_total`, an info `x` as the gauge `x_info`, a stateset as a gauge, a gauge
+/// histogram as a histogram of its buckets, and `_created`, `_gsum` and `_gcount` samples as
+/// gauges of their own.
+pub fn render_classic<F: FamilyView>(families: &[F]) -> String {
+    let mut out = String::new();
+    render_classic_into(families, &mut out);
+    out
+}
+
+/// [`render_classic`] appending to `out`.
+pub fn render_classic_into<F: FamilyView>(families: &[F], out: &mut String) {
+    for family in families {
+        render_classic_family(family, out);
+    }
+}
+
+fn write_classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
+    if let Some(help) = help {
+        out.push_str("# HELP ");
+        out.push_str(name);
+        out.push(' ');
+        escape_help(help, out);
+        out.push('\n');
+    }
+    out.push_str("# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(type_name);
+    out.push('\n');
+}
+
+#[inline]
+fn write_classic_sample(sample: &Sample<'_>, out: &mut String) {
+    out.push_str(&sample.name);
+    write_labels(&sample.labels, out);
+    out.push(' ');
+    write_value(&sample.value, out);
+    if let Some(ts) = sample.timestamp {
+        let _ = write!(out, " {}", ts.as_millis());
+    }
+    out.push('\n');
+}
+
+fn render_classic_family<F: FamilyView>(family: &F, out: &mut String) {
+    let name = family.name();
+    let metric_type = family.metric_type();
+    // Samples that classic clients write as gauges of their own.
+    let split_suffixes: &[&str] = match metric_type {
+        MetricType::Counter | MetricType::Histogram | MetricType::Summary => &["_created"],
+        MetricType::GaugeHistogram => &["_gcount", "_gsum"],
+        _ => &[],
+    };
+    let is_split = |sample: &Sample<'_>| {
+        sample
+            .name
+            .strip_prefix(name)
+            .is_some_and(|suffix| split_suffixes.contains(&suffix))
+    };
+    let main_name: String = match metric_type {
+        MetricType::Counter | MetricType::Info => {
+            // The name the samples carry: `x_total` or `x_info` for OpenMetrics families, the
+            // family name itself for classic ones.
+            family
+                .samples()
+                .find(|s| !is_split(s))
+                .map(|s| s.name.to_string())
+                .unwrap_or_else(|| name.to_string())
+        }
+        _ => name.to_string(),
+    };
+    let has_main = family.samples().any(|s| !is_split(s));
+    if has_main || split_suffixes.is_empty() {
+        write_classic_header(&main_name, family.help(), metric_type.classic_name(), out);
+        for sample in family.samples().filter(|s| !is_split(s)) {
+            write_classic_sample(sample, out);
+        }
+    }
+    for suffix in split_suffixes {
+        let split_name = format!("{name}{suffix}");
+        let mut samples = family.samples().filter(|s| s.name == split_name).peekable();
+        if samples.peek().is_none() {
+            continue;
+        }
+        write_classic_header(&split_name, family.help(), "gauge", out);
+        for sample in samples {
+            write_classic_sample(sample, out);
+        }
+    }
+}
+
+/// Renders families as OpenMetrics 1.0 text, ending with `# EOF`.
+///
+/// Classic families are given OpenMetrics names: a counter family `x_total` is written as the
+/// family `x` with samples `x_total`, and a counter whose samples lack the `_total` suffix gets
+/// it; `untyped` becomes `unknown`. Timestamps are written in seconds.
+pub fn render_openmetrics<F: FamilyView>(families: &[F]) -> String {
+    let mut out = String::new();
+    render_openmetrics_into(families, &mut out);
+    out
+}
+
+/// [`render_openmetrics`] appending to `out`.
+pub fn render_openmetrics_into<F: FamilyView>(families: &[F], out: &mut String) {
+    for family in families {
+        render_openmetrics_family(family, out);
+    }
+    out.push_str("# EOF\n");
+}
+
+fn write_om_timestamp(ts: Timestamp, out: &mut String) {
+    match ts {
+        Timestamp::Seconds(s) => {
+            let _ = write!(out, "{s}");
+        }
+        Timestamp::Millis(ms) => {
+            let sign = if ms < 0 { "-" } else { "" };
+            let abs = ms.unsigned_abs();
+            let (secs, millis) = (abs / 1000, abs % 1000);
+            if millis == 0 {
+                let _ = write!(out, "{sign}{secs}");
+            } else {
+                let _ = write!(out, "{sign}{secs}.{millis:03}");
+            }
+        }
+    }
+}
+
+fn render_openmetrics_family<F: FamilyView>(family: &F, out: &mut String) {
+    let name = family.name();
+    let metric_type = family.metric_type();
+    let om_name = match metric_type {
+        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    if let Some(help) = family.help() {
+        out.push_str("# HELP ");
+        out.push_str(om_name);
+        out.push(' ');
+        escape_help(help, out);
+        out.push('\n');
+    }
+    out.push_str("# TYPE ");
+    out.push_str(om_name);
+    out.push(' ');
+    out.push_str(metric_type.openmetrics_name());
+    out.push('\n');
+    if let Some(unit) = family.unit().filter(|u| !u.is_empty()) {
+        out.push_str("# UNIT ");
+        out.push_str(om_name);
+        out.push(' ');
+        out.push_str(unit);
+        out.push('\n');
+    }
+    for sample in family.samples() {
+        // A classic counter whose samples are named without `_total` gets the suffix.
+        let sample_name: &str = &sample.name;
+        out.push_str(sample_name);
+        if metric_type == MetricType::Counter
+            && sample_name == om_name
+            && !sample_name.ends_with("_total")
+        {
+            out.push_str("_total");
+        }
+        write_labels(&sample.labels, out);
+        out.push(' ');
+        write_value(&sample.value, out);
+        if let Some(ts) = sample.timestamp {
+            out.push(' ');
+            write_om_timestamp(ts, out);
+        }
+        if let Some(exemplar) = &sample.exemplar {
+            out.push_str(" # ");
+            if exemplar.labels.is_empty() {
+                out.push_str("{}");
+            } else {
+                write_labels(&exemplar.labels, out);
+            }
+            out.push(' ');
+            write_value(&exemplar.value, out);
+            if let Some(ts) = exemplar.timestamp {
+                let _ = write!(out, " {ts}");
+            }
+        }
+        out.push('\n');
+    }
+}
