@@ -39,7 +39,10 @@ struct Parser<'a, 'l> {
     last: Option<(&'a str, usize, Role)>,
 }
 
-pub(crate) fn parse<'a>(input: &'a [u8], limits: &ParseLimits) -> Result<Vec<MetricFamily<'a>>, Error> {
+pub(crate) fn parse<'a>(
+    input: &'a [u8],
+    limits: &ParseLimits,
+) -> Result<Vec<MetricFamily<'a>>, Error> {
     let mut parser = Parser {
         limits,
         families: Vec::new(),
@@ -100,7 +103,8 @@ impl<'a> Parser<'a, '_> {
             return index;
         }
         let index = self.families.len();
-        self.families.push(MetricFamily::new(name, MetricType::Unknown));
+        self.families
+            .push(MetricFamily::new(name, MetricType::Unknown));
         self.states.push(FamilyState::default());
         self.by_name.insert(name, index);
         index
@@ -152,7 +156,9 @@ impl<'a> Parser<'a, '_> {
         if self.states[index].type_fixed {
             return Err(line.invalid(
                 keyword_start,
-                format!("second TYPE line for metric name {name:?}, or TYPE reported after samples"),
+                format!(
+                    "second TYPE line for metric name {name:?}, or TYPE reported after samples"
+                ),
             ));
         }
         // The type is the rest of the line, trailing blanks included, case-insensitive.
@@ -293,7 +299,9 @@ impl<'a> Parser<'a, '_> {
                 if is_bound && parse_number(&value).is_none() {
                     return Err(line.invalid(
                         value_start,
-                        format!("expected a float as value for the {label_name:?} label, got {value:?}"),
+                        format!(
+                            "expected a float as value for the {label_name:?} label, got {value:?}"
+                        ),
                     ));
                 }
                 labels.push(Label {
@@ -318,7 +326,10 @@ impl<'a> Parser<'a, '_> {
 
         match (metric_type, role) {
             (MetricType::Histogram, Role::Bucket) if !le_seen => {
-                return Err(line.invalid(start, format!("histogram bucket {name:?} has no \"le\" label")));
+                return Err(line.invalid(
+                    start,
+                    format!("histogram bucket {name:?} has no \"le\" label"),
+                ));
             }
             (MetricType::Histogram, Role::Plain) => {
                 return Err(line.invalid(
@@ -327,7 +338,10 @@ impl<'a> Parser<'a, '_> {
                 ));
             }
             (MetricType::Summary, Role::Plain) if !quantile_seen => {
-                return Err(line.invalid(start, format!("summary sample {name:?} has no \"quantile\" label")));
+                return Err(line.invalid(
+                    start,
+                    format!("summary sample {name:?} has no \"quantile\" label"),
+                ));
             }
             _ => {}
         }
@@ -352,7 +366,11 @@ impl<'a> Parser<'a, '_> {
             }
             let ts_token = line.str(ts_start, ts_end)?;
             let Some(ms) = parse_go_int(ts_token) else {
-                return Err(line.unexpected_token(ts_start, ts_end, "an integer timestamp in milliseconds"));
+                return Err(line.unexpected_token(
+                    ts_start,
+                    ts_end,
+                    "an integer timestamp in milliseconds",
+                ));
             };
             if ts_end < text.len() {
                 return Err(line.unexpected(ts_end, "the end of the line after the timestamp"));

@@ -267,7 +267,9 @@ pub(crate) fn unescape_help<'a>(
                 };
                 return Err(line.invalid(
                     start + i,
-                    format!("invalid escape sequence {shown} in HELP: only \\\\ and \\n are allowed"),
+                    format!(
+                        "invalid escape sequence {shown} in HELP: only \\\\ and \\n are allowed"
+                    ),
                 ));
             }
             Some(c) => {

@@ -15,6 +15,8 @@
 //!   text is written back as the token it was read from, so a round trip is exact.
 //! - [`merge`] combines the families of several sources into one exposition and reports the
 //!   conflicts between them for the caller to act on.
+//! - [`WriterHeader`] reads and writes the `# promdrop:` comment with which promdrop-writer
+//!   tells the exporter when a file was written and how long it stays fresh.
 //!
 //! # Parse, inspect, render
 //!
@@ -81,6 +83,7 @@
 
 mod classic;
 mod error;
+mod header;
 mod lex;
 mod merge;
 mod model;
@@ -89,6 +92,7 @@ mod openmetrics;
 mod render;
 
 pub use error::Error;
+pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};
 pub use lex::{is_valid_label_name, is_valid_metric_name};
 pub use merge::{Conflict, MergedFamily, MergedView, Source, merge};
 pub use model::{
@@ -184,7 +188,10 @@ impl<'a> Lines<'a> {
     /// The next complete line (terminated by `\n`), or `None` at the last, unterminated piece,
     /// which [`Lines::rest`] then returns.
     #[inline]
-    pub(crate) fn next_line(&mut self, limits: &ParseLimits) -> Result<Option<lex::Line<'a>>, Error> {
+    pub(crate) fn next_line(
+        &mut self,
+        limits: &ParseLimits,
+    ) -> Result<Option<lex::Line<'a>>, Error> {
         let rest = &self.input[self.pos..];
         match memchr::memchr(b'\n', rest) {
             Some(len) => {
@@ -194,7 +201,11 @@ impl<'a> Lines<'a> {
                     number: self.number,
                 };
                 if len > limits.max_line_length {
-                    return Err(line.limit(limits.max_line_length, "line length in bytes", limits.max_line_length));
+                    return Err(line.limit(
+                        limits.max_line_length,
+                        "line length in bytes",
+                        limits.max_line_length,
+                    ));
                 }
                 self.pos += len + 1;
                 Ok(Some(line))

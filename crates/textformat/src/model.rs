@@ -276,7 +276,11 @@ impl<'a> Sample<'a> {
     }
 
     /// Adds a label (builder style).
-    pub fn with_label(mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) -> Self {
+    pub fn with_label(
+        mut self,
+        name: impl Into<Cow<'a, str>>,
+        value: impl Into<Cow<'a, str>>,
+    ) -> Self {
         self.labels.push(Label::new(name, value));
         self
     }

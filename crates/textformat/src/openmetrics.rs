@@ -54,7 +54,10 @@ struct Parser<'a, 'l> {
     series: usize,
 }
 
-pub(crate) fn parse<'a>(input: &'a [u8], limits: &ParseLimits) -> Result<Vec<MetricFamily<'a>>, Error> {
+pub(crate) fn parse<'a>(
+    input: &'a [u8],
+    limits: &ParseLimits,
+) -> Result<Vec<MetricFamily<'a>>, Error> {
     let mut parser = Parser {
         limits,
         families: Vec::new(),
@@ -125,7 +128,10 @@ fn parse_bound(value: &str) -> Option<f64> {
 impl<'a> Parser<'a, '_> {
     fn line(&mut self, line: Line<'a>) -> Result<(), Error> {
         match line.text.first() {
-            None => Err(line.unexpected(0, "a sample or metadata line (OpenMetrics has no blank lines)")),
+            None => Err(line.unexpected(
+                0,
+                "a sample or metadata line (OpenMetrics has no blank lines)",
+            )),
             Some(b'#') => self.metadata(line),
             Some(_) => self.sample(line),
         }
@@ -142,7 +148,8 @@ impl<'a> Parser<'a, '_> {
         }
         self.claimed.insert(Cow::Borrowed(name));
         let index = self.families.len();
-        self.families.push(MetricFamily::new(name, MetricType::Unknown));
+        self.families
+            .push(MetricFamily::new(name, MetricType::Unknown));
         self.current = Some(Current {
             index,
             name,
@@ -163,7 +170,10 @@ impl<'a> Parser<'a, '_> {
             return Ok(());
         };
         let family = &self.families[current.index];
-        if matches!(family.metric_type, MetricType::Histogram | MetricType::GaugeHistogram) {
+        if matches!(
+            family.metric_type,
+            MetricType::Histogram | MetricType::GaugeHistogram
+        ) {
             check_histograms(family, &self.sample_lines)?;
         }
         Ok(())
@@ -177,7 +187,11 @@ impl<'a> Parser<'a, '_> {
         let keyword_end = 2 + memchr::memchr(b' ', rest).unwrap_or(rest.len());
         let keyword = &text[2..keyword_end];
         if !matches!(keyword, b"HELP" | b"TYPE" | b"UNIT") {
-            return Err(line.unexpected_token(2, keyword_end, "HELP, TYPE, UNIT or EOF after '# '"));
+            return Err(line.unexpected_token(
+                2,
+                keyword_end,
+                "HELP, TYPE, UNIT or EOF after '# '",
+            ));
         }
         let name_start = keyword_end + 1;
         let name_end = lex::scan_metric_name(text, name_start.min(text.len()));
@@ -220,9 +234,16 @@ impl<'a> Parser<'a, '_> {
                 let unit = line.str(value_start, text.len())?;
                 if !unit.is_empty() {
                     if !unit.bytes().all(lex::is_metric_name_char) {
-                        return Err(line.unexpected_token(value_start, text.len(), "a unit made of [a-zA-Z0-9_:]"));
+                        return Err(line.unexpected_token(
+                            value_start,
+                            text.len(),
+                            "a unit made of [a-zA-Z0-9_:]",
+                        ));
                     }
-                    if !name.strip_suffix(unit).is_some_and(|base| base.ends_with('_')) {
+                    if !name
+                        .strip_suffix(unit)
+                        .is_some_and(|base| base.ends_with('_'))
+                    {
                         return Err(line.invalid(
                             value_start,
                             format!("metric family {name:?} must end in \"_{unit}\" to have unit {unit:?}"),
@@ -259,8 +280,12 @@ impl<'a> Parser<'a, '_> {
                         ));
                     }
                 };
-                if family.unit.is_some() && matches!(metric_type, MetricType::Info | MetricType::StateSet) {
-                    return Err(line.invalid(value_start, format!("a {metric_type} cannot have a unit")));
+                if family.unit.is_some()
+                    && matches!(metric_type, MetricType::Info | MetricType::StateSet)
+                {
+                    return Err(
+                        line.invalid(value_start, format!("a {metric_type} cannot have a unit"))
+                    );
                 }
                 family.metric_type = metric_type;
                 for suffix in suffixes(metric_type) {
@@ -300,7 +325,11 @@ impl<'a> Parser<'a, '_> {
                 return Err(line.invalid(pos, format!("duplicate label name {name:?}")));
             }
             if labels.len() >= self.limits.max_labels_per_sample {
-                return Err(line.limit(pos, "number of labels on a sample", self.limits.max_labels_per_sample));
+                return Err(line.limit(
+                    pos,
+                    "number of labels on a sample",
+                    self.limits.max_labels_per_sample,
+                ));
             }
             if text.get(name_end) != Some(&b'=') {
                 return Err(line.unexpected(name_end, "'=' after a label name"));
@@ -310,7 +339,11 @@ impl<'a> Parser<'a, '_> {
             }
             let (value, after) = lex::scan_quoted(line, name_end + 1, Escapes::Lenient)?;
             if value.len() > self.limits.max_label_value_length {
-                return Err(line.limit(name_end + 1, "label value length in bytes", self.limits.max_label_value_length));
+                return Err(line.limit(
+                    name_end + 1,
+                    "label value length in bytes",
+                    self.limits.max_label_value_length,
+                ));
             }
             labels.push(Label {
                 name: Cow::Borrowed(name),
@@ -350,10 +383,15 @@ impl<'a> Parser<'a, '_> {
         let mut exemplar = None;
         if pos < text.len() && !text[pos..].starts_with(b" # ") {
             let ts_start = pos + 1;
-            let ts_end = ts_start + memchr::memchr(b' ', &text[ts_start..]).unwrap_or(text.len() - ts_start);
+            let ts_end =
+                ts_start + memchr::memchr(b' ', &text[ts_start..]).unwrap_or(text.len() - ts_start);
             let ts_token = line.str(ts_start, ts_end)?;
             let Some(seconds) = parse_om_realnumber(ts_token) else {
-                return Err(line.unexpected_token(ts_start, ts_end, "a timestamp in seconds (a real number) or \" # \" and an exemplar"));
+                return Err(line.unexpected_token(
+                    ts_start,
+                    ts_end,
+                    "a timestamp in seconds (a real number) or \" # \" and an exemplar",
+                ));
             };
             timestamp = Some(seconds);
             pos = ts_end;
@@ -406,11 +444,16 @@ impl<'a> Parser<'a, '_> {
         match current.group {
             Some((previous, previous_ts)) if previous == group => {
                 if previous_ts.is_some() != timestamp.is_some() {
-                    return Err(line.invalid(0, "some samples of this metric point have timestamps and some do not"));
+                    return Err(line.invalid(
+                        0,
+                        "some samples of this metric point have timestamps and some do not",
+                    ));
                 }
                 if let (Some(previous_ts), Some(ts)) = (previous_ts, timestamp) {
                     if ts < previous_ts && metric_type != MetricType::Info {
-                        return Err(line.invalid(0, "timestamp goes backwards within a metric point"));
+                        return Err(
+                            line.invalid(0, "timestamp goes backwards within a metric point")
+                        );
                     }
                 }
                 if previous_ts != timestamp {
@@ -420,14 +463,20 @@ impl<'a> Parser<'a, '_> {
                         .iter()
                         .any(|s| same_series(s, &sample))
                 {
-                    return Err(line.invalid(0, format!("duplicate sample for series {name:?} with these labels")));
+                    return Err(line.invalid(
+                        0,
+                        format!("duplicate sample for series {name:?} with these labels"),
+                    ));
                 }
             }
             _ => {
                 if !current.seen_groups.insert(group) {
                     return Err(line.invalid(
                         0,
-                        format!("samples of one metric point of {:?} are not contiguous", current.name),
+                        format!(
+                            "samples of one metric point of {:?} are not contiguous",
+                            current.name
+                        ),
                     ));
                 }
                 current.group_start = family.samples.len();
@@ -476,7 +525,11 @@ impl<'a> Parser<'a, '_> {
             let ts_start = pos + 1;
             let ts_token = line.str(ts_start, text.len())?;
             let Some(seconds) = parse_om_realnumber(ts_token) else {
-                return Err(line.unexpected_token(ts_start, text.len(), "an exemplar timestamp (a real number) at the end of the line"));
+                return Err(line.unexpected_token(
+                    ts_start,
+                    text.len(),
+                    "an exemplar timestamp (a real number) at the end of the line",
+                ));
             };
             timestamp = Some(seconds);
             pos = text.len();
@@ -506,13 +559,23 @@ fn check_sample(
     let value = sample.value.number;
     let counter_like = |what: &str| -> Result<(), Error> {
         if value.is_nan() || value < 0.0 {
-            return Err(line.invalid(0, format!("{what} must be a non-negative number, not {}", sample.value.token.as_deref().unwrap_or("NaN"))));
+            return Err(line.invalid(
+                0,
+                format!(
+                    "{what} must be a non-negative number, not {}",
+                    sample.value.token.as_deref().unwrap_or("NaN")
+                ),
+            ));
         }
         Ok(())
     };
     let exemplar_allowed = matches!(
         (metric_type, suffix),
-        (MetricType::Counter, "_total") | (MetricType::Histogram | MetricType::GaugeHistogram, "_bucket")
+        (MetricType::Counter, "_total")
+            | (
+                MetricType::Histogram | MetricType::GaugeHistogram,
+                "_bucket"
+            )
     );
     if sample.exemplar.is_some() && !exemplar_allowed {
         return Err(line.invalid(
@@ -524,7 +587,12 @@ fn check_sample(
         (MetricType::Counter, "_total") => counter_like("a counter's value")?,
         (MetricType::Histogram | MetricType::GaugeHistogram, "_bucket") => {
             match sample.label("le") {
-                None => return Err(line.invalid(0, format!("histogram bucket of {family:?} has no \"le\" label"))),
+                None => {
+                    return Err(line.invalid(
+                        0,
+                        format!("histogram bucket of {family:?} has no \"le\" label"),
+                    ));
+                }
                 Some(le) if parse_bound(le).is_none() => {
                     return Err(line.invalid(0, format!("invalid \"le\" label {le:?}: expected a number, with infinity written +Inf")));
                 }
@@ -545,9 +613,17 @@ fn check_sample(
             match sample.label("quantile").map(|q| (q, parse_bound(q))) {
                 Some((_, Some(q))) if (0.0..=1.0).contains(&q) => {}
                 Some((q, _)) => {
-                    return Err(line.invalid(0, format!("invalid \"quantile\" label {q:?}: expected a number from 0 to 1")));
+                    return Err(line.invalid(
+                        0,
+                        format!("invalid \"quantile\" label {q:?}: expected a number from 0 to 1"),
+                    ));
                 }
-                None => return Err(line.invalid(0, format!("summary sample of {family:?} has no \"quantile\" label"))),
+                None => {
+                    return Err(line.invalid(
+                        0,
+                        format!("summary sample of {family:?} has no \"quantile\" label"),
+                    ));
+                }
             }
             if value < 0.0 {
                 return Err(line.invalid(0, "a quantile's value must not be negative"));
@@ -560,7 +636,10 @@ fn check_sample(
         }
         (MetricType::StateSet, _) => {
             if sample.label(family).is_none() {
-                return Err(line.invalid(0, format!("stateset sample has no {family:?} label naming its state")));
+                return Err(line.invalid(
+                    0,
+                    format!("stateset sample has no {family:?} label naming its state"),
+                ));
             }
             if value != 0.0 && value != 1.0 {
                 return Err(line.invalid(0, "a stateset sample's value must be 0 or 1"));
@@ -611,10 +690,14 @@ fn check_histograms(family: &MetricFamily<'_>, lines: &[usize]) -> Result<(), Er
                         negative_buckets = true;
                     }
                     if last_bound.is_some_and(|b| bound <= b) {
-                        return Err(fail(format!("buckets of histogram {name:?} are not in increasing \"le\" order")));
+                        return Err(fail(format!(
+                            "buckets of histogram {name:?} are not in increasing \"le\" order"
+                        )));
                     }
                     if sample.value.number < last_count {
-                        return Err(fail(format!("bucket counts of histogram {name:?} decrease: buckets are cumulative")));
+                        return Err(fail(format!(
+                            "bucket counts of histogram {name:?} decrease: buckets are cumulative"
+                        )));
                     }
                     last_bound = Some(bound);
                     last_count = sample.value.number;
@@ -631,17 +714,29 @@ fn check_histograms(family: &MetricFamily<'_>, lines: &[usize]) -> Result<(), Er
             return Err(fail(format!("histogram {name:?} has no +Inf bucket")));
         }
         if count.is_some_and(|c| c != last_count) {
-            return Err(fail(format!("_count of histogram {name:?} differs from its +Inf bucket")));
+            return Err(fail(format!(
+                "_count of histogram {name:?} differs from its +Inf bucket"
+            )));
         }
         if has_sum != count.is_some() {
-            let (sum, count) = if is_gauge { ("_gsum", "_gcount") } else { ("_sum", "_count") };
-            return Err(fail(format!("histogram {name:?} must have both {sum} and {count}, or neither")));
+            let (sum, count) = if is_gauge {
+                ("_gsum", "_gcount")
+            } else {
+                ("_sum", "_count")
+            };
+            return Err(fail(format!(
+                "histogram {name:?} must have both {sum} and {count}, or neither"
+            )));
         }
         if !is_gauge && negative_buckets && has_sum {
-            return Err(fail(format!("histogram {name:?} has negative buckets, so it cannot have a _sum")));
+            return Err(fail(format!(
+                "histogram {name:?} has negative buckets, so it cannot have a _sum"
+            )));
         }
         if is_gauge && negative_sum && !negative_buckets {
-            return Err(fail(format!("gauge histogram {name:?} has a negative _gsum but no negative buckets")));
+            return Err(fail(format!(
+                "gauge histogram {name:?} has a negative _gsum but no negative buckets"
+            )));
         }
         i = j;
     }
