@@ -238,7 +238,8 @@ pub(crate) fn scan_quoted<'a>(
 }
 
 /// Unescapes HELP text: `\\` and `\n` always; other escapes are an error when `strict`
-/// (Prometheus's text parser), kept as written otherwise (OpenMetrics).
+/// (Prometheus's text parser). Otherwise (OpenMetrics) `\"` is a quote too, as the OpenMetrics
+/// ABNF's `escaped-string` has it, and other escapes are kept as written.
 pub(crate) fn unescape_help<'a>(
     line: &Line<'a>,
     start: usize,
@@ -260,6 +261,7 @@ pub(crate) fn unescape_help<'a>(
         match text.get(i + 1) {
             Some(b'\\') => help.push(b'\\'),
             Some(b'n') => help.push(b'\n'),
+            Some(b'"') if !strict => help.push(b'"'),
             other if strict => {
                 let shown = match other {
                     Some(c) => format!("'\\{}'", (*c as char).escape_debug()),

@@ -238,7 +238,8 @@ fn render_openmetrics_family<F: FamilyView>(family: &F, out: &mut String) {
         out.push_str("# HELP ");
         out.push_str(om_name);
         out.push(' ');
-        escape_help(help, out);
+        // OpenMetrics escapes `"` in HELP too (its ABNF's `escaped-string`); classic does not.
+        escape_label_value(help, out);
         out.push('\n');
     }
     out.push_str("# TYPE ");
