@@ -1,8 +1,20 @@
 //! The classic Prometheus text format (0.0.4), read as Prometheus's own text parser (`expfmt`,
 //! the one node_exporter's textfile collector uses) reads it, with its quirks kept where files
 //! in the wild depend on them (blank lines, free comments, tabs and runs of spaces, trailing
-//! commas in label sets, families whose samples are not adjacent) and its silent drops turned
-//! into errors (a histogram bucket without `le`, a summary sample without `quantile`).
+//! commas in label sets, families whose samples are not adjacent, blanks after the last
+//! newline) and its silent drops turned into errors (a histogram bucket without `le`, a bare
+//! histogram sample, a summary sample without `quantile`, a second `le` or `quantile` label).
+//!
+//! The golden files in `tests/fixtures/classic` (at the workspace root) hold node_exporter
+//! 1.5's verdict on every case next to this parser's. Where they differ on purpose:
+//! - the parser also rejects what node_exporter reads wrongly or drops in silence: the cases
+//!   above, a metric name run into its value (`a1.5` is `a1` valued `.5` to node_exporter), a
+//!   `\r` before any `\n` (node_exporter keeps it in comments and HELP text), HELP text that is
+//!   not UTF-8 (Prometheus would fail the whole scrape on it), and inputs over [`ParseLimits`];
+//! - it accepts client timestamps, which node_exporter's textfile collector (not its parser)
+//!   refuses; promdrop's exporter refuses them by default;
+//! - it rejects what crashes node_exporter 1.5: a label name starting with `__` and a sample of
+//!   a `gauge_histogram` family (a `# TYPE x gauge_histogram` line alone is accepted, as there).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -56,7 +68,9 @@ pub(crate) fn parse<'a>(
         parser.line(line)?;
     }
     let rest = lines.rest();
-    if !rest.text.is_empty() {
+    // Blanks after the last newline are a blank line to the text parser, which ends at the end
+    // of the input there without complaint.
+    if rest.text.iter().any(|b| *b != b' ' && *b != b'\t') {
         return Err(rest.unexpected(
             rest.text.len(),
             "a newline at the end of the input (the last line is incomplete)",
@@ -121,10 +135,10 @@ impl<'a> Parser<'a, '_> {
             // A free comment: its bytes are not looked at.
             return Ok(());
         }
-        if keyword_end == text.len() {
-            return Ok(()); // "# HELP" alone: the text parser ignores it.
-        }
         let name_start = skip_blanks(text, keyword_end);
+        if name_start == text.len() {
+            return Ok(()); // "# HELP" alone, or followed by blanks: the text parser ignores it.
+        }
         let name_end = lex::scan_metric_name(text, name_start);
         if name_end == text.len() && name_end > name_start {
             return Ok(()); // "# HELP name" with nothing after it: ignored, as by the text parser.
@@ -137,16 +151,23 @@ impl<'a> Parser<'a, '_> {
         }
         // Valid ASCII by construction.
         let name = line.str(name_start, name_end)?;
-        let index = self.family_index(name);
+        // The name is filed as a sample name is: `x_count` names the summary `x` if there is one.
+        let (index, _) = self.resolve_uncached(name);
         let rest_start = skip_blanks(text, name_end);
         if rest_start == text.len() {
             return Ok(()); // "# TYPE name " with nothing after it: ignored too.
         }
+        let family_name = &self.families[index].name;
+        let named_as = if family_name == name {
+            String::new()
+        } else {
+            format!(" (named by its sample name {name:?})")
+        };
         if is_help {
             if self.families[index].help.is_some() {
                 return Err(line.invalid(
                     keyword_start,
-                    format!("second HELP line for metric name {name:?}"),
+                    format!("second HELP line for metric name {family_name:?}{named_as}"),
                 ));
             }
             let help = lex::unescape_help(&line, rest_start, true)?;
@@ -157,7 +178,7 @@ impl<'a> Parser<'a, '_> {
             return Err(line.invalid(
                 keyword_start,
                 format!(
-                    "second TYPE line for metric name {name:?}, or TYPE reported after samples"
+                    "second TYPE line for metric name {family_name:?}{named_as}, or TYPE reported after samples"
                 ),
             ));
         }
@@ -169,6 +190,9 @@ impl<'a> Parser<'a, '_> {
             b"histogram" => MetricType::Histogram,
             b"summary" => MetricType::Summary,
             b"untyped" => MetricType::Unknown,
+            // Known to the text parser (it is in the protobuf enum), though no classic sample can
+            // belong to it: see `sample`.
+            b"gauge_histogram" => MetricType::GaugeHistogram,
             _ => {
                 return Err(line.invalid(
                     rest_start,
@@ -189,10 +213,10 @@ impl<'a> Parser<'a, '_> {
     /// that exact name first, then the summary or histogram it is a `_sum`, `_count` or
     /// `_bucket` of, else a new untyped family.
     fn resolve(&mut self, name: &'a str) -> (usize, Role) {
-        if let Some((last_name, index, role)) = self.last {
-            if last_name == name {
-                return (index, role);
-            }
+        if let Some((last_name, index, role)) = self.last
+            && last_name == name
+        {
+            return (index, role);
         }
         let resolved = self.resolve_uncached(name);
         self.last = Some((name, resolved.0, resolved.1));
@@ -208,14 +232,14 @@ impl<'a> Parser<'a, '_> {
             ("_sum", Role::SumOrCount),
             ("_bucket", Role::Bucket),
         ] {
-            if let Some(base) = name.strip_suffix(suffix) {
-                if let Some(&index) = self.by_name.get(base) {
-                    let base_type = self.families[index].metric_type;
-                    let fits = base_type == MetricType::Histogram
-                        || (base_type == MetricType::Summary && role == Role::SumOrCount);
-                    if fits && !base.is_empty() {
-                        return (index, role);
-                    }
+            if let Some(base) = name.strip_suffix(suffix)
+                && let Some(&index) = self.by_name.get(base)
+            {
+                let base_type = self.families[index].metric_type;
+                let fits = base_type == MetricType::Histogram
+                    || (base_type == MetricType::Summary && role == Role::SumOrCount);
+                if fits && !base.is_empty() {
+                    return (index, role);
                 }
             }
         }
@@ -231,6 +255,16 @@ impl<'a> Parser<'a, '_> {
         let name = line.str(start, name_end)?;
         let (index, role) = self.resolve(name);
         let metric_type = self.families[index].metric_type;
+        if metric_type == MetricType::GaugeHistogram {
+            // node_exporter 1.5 panics on such a sample; Prometheus refuses the type.
+            return Err(line.invalid(
+                start,
+                format!(
+                    "sample {name:?} of a gauge_histogram family: the classic text format has no \
+                     gauge histograms (declare it a histogram or a gauge)"
+                ),
+            ));
+        }
 
         let mut pos = skip_blanks(text, name_end);
         let mut labels: Vec<Label<'a>> = Vec::new();
@@ -257,6 +291,15 @@ impl<'a> Parser<'a, '_> {
                     return Err(line.invalid(
                         label_end - label_name.len(),
                         "label name \"__name__\" is reserved",
+                    ));
+                }
+                if label_name.starts_with("__") {
+                    return Err(line.invalid(
+                        label_end - label_name.len(),
+                        format!(
+                            "label name {label_name:?} starts with \"__\", which is reserved for \
+                             Prometheus's internal use"
+                        ),
                     ));
                 }
                 if labels.iter().any(|l| l.name == label_name) {
