@@ -11,9 +11,30 @@ pub(crate) struct Line<'a> {
     pub text: &'a [u8],
     /// 1-based line number.
     pub number: usize,
+    /// The whole line as text, once [`Line::validated`] has checked it is UTF-8: slicing it
+    /// then costs nothing, where validating each piece separately would.
+    pub utf8: Option<&'a str>,
 }
 
 impl<'a> Line<'a> {
+    /// A line as given by the input.
+    pub fn new(text: &'a [u8], number: usize) -> Self {
+        Line {
+            text,
+            number,
+            utf8: None,
+        }
+    }
+
+    /// This line, with its text checked once as UTF-8, or an error at the first invalid byte.
+    pub fn validated(self) -> Result<Self, Error> {
+        let utf8 = self.str(0, self.text.len())?;
+        Ok(Line {
+            utf8: Some(utf8),
+            ..self
+        })
+    }
+
     /// The 1-based column, in characters, of byte offset `pos`.
     pub fn column(&self, pos: usize) -> usize {
         let end = pos.min(self.text.len());
@@ -71,6 +92,9 @@ impl<'a> Line<'a> {
 
     /// The bytes `start..end` as a `&str`, or an error at `start` if they are not UTF-8.
     pub fn str(&self, start: usize, end: usize) -> Result<&'a str, Error> {
+        if let Some(piece) = self.utf8.and_then(|text| text.get(start..end)) {
+            return Ok(piece);
+        }
         std::str::from_utf8(&self.text[start..end]).map_err(|e| {
             self.invalid(
                 start + e.valid_up_to(),

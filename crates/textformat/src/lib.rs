@@ -196,10 +196,7 @@ impl<'a> Lines<'a> {
         match memchr::memchr(b'\n', rest) {
             Some(len) => {
                 self.number += 1;
-                let line = lex::Line {
-                    text: &rest[..len],
-                    number: self.number,
-                };
+                let line = lex::Line::new(&rest[..len], self.number);
                 if len > limits.max_line_length {
                     return Err(line.limit(
                         limits.max_line_length,
@@ -216,9 +213,6 @@ impl<'a> Lines<'a> {
 
     /// What follows the last newline, as a line numbered after the last complete one.
     pub(crate) fn rest(&self) -> lex::Line<'a> {
-        lex::Line {
-            text: &self.input[self.pos..],
-            number: self.number + 1,
-        }
+        lex::Line::new(&self.input[self.pos..], self.number + 1)
     }
 }

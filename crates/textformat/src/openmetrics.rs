@@ -94,19 +94,25 @@ pub(crate) fn parse<'a>(
 }
 
 fn group_hash(labels: &[Label<'_>], excluded: Option<&str>, whole_family: bool) -> u64 {
-    // Order-independent: the same label set written in another order is the same point.
-    let mut sorted: Vec<(&str, &str)> = if whole_family {
-        Vec::new()
-    } else {
-        labels
-            .iter()
-            .filter(|l| Some(l.name.as_ref()) != excluded)
-            .map(|l| (l.name.as_ref(), l.value.as_ref()))
-            .collect()
-    };
-    sorted.sort_unstable();
+    if whole_family {
+        return 0;
+    }
+    // Order-independent without sorting (and so without allocating): the same label set
+    // written in another order is the same point. Each label is hashed alone and the hashes
+    // are summed; the count is mixed in last.
+    let mut sum: u64 = 0;
+    let mut count: u64 = 0;
+    for label in labels {
+        if Some(label.name.as_ref()) == excluded {
+            continue;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (label.name.as_ref(), label.value.as_ref()).hash(&mut hasher);
+        sum = sum.wrapping_add(hasher.finish());
+        count += 1;
+    }
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    sorted.hash(&mut hasher);
+    (sum, count).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -127,6 +133,8 @@ fn parse_bound(value: &str) -> Option<f64> {
 
 impl<'a> Parser<'a, '_> {
     fn line(&mut self, line: Line<'a>) -> Result<(), Error> {
+        // OpenMetrics text is UTF-8 throughout: check each line once.
+        let line = line.validated()?;
         match line.text.first() {
             None => Err(line.unexpected(
                 0,
