@@ -1,0 +1,784 @@
+//! The job-level API: [`Handoff`], its builder and its guard.
+
+use std::cell::Cell;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::atomic::{TargetLock, WriteOptions};
+use crate::compose::{self, Reason};
+use crate::source::{Source, SourceError, TextSource};
+use crate::Error;
+
+/// The directory used when neither [`HandoffBuilder::dir`] nor `PROMDROP_DIR` says otherwise.
+pub const DEFAULT_DIR: &str = "/var/lib/promdrop";
+
+/// The environment variable that names the directory when [`HandoffBuilder::dir`] is not used.
+pub const DIR_ENV: &str = "PROMDROP_DIR";
+
+/// The environment variable Kubernetes sets in the pods of an indexed Job.
+pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+
+/// How the job ended, as the application tells [`HandoffGuard::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The job did its work: `promdrop_job_success 1`, `reason="success"`.
+    Success,
+    /// The job failed: `promdrop_job_success 0`, `reason="error"`, and the last success
+    /// timestamp is carried forward from the previous file.
+    Failure,
+}
+
+impl From<bool> for Outcome {
+    /// `true` is [`Outcome::Success`].
+    fn from(success: bool) -> Self {
+        if success {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+}
+
+type ErrorCallback = Arc<dyn Fn(&Error) + Send + Sync>;
+#[cfg(feature = "signals")]
+type SignalCallback = Arc<dyn Fn(i32) + Send + Sync>;
+
+/// Hands a job's metrics to the exporter through `<dir>/<job>.prom`. Start with
+/// [`Handoff::builder`].
+#[derive(Debug)]
+pub struct Handoff;
+
+impl Handoff {
+    /// A builder for the handoff of the job called `job` (its Kubernetes Job or CronJob name:
+    /// the file is named after it, and it is the default `job_name` label).
+    pub fn builder(job: impl Into<String>) -> HandoffBuilder {
+        HandoffBuilder {
+            job: job.into(),
+            dir: None,
+            completion_index: None,
+            sources: Vec::new(),
+            label_ops: Vec::new(),
+            options: WriteOptions::default(),
+            flush_every: Duration::from_secs(60),
+            stale_after: None,
+            expire_after: None,
+            panic_hook: true,
+            #[cfg(feature = "signals")]
+            signals: true,
+            #[cfg(feature = "signals")]
+            on_signal: None,
+            on_error: Arc::new(|e: &Error| eprintln!("promdrop-writer: {e}")),
+            #[cfg(feature = "opentelemetry")]
+            exporters: Vec::new(),
+        }
+    }
+}
+
+enum LabelOp {
+    Set(String, String),
+    Remove(String),
+    Clear,
+}
+
+/// Configures a [`Handoff`]; [`install`](HandoffBuilder::install) starts it.
+#[must_use = "a builder does nothing until install() is called"]
+pub struct HandoffBuilder {
+    job: String,
+    dir: Option<PathBuf>,
+    completion_index: Option<Option<u32>>,
+    sources: Vec<Box<dyn Source>>,
+    label_ops: Vec<LabelOp>,
+    options: WriteOptions,
+    flush_every: Duration,
+    stale_after: Option<Duration>,
+    expire_after: Option<Duration>,
+    panic_hook: bool,
+    #[cfg(feature = "signals")]
+    signals: bool,
+    #[cfg(feature = "signals")]
+    on_signal: Option<SignalCallback>,
+    on_error: ErrorCallback,
+    #[cfg(feature = "opentelemetry")]
+    exporters: Vec<crate::otel::FileExporter>,
+}
+
+impl fmt::Debug for HandoffBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandoffBuilder")
+            .field("job", &self.job)
+            .field("dir", &self.dir)
+            .field("sources", &self.sources.len())
+            .field("options", &self.options)
+            .field("flush_every", &self.flush_every)
+            .field("stale_after", &self.stale_after)
+            .field("expire_after", &self.expire_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandoffBuilder {
+    /// The directory to write to. Without it: `$PROMDROP_DIR` when set and not empty, else
+    /// [`DEFAULT_DIR`] (`/var/lib/promdrop`). The directory is not created: it is the mount
+    /// point of the shared volume.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// The completion index of an indexed Job, which makes the file `<job>-<index>.prom` and
+    /// adds a `completion_index` label. By default it is read from `JOB_COMPLETION_INDEX`;
+    /// `None` here means "not indexed" whatever the environment says.
+    pub fn completion_index(mut self, index: Option<u32>) -> Self {
+        self.completion_index = Some(index);
+        self
+    }
+
+    /// Adds a source of metrics. Several sources are merged (a family that two sources
+    /// declare with different types is kept from the first only).
+    pub fn source(mut self, source: impl Source + 'static) -> Self {
+        self.sources.push(Box::new(source));
+        self
+    }
+
+    /// Adds a closure that returns exposition text (classic or OpenMetrics) as a source.
+    pub fn text_source<F>(self, produce: F) -> Self
+    where
+        F: Fn() -> Result<String, SourceError> + Send + Sync + 'static,
+    {
+        self.source(TextSource::new(produce))
+    }
+
+    /// Adds a [`prometheus::Registry`] as a source (the registry is a shared handle: metrics
+    /// registered after this call are written too).
+    #[cfg(feature = "prometheus")]
+    pub fn registry(self, registry: &prometheus::Registry) -> Self {
+        self.source(registry.clone())
+    }
+
+    /// Adds a [`prometheus_client`] registry as a source.
+    #[cfg(feature = "prometheus-client")]
+    pub fn prometheus_client(
+        self,
+        registry: Arc<prometheus_client::registry::Registry>,
+    ) -> Self {
+        self.source(crate::PrometheusClientSource::new(registry))
+    }
+
+    /// Adds an OpenTelemetry exporter as a source, and ties it to this handoff so that every
+    /// export (`SdkMeterProvider::force_flush`, `shutdown`, the periodic reader) writes the
+    /// file. See [`FileExporter`](crate::otel::FileExporter).
+    #[cfg(feature = "opentelemetry")]
+    pub fn opentelemetry(mut self, exporter: &crate::otel::FileExporter) -> Self {
+        self.exporters.push(exporter.clone());
+        self.source(exporter.source())
+    }
+
+    /// Sets a grouping label added to every sample written (replacing a grouping label of the
+    /// same name, such as the default `job_name`). A sample that already has a label of that
+    /// name keeps its own value.
+    pub fn grouping_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.label_ops.push(LabelOp::Set(name.into(), value.into()));
+        self
+    }
+
+    /// Removes a grouping label, such as the default `job_name` or `completion_index`.
+    pub fn without_grouping_label(mut self, name: impl Into<String>) -> Self {
+        self.label_ops.push(LabelOp::Remove(name.into()));
+        self
+    }
+
+    /// Removes every grouping label set so far, the defaults included.
+    pub fn no_grouping_labels(mut self) -> Self {
+        self.label_ops.push(LabelOp::Clear);
+        self
+    }
+
+    /// The mode of the written file (default `0o644`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.options.mode = mode;
+        self
+    }
+
+    /// How long a write waits for the lock before it fails (default 10 s).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.options.lock_timeout = timeout;
+        self
+    }
+
+    /// How often a snapshot (`promdrop_job_running 1`) is written while the job runs, so that
+    /// a job killed with SIGKILL or by the OOM killer still leaves its last metrics. Default
+    /// 60 s; [`Duration::ZERO`] turns periodic snapshots off.
+    pub fn flush_every(mut self, every: Duration) -> Self {
+        self.flush_every = every;
+        self
+    }
+
+    /// Tells the exporter to mark the final file stale this long after it was written
+    /// (`stale_after=` in the header). Snapshots written while the job runs say at most
+    /// twice `flush_every`, so that a job that died without a final write goes stale soon.
+    /// Without it, the exporter's default applies.
+    pub fn stale_after(mut self, after: Duration) -> Self {
+        self.stale_after = Some(after);
+        self
+    }
+
+    /// Tells the exporter to stop serving the file's samples this long after it was written
+    /// (`expire_after=` in the header). Without it, the exporter's default applies.
+    pub fn expire_after(mut self, after: Duration) -> Self {
+        self.expire_after = Some(after);
+        self
+    }
+
+    /// Whether to install a panic hook that writes the final file (`reason="panic"`) before
+    /// the previous hook runs (default `true`). The hook writes for panics of the thread that
+    /// called [`install`](Self::install), and for any panic when the crate is built with
+    /// `panic = "abort"` (the process is about to end then). It works with
+    /// `panic = "abort"`, where no destructor would run.
+    pub fn panic_hook(mut self, install: bool) -> Self {
+        self.panic_hook = install;
+        self
+    }
+
+    /// Whether to catch SIGTERM and SIGINT (default `true`): on either, the final file is
+    /// written (`reason="signal"`) and the process exits with 128 + the signal number (143
+    /// for SIGTERM, 130 for SIGINT), as a shell reports a process killed by it.
+    #[cfg(feature = "signals")]
+    pub fn signals(mut self, catch: bool) -> Self {
+        self.signals = catch;
+        self
+    }
+
+    /// Hands control back to the application on SIGTERM or SIGINT instead of exiting: after
+    /// the final write, `callback` is called with the signal number on the handoff's signal
+    /// thread, and the process goes on. The application then stops in its own way; its later
+    /// [`finish`](HandoffGuard::finish) writes nothing more (there is one final write per run)
+    /// and [`HandoffGuard::signal`] tells which signal arrived.
+    #[cfg(feature = "signals")]
+    pub fn on_signal(mut self, callback: impl Fn(i32) + Send + Sync + 'static) -> Self {
+        self.signals = true;
+        self.on_signal = Some(Arc::new(callback));
+        self
+    }
+
+    /// Where errors of writes that have no caller to return to go: periodic snapshots and
+    /// final writes from the guard's drop, the panic hook and the signal handler. The default
+    /// prints one line to standard error.
+    pub fn on_error(mut self, callback: impl Fn(&Error) + Send + Sync + 'static) -> Self {
+        self.on_error = Arc::new(callback);
+        self
+    }
+
+    /// Checks the configuration and starts the handoff: the periodic flusher, the panic hook
+    /// and the signal handler. Nothing is written yet, and the directory is not touched: a
+    /// missing or read-only directory shows as an error of the first write, not here, so that
+    /// a metrics problem does not stop the job.
+    pub fn install(self) -> Result<HandoffGuard, Error> {
+        let dir = match self.dir {
+            Some(dir) => dir,
+            None => match std::env::var_os(DIR_ENV) {
+                Some(d) if !d.is_empty() => PathBuf::from(d),
+                _ => PathBuf::from(DEFAULT_DIR),
+            },
+        };
+        if let Err(reason) = check_job_name(&self.job) {
+            return Err(Error::InvalidJobName {
+                name: self.job,
+                dir,
+                reason,
+            });
+        }
+        let index = match self.completion_index {
+            Some(index) => index,
+            None => match std::env::var(COMPLETION_INDEX_ENV) {
+                Ok(v) if !v.is_empty() => match v.parse::<u32>() {
+                    Ok(i) => Some(i),
+                    Err(_) => return Err(Error::InvalidCompletionIndex { value: v, dir }),
+                },
+                _ => None,
+            },
+        };
+        let file_name = match index {
+            Some(i) => format!("{}-{i}.prom", self.job),
+            None => format!("{}.prom", self.job),
+        };
+        let path = dir.join(file_name);
+
+        let mut labels = vec![("job_name".to_string(), self.job.clone())];
+        if let Some(i) = index {
+            labels.push(("completion_index".to_string(), i.to_string()));
+        }
+        for op in self.label_ops {
+            match op {
+                LabelOp::Set(name, value) => {
+                    if let Err(reason) = compose::check_label_name(&name) {
+                        return Err(Error::InvalidLabel { name, path, reason });
+                    }
+                    match labels.iter_mut().find(|(n, _)| *n == name) {
+                        Some(slot) => slot.1 = value,
+                        None => labels.push((name, value)),
+                    }
+                }
+                LabelOp::Remove(name) => labels.retain(|(n, _)| *n != name),
+                LabelOp::Clear => labels.clear(),
+            }
+        }
+
+        let inner = Arc::new(Inner {
+            path,
+            sources: self.sources,
+            labels,
+            options: self.options,
+            flush_every: self.flush_every,
+            stale_after: self.stale_after,
+            expire_after: self.expire_after,
+            start: unix_now(),
+            final_claimed: AtomicBool::new(false),
+            state: Mutex::new(State {
+                final_written: false,
+            }),
+            final_done: Condvar::new(),
+            stop: Mutex::new(false),
+            stop_changed: Condvar::new(),
+            on_error: self.on_error,
+            job_thread: thread::current().id(),
+            signal: AtomicI32::new(0),
+        });
+
+        let mut guard = HandoffGuard {
+            inner: Arc::clone(&inner),
+            flusher: None,
+        };
+        if !inner.flush_every.is_zero() {
+            let flusher_inner = Arc::clone(&inner);
+            let spawned = thread::Builder::new()
+                .name("promdrop-flusher".to_string())
+                .spawn(move || flusher_inner.run_flusher());
+            match spawned {
+                Ok(handle) => guard.flusher = Some(handle),
+                Err(source) => {
+                    guard.abandon();
+                    return Err(Error::Install {
+                        path: inner.path.clone(),
+                        what: "periodic flusher thread",
+                        source,
+                    });
+                }
+            }
+        }
+        #[cfg(feature = "signals")]
+        if self.signals {
+            if let Err(e) = start_signals(&inner, self.on_signal) {
+                guard.abandon();
+                return Err(e);
+            }
+        }
+        if self.panic_hook && !thread::panicking() {
+            install_panic_hook(Arc::downgrade(&inner));
+        }
+        #[cfg(feature = "opentelemetry")]
+        for exporter in &self.exporters {
+            exporter.attach(Arc::downgrade(&inner));
+        }
+        Ok(guard)
+    }
+}
+
+/// Checks that a job name makes a usable file name: what Kubernetes allows in a Job name
+/// (letters, digits, `-`, `.`) and `_`, not hidden, at most 200 bytes.
+fn check_job_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 200 {
+        return Err("it is longer than 200 bytes");
+    }
+    if name.starts_with('.') {
+        return Err("it starts with '.', which would make the file hidden from the exporter");
+    }
+    if name.starts_with('-') {
+        return Err("it starts with '-'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err("only letters, digits, '-', '_' and '.' are allowed (no '/', spaces or control characters)");
+    }
+    Ok(())
+}
+
+fn unix_now() -> f64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    (secs * 1000.0).round() / 1000.0
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    /// Set while this thread writes the job file, so that a panic inside a source does not
+    /// make the panic hook wait for the write it interrupted.
+    static IN_WRITE: Cell<bool> = const { Cell::new(false) };
+}
+
+struct InWrite;
+
+impl InWrite {
+    fn enter() -> InWrite {
+        IN_WRITE.with(|w| w.set(true));
+        InWrite
+    }
+}
+
+impl Drop for InWrite {
+    fn drop(&mut self) {
+        IN_WRITE.with(|w| w.set(false));
+    }
+}
+
+struct State {
+    final_written: bool,
+}
+
+/// What the guard, the flusher, the panic hook, the signal thread and OpenTelemetry exporters
+/// share.
+pub(crate) struct Inner {
+    path: PathBuf,
+    sources: Vec<Box<dyn Source>>,
+    labels: Vec<(String, String)>,
+    options: WriteOptions,
+    flush_every: Duration,
+    stale_after: Option<Duration>,
+    expire_after: Option<Duration>,
+    start: f64,
+    /// Set by whoever does the final write, before it takes `state`.
+    final_claimed: AtomicBool,
+    /// Held for every write, so that writes never overlap and a snapshot cannot overwrite the
+    /// final file.
+    state: Mutex<State>,
+    final_done: Condvar,
+    stop: Mutex<bool>,
+    stop_changed: Condvar,
+    on_error: ErrorCallback,
+    job_thread: ThreadId,
+    signal: AtomicI32,
+}
+
+impl Inner {
+    /// Writes the file. The caller holds `state`.
+    fn write(&self, reason: Option<Reason>) -> Result<(), Error> {
+        let _in_write = InWrite::enter();
+        // Collect first: a failing source writes nothing, and the lock is held briefly.
+        let body = compose::body(&self.sources, &self.labels, &self.path)?;
+        let lock = TargetLock::acquire(&self.path, self.options.lock_timeout)?;
+        let last_success = if reason == Some(Reason::Success) {
+            None
+        } else {
+            fs::read(&self.path)
+                .ok()
+                .and_then(|previous| compose::last_success_in(&previous))
+        };
+        let now = unix_now();
+        let stale_after = match reason {
+            Some(_) => self.stale_after,
+            None if self.flush_every.is_zero() => self.stale_after,
+            None => {
+                let twice = self.flush_every.saturating_mul(2);
+                Some(self.stale_after.map_or(twice, |s| s.min(twice)))
+            }
+        };
+        let mut text = compose::header(now, stale_after, self.expire_after);
+        text.reserve(body.len() + 2048);
+        text.push_str(&body);
+        compose::outcome(
+            &compose::Outcome {
+                reason,
+                start: self.start,
+                now,
+                last_success,
+            },
+            &self.labels,
+            &mut text,
+        );
+        lock.replace(text.as_bytes(), self.options.mode)
+    }
+
+    /// Writes a snapshot of the running job, unless the final write has begun.
+    pub(crate) fn snapshot(&self) -> Result<bool, Error> {
+        if self.final_claimed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let state = lock(&self.state);
+        if state.final_written || self.final_claimed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.write(None)?;
+        drop(state);
+        Ok(true)
+    }
+
+    /// Whether the final write has begun.
+    pub(crate) fn is_final(&self) -> bool {
+        self.final_claimed.load(Ordering::SeqCst)
+    }
+
+    /// Does the run's one final write, or waits for the one already begun. Returns whether
+    /// this call wrote.
+    fn finalize(&self, reason: Reason) -> Result<bool, Error> {
+        if self.final_claimed.swap(true, Ordering::SeqCst) {
+            self.wait_final();
+            return Ok(false);
+        }
+        self.request_stop();
+        let mut state = lock(&self.state);
+        let result = self.write(Some(reason));
+        state.final_written = true;
+        drop(state);
+        self.final_done.notify_all();
+        result.map(|()| true)
+    }
+
+    /// Waits (bounded) until the final write that another thread began is done.
+    fn wait_final(&self) {
+        let limit = self.options.lock_timeout + Duration::from_secs(30);
+        let start = Instant::now();
+        let mut state = lock(&self.state);
+        while !state.final_written {
+            let Some(left) = limit.checked_sub(start.elapsed()) else {
+                return;
+            };
+            state = match self.final_done.wait_timeout(state, left) {
+                Ok((s, _)) => s,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    fn request_stop(&self) {
+        *lock(&self.stop) = true;
+        self.stop_changed.notify_all();
+    }
+
+    fn run_flusher(&self) {
+        let mut stopped = lock(&self.stop);
+        loop {
+            stopped = match self
+                .stop_changed
+                .wait_timeout_while(stopped, self.flush_every, |s| !*s)
+            {
+                Ok((s, _)) => s,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+            if *stopped {
+                return;
+            }
+            drop(stopped);
+            if let Err(e) = self.snapshot() {
+                (self.on_error)(&e);
+            }
+            stopped = lock(&self.stop);
+        }
+    }
+
+    pub(crate) fn report(&self, error: &Error) {
+        (self.on_error)(error);
+    }
+}
+
+fn install_panic_hook(inner: Weak<Inner>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(inner) = inner.upgrade() {
+            let in_write = IN_WRITE.with(Cell::get);
+            let ours = cfg!(panic = "abort") || thread::current().id() == inner.job_thread;
+            if ours && !in_write {
+                if let Err(e) = inner.finalize(Reason::Panic) {
+                    inner.report(&e);
+                }
+            }
+        }
+        previous(info);
+    }));
+}
+
+#[cfg(feature = "signals")]
+fn start_signals(
+    inner: &Arc<Inner>,
+    on_signal: Option<SignalCallback>,
+) -> Result<(), Error> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let install_err = |source| Error::Install {
+        path: inner.path.clone(),
+        what: "SIGTERM/SIGINT handler",
+        source,
+    };
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(install_err)?;
+    let inner = Arc::clone(inner);
+    let path = inner.path.clone();
+    thread::Builder::new()
+        .name("promdrop-signals".to_string())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let _ = inner
+                    .signal
+                    .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                if let Err(e) = inner.finalize(Reason::Signal(signal)) {
+                    inner.report(&e);
+                }
+                match &on_signal {
+                    None => std::process::exit(128 + signal),
+                    Some(callback) => callback(signal),
+                }
+            }
+        })
+        .map_err(|source| Error::Install {
+            path,
+            what: "signal thread",
+            source,
+        })?;
+    Ok(())
+}
+
+/// The running handoff. Ends with exactly one final write: [`finish`](Self::finish),
+/// [`exit`](Self::exit), a drop, a panic or a signal, whichever comes first.
+///
+/// Dropping the guard without calling `finish` counts as success, unless the thread is
+/// panicking (then `reason="panic"`): a job that returns from `main` normally did its work,
+/// and a job that failed says so with `finish(Outcome::Failure)` or an error exit code
+/// through [`exit`](Self::exit).
+#[must_use = "dropping the guard does the final write at once"]
+pub struct HandoffGuard {
+    inner: Arc<Inner>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for HandoffGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandoffGuard")
+            .field("path", &self.inner.path)
+            .field("final_written", &self.inner.is_final())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandoffGuard {
+    /// The job file: `<dir>/<job>.prom` or `<dir>/<job>-<index>.prom`.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The grouping labels added to every sample.
+    pub fn grouping_labels(&self) -> &[(String, String)] {
+        &self.inner.labels
+    }
+
+    /// Writes a snapshot now (`promdrop_job_running 1`), as the periodic flusher does.
+    /// Does nothing once the final write has begun.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.inner.snapshot().map(|_| ())
+    }
+
+    /// The signal (SIGTERM or SIGINT) that ended the run, when the application chose to get
+    /// control back with [`HandoffBuilder::on_signal`].
+    pub fn signal(&self) -> Option<i32> {
+        match self.inner.signal.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+
+    /// Does the final write with `outcome`, stops the background threads and returns the
+    /// write's result. When a signal or a panic already did the final write, writes nothing
+    /// and returns `Ok(())`.
+    pub fn finish(mut self, outcome: Outcome) -> Result<(), Error> {
+        let reason = match outcome {
+            Outcome::Success => Reason::Success,
+            Outcome::Failure => Reason::Error,
+        };
+        self.end(reason)
+    }
+
+    /// For jobs that end with [`std::process::exit`]: does the final write (`reason="success"`
+    /// for code 0, `"error"` otherwise), then exits with `code`. A write error is reported to
+    /// the [`on_error`](HandoffBuilder::on_error) callback; the exit code is kept.
+    pub fn exit(mut self, code: i32) -> ! {
+        let reason = if code == 0 {
+            Reason::Success
+        } else {
+            Reason::Error
+        };
+        if let Err(e) = self.end(reason) {
+            self.inner.report(&e);
+        }
+        std::process::exit(code)
+    }
+
+    /// Ends a guard whose installation failed, without writing anything.
+    fn abandon(self) {
+        self.inner.final_claimed.store(true, Ordering::SeqCst);
+        lock(&self.inner.state).final_written = true;
+        // The drop stops the background threads; the final write is already "done".
+    }
+
+    fn end(&mut self, reason: Reason) -> Result<(), Error> {
+        self.inner.request_stop();
+        let result = self.inner.finalize(reason).map(|_| ());
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+        // The signal thread stays: signal-hook cannot give a signal its default action back,
+        // so after the final write it still turns SIGTERM and SIGINT into an exit with
+        // 128 + the signal (or the application's callback), writing nothing more.
+        result
+    }
+}
+
+impl Drop for HandoffGuard {
+    fn drop(&mut self) {
+        let reason = if thread::panicking() {
+            Reason::Panic
+        } else {
+            Reason::Success
+        };
+        if let Err(e) = self.end(reason) {
+            self.inner.report(&e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_are_checked() {
+        for good in ["descheduler", "db-backup.daily", "a_b", "x9"] {
+            assert!(check_job_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".hidden", "-x", "a/b", "a b", "a\nb", "..", &"x".repeat(201)] {
+            assert!(check_job_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn install_refuses_bad_names_and_labels() {
+        let err = Handoff::builder("../etc/passwd").dir("/tmp").install().unwrap_err();
+        assert!(matches!(err, Error::InvalidJobName { .. }), "{err}");
+        assert!(err.to_string().contains("../etc/passwd"), "{err}");
+        let err = Handoff::builder("job")
+            .dir("/tmp")
+            .grouping_label("le", "1")
+            .install()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidLabel { .. }), "{err}");
+    }
+}
