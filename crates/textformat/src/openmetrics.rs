@@ -457,12 +457,11 @@ impl<'a> Parser<'a, '_> {
                         "some samples of this metric point have timestamps and some do not",
                     ));
                 }
-                if let (Some(previous_ts), Some(ts)) = (previous_ts, timestamp) {
-                    if ts < previous_ts && metric_type != MetricType::Info {
-                        return Err(
-                            line.invalid(0, "timestamp goes backwards within a metric point")
-                        );
-                    }
+                if let (Some(previous_ts), Some(ts)) = (previous_ts, timestamp)
+                    && ts < previous_ts
+                    && metric_type != MetricType::Info
+                {
+                    return Err(line.invalid(0, "timestamp goes backwards within a metric point"));
                 }
                 if previous_ts != timestamp {
                     current.group_start = family.samples.len();
@@ -612,10 +611,8 @@ fn check_sample(
             counter_like(&format!("{suffix} of {family:?}"))?;
         }
         (MetricType::GaugeHistogram, "_gcount") => counter_like("_gcount")?,
-        (MetricType::GaugeHistogram, "_gsum") => {
-            if value.is_nan() {
-                return Err(line.invalid(0, "_gsum must be a number, not NaN"));
-            }
+        (MetricType::GaugeHistogram, "_gsum") if value.is_nan() => {
+            return Err(line.invalid(0, "_gsum must be a number, not NaN"));
         }
         (MetricType::Summary, "") => {
             match sample.label("quantile").map(|q| (q, parse_bound(q))) {
@@ -637,10 +634,8 @@ fn check_sample(
                 return Err(line.invalid(0, "a quantile's value must not be negative"));
             }
         }
-        (MetricType::Info, _) => {
-            if value != 1.0 {
-                return Err(line.invalid(0, "an info sample's value must be 1"));
-            }
+        (MetricType::Info, _) if value != 1.0 => {
+            return Err(line.invalid(0, "an info sample's value must be 1"));
         }
         (MetricType::StateSet, _) => {
             if sample.label(family).is_none() {
