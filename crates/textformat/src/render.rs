@@ -1,5 +1,6 @@
 //! Renderers: families back to classic text (as Go's `expfmt` writes it) or OpenMetrics.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::number::format_go_float;
@@ -192,9 +193,10 @@ fn render_classic_family<F: FamilyView>(family: &F, out: &mut String) {
 
 /// Renders families as OpenMetrics 1.0 text, ending with `# EOF`.
 ///
-/// Classic families are given OpenMetrics names: a counter family `x_total` is written as the
-/// family `x` with samples `x_total`, and a counter whose samples lack the `_total` suffix gets
-/// it; `untyped` becomes `unknown`. Timestamps are written in seconds.
+/// Classic families are given OpenMetrics names: a counter family `x_total` whose samples are
+/// named `x_total` is written as the family `x` with samples `x_total`, and a counter whose
+/// samples lack the `_total` suffix gets it; `untyped` becomes `unknown`. Timestamps are
+/// written in seconds.
 pub fn render_openmetrics<F: FamilyView>(families: &[F]) -> String {
     let mut out = String::new();
     render_openmetrics_into(families, &mut out);
@@ -203,10 +205,79 @@ pub fn render_openmetrics<F: FamilyView>(families: &[F]) -> String {
 
 /// [`render_openmetrics`] appending to `out`.
 pub fn render_openmetrics_into<F: FamilyView>(families: &[F], out: &mut String) {
-    for family in families {
-        render_openmetrics_family(family, out);
+    // Classic clients write the `_created` series of a counter, histogram or summary `x` as a
+    // gauge family of its own, `x_created`. In OpenMetrics those samples belong to `x`, and a
+    // family `x_created` next to `x` would clash with it, so such gauges are folded into their
+    // owner, each after the metric point it dates.
+    let om_names: Vec<&str> = families.iter().map(om_family_name).collect();
+    let owners: HashMap<&str, usize> = families
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            matches!(
+                f.metric_type(),
+                MetricType::Counter | MetricType::Histogram | MetricType::Summary
+            )
+        })
+        .map(|(i, _)| (om_names[i], i))
+        .collect();
+    let mut created_of: Vec<Option<usize>> = vec![None; families.len()];
+    let mut folded = vec![false; families.len()];
+    for (i, family) in families.iter().enumerate() {
+        if !matches!(
+            family.metric_type(),
+            MetricType::Gauge | MetricType::Unknown
+        ) {
+            continue;
+        }
+        let Some(&owner) = family
+            .name()
+            .strip_suffix("_created")
+            .and_then(|base| owners.get(base))
+        else {
+            continue;
+        };
+        let owner_name = om_names[owner];
+        let owner_has_created = families[owner]
+            .samples()
+            .any(|s| s.name.strip_prefix(owner_name) == Some("_created"));
+        if created_of[owner].is_none() && !owner_has_created {
+            created_of[owner] = Some(i);
+            folded[i] = true;
+        }
+    }
+    for (i, family) in families.iter().enumerate() {
+        if !folded[i] {
+            let created = created_of[i].map(|c| &families[c]);
+            render_openmetrics_family(family, om_names[i], created, out);
+        }
     }
     out.push_str("# EOF\n");
+}
+
+/// The name a family has in OpenMetrics. A classic counter family is named as its samples
+/// are, `x_total`: in OpenMetrics that is the family `x`. An OpenMetrics family's samples carry
+/// a suffix, so its name is kept even when it ends in `_total` (the counter `x_total`, whose
+/// samples are `x_total_total`).
+fn om_family_name<F: FamilyView>(family: &F) -> &str {
+    let name = family.name();
+    match family.metric_type() {
+        MetricType::Counter if family.samples().any(|s| s.name == name) => {
+            name.strip_suffix("_total").unwrap_or(name)
+        }
+        _ => name,
+    }
+}
+
+/// A key for a label set that does not depend on label order, leaving out `excluded`.
+fn point_key(labels: &[Label<'_>], excluded: Option<&str>) -> Vec<(String, String)> {
+    let mut key: Vec<(String, String)> = labels
+        .iter()
+        .filter(|l| Some(l.name.as_ref()) != excluded)
+        .map(|l| (l.name.to_string(), l.value.to_string()))
+        .collect();
+    key.sort_unstable();
+    key
 }
 
 fn write_om_timestamp(ts: Timestamp, out: &mut String) {
@@ -227,13 +298,13 @@ fn write_om_timestamp(ts: Timestamp, out: &mut String) {
     }
 }
 
-fn render_openmetrics_family<F: FamilyView>(family: &F, out: &mut String) {
-    let name = family.name();
+fn render_openmetrics_family<F: FamilyView>(
+    family: &F,
+    om_name: &str,
+    created: Option<&F>,
+    out: &mut String,
+) {
     let metric_type = family.metric_type();
-    let om_name = match metric_type {
-        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
-        _ => name,
-    };
     if let Some(help) = family.help() {
         out.push_str("# HELP ");
         out.push_str(om_name);
@@ -254,36 +325,68 @@ fn render_openmetrics_family<F: FamilyView>(family: &F, out: &mut String) {
         out.push_str(unit);
         out.push('\n');
     }
-    for sample in family.samples() {
+    // The folded `_created` samples by metric point, and the label each point leaves out.
+    let excluded = match metric_type {
+        MetricType::Histogram => Some("le"),
+        MetricType::Summary => Some("quantile"),
+        _ => None,
+    };
+    let created: HashMap<Vec<(String, String)>, &Sample<'_>> = created
+        .map(|c| {
+            c.samples()
+                .map(|s| (point_key(&s.labels, None), s))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut samples = family.samples().peekable();
+    while let Some(sample) = samples.next() {
         // A classic counter whose samples are named without `_total` gets the suffix.
-        let sample_name: &str = &sample.name;
-        out.push_str(sample_name);
-        if metric_type == MetricType::Counter
-            && sample_name == om_name
-            && !sample_name.ends_with("_total")
+        let suffix = if metric_type == MetricType::Counter
+            && *sample.name == *om_name
+            && !sample.name.ends_with("_total")
         {
-            out.push_str("_total");
+            "_total"
+        } else {
+            ""
+        };
+        write_om_sample(sample, None, suffix, out);
+        if created.is_empty() {
+            continue;
         }
-        write_labels(&sample.labels, out);
-        out.push(' ');
-        write_value(&sample.value, out);
-        if let Some(ts) = sample.timestamp {
-            out.push(' ');
-            write_om_timestamp(ts, out);
+        let key = point_key(&sample.labels, excluded);
+        let point_ends = samples
+            .peek()
+            .is_none_or(|next| point_key(&next.labels, excluded) != key);
+        if point_ends && let Some(created_sample) = created.get(&key) {
+            write_om_sample(created_sample, Some(om_name), "_created", out);
         }
-        if let Some(exemplar) = &sample.exemplar {
-            out.push_str(" # ");
-            if exemplar.labels.is_empty() {
-                out.push_str("{}");
-            } else {
-                write_labels(&exemplar.labels, out);
-            }
-            out.push(' ');
-            write_value(&exemplar.value, out);
-            if let Some(ts) = exemplar.timestamp {
-                let _ = write!(out, " {ts}");
-            }
-        }
-        out.push('\n');
     }
+}
+
+/// Writes one sample line, named `name` + `suffix` when a name is given, else as it is named
+/// plus `suffix`.
+fn write_om_sample(sample: &Sample<'_>, name: Option<&str>, suffix: &str, out: &mut String) {
+    out.push_str(name.unwrap_or(&sample.name));
+    out.push_str(suffix);
+    write_labels(&sample.labels, out);
+    out.push(' ');
+    write_value(&sample.value, out);
+    if let Some(ts) = sample.timestamp {
+        out.push(' ');
+        write_om_timestamp(ts, out);
+    }
+    if let Some(exemplar) = &sample.exemplar {
+        out.push_str(" # ");
+        if exemplar.labels.is_empty() {
+            out.push_str("{}");
+        } else {
+            write_labels(&exemplar.labels, out);
+        }
+        out.push(' ');
+        write_value(&exemplar.value, out);
+        if let Some(ts) = exemplar.timestamp {
+            let _ = write!(out, " {ts}");
+        }
+    }
+    out.push('\n');
 }

@@ -656,26 +656,6 @@ fn promtool_parses_the_classic_rendering_of_every_fixture() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Fixtures whose OpenMetrics rendering is known to be invalid, with the reason. The test
-/// checks that they still fail (in our parser and in Python's) and fails once they are fixed,
-/// so that the entry is removed.
-///
-/// The classic format has no `_created` samples, so the Python client writes them as gauges of
-/// their own (`x_created` beside the counter `x_total`). Parsed as classic, those are separate
-/// families, and `render_openmetrics` writes them as the gauge family `x_created` beside the
-/// counter family `x`, whose `_created` sample name it clashes with: OpenMetrics forbids that
-/// (conformance case `bad_clashing_names_2`), so neither our parser nor Python's reads it back.
-const KNOWN_BAD_OPENMETRICS_RENDERINGS: &[(&str, &str)] = &[
-    (
-        "python-generate-latest.prom",
-        "classic `_created` gauges clash with their counter, histogram or summary",
-    ),
-    (
-        "python-write-to-textfile.prom",
-        "classic `_created` gauges clash with their counter, histogram or summary",
-    ),
-];
-
 const PYTHON_OPENMETRICS_PARSER: &str = "\
 import sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -706,28 +686,6 @@ fn python_openmetrics_parser_parses_the_openmetrics_rendering_of_every_fixture()
             openmetrics.as_bytes(),
         )
         .expect("python3 ran a moment ago");
-        let known_bad = KNOWN_BAD_OPENMETRICS_RENDERINGS
-            .iter()
-            .find(|(name, _)| *name == fixture.name);
-        if let Some((_, reason)) = known_bad {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            match &ours {
-                Err(e) if e.to_string().contains("clashes") && stderr.contains("Clashing name") => {
-                    println!(
-                        "{}: known bad OpenMetrics rendering ({reason}): {e}",
-                        fixture.name
-                    )
-                }
-                _ => failures.push(format!(
-                    "{}: listed in KNOWN_BAD_OPENMETRICS_RENDERINGS ({reason}), but ours gave \
-                     {:?} and Python exited with {:?}: if it is fixed, remove the entry\n{stderr}",
-                    fixture.name,
-                    ours.as_ref().map(|e| e.families.len()),
-                    output.status.code()
-                )),
-            }
-            continue;
-        }
         if let Err(e) = &ours {
             failures.push(format!(
                 "{}: our parser rejects its OpenMetrics rendering: {e}\n{openmetrics}",
@@ -749,4 +707,43 @@ fn python_openmetrics_parser_parses_the_openmetrics_rendering_of_every_fixture()
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The classic format has no `_created` samples, so the Python client writes them as gauges of
+/// their own (`x_created` beside the counter `x_total`). In OpenMetrics they belong to the
+/// counter family `x`, and a separate family `x_created` would clash with it (conformance case
+/// `bad_clashing_names_2`): `render_openmetrics` folds them into their owner.
+#[test]
+fn classic_created_gauges_are_folded_into_their_family_in_openmetrics() {
+    let fixture = fixtures()
+        .into_iter()
+        .find(|f| f.name == "python-generate-latest.prom")
+        .expect("the python-generate-latest.prom fixture");
+    let exposition = fixture.parse();
+    let classic = render_classic(&exposition.families);
+    assert!(classic.contains("# TYPE descheduler_pods_evicted_created gauge\n"));
+    let openmetrics = render_openmetrics(&exposition.families);
+    assert!(
+        !openmetrics.contains("# TYPE descheduler_pods_evicted_created"),
+        "{openmetrics}"
+    );
+    let reparsed = parse(openmetrics.as_bytes(), Format::OpenMetrics)
+        .unwrap_or_else(|e| panic!("the OpenMetrics rendering does not parse: {e}\n{openmetrics}"));
+    let counter = reparsed
+        .families
+        .iter()
+        .find(|f| f.name == "descheduler_pods_evicted")
+        .expect("the counter family");
+    let created = counter
+        .samples
+        .iter()
+        .filter(|s| s.name == "descheduler_pods_evicted_created")
+        .count();
+    let totals = counter
+        .samples
+        .iter()
+        .filter(|s| s.name == "descheduler_pods_evicted_total")
+        .count();
+    assert!(totals > 0);
+    assert_eq!(created, totals, "one _created per series:\n{openmetrics}");
 }
