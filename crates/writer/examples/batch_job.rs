@@ -11,7 +11,8 @@
 //! `--fail` (exit 1), `--panic` (exit 101, or an abort when built with `panic = "abort"`), or
 //! killed by a signal during `--sleep` (SIGTERM: exit 143). More flags, for the tests and
 //! benchmarks: `--exit CODE` ends with `guard.exit(CODE)`, `--series N` adds N eviction series,
-//! `--stale-after DUR` and `--expire-after DUR` set the header's hints (`90s`, `1h`).
+//! `--stale-after DUR` and `--expire-after DUR` set the header's hints (`90s`, `1h`),
+//! `--lock-timeout SECS` bounds the wait for the lock.
 //!
 //! It prints `started` once the handoff is installed, so that a test knows when a signal
 //! will be caught.
@@ -20,11 +21,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use promdrop_writer::{Handoff, Outcome};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 const USAGE: &str = "usage: batch_job [--dir DIR] --job NAME [--fail] [--panic] [--sleep SECS] \
-[--flush-every SECS] [--exit CODE] [--series N] [--stale-after DUR] [--expire-after DUR]";
+[--flush-every SECS] [--exit CODE] [--series N] [--stale-after DUR] [--expire-after DUR] \
+[--lock-timeout SECS]";
 
 #[derive(Default)]
 struct Args {
@@ -38,6 +40,7 @@ struct Args {
     series: usize,
     stale_after: Option<Duration>,
     expire_after: Option<Duration>,
+    lock_timeout: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,10 +61,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--series" => {
                 let v = value("--series")?;
-                args.series = v.parse().map_err(|_| format!("--series {v}: not a number"))?;
+                args.series = v
+                    .parse()
+                    .map_err(|_| format!("--series {v}: not a number"))?;
             }
             "--stale-after" => args.stale_after = Some(duration(&value("--stale-after")?)?),
             "--expire-after" => args.expire_after = Some(duration(&value("--expire-after")?)?),
+            "--lock-timeout" => args.lock_timeout = Some(number(&value("--lock-timeout")?)?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -79,7 +85,8 @@ fn number(text: &str) -> Result<f64, String> {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    promdrop_textformat::parse_duration(text).ok_or(format!("{text}: not a duration like 90s or 1h"))
+    promdrop_textformat::parse_duration(text)
+        .ok_or(format!("{text}: not a duration like 90s or 1h"))
 }
 
 /// The job's metrics, named as the descheduler names them.
@@ -106,14 +113,22 @@ impl Metrics {
             &["type"],
         )?;
         let build_info = IntGaugeVec::new(
-            Opts::new("descheduler_build_info", "Build info about the descheduler."),
+            Opts::new(
+                "descheduler_build_info",
+                "Build info about the descheduler.",
+            ),
             &["build_date", "compiler", "git_version", "os_arch"],
         )?;
         registry.register(Box::new(pods_evicted.clone()))?;
         registry.register(Box::new(loop_duration.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         build_info
-            .with_label_values(&["2025-11-27", "rustc", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH])
+            .with_label_values(&[
+                "2025-11-27",
+                "rustc",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH,
+            ])
             .set(1);
         Ok(Metrics {
             pods_evicted,
@@ -128,7 +143,12 @@ fn deschedule(metrics: &Metrics, extra_series: usize) {
         ("success", "RemoveDuplicates", "web", "node-a"),
         ("success", "LowNodeUtilization", "web", "node-b"),
         ("success", "LowNodeUtilization", "batch", "node-b"),
-        ("error", "RemovePodsViolatingNodeAffinity", "kube-system", "node-c"),
+        (
+            "error",
+            "RemovePodsViolatingNodeAffinity",
+            "kube-system",
+            "node-c",
+        ),
     ];
     for (result, strategy, namespace, node) in evictions {
         metrics
@@ -173,6 +193,9 @@ pub fn main() {
     }
     if let Some(after) = args.stale_after {
         builder = builder.stale_after(after);
+    }
+    if let Some(secs) = args.lock_timeout {
+        builder = builder.lock_timeout(Duration::from_secs_f64(secs));
     }
     if let Some(after) = args.expire_after {
         builder = builder.expire_after(after);

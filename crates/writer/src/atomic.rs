@@ -303,7 +303,10 @@ pub fn write_atomic_with(
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn write_registry(source: &(impl Source + ?Sized), path: impl AsRef<Path>) -> Result<(), Error> {
+pub fn write_registry(
+    source: &(impl Source + ?Sized),
+    path: impl AsRef<Path>,
+) -> Result<(), Error> {
     write_registry_with(source, path, &WriteOptions::default())
 }
 

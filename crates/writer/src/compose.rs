@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use promdrop_textformat::{
-    Format, Label, MetricFamily, MetricType, Sample, Value, WriterHeader, merge, parse, render_classic,
-    render_classic_into,
+    Format, Label, MetricFamily, MetricType, Sample, Value, WriterHeader, merge, parse,
+    render_classic, render_classic_into,
 };
 
 use crate::Error;
@@ -25,6 +25,8 @@ pub(crate) enum Reason {
     Success,
     Error,
     Panic,
+    /// Only the signal handler (feature `signals`) ends a run this way.
+    #[cfg_attr(not(feature = "signals"), allow(dead_code))]
     Signal(i32),
 }
 
@@ -49,7 +51,8 @@ pub(crate) struct Outcome {
     pub(crate) last_success: Option<f64>,
 }
 
-/// Adds `labels` to every sample that lacks a label of that name (a sample's own value wins).
+/// Adds `labels` to every sample. A sample's own label of the same name wins, unless its
+/// value is empty: Prometheus treats an empty label as an absent one, so it is filled in.
 fn add_labels<'a>(families: &mut [MetricFamily<'a>], labels: &'a [(String, String)]) {
     if labels.is_empty() {
         return;
@@ -57,10 +60,12 @@ fn add_labels<'a>(families: &mut [MetricFamily<'a>], labels: &'a [(String, Strin
     for family in families {
         for sample in &mut family.samples {
             for (name, value) in labels {
-                if !sample.labels.iter().any(|l| l.name == name.as_str()) {
-                    sample
+                match sample.labels.iter_mut().find(|l| l.name == name.as_str()) {
+                    Some(own) if own.value.is_empty() => own.value = Cow::Borrowed(value),
+                    Some(_) => {}
+                    None => sample
                         .labels
-                        .push(Label::new(name.as_str(), value.as_str()));
+                        .push(Label::new(name.as_str(), value.as_str())),
                 }
             }
         }
@@ -80,11 +85,15 @@ fn add_labels_prometheus(
         for metric in family.mut_metric().iter_mut() {
             let mut pairs = metric.take_label();
             for (name, value) in labels {
-                if !pairs.iter().any(|p| p.name() == name) {
-                    let mut pair = prometheus::proto::LabelPair::default();
-                    pair.set_name(name.clone());
-                    pair.set_value(value.clone());
-                    pairs.push(pair);
+                match pairs.iter_mut().find(|p| p.name() == name) {
+                    Some(own) if own.value().is_empty() => own.set_value(value.clone()),
+                    Some(_) => {}
+                    None => {
+                        let mut pair = prometheus::proto::LabelPair::default();
+                        pair.set_name(name.clone());
+                        pair.set_value(value.clone());
+                        pairs.push(pair);
+                    }
                 }
             }
             metric.set_label(pairs);
@@ -104,22 +113,19 @@ pub(crate) fn body(
     }
     // The fast path: one prometheus registry, labelled without parsing.
     #[cfg(feature = "prometheus")]
-    if collected.len() == 1 {
-        if let Some(Collected::Prometheus(_)) = collected.first() {
-            if let Some(Collected::Prometheus(mut families)) = collected.pop() {
-                add_labels_prometheus(&mut families, labels);
-                return crate::source::encode_prometheus(&families, path);
-            }
-        }
+    if collected.len() == 1
+        && matches!(collected.first(), Some(Collected::Prometheus(_)))
+        && let Some(Collected::Prometheus(mut families)) = collected.pop()
+    {
+        add_labels_prometheus(&mut families, labels);
+        return crate::source::encode_prometheus(&families, path);
     }
     let mut texts = Vec::with_capacity(collected.len());
     for c in collected {
         texts.push(match c {
             Collected::Text(text) => text,
             #[cfg(feature = "prometheus")]
-            Collected::Prometheus(families) => {
-                crate::source::encode_prometheus(&families, path)?
-            }
+            Collected::Prometheus(families) => crate::source::encode_prometheus(&families, path)?,
         });
     }
     let mut parsed = Vec::with_capacity(texts.len());
@@ -237,7 +243,11 @@ pub(crate) fn outcome(outcome: &Outcome, labels: &[(String, String)], out: &mut 
             "Why this run of the job ended: 1 for the reason that applies, 0 for the others.",
         );
         for candidate in ["success", "error", "panic", "signal"] {
-            let value = if candidate == reason.label() { 1.0 } else { 0.0 };
+            let value = if candidate == reason.label() {
+                1.0
+            } else {
+                0.0
+            };
             let mut s = sample("promdrop_job_exit_reason", value, labels);
             s.labels.insert(0, Label::new("reason", candidate));
             family.samples.push(s);
@@ -319,12 +329,26 @@ mod tests {
                 .find(|s| s.name == name && reason.is_none_or(|r| s.label("reason") == Some(r)))
                 .map(|s| (s.value.number, s.label("job_name").map(str::to_string)))
         };
-        assert_eq!(value("promdrop_job_start_timestamp_seconds", None), Some((100.0, Some("copy".into()))));
-        assert_eq!(value("promdrop_job_end_timestamp_seconds", None).unwrap().0, 160.5);
+        assert_eq!(
+            value("promdrop_job_start_timestamp_seconds", None),
+            Some((100.0, Some("copy".into())))
+        );
+        assert_eq!(
+            value("promdrop_job_end_timestamp_seconds", None).unwrap().0,
+            160.5
+        );
         assert_eq!(value("promdrop_job_success", None).unwrap().0, 0.0);
         assert_eq!(value("promdrop_job_running", None).unwrap().0, 0.0);
-        assert_eq!(value("promdrop_job_exit_reason", Some("error")).unwrap().0, 1.0);
-        assert_eq!(value("promdrop_job_exit_reason", Some("success")).unwrap().0, 0.0);
+        assert_eq!(
+            value("promdrop_job_exit_reason", Some("error")).unwrap().0,
+            1.0
+        );
+        assert_eq!(
+            value("promdrop_job_exit_reason", Some("success"))
+                .unwrap()
+                .0,
+            0.0
+        );
         assert_eq!(value(LAST_SUCCESS, None).unwrap().0, 50.0);
         assert_eq!(last_success_in(out.as_bytes()), Some(50.0));
     }
@@ -348,12 +372,13 @@ mod tests {
 
     #[test]
     fn grouping_labels_never_duplicate_a_samples_own_label() {
-        let text = "# TYPE x counter\nx{job_name=\"own\"} 1\nx{a=\"b\"} 2\n# TYPE promdrop_job_success gauge\npromdrop_job_success 1\n";
-        let source: Box<dyn Source> = Box::new(crate::TextSource::new(move || Ok(text.to_string())));
+        let text = "# TYPE x counter\nx{job_name=\"own\"} 1\nx{a=\"b\"} 2\nx{job_name=\"\"} 3\n# TYPE promdrop_job_success gauge\npromdrop_job_success 1\n";
+        let source: Box<dyn Source> =
+            Box::new(crate::TextSource::new(move || Ok(text.to_string())));
         let out = body(&[source], &labels(), Path::new("x.prom")).unwrap();
         assert_eq!(
             out,
-            "# TYPE x counter\nx{job_name=\"own\"} 1\nx{a=\"b\",job_name=\"copy\"} 2\n"
+            "# TYPE x counter\nx{job_name=\"own\"} 1\nx{a=\"b\",job_name=\"copy\"} 2\nx{job_name=\"copy\"} 3\n"
         );
     }
 

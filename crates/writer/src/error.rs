@@ -32,7 +32,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// `JOB_COMPLETION_INDEX` is set but is not a non-negative integer.
-    #[error("JOB_COMPLETION_INDEX={value:?} is not a non-negative integer (the job file would be in {dir})")]
+    #[error(
+        "JOB_COMPLETION_INDEX={value:?} is not a non-negative integer (the job file would be in {dir})"
+    )]
     InvalidCompletionIndex {
         /// The variable's value.
         value: String,

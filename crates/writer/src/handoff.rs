@@ -9,10 +9,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::Error;
 use crate::atomic::{TargetLock, WriteOptions};
 use crate::compose::{self, Reason};
 use crate::source::{Source, SourceError, TextSource};
-use crate::Error;
 
 /// The directory used when neither [`HandoffBuilder::dir`] nor `PROMDROP_DIR` says otherwise.
 pub const DEFAULT_DIR: &str = "/var/lib/promdrop";
@@ -162,10 +162,7 @@ impl HandoffBuilder {
 
     /// Adds a [`prometheus_client`] registry as a source.
     #[cfg(feature = "prometheus-client")]
-    pub fn prometheus_client(
-        self,
-        registry: Arc<prometheus_client::registry::Registry>,
-    ) -> Self {
+    pub fn prometheus_client(self, registry: Arc<prometheus_client::registry::Registry>) -> Self {
         self.source(crate::PrometheusClientSource::new(registry))
     }
 
@@ -180,7 +177,8 @@ impl HandoffBuilder {
 
     /// Sets a grouping label added to every sample written (replacing a grouping label of the
     /// same name, such as the default `job_name`). A sample that already has a label of that
-    /// name keeps its own value.
+    /// name keeps its own value, unless that value is empty (which Prometheus treats as no
+    /// label): then the grouping label's value fills it.
     pub fn grouping_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.label_ops.push(LabelOp::Set(name.into(), value.into()));
         self
@@ -371,11 +369,11 @@ impl HandoffBuilder {
             }
         }
         #[cfg(feature = "signals")]
-        if self.signals {
-            if let Err(e) = start_signals(&inner, self.on_signal) {
-                guard.abandon();
-                return Err(e);
-            }
+        if self.signals
+            && let Err(e) = start_signals(&inner, self.on_signal)
+        {
+            guard.abandon();
+            return Err(e);
         }
         if self.panic_hook && !thread::panicking() {
             install_panic_hook(Arc::downgrade(&inner));
@@ -407,7 +405,9 @@ fn check_job_name(name: &str) -> Result<(), &'static str> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err("only letters, digits, '-', '_' and '.' are allowed (no '/', spaces or control characters)");
+        return Err(
+            "only letters, digits, '-', '_' and '.' are allowed (no '/', spaces or control characters)",
+        );
     }
     Ok(())
 }
@@ -600,10 +600,11 @@ fn install_panic_hook(inner: Weak<Inner>) {
         if let Some(inner) = inner.upgrade() {
             let in_write = IN_WRITE.with(Cell::get);
             let ours = cfg!(panic = "abort") || thread::current().id() == inner.job_thread;
-            if ours && !in_write {
-                if let Err(e) = inner.finalize(Reason::Panic) {
-                    inner.report(&e);
-                }
+            if ours
+                && !in_write
+                && let Err(e) = inner.finalize(Reason::Panic)
+            {
+                inner.report(&e);
             }
         }
         previous(info);
@@ -611,26 +612,25 @@ fn install_panic_hook(inner: Weak<Inner>) {
 }
 
 #[cfg(feature = "signals")]
-fn start_signals(
-    inner: &Arc<Inner>,
-    on_signal: Option<SignalCallback>,
-) -> Result<(), Error> {
+fn start_signals(inner: &Arc<Inner>, on_signal: Option<SignalCallback>) -> Result<(), Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let install_err = |source| Error::Install {
         path: inner.path.clone(),
         what: "SIGTERM/SIGINT handler",
         source,
     };
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(install_err)?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(install_err)?;
     let inner = Arc::clone(inner);
     let path = inner.path.clone();
     thread::Builder::new()
         .name("promdrop-signals".to_string())
         .spawn(move || {
             for signal in signals.forever() {
-                let _ = inner
-                    .signal
-                    .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                let _ =
+                    inner
+                        .signal
+                        .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
                 if let Err(e) = inner.finalize(Reason::Signal(signal)) {
                     inner.report(&e);
                 }
@@ -764,14 +764,26 @@ mod tests {
         for good in ["descheduler", "db-backup.daily", "a_b", "x9"] {
             assert!(check_job_name(good).is_ok(), "{good}");
         }
-        for bad in ["", ".hidden", "-x", "a/b", "a b", "a\nb", "..", &"x".repeat(201)] {
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a b",
+            "a\nb",
+            "..",
+            &"x".repeat(201),
+        ] {
             assert!(check_job_name(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn install_refuses_bad_names_and_labels() {
-        let err = Handoff::builder("../etc/passwd").dir("/tmp").install().unwrap_err();
+        let err = Handoff::builder("../etc/passwd")
+            .dir("/tmp")
+            .install()
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidJobName { .. }), "{err}");
         assert!(err.to_string().contains("../etc/passwd"), "{err}");
         let err = Handoff::builder("job")

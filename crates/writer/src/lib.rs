@@ -40,7 +40,8 @@
 //!   legal in the classic format; node_exporter ignores them.
 //! - Every sample carries the grouping labels: `job_name="<job>"` (as kube-state-metrics
 //!   names it), plus `completion_index` in an indexed Job. A sample's own label of the same
-//!   name is kept as it is, never duplicated.
+//!   name is kept as it is, never duplicated (an empty one, which Prometheus treats as absent,
+//!   is filled in).
 //! - The outcome metrics: start and end time, `promdrop_job_success` (1/0),
 //!   `promdrop_job_running` (1 in snapshots written while the job runs, 0 in the final write),
 //!   `promdrop_job_exit_reason` (`success`, `error`, `panic` or `signal`: 1 for the one that

@@ -35,15 +35,17 @@
 //! it is).
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use promdrop_textformat::{Label, MetricFamily, MetricType, Sample, format_go_float, render_classic};
+use promdrop_textformat::{
+    Label, MetricFamily, MetricType, Sample, format_go_float, render_classic,
+};
 
 use crate::handoff::Inner;
 use crate::source::{Collected, Source, SourceError};
@@ -209,9 +211,16 @@ fn metric_name(metric: &Metric) -> String {
     name
 }
 
-fn labels<'a>(attributes: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Vec<Label<'static>> {
+fn labels<'a>(
+    attributes: impl Iterator<Item = &'a opentelemetry::KeyValue>,
+) -> Vec<Label<'static>> {
     attributes
-        .map(|kv| Label::new(sanitize_label(kv.key.as_str()), kv.value.as_str().into_owned()))
+        .map(|kv| {
+            Label::new(
+                sanitize_label(kv.key.as_str()),
+                kv.value.as_str().into_owned(),
+            )
+        })
         .collect()
 }
 

@@ -142,15 +142,17 @@ impl Source for PrometheusClientSource {
 }
 
 /// Collects `source` and returns its metrics as classic text, unchanged when it already is.
-pub(crate) fn collect_classic(source: &(impl Source + ?Sized), path: &Path) -> Result<String, Error> {
+pub(crate) fn collect_classic(
+    source: &(impl Source + ?Sized),
+    path: &Path,
+) -> Result<String, Error> {
     match collect(source, path)? {
         Collected::Text(text) => {
-            let exposition = parse(text.as_bytes(), Format::Auto).map_err(|source| {
-                Error::InvalidText {
+            let exposition =
+                parse(text.as_bytes(), Format::Auto).map_err(|source| Error::InvalidText {
                     path: path.to_path_buf(),
                     source,
-                }
-            })?;
+                })?;
             if exposition.format == Format::Classic {
                 Ok(text)
             } else {

@@ -44,7 +44,10 @@ fn success_writes_one_complete_file_with_the_outcome() {
         ),
         Some(1.0)
     );
-    assert!(file.text.contains("# TYPE descheduler_loop_duration_seconds histogram\n"));
+    assert!(
+        file.text
+            .contains("# TYPE descheduler_loop_duration_seconds histogram\n")
+    );
     assert!(file.text.contains("descheduler_build_info{"));
     file.assert_grouped("descheduler");
     // The header: when, and the staleness hints.
@@ -79,7 +82,10 @@ fn failure_exits_1_and_carries_the_last_success_forward() {
         succeeded_at
     );
     // Carried again by a second failure.
-    assert_eq!(run_batch_job(dir.path(), "job", &["--fail"]).status.code(), Some(1));
+    assert_eq!(
+        run_batch_job(dir.path(), "job", &["--fail"]).status.code(),
+        Some(1)
+    );
     assert_eq!(
         JobFile::read(&path).get("promdrop_job_last_success_timestamp_seconds"),
         succeeded_at
@@ -90,7 +96,10 @@ fn failure_exits_1_and_carries_the_last_success_forward() {
 #[test]
 fn a_first_failure_has_no_last_success() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(run_batch_job(dir.path(), "job", &["--fail"]).status.code(), Some(1));
+    assert_eq!(
+        run_batch_job(dir.path(), "job", &["--fail"]).status.code(),
+        Some(1)
+    );
     let file = JobFile::read(&dir.path().join("job.prom"));
     assert_eq!(file.reason(), "error");
     assert_eq!(
@@ -109,7 +118,10 @@ fn panic_with_unwind_exits_101_and_says_panic() {
     let file = JobFile::read(&dir.path().join("job.prom"));
     assert_eq!(file.reason(), "panic");
     assert_eq!(file.get("promdrop_job_success"), 0.0);
-    assert!(file.value("promdrop_job_last_success_timestamp_seconds", &[]).is_some());
+    assert!(
+        file.value("promdrop_job_last_success_timestamp_seconds", &[])
+            .is_some()
+    );
     assert_no_debris(dir.path());
 }
 
@@ -173,7 +185,10 @@ fn signal_test(signal: i32, expected_code: i32) {
     kill(&child, signal);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(expected_code), "{status:?}");
-    assert!(started.elapsed() < Duration::from_secs(20), "the signal did not end the sleep");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the signal did not end the sleep"
+    );
     let file = JobFile::read(&dir.path().join("job.prom"));
     assert_eq!(file.reason(), "signal");
     assert_eq!(file.get("promdrop_job_success"), 0.0);
@@ -278,4 +293,32 @@ fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+#[test]
+fn on_signal_hands_control_back_after_the_final_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(TESTLOOP)
+        .arg(dir.path())
+        .args(["job", "w", "1000000", "10"])
+        .env("PROMDROP_TESTLOOP_ON_SIGNAL", "return")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "1");
+    kill(&child, SIGTERM);
+    let status = child.wait().unwrap();
+    // The application got control back, finished its own way and exited 0.
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.contains("signal 15 Some(15)"), "{rest}");
+    // The signal did the one final write; the later finish(Success) wrote nothing.
+    let file = JobFile::read(&dir.path().join("job.prom"));
+    assert_eq!(file.reason(), "signal");
+    assert_eq!(file.get("promdrop_job_running"), 0.0);
+    assert_no_debris(dir.path());
 }

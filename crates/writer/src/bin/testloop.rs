@@ -6,6 +6,10 @@
 //! promdrop-writer-testloop DIR JOB WRITER COUNT SERIES
 //! ```
 //!
+//! With `PROMDROP_TESTLOOP_ON_SIGNAL=return` in the environment it asks the handoff to hand
+//! control back on SIGTERM/SIGINT: it then stops writing, prints `signal N`, calls `finish`
+//! (which must write nothing more) and exits 0.
+//!
 //! Every version it writes is self-describing: `testloop_iteration{writer} K` and SERIES
 //! filler samples `testloop_filler{writer,i} K`, so that a reader can tell a complete version
 //! from a mix of two.
@@ -13,7 +17,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use promdrop_writer::{Handoff, Outcome};
@@ -31,7 +35,13 @@ fn main() {
     let iteration = Arc::new(AtomicU64::new(0));
     let source_iteration = Arc::clone(&iteration);
     let source_writer = writer.clone();
-    let guard = Handoff::builder(job.as_str())
+    let caught = Arc::new(AtomicI32::new(0));
+    let mut builder = Handoff::builder(job.as_str());
+    if std::env::var("PROMDROP_TESTLOOP_ON_SIGNAL").as_deref() == Ok("return") {
+        let caught = Arc::clone(&caught);
+        builder = builder.on_signal(move |signal| caught.store(signal, Ordering::SeqCst));
+    }
+    let guard = builder
         .dir(dir)
         .flush_every(Duration::ZERO)
         .lock_timeout(Duration::from_secs(60))
@@ -57,6 +67,12 @@ fn main() {
     };
     let mut stdout = std::io::stdout().lock();
     for k in 1..=count {
+        let signal = caught.load(Ordering::SeqCst);
+        if signal != 0 {
+            let _ = writeln!(stdout, "signal {signal} {:?}", guard.signal());
+            let _ = stdout.flush();
+            break;
+        }
         iteration.store(k, Ordering::SeqCst);
         if let Err(e) = guard.flush() {
             eprintln!("promdrop-writer-testloop: write {k}: {e}");

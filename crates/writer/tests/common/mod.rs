@@ -65,7 +65,12 @@ impl JobFile {
             .into_iter()
             .filter(|r| self.value("promdrop_job_exit_reason", &[("reason", r)]) == Some(1.0))
             .collect();
-        assert_eq!(reasons.len(), 1, "exactly one exit reason must be 1:\n{}", self.text);
+        assert_eq!(
+            reasons.len(),
+            1,
+            "exactly one exit reason must be 1:\n{}",
+            self.text
+        );
         reasons[0].to_string()
     }
 
@@ -176,7 +181,13 @@ impl Tmpfs {
         let path = parent.path().join("mnt");
         fs::create_dir(&path).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(&path)
             .output()
             .expect("mount(8) must be installed for this test");
