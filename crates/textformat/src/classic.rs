@@ -49,6 +49,8 @@ struct Parser<'a, 'l> {
     series: usize,
     /// The family of the previous sample line and its name: most lines continue it.
     last: Option<(&'a str, usize, Role)>,
+    /// Where a sample's labels are gathered before they are moved into it.
+    label_buffer: Vec<Label<'a>>,
 }
 
 pub(crate) fn parse<'a>(
@@ -62,6 +64,7 @@ pub(crate) fn parse<'a>(
         by_name: HashMap::new(),
         series: 0,
         last: None,
+        label_buffer: Vec::new(),
     };
     let mut lines = Lines::new(input);
     while let Some(line) = lines.next_line(limits)? {
@@ -247,8 +250,21 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn sample(&mut self, line: Line<'a>, start: usize) -> Result<(), Error> {
+        // Every piece of a sample line must be UTF-8: check the line once.
+        let line = line.validated()?;
         let text = line.text;
-        let name_end = lex::scan_metric_name(text, start);
+        // Most lines continue the previous line's metric: try its name before scanning.
+        let name_end = match self.last {
+            Some((last_name, _, _))
+                if text[start..].starts_with(last_name.as_bytes())
+                    && !text
+                        .get(start + last_name.len())
+                        .is_some_and(|b| lex::is_metric_name_char(*b)) =>
+            {
+                start + last_name.len()
+            }
+            _ => lex::scan_metric_name(text, start),
+        };
         if name_end == start {
             return Err(line.unexpected(start, "a metric name, a comment or a blank line"));
         }
@@ -267,7 +283,10 @@ impl<'a> Parser<'a, '_> {
         }
 
         let mut pos = skip_blanks(text, name_end);
-        let mut labels: Vec<Label<'a>> = Vec::new();
+        // Labels are gathered in a reused buffer and copied out at their exact count: one
+        // allocation a sample, no larger than it needs to be.
+        let mut labels = std::mem::take(&mut self.label_buffer);
+        labels.clear();
         let mut le_seen = false;
         let mut quantile_seen = false;
         if text.get(pos) == Some(&b'{') {
@@ -426,9 +445,13 @@ impl<'a> Parser<'a, '_> {
         }
         self.series += 1;
         self.states[index].type_fixed = true;
+        // Moved out at their exact count, so a sample holds no spare capacity and the buffer
+        // keeps its own for the next line (`mem::take` would give the sample the buffer).
+        #[allow(clippy::drain_collect)]
+        let labels_of_sample: Vec<Label<'a>> = labels.drain(..).collect();
         self.families[index].samples.push(Sample {
             name: Cow::Borrowed(name),
-            labels,
+            labels: labels_of_sample,
             value: Value {
                 number,
                 token: Some(Cow::Borrowed(value_token)),
@@ -436,6 +459,7 @@ impl<'a> Parser<'a, '_> {
             timestamp,
             exemplar: None,
         });
+        self.label_buffer = labels;
         Ok(())
     }
 }

@@ -91,6 +91,7 @@ impl<'a> Line<'a> {
     }
 
     /// The bytes `start..end` as a `&str`, or an error at `start` if they are not UTF-8.
+    #[inline]
     pub fn str(&self, start: usize, end: usize) -> Result<&'a str, Error> {
         if let Some(piece) = self.utf8.and_then(|text| text.get(start..end)) {
             return Ok(piece);
@@ -127,54 +128,66 @@ fn describe_at(text: &[u8], pos: usize) -> String {
     }
 }
 
-/// `[a-zA-Z_:]`
-#[inline]
-pub(crate) fn is_metric_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b == b':'
-}
+/// Character classes of name bytes, looked up in one table rather than tested by ranges: names
+/// are most of a sample line, so this is the parser's hottest loop.
+const METRIC_START: u8 = 1;
+const METRIC_CHAR: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL_CHAR: u8 = 8;
+
+static NAME_CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alpha = c.is_ascii_alphabetic() || c == b'_';
+        let digit = c.is_ascii_digit();
+        let mut class = 0;
+        if alpha || c == b':' {
+            class |= METRIC_START | METRIC_CHAR;
+        }
+        if digit {
+            class |= METRIC_CHAR | LABEL_CHAR;
+        }
+        if alpha {
+            class |= LABEL_START | LABEL_CHAR;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
 
 /// `[a-zA-Z0-9_:]`
 #[inline]
 pub(crate) fn is_metric_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+    NAME_CLASSES[b as usize] & METRIC_CHAR != 0
 }
 
-/// `[a-zA-Z_]`
 #[inline]
-pub(crate) fn is_label_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_'
-}
-
-/// `[a-zA-Z0-9_]`
-#[inline]
-pub(crate) fn is_label_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+fn scan_class(text: &[u8], pos: usize, start: u8, rest: u8) -> usize {
+    match text.get(pos) {
+        Some(&b) if NAME_CLASSES[b as usize] & start != 0 => {}
+        _ => return pos,
+    }
+    let tail = &text[pos + 1..];
+    let len = tail
+        .iter()
+        .position(|&b| NAME_CLASSES[b as usize] & rest == 0)
+        .unwrap_or(tail.len());
+    pos + 1 + len
 }
 
 /// The end of the metric name starting at `pos` (`pos` itself when there is none).
 #[inline]
 pub(crate) fn scan_metric_name(text: &[u8], pos: usize) -> usize {
-    if pos >= text.len() || !is_metric_name_start(text[pos]) {
-        return pos;
-    }
-    let mut end = pos + 1;
-    while end < text.len() && is_metric_name_char(text[end]) {
-        end += 1;
-    }
-    end
+    scan_class(text, pos, METRIC_START, METRIC_CHAR)
 }
 
 /// The end of the label name starting at `pos` (`pos` itself when there is none).
 #[inline]
 pub(crate) fn scan_label_name(text: &[u8], pos: usize) -> usize {
-    if pos >= text.len() || !is_label_name_start(text[pos]) {
-        return pos;
-    }
-    let mut end = pos + 1;
-    while end < text.len() && is_label_name_char(text[end]) {
-        end += 1;
-    }
-    end
+    scan_class(text, pos, LABEL_START, LABEL_CHAR)
 }
 
 /// Whether `name` is a valid metric name.

@@ -22,6 +22,46 @@ pub(crate) fn parse_om_realnumber(token: &str) -> Option<f64> {
     parse_decimal(token)
 }
 
+/// Exact powers of ten up to 10^22, the largest that an `f64` holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The common case, fast: `[-]digits[.digits]` with at most 15 digits in all. The digits form
+/// an integer below 2^53 and the divisor is an exact power of ten, so the one IEEE division
+/// is correctly rounded: the result is the same as the general parser's (Clinger's fast path).
+/// Returns `None` for anything else, which the general path then handles.
+#[inline]
+fn parse_short_decimal(token: &str) -> Option<f64> {
+    let bytes = token.as_bytes();
+    let (negative, digits) = match bytes.first()? {
+        b'-' => (true, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    let mut seen_digits = 0;
+    let mut fraction_digits = None;
+    for (i, &b) in digits.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                seen_digits += 1;
+            }
+            b'.' if fraction_digits.is_none() => fraction_digits = Some(digits.len() - i - 1),
+            _ => return None,
+        }
+    }
+    if seen_digits == 0 || seen_digits > 15 {
+        return None;
+    }
+    let value = mantissa as f64 / EXACT_POWERS_OF_TEN[fraction_digits.unwrap_or(0)];
+    Some(if negative { -value } else { value })
+}
+
 /// Parses a classic integer millisecond timestamp as Go's `strconv.ParseInt(s, 10, 64)` does.
 pub(crate) fn parse_go_int(token: &str) -> Option<i64> {
     let digits = token.strip_prefix(['+', '-']).unwrap_or(token);
@@ -56,6 +96,9 @@ fn parse_special(token: &str) -> Option<f64> {
 /// digit. The grammar is checked here (Rust's parser also takes `inf` and `nan`, which must not
 /// get through this path); the value comes from Rust's correctly rounded parser.
 fn parse_decimal(token: &str) -> Option<f64> {
+    if let Some(value) = parse_short_decimal(token) {
+        return Some(value);
+    }
     let bytes = token.as_bytes();
     let mut i = 0;
     if matches!(bytes.first(), Some(b'+' | b'-')) {
@@ -238,6 +281,45 @@ mod tests {
         assert!(parse_om_realnumber("NaN").is_none());
         assert!(parse_om_realnumber("0x1p-3").is_none());
         assert!(parse_om_realnumber("1_2").is_none());
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_parser() {
+        for token in [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "0.5",
+            "123456.7",
+            "999999999999999",
+            "0.00000000000001",
+            "1.",
+            ".5",
+            "-.5",
+            "12.340",
+            "10000000000000.0",
+            "4.35",
+            "0.1",
+            "0.3",
+        ] {
+            let fast = parse_short_decimal(token).expect(token);
+            let general: f64 = token.parse().expect(token);
+            assert_eq!(fast.to_bits(), general.to_bits(), "{token}");
+        }
+        for token in [
+            "",
+            "-",
+            ".",
+            "1e5",
+            "+1",
+            "1.2.3",
+            "1234567890123456",
+            "0.000000000000001",
+            "12a",
+        ] {
+            assert!(parse_short_decimal(token).is_none(), "{token:?}");
+        }
     }
 
     #[test]
