@@ -45,7 +45,9 @@ fn exposition(families: usize, series: usize, labels: bool) -> String {
         out.push_str(&format!("# HELP m{f} Help {f}.\n# TYPE m{f} gauge\n"));
         for s in 0..series {
             if labels {
-                out.push_str(&format!("m{f}{{instance=\"node-{s}\",job=\"etl\"}} {s}.5\n"));
+                out.push_str(&format!(
+                    "m{f}{{instance=\"node-{s}\",job=\"etl\"}} {s}.5\n"
+                ));
             } else {
                 out.push_str(&format!("m{f}_{s} {s}\n"));
             }

@@ -23,11 +23,12 @@ fn every_conformance_verdict_agrees() {
     let mut disagreements = Vec::new();
     for case in &entries {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
-        let spec: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(case.join("test.json")).expect("test.json"),
-        )
-        .expect("test.json is JSON");
-        let expected = spec["shouldParse"].as_bool().expect("shouldParse is a bool");
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(case.join("test.json")).expect("test.json"))
+                .expect("test.json is JSON");
+        let expected = spec["shouldParse"]
+            .as_bool()
+            .expect("shouldParse is a bool");
         let input = std::fs::read(case.join(spec["file"].as_str().unwrap_or("metrics")))
             .expect("metrics file");
         let result = parse(&input, Format::OpenMetrics);
@@ -44,15 +45,23 @@ fn every_conformance_verdict_agrees() {
         // What parses must render back to text that parses to the same families.
         if let Ok(exposition) = result {
             let rendered = render_openmetrics(&exposition.families);
-            let again = parse(rendered.as_bytes(), Format::OpenMetrics)
-                .unwrap_or_else(|e| panic!("{name}: re-parsing the rendering failed: {e}\n{rendered}"));
-            assert_eq!(again.families, exposition.families, "{name}: round trip changed the families");
+            let again = parse(rendered.as_bytes(), Format::OpenMetrics).unwrap_or_else(|e| {
+                panic!("{name}: re-parsing the rendering failed: {e}\n{rendered}")
+            });
+            assert_eq!(
+                again.families, exposition.families,
+                "{name}: round trip changed the families"
+            );
         }
     }
     println!(
         "OpenMetrics conformance: {agreed} of {} verdicts agree ({should_parse} must parse, {should_fail} must be rejected)",
         entries.len()
     );
-    assert!(disagreements.is_empty(), "disagreements:\n{}", disagreements.join("\n"));
+    assert!(
+        disagreements.is_empty(),
+        "disagreements:\n{}",
+        disagreements.join("\n")
+    );
     assert_eq!(entries.len(), 211, "the suite has 211 cases");
 }
