@@ -1,0 +1,398 @@
+//! Command-line flags (clap derive), each with an environment variable, and their checks.
+//!
+//! Flag names follow the Go exporters' conventions (`--web.listen-address`, `--log.level`), so
+//! that operators find what they know from node_exporter.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use promdrop_textformat::{is_valid_label_name, parse_duration};
+
+use crate::Error;
+
+/// What to do with samples that carry a client-side timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimestampPolicy {
+    /// The file is not served and reported as failing (node_exporter's behaviour).
+    Reject,
+    /// The timestamps are removed; the samples are served with the scrape's time.
+    Strip,
+    /// The timestamps are served as written.
+    Keep,
+}
+
+/// The log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Everything, including each file read.
+    Debug,
+    /// Start, stop, files appearing, failing, expiring and being deleted.
+    Info,
+    /// Problems only.
+    Warn,
+    /// Fatal problems only.
+    Error,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `ts=... level=info msg="..." key=value`, as Go exporters write.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A duration flag that can be turned off with `off` (or `0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OptionalDuration(pub Option<Duration>);
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m, 1h30m or 250ms"))
+}
+
+fn optional_duration(text: &str) -> Result<OptionalDuration, String> {
+    match text {
+        "off" | "0" | "" => Ok(OptionalDuration(None)),
+        _ => duration(text).map(|d| OptionalDuration((!d.is_zero()).then_some(d))),
+    }
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let d = duration(text)?;
+    if d.is_zero() {
+        return Err("must be more than zero".to_string());
+    }
+    Ok(d)
+}
+
+/// A byte size: a number with an optional `KiB`, `MiB`, `GiB` (or `KB`, `MB`, `GB`) suffix.
+fn byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 16MiB or 1048576"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "k" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(format!("{text:?}: unknown unit (use KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+/// Every flag of `promdrop-exporter`. Build one from arguments with [`Config::from_args`]
+/// (or clap's `Config::parse_from`), then check it with [`Config::validate`].
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "promdrop-exporter",
+    version,
+    about = "Serves the Prometheus metrics that short-lived jobs leave as <job>.prom files",
+    long_about = None
+)]
+pub struct Config {
+    /// Directory to serve *.prom files from (repeatable; in the environment, comma-separated).
+    #[arg(
+        long = "textfile.directory",
+        env = "PROMDROP_TEXTFILE_DIRECTORY",
+        value_name = "DIR",
+        default_value = "/var/lib/promdrop",
+        value_delimiter = ','
+    )]
+    pub directories: Vec<PathBuf>,
+
+    /// Full rescan of every directory this often, to catch what change events miss (network
+    /// file systems, event queue overflows, a directory deleted and created again).
+    #[arg(
+        long = "rescan-interval",
+        env = "PROMDROP_RESCAN_INTERVAL",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = positive_duration
+    )]
+    pub rescan_interval: Duration,
+
+    /// Watch directories for change events (inotify). With false, changes are seen by the
+    /// periodic rescan only (poll mode, for file systems without events).
+    #[arg(
+        long = "watch.events",
+        env = "PROMDROP_WATCH_EVENTS",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub watch_events: bool,
+
+    /// How long to gather a burst of change events before rescanning.
+    #[arg(
+        long = "watch.debounce",
+        env = "PROMDROP_WATCH_DEBOUNCE",
+        value_name = "DURATION",
+        default_value = "10ms",
+        value_parser = duration
+    )]
+    pub debounce: Duration,
+
+    /// Largest file read; a larger file is reported and not served (KiB, MiB, GiB suffixes).
+    #[arg(
+        long = "file.max-bytes",
+        env = "PROMDROP_FILE_MAX_BYTES",
+        value_name = "SIZE",
+        default_value = "16MiB",
+        value_parser = byte_size
+    )]
+    pub max_bytes: u64,
+
+    /// Most series (sample lines) in one file; a file with more is reported and not served.
+    #[arg(
+        long = "file.max-series",
+        env = "PROMDROP_FILE_MAX_SERIES",
+        value_name = "N",
+        default_value_t = 100_000
+    )]
+    pub max_series: usize,
+
+    /// Samples with client-side timestamps: reject the file, strip them, or keep them.
+    #[arg(
+        long = "timestamps",
+        env = "PROMDROP_TIMESTAMPS",
+        value_enum,
+        default_value = "reject"
+    )]
+    pub timestamps: TimestampPolicy,
+
+    /// Add a label of this name to every sample, valued with the file's name (`backup.prom`).
+    #[arg(
+        long = "source-label",
+        env = "PROMDROP_SOURCE_LABEL",
+        value_name = "NAME"
+    )]
+    pub source_label: Option<String>,
+
+    /// Mark a file stale when it is older than this (`off` never). The writer's header
+    /// overrides it for its file.
+    #[arg(
+        long = "stale-after",
+        env = "PROMDROP_STALE_AFTER",
+        value_name = "DURATION",
+        default_value = "1h",
+        value_parser = optional_duration
+    )]
+    pub stale_after: OptionalDuration,
+
+    /// Withhold a file's samples when it is older than this (`off` never); its meta metrics
+    /// remain. The writer's header overrides it for its file.
+    #[arg(
+        long = "expire-after",
+        env = "PROMDROP_EXPIRE_AFTER",
+        value_name = "DURATION",
+        default_value = "off",
+        value_parser = optional_duration
+    )]
+    pub expire_after: OptionalDuration,
+
+    /// Delete a file when it is older than this (`off` never), under the writer's lock.
+    #[arg(
+        long = "delete-after",
+        env = "PROMDROP_DELETE_AFTER",
+        value_name = "DURATION",
+        default_value = "off",
+        value_parser = optional_duration
+    )]
+    pub delete_after: OptionalDuration,
+
+    /// Also serve node_textfile_mtime_seconds and node_textfile_scrape_error, for the node
+    /// mixin's alerts.
+    #[arg(long = "compat.node-exporter", env = "PROMDROP_COMPAT_NODE_EXPORTER")]
+    pub compat_node_exporter: bool,
+
+    /// Address to listen on: host:port, or :port for every interface.
+    #[arg(
+        long = "web.listen-address",
+        env = "PROMDROP_WEB_LISTEN_ADDRESS",
+        value_name = "ADDRESS",
+        default_value = ":9466"
+    )]
+    pub listen_address: String,
+
+    /// Path under which to serve the metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "PROMDROP_WEB_TELEMETRY_PATH",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: String,
+
+    /// Only log messages of this level or above.
+    #[arg(
+        long = "log.level",
+        env = "PROMDROP_LOG_LEVEL",
+        value_enum,
+        default_value = "info"
+    )]
+    pub log_level: LogLevel,
+
+    /// Log line format.
+    #[arg(
+        long = "log.format",
+        env = "PROMDROP_LOG_FORMAT",
+        value_enum,
+        default_value = "logfmt"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Parses `args` (the first is the program name) as the binary does, without reading the
+    /// environment's defaults differently, and validates the result.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use promdrop_exporter::Config;
+    ///
+    /// let config = Config::from_args([
+    ///     "promdrop-exporter",
+    ///     "--textfile.directory=/var/lib/promdrop",
+    ///     "--stale-after=10m",
+    ///     "--expire-after=1d",
+    /// ])?;
+    /// assert_eq!(config.stale_after.0, Some(Duration::from_secs(600)));
+    /// assert_eq!(config.expire_after.0, Some(Duration::from_secs(86_400)));
+    /// assert_eq!(config.delete_after.0, None); // off by default
+    /// assert_eq!(config.max_bytes, 16 << 20);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub fn from_args<I, T>(args: I) -> Result<Config, Box<dyn std::error::Error + Send + Sync>>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let config = Config::try_parse_from(args)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what clap cannot: label names, the telemetry path, the listen address and the
+    /// order of the staleness durations.
+    pub fn validate(&self) -> Result<(), Error> {
+        if let Some(name) = &self.source_label
+            && (!is_valid_label_name(name) || name.starts_with("__"))
+        {
+            return Err(Error::Flag {
+                flag: "--source-label",
+                value: name.clone(),
+                reason: "not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+            });
+        }
+        if !self.telemetry_path.starts_with('/') || self.telemetry_path == "/" {
+            return Err(Error::Flag {
+                flag: "--web.telemetry-path",
+                value: self.telemetry_path.clone(),
+                reason: "must start with / and not be / itself (the status page)",
+            });
+        }
+        if matches!(
+            self.telemetry_path.as_str(),
+            "/-/healthy" | "/-/ready" | "/api/v1/files"
+        ) {
+            return Err(Error::Flag {
+                flag: "--web.telemetry-path",
+                value: self.telemetry_path.clone(),
+                reason: "is taken by another endpoint",
+            });
+        }
+        if self.directories.is_empty() {
+            return Err(Error::Flag {
+                flag: "--textfile.directory",
+                value: String::new(),
+                reason: "at least one directory is needed",
+            });
+        }
+        if self.max_series == 0 {
+            return Err(Error::Flag {
+                flag: "--file.max-series",
+                value: "0".to_string(),
+                reason: "must be at least 1",
+            });
+        }
+        crate::http::parse_listen_address(&self.listen_address)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["promdrop-exporter"];
+        all.extend_from_slice(args);
+        Config::from_args(all).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.directories, vec![PathBuf::from("/var/lib/promdrop")]);
+        assert_eq!(c.rescan_interval, Duration::from_secs(30));
+        assert_eq!(c.max_bytes, 16 << 20);
+        assert_eq!(c.max_series, 100_000);
+        assert_eq!(c.timestamps, TimestampPolicy::Reject);
+        assert_eq!(c.stale_after.0, Some(Duration::from_secs(3600)));
+        assert_eq!(c.expire_after.0, None);
+        assert_eq!(c.delete_after.0, None);
+        assert_eq!(c.listen_address, ":9466");
+        assert_eq!(c.telemetry_path, "/metrics");
+        assert!(c.watch_events);
+        assert!(!c.compat_node_exporter);
+    }
+
+    #[test]
+    fn flags_parse_and_bad_values_are_refused() {
+        let c = parse(&[
+            "--textfile.directory=/a",
+            "--textfile.directory",
+            "/b",
+            "--file.max-bytes=1KiB",
+            "--timestamps=strip",
+            "--watch.events=false",
+            "--stale-after=off",
+            "--source-label=source_file",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.directories,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(c.max_bytes, 1024);
+        assert_eq!(c.timestamps, TimestampPolicy::Strip);
+        assert!(!c.watch_events);
+        assert_eq!(c.stale_after.0, None);
+        for bad in [
+            &["--source-label=1x"][..],
+            &["--source-label=__x"],
+            &["--web.telemetry-path=metrics"],
+            &["--web.listen-address=9466"],
+            &["--rescan-interval=0"],
+            &["--stale-after=1.5h"],
+            &["--file.max-bytes=12XB"],
+            &["--timestamps=maybe"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Listing a directory: which entries are served, the symlink policy, and file identity.
+//!
+//! Served are the regular files directly in the directory whose names end in `.prom` and do
+//! not start with `.` (so the writer's `.<name>.prom.<random>.tmp` and `.<name>.prom.lock`,
+//! Python's `<name>.prom.<pid>.<tid>` and the shell's `<name>.prom.$$` are all ignored).
+//! A symlink is followed only when its target, fully resolved, lies inside the directory
+//! (also fully resolved): a ConfigMap's `x.prom -> ..data/x.prom` is served, a link to
+//! `/etc/shadow` is reported and not.
+
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::Error;
+
+/// What makes a file "the same file, unchanged": device, inode, size and modification time.
+/// A file whose identity has not changed since it was read is not read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, in nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+}
+
+impl FileIdentity {
+    /// The identity of the file `metadata` describes.
+    pub fn of(metadata: &Metadata) -> FileIdentity {
+        FileIdentity {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000
+                + i128::from(metadata.mtime_nsec()),
+        }
+    }
+
+    /// Whether both identities name the same inode (content may differ).
+    pub fn same_inode(&self, other: &FileIdentity) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+
+    /// The modification time.
+    pub fn mtime(&self) -> SystemTime {
+        if self.mtime_ns >= 0 {
+            UNIX_EPOCH + Duration::from_nanos(u64::try_from(self.mtime_ns).unwrap_or(u64::MAX))
+        } else {
+            UNIX_EPOCH
+                .checked_sub(Duration::from_nanos(
+                    u64::try_from(-self.mtime_ns).unwrap_or(u64::MAX),
+                ))
+                .unwrap_or(UNIX_EPOCH)
+        }
+    }
+
+    /// The modification time in seconds since the Unix epoch.
+    pub fn mtime_seconds(&self) -> f64 {
+        self.mtime_ns as f64 / 1e9
+    }
+}
+
+/// A served file found in a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The file's name in the directory.
+    pub name: OsString,
+    /// The directory (as configured) joined with the name: what the `file` label shows.
+    pub path: PathBuf,
+    /// The identity of the file the name resolves to.
+    pub identity: FileIdentity,
+}
+
+/// An entry that looked like a served file but is refused (a symlink escaping the directory).
+#[derive(Debug)]
+pub struct Refused {
+    /// The entry's path.
+    pub path: PathBuf,
+    /// Why it is refused.
+    pub error: Error,
+}
+
+/// The result of listing one directory.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Served files, sorted by name.
+    pub found: Vec<Found>,
+    /// Entries named like served files that are refused.
+    pub refused: Vec<Refused>,
+}
+
+/// Whether a directory entry's name is that of a served file: ends in `.prom`, is not hidden.
+pub fn is_served_name(name: &std::ffi::OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    bytes.len() > ".prom".len() && bytes.ends_with(b".prom") && !bytes.starts_with(b".")
+}
+
+/// The identity of the directory itself (to notice it being deleted and created again).
+pub fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Lists `dir`: the served files and the refused entries. Entries that vanish while listing
+/// are skipped (they were being renamed or deleted).
+pub fn list(dir: &Path) -> Result<Listing, Error> {
+    let list_error = |source| Error::ListDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let entries = std::fs::read_dir(dir).map_err(list_error)?;
+    // Resolved lazily: only needed when a symlink is met.
+    let mut canonical_dir: Option<PathBuf> = None;
+    let mut listing = Listing::default();
+    for entry in entries {
+        let entry = entry.map_err(list_error)?;
+        let name = entry.file_name();
+        if !is_served_name(&name) {
+            continue;
+        }
+        let path = dir.join(&name);
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let metadata = if file_type.is_symlink() {
+            let resolved_dir = match &canonical_dir {
+                Some(d) => d.clone(),
+                None => {
+                    let d = std::fs::canonicalize(dir).map_err(list_error)?;
+                    canonical_dir = Some(d.clone());
+                    d
+                }
+            };
+            let Ok(target) = std::fs::canonicalize(&path) else {
+                continue; // dangling link: nothing to serve
+            };
+            if !target.starts_with(&resolved_dir) || target == resolved_dir {
+                listing.refused.push(Refused {
+                    error: Error::SymlinkEscape {
+                        path: path.clone(),
+                        target,
+                        dir: dir.to_path_buf(),
+                    },
+                    path,
+                });
+                continue;
+            }
+            match std::fs::metadata(&target) {
+                Ok(m) => m,
+                Err(_) => continue,
+            }
+        } else if file_type.is_file() {
+            match entry.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            }
+        } else {
+            continue;
+        };
+        if !metadata.is_file() {
+            continue;
+        }
+        listing.found.push(Found {
+            identity: FileIdentity::of(&metadata),
+            name,
+            path,
+        });
+    }
+    listing.found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(listing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn only_visible_prom_regular_files_and_contained_symlinks_are_served() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("textfiles");
+        std::fs::create_dir(&dir).unwrap();
+        let outside = tmp.path().join("secret.prom");
+        std::fs::write(&outside, "secret 1\n").unwrap();
+        for name in [
+            "a.prom",
+            ".hidden.prom",
+            "b.prom.123",
+            ".a.prom.xyz.tmp",
+            ".a.prom.lock",
+            "notes.txt",
+            ".prom",
+        ] {
+            std::fs::write(dir.join(name), "x 1\n").unwrap();
+        }
+        std::fs::create_dir(dir.join("sub.prom")).unwrap();
+        // A ConfigMap-like layout: x.prom -> ..data/x.prom, ..data -> ..2024.
+        std::fs::create_dir(dir.join("..2024")).unwrap();
+        std::fs::write(dir.join("..2024/cm.prom"), "cm 1\n").unwrap();
+        symlink("..2024", dir.join("..data")).unwrap();
+        symlink("..data/cm.prom", dir.join("cm.prom")).unwrap();
+        symlink(&outside, dir.join("escape.prom")).unwrap();
+        symlink("/nonexistent/x", dir.join("dangling.prom")).unwrap();
+
+        let listing = list(&dir).unwrap();
+        let names: Vec<_> = listing
+            .found
+            .iter()
+            .map(|f| f.name.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.prom", "cm.prom"]);
+        assert_eq!(listing.found[1].path, dir.join("cm.prom"));
+        assert_eq!(listing.refused.len(), 1);
+        assert_eq!(listing.refused[0].path, dir.join("escape.prom"));
+        assert!(
+            listing.refused[0].error.to_string().contains("outside"),
+            "{}",
+            listing.refused[0].error
+        );
+    }
+
+    #[test]
+    fn identity_changes_with_a_rename_over_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.prom"), "x 1\n").unwrap();
+        let before = list(tmp.path()).unwrap().found[0].identity;
+        assert_eq!(before, list(tmp.path()).unwrap().found[0].identity);
+        std::fs::write(tmp.path().join(".tmp"), "x 2\n").unwrap();
+        std::fs::rename(tmp.path().join(".tmp"), tmp.path().join("a.prom")).unwrap();
+        let after = list(tmp.path()).unwrap().found[0].identity;
+        assert!(!before.same_inode(&after));
+        assert!(matches!(
+            list(&tmp.path().join("missing")),
+            Err(Error::ListDir { .. })
+        ));
+    }
+}

@@ -1,0 +1,735 @@
+//! From file snapshots to the bytes a scrape gets: merge, meta metrics, render, gzip.
+//!
+//! A [`Published`] value holds everything `/metrics` serves, prepared once per change:
+//!
+//! - the *data* part, the merged samples of every served file, rendered in the classic format
+//!   when published and in OpenMetrics on the first request that prefers it;
+//! - the *meta* part, the `promdrop_*` metrics about the files, rendered in both formats when
+//!   published (it changes with staleness transitions while the data part may not);
+//! - both compressed as gzip segments (see [`crate::gzip`]) on a blocking thread after
+//!   publishing, so the plain body is served at once and the compressed one soon after.
+//!
+//! Only process metrics are rendered for each scrape: they are small and change all the time.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use promdrop_textformat::{
+    Conflict, Format, Label, MetricFamily, MetricType, Sample, Source, escape_help,
+    escape_label_value, format_go_float, merge, parse, render_classic_into,
+    render_openmetrics_into,
+};
+use serde::Serialize;
+
+use crate::config::TimestampPolicy;
+use crate::gzip::{self, Deflated};
+use crate::snapshot::FileSnapshot;
+use crate::staleness::{FileState, Timing};
+use crate::status::StatusModel;
+
+/// How files are turned into the served samples.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExpositionOptions {
+    /// `--timestamps`: `Strip` removes them here (`Reject` refused the file when it was read).
+    pub timestamps: Option<TimestampPolicy>,
+    /// `--source-label`.
+    pub source_label: Option<String>,
+    /// `--compat.node-exporter`.
+    pub compat_node_exporter: bool,
+}
+
+/// A file as the exposition sees it: its snapshot and its state now.
+#[derive(Debug, Clone)]
+pub struct FileView {
+    /// The snapshot.
+    pub snapshot: Arc<FileSnapshot>,
+    /// Its timing.
+    pub timing: Timing,
+    /// Its state.
+    pub state: FileState,
+}
+
+impl FileView {
+    /// Whether its samples are served: it parsed and has not expired.
+    pub fn served(&self) -> bool {
+        self.snapshot.content.is_ok() && self.state != FileState::Expired
+    }
+}
+
+/// A conflict between files found while merging, with file paths instead of indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ConflictRecord {
+    /// `type`, `help`, `duplicate_series` or `reserved` (a file declares a family that the
+    /// exporter's own metrics use).
+    pub kind: &'static str,
+    /// The family.
+    pub family: String,
+    /// The series (duplicates only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    /// The file whose version is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_file: Option<String>,
+    /// The file whose family or sample was left out (for `help`, the file whose text was not
+    /// used; its samples are served).
+    pub other_file: String,
+}
+
+impl std::fmt::Display for ConflictRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            "type" => write!(
+                f,
+                "family {} in {} has another TYPE than in {}: dropped from {}",
+                self.family,
+                self.other_file,
+                self.kept_file.as_deref().unwrap_or("?"),
+                self.other_file
+            ),
+            "help" => write!(
+                f,
+                "family {} in {} has another HELP than in {}: the first is served",
+                self.family,
+                self.other_file,
+                self.kept_file.as_deref().unwrap_or("?")
+            ),
+            "duplicate_series" => write!(
+                f,
+                "series {} is in {} and {}: served from {}",
+                self.series.as_deref().unwrap_or(&self.family),
+                self.kept_file.as_deref().unwrap_or("?"),
+                self.other_file,
+                self.kept_file.as_deref().unwrap_or("?")
+            ),
+            _ => write!(
+                f,
+                "family {} in {} has a name the exporter's own metrics use: dropped",
+                self.family, self.other_file
+            ),
+        }
+    }
+}
+
+/// `name{label="value",...}` for a sample, for messages.
+pub fn describe_series(sample: &Sample<'_>) -> String {
+    let mut out = sample.name.to_string();
+    if !sample.labels.is_empty() {
+        out.push('{');
+        for (i, label) in sample.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&label.name);
+            out.push_str("=\"");
+            escape_label_value(&label.value, &mut out);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out
+}
+
+/// The names of the exporter's own metric families (classic names), which files may not use.
+pub const RESERVED_FAMILIES: &[&str] = &[
+    "promdrop_file_mtime_seconds",
+    "promdrop_file_stale",
+    "promdrop_file_expired",
+    "promdrop_file_error",
+    "promdrop_file_series",
+    "promdrop_file_bytes",
+    "promdrop_files",
+    "promdrop_conflicts_total",
+    "promdrop_reloads_total",
+    "promdrop_build_info",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
+    "node_textfile_mtime_seconds",
+    "node_textfile_scrape_error",
+];
+
+fn is_reserved(family: &MetricFamily<'_>) -> bool {
+    let name: &str = &family.name;
+    RESERVED_FAMILIES.contains(&name)
+        || (family.metric_type == MetricType::Counter
+            && RESERVED_FAMILIES
+                .iter()
+                .any(|r| r.strip_suffix("_total") == Some(name)))
+}
+
+/// Merges the files (in the order given) and renders the result in `format`, appending to
+/// `out`; returns the conflicts. OpenMetrics output has no `# EOF` here (the caller ends the
+/// body). Files that fail or have expired must not be passed.
+pub fn render_data(
+    files: &[Arc<FileSnapshot>],
+    options: &ExpositionOptions,
+    format: Format,
+    out: &mut String,
+) -> Vec<ConflictRecord> {
+    // The label values of --source-label, borrowed by the samples below.
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut conflicts = Vec::new();
+    let mut parsed: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::with_capacity(files.len());
+    for (index, file) in files.iter().enumerate() {
+        let Ok(content) = &file.content else { continue };
+        // It parsed when it was read; the same bytes parse the same way.
+        let Ok(exposition) = parse(&content.bytes, content.format) else {
+            continue;
+        };
+        let mut families = exposition.families;
+        families.retain(|family| {
+            if is_reserved(family) {
+                conflicts.push(ConflictRecord {
+                    kind: "reserved",
+                    family: family.name.to_string(),
+                    series: None,
+                    kept_file: None,
+                    other_file: file.path.display().to_string(),
+                });
+                return false;
+            }
+            true
+        });
+        let strip = options.timestamps == Some(TimestampPolicy::Strip);
+        if strip || options.source_label.is_some() {
+            for sample in families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
+                if strip {
+                    sample.timestamp = None;
+                }
+                if let Some(label) = &options.source_label {
+                    let value: &str = &names[index];
+                    match sample.labels.iter_mut().find(|l| l.name == label.as_str()) {
+                        Some(existing) => existing.value = Cow::Borrowed(value),
+                        None => sample
+                            .labels
+                            .push(Label::new(Cow::Borrowed(label.as_str()), value)),
+                    }
+                }
+            }
+        }
+        parsed.push((index, families));
+    }
+    let sources: Vec<Source<'_>> = parsed
+        .iter()
+        .map(|(index, families)| {
+            let precedence = (files[*index].reference_time() * 1e9) as i128;
+            Source::new(families).with_precedence(precedence)
+        })
+        .collect();
+    let merged = merge(&sources);
+    let path_of = |source: usize| files[parsed[source].0].path.display().to_string();
+    for conflict in &merged.conflicts {
+        conflicts.push(match conflict {
+            Conflict::TypeMismatch {
+                family,
+                source,
+                kept_source,
+                ..
+            } => ConflictRecord {
+                kind: conflict.kind(),
+                family: family.clone(),
+                series: None,
+                kept_file: Some(path_of(*kept_source)),
+                other_file: path_of(*source),
+            },
+            Conflict::HelpMismatch {
+                family,
+                source,
+                kept_source,
+            } => ConflictRecord {
+                kind: conflict.kind(),
+                family: family.clone(),
+                series: None,
+                kept_file: Some(path_of(*kept_source)),
+                other_file: path_of(*source),
+            },
+            Conflict::DuplicateSeries {
+                family,
+                series,
+                kept_source,
+                dropped_source,
+            } => ConflictRecord {
+                kind: conflict.kind(),
+                family: family.clone(),
+                series: Some(series.clone()),
+                kept_file: Some(path_of(*kept_source)),
+                other_file: path_of(*dropped_source),
+            },
+        });
+    }
+    match format {
+        Format::OpenMetrics => {
+            render_openmetrics_into(&merged.families, out);
+            // Drop the "# EOF\n" the renderer ends with: the body goes on.
+            if out.ends_with("# EOF\n") {
+                out.truncate(out.len() - "# EOF\n".len());
+            }
+        }
+        _ => render_classic_into(&merged.families, out),
+    }
+    conflicts
+}
+
+/// One prepared part of a body: its text, and its gzip segment once compressed.
+#[derive(Debug)]
+pub struct Segment {
+    /// The text.
+    pub plain: Bytes,
+    deflated: OnceLock<Deflated>,
+}
+
+impl Segment {
+    /// A segment of `text`, not yet compressed.
+    pub fn new(text: String) -> Segment {
+        Segment {
+            plain: Bytes::from(text),
+            deflated: OnceLock::new(),
+        }
+    }
+
+    /// Compresses the segment (once; later calls return at once). Blocking.
+    pub fn compress(&self) -> &Deflated {
+        self.deflated
+            .get_or_init(|| gzip::deflate(&self.plain, false))
+    }
+
+    /// The compressed segment, if ready.
+    pub fn deflated(&self) -> Option<&Deflated> {
+        self.deflated.get()
+    }
+}
+
+/// The merged samples of the served files.
+#[derive(Debug)]
+pub struct DataPart {
+    /// The classic rendering.
+    pub classic: Arc<Segment>,
+    openmetrics: tokio::sync::OnceCell<Arc<Segment>>,
+    files: Vec<Arc<FileSnapshot>>,
+    options: ExpositionOptions,
+    /// The conflicts found merging them.
+    pub conflicts: Vec<ConflictRecord>,
+}
+
+impl DataPart {
+    /// Merges and renders `files` (classic now, OpenMetrics on demand). Blocking.
+    pub fn build(files: Vec<Arc<FileSnapshot>>, options: ExpositionOptions) -> DataPart {
+        let capacity: usize = files
+            .iter()
+            .filter_map(|f| f.content.as_ref().ok())
+            .map(|c| c.bytes.len())
+            .sum();
+        let mut text = String::with_capacity(capacity + capacity / 8);
+        let conflicts = render_data(&files, &options, Format::Classic, &mut text);
+        text.shrink_to_fit();
+        DataPart {
+            classic: Arc::new(Segment::new(text)),
+            openmetrics: tokio::sync::OnceCell::new(),
+            files,
+            options,
+            conflicts,
+        }
+    }
+
+    /// The files it was built from.
+    pub fn files(&self) -> &[Arc<FileSnapshot>] {
+        &self.files
+    }
+
+    /// The OpenMetrics rendering, made on first use on a blocking thread and kept; its gzip
+    /// segment is prepared right after.
+    pub async fn openmetrics(self: &Arc<Self>) -> Arc<Segment> {
+        let this = Arc::clone(self);
+        self.openmetrics
+            .get_or_init(|| async move {
+                let rendered = tokio::task::spawn_blocking(move || {
+                    let mut text = String::new();
+                    render_data(&this.files, &this.options, Format::OpenMetrics, &mut text);
+                    Arc::new(Segment::new(text))
+                })
+                .await
+                .unwrap_or_else(|_| Arc::new(Segment::new(String::new())));
+                let background = Arc::clone(&rendered);
+                tokio::task::spawn_blocking(move || {
+                    background.compress();
+                });
+                rendered
+            })
+            .await
+            .clone()
+    }
+}
+
+/// Writes metric families in both formats at once, for the exporter's own metrics.
+#[derive(Debug, Default)]
+pub struct MetaWriter {
+    /// The classic text.
+    pub classic: String,
+    /// The OpenMetrics text (without `# EOF`).
+    pub openmetrics: String,
+    counter: bool,
+    name: String,
+}
+
+impl MetaWriter {
+    /// Starts a family. A counter's `name` is given without `_total`.
+    pub fn family(&mut self, name: &str, help: &str, metric_type: MetricType) {
+        self.counter = metric_type == MetricType::Counter;
+        self.name.clear();
+        self.name.push_str(name);
+        if self.counter {
+            self.name.push_str("_total");
+        }
+        let classic_name = self.name.as_str();
+        self.classic.push_str("# HELP ");
+        self.classic.push_str(classic_name);
+        self.classic.push(' ');
+        escape_help(help, &mut self.classic);
+        self.classic.push_str("\n# TYPE ");
+        self.classic.push_str(classic_name);
+        self.classic.push(' ');
+        self.classic.push_str(metric_type.classic_name());
+        self.classic.push('\n');
+        self.openmetrics.push_str("# HELP ");
+        self.openmetrics.push_str(name);
+        self.openmetrics.push(' ');
+        escape_label_value(help, &mut self.openmetrics);
+        self.openmetrics.push_str("\n# TYPE ");
+        self.openmetrics.push_str(name);
+        self.openmetrics.push(' ');
+        self.openmetrics.push_str(metric_type.openmetrics_name());
+        self.openmetrics.push('\n');
+    }
+
+    /// Adds a sample to the current family.
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        let mut line = String::with_capacity(64);
+        line.push_str(&self.name);
+        if !labels.is_empty() {
+            line.push('{');
+            for (i, (name, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                line.push_str(name);
+                line.push_str("=\"");
+                escape_label_value(value, &mut line);
+                line.push('"');
+            }
+            line.push('}');
+        }
+        line.push(' ');
+        format_go_float(value, &mut line);
+        line.push('\n');
+        self.classic.push_str(&line);
+        self.openmetrics.push_str(&line);
+    }
+}
+
+/// Counters that live as long as the process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Files read and parsed successfully.
+    pub reloads_success: u64,
+    /// Files read that failed.
+    pub reloads_failure: u64,
+    /// Conflicts by kind, each counted when it first appears.
+    pub conflicts: BTreeMap<&'static str, u64>,
+}
+
+/// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
+pub const CONFLICT_KINDS: [&str; 4] = ["type", "help", "duplicate_series", "reserved"];
+
+/// Renders the meta metrics about `files` (every tracked file, in order).
+pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaWriter {
+    let mut w = MetaWriter::default();
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| f.snapshot.path.display().to_string())
+        .collect();
+    let per_file = |w: &mut MetaWriter, value: &dyn Fn(&FileView) -> Option<f64>| {
+        for (file, path) in files.iter().zip(&paths) {
+            if let Some(v) = value(file) {
+                w.sample(&[("file", path)], v);
+            }
+        }
+    };
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    w.family(
+        "promdrop_file_mtime_seconds",
+        "Modification time of the file, in seconds since the Unix epoch.",
+        MetricType::Gauge,
+    );
+    per_file(&mut w, &|f| Some(f.snapshot.identity.mtime_seconds()));
+    w.family(
+        "promdrop_file_stale",
+        "Whether the file is older than its stale-after (1) or not (0); its samples are still served.",
+        MetricType::Gauge,
+    );
+    per_file(&mut w, &|f| Some(flag(f.state != FileState::Fresh)));
+    w.family(
+        "promdrop_file_expired",
+        "Whether the file is older than its expire-after (1): its samples are withheld.",
+        MetricType::Gauge,
+    );
+    per_file(&mut w, &|f| Some(flag(f.state == FileState::Expired)));
+    w.family(
+        "promdrop_file_error",
+        "Whether the file currently fails to be read or parsed (1): its samples are not served.",
+        MetricType::Gauge,
+    );
+    per_file(&mut w, &|f| Some(flag(f.snapshot.content.is_err())));
+    w.family(
+        "promdrop_file_series",
+        "Series in the file as last read successfully (0 when it fails).",
+        MetricType::Gauge,
+    );
+    per_file(&mut w, &|f| Some(f.snapshot.series() as f64));
+    w.family(
+        "promdrop_file_bytes",
+        "Size of the file in bytes.",
+        MetricType::Gauge,
+    );
+    per_file(&mut w, &|f| Some(f.snapshot.identity.size as f64));
+
+    w.family(
+        "promdrop_files",
+        "Files by state: fresh, stale, expired (served or not), error (failing to parse).",
+        MetricType::Gauge,
+    );
+    let mut states = [0u64; 4];
+    for f in files {
+        if f.snapshot.content.is_err() {
+            states[3] += 1;
+        } else {
+            states[f.state as usize] += 1;
+        }
+    }
+    for (state, n) in ["fresh", "stale", "expired", "error"].iter().zip(states) {
+        w.sample(&[("state", state)], n as f64);
+    }
+    w.family(
+        "promdrop_conflicts",
+        "Conflicts between files found while merging, each counted when it appears: type (family dropped from the later file), help (first HELP kept), duplicate_series (served from the newer file), reserved (a file uses an exporter metric name).",
+        MetricType::Counter,
+    );
+    for kind in CONFLICT_KINDS {
+        let n = counters.conflicts.get(kind).copied().unwrap_or(0);
+        w.sample(&[("kind", kind)], n as f64);
+    }
+    w.family(
+        "promdrop_reloads",
+        "Files read and parsed, by result (success or failure).",
+        MetricType::Counter,
+    );
+    w.sample(&[("result", "success")], counters.reloads_success as f64);
+    w.sample(&[("result", "failure")], counters.reloads_failure as f64);
+    w.family(
+        "promdrop_build_info",
+        "A metric with a constant '1' value labeled by version and revision of promdrop-exporter.",
+        MetricType::Gauge,
+    );
+    w.sample(
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            (
+                "revision",
+                option_env!("PROMDROP_REVISION").unwrap_or("unknown"),
+            ),
+            (
+                "rustversion",
+                option_env!("PROMDROP_RUSTC_VERSION").unwrap_or("unknown"),
+            ),
+        ],
+        1.0,
+    );
+    if compat_node {
+        w.family(
+            "node_textfile_mtime_seconds",
+            "Unixtime mtime of textfiles successfully read.",
+            MetricType::Gauge,
+        );
+        per_file(&mut w, &|f| {
+            f.snapshot
+                .content
+                .is_ok()
+                .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64)
+        });
+        w.family(
+            "node_textfile_scrape_error",
+            "1 if there was an error opening or reading a file, 0 otherwise",
+            MetricType::Gauge,
+        );
+        w.sample(&[], flag(files.iter().any(|f| f.snapshot.content.is_err())));
+    }
+    w
+}
+
+/// The exporter's own metrics, rendered in both formats.
+#[derive(Debug)]
+pub struct MetaPart {
+    /// Classic.
+    pub classic: Arc<Segment>,
+    /// OpenMetrics.
+    pub openmetrics: Arc<Segment>,
+}
+
+impl MetaPart {
+    /// Prepares the meta part.
+    pub fn build(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaPart {
+        let w = render_meta(files, counters, compat_node);
+        MetaPart {
+            classic: Arc::new(Segment::new(w.classic)),
+            openmetrics: Arc::new(Segment::new(w.openmetrics)),
+        }
+    }
+}
+
+/// Everything the HTTP layer serves, prepared; swapped whole when something changes.
+#[derive(Debug)]
+pub struct Published {
+    /// The files' merged samples.
+    pub data: Arc<DataPart>,
+    /// The exporter's metrics about them.
+    pub meta: MetaPart,
+    /// What the status page and `/api/v1/files` show.
+    pub status: Arc<StatusModel>,
+}
+
+/// A response body: its content type, whether it is gzip-encoded, and its chunks.
+#[derive(Debug)]
+pub struct Body {
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// Whether the chunks are gzip-compressed.
+    pub gzip: bool,
+    /// The body, in order.
+    pub chunks: Vec<Bytes>,
+}
+
+impl Body {
+    /// The total length.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Published {
+    /// An empty exposition, served before the first scan finishes.
+    pub fn empty(status: StatusModel) -> Published {
+        Published {
+            data: Arc::new(DataPart::build(Vec::new(), ExpositionOptions::default())),
+            meta: MetaPart::build(&[], &Counters::default(), false),
+            status: Arc::new(status),
+        }
+    }
+
+    /// Compresses every part not compressed yet (blocking; run it after publishing).
+    pub fn compress(&self) {
+        self.data.classic.compress();
+        self.meta.classic.compress();
+        self.meta.openmetrics.compress();
+    }
+
+    /// The `/metrics` body in `format`, gzip-compressed when `gzip` is allowed and the
+    /// compressed parts are ready. Process metrics are added now; everything else was
+    /// prepared before.
+    pub async fn body(&self, format: Format, gzip: bool) -> Body {
+        let openmetrics = format == Format::OpenMetrics;
+        let (data, meta) = if openmetrics {
+            (self.data.openmetrics().await, &self.meta.openmetrics)
+        } else {
+            (Arc::clone(&self.data.classic), &self.meta.classic)
+        };
+        let mut tail = crate::process::render(openmetrics);
+        if openmetrics {
+            tail.push_str("# EOF\n");
+        }
+        let content_type = format.content_type();
+        if gzip && let (Some(d), Some(m)) = (data.deflated(), meta.deflated()) {
+            return Body {
+                content_type,
+                gzip: true,
+                chunks: gzip::join(&[d, m], tail.as_bytes()),
+            };
+        }
+        Body {
+            content_type,
+            gzip: false,
+            chunks: vec![data.plain.clone(), meta.plain.clone(), Bytes::from(tail)],
+        }
+    }
+}
+
+/// Renders `files` with their states as the classic body a scrape gets, without process
+/// metrics: the data part then the meta part. For tests and tools; the server prepares the
+/// same text in parts.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bytes::Bytes;
+/// use promdrop_exporter::discovery::FileIdentity;
+/// use promdrop_exporter::exposition::{render_classic_body, Counters, ExpositionOptions, FileView};
+/// use promdrop_exporter::snapshot::{parse_bytes, ReadOptions};
+/// use promdrop_exporter::staleness::{Policy, Timing};
+/// use promdrop_exporter::TimestampPolicy;
+///
+/// let options = ReadOptions { max_bytes: 1 << 20, max_series: 1000, timestamps: TimestampPolicy::Reject };
+/// let identity = FileIdentity { dev: 1, ino: 1, size: 0, mtime_ns: 0 };
+/// let a = parse_bytes("/d/a.prom".into(), identity, Bytes::from("# TYPE up gauge\nup{job=\"a\"} 1\n"), &options);
+/// let b = parse_bytes("/d/b.prom".into(), identity, Bytes::from("# TYPE up gauge\nup{job=\"b\"} 0\n"), &options);
+/// let views: Vec<FileView> = [a, b]
+///     .into_iter()
+///     .map(|s| {
+///         let timing = Timing::of(&s, &Policy::default());
+///         FileView { snapshot: Arc::new(s), timing, state: timing.state(std::time::SystemTime::now()) }
+///     })
+///     .collect();
+/// let body = render_classic_body(&views, &ExpositionOptions::default(), &mut Counters::default());
+/// assert!(body.starts_with("# TYPE up gauge\nup{job=\"a\"} 1\nup{job=\"b\"} 0\n"));
+/// assert!(body.contains("promdrop_file_series{file=\"/d/b.prom\"} 1\n"));
+/// ```
+pub fn render_classic_body(
+    files: &[FileView],
+    options: &ExpositionOptions,
+    counters: &mut Counters,
+) -> String {
+    let served: Vec<Arc<FileSnapshot>> = files
+        .iter()
+        .filter(|f| f.served())
+        .map(|f| Arc::clone(&f.snapshot))
+        .collect();
+    let mut out = String::new();
+    let conflicts = render_data(&served, options, Format::Classic, &mut out);
+    for c in &conflicts {
+        *counters.conflicts.entry(c.kind).or_default() += 1;
+    }
+    for f in files {
+        if f.snapshot.content.is_ok() {
+            counters.reloads_success += 1;
+        } else {
+            counters.reloads_failure += 1;
+        }
+    }
+    let meta = render_meta(files, counters, options.compat_node_exporter);
+    out.push_str(&meta.classic);
+    out
+}

@@ -1,0 +1,119 @@
+//! Gzip in segments: each part of a body is compressed once, on its own, and a response joins
+//! the prepared parts into one valid gzip member.
+//!
+//! A segment is a raw deflate stream ended with a sync flush (an empty stored block, so the
+//! next segment starts on a byte boundary and no block is final), with the CRC-32 and length
+//! of its input. A response is the gzip header, the segments in order, a last segment that is
+//! finished (its final block ends the stream), and a trailer whose CRC-32 is the segments'
+//! CRCs combined. This is how `pigz` compresses in parallel; every gzip reader reads it as
+//! one member. It lets the large, rarely changing part (the files' samples) be compressed once
+//! per change while a small part (process metrics) is compressed for each scrape.
+
+use bytes::Bytes;
+use crc32fast::Hasher;
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+/// The gzip header: deflate, no flags, no time, no extra flags, unknown OS.
+pub const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// The compression level: fast, since the body is compressed once per change but must be
+/// ready soon after it.
+pub const LEVEL: u32 = 1;
+
+/// A compressed segment.
+#[derive(Debug, Clone)]
+pub struct Deflated {
+    /// The raw deflate bytes.
+    pub bytes: Bytes,
+    /// The CRC-32 of the input.
+    pub crc: Hasher,
+    /// The length of the input.
+    pub len: u64,
+}
+
+/// Compresses `input` as a segment: sync-flushed when `last` is false, finished when true.
+pub fn deflate(input: &[u8], last: bool) -> Deflated {
+    let mut compress = Compress::new(Compression::new(LEVEL), false);
+    let mut out: Vec<u8> = Vec::with_capacity(input.len() / 4 + 256);
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    loop {
+        if out.capacity() - out.len() < 256 {
+            out.reserve(out.capacity().max(4096));
+        }
+        let consumed = usize::try_from(compress.total_in()).unwrap_or(input.len());
+        let rest = input.get(consumed..).unwrap_or(&[]);
+        let status = match compress.compress_vec(rest, &mut out, flush) {
+            Ok(status) => status,
+            // Only misuse of the API fails; stop with what there is rather than loop.
+            Err(_) => break,
+        };
+        let all_in = usize::try_from(compress.total_in()).is_ok_and(|n| n == input.len());
+        match status {
+            Status::StreamEnd => break,
+            _ if !last && all_in && out.len() < out.capacity() => break,
+            _ => {}
+        }
+    }
+    let mut crc = Hasher::new();
+    crc.update(input);
+    Deflated {
+        bytes: Bytes::from(out),
+        crc,
+        len: input.len() as u64,
+    }
+}
+
+/// The gzip trailer for segments whose CRCs and lengths add up to `crc` and `len`.
+pub fn trailer(crc: &Hasher, len: u64) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&crc.clone().finalize().to_le_bytes());
+    // ISIZE is the length modulo 2^32.
+    out[4..].copy_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
+    out
+}
+
+/// Joins prepared segments and a last piece of plain text into the chunks of one gzip member.
+pub fn join(segments: &[&Deflated], last: &[u8]) -> Vec<Bytes> {
+    let tail = deflate(last, true);
+    let mut crc = Hasher::new();
+    let mut len = 0u64;
+    let mut chunks = Vec::with_capacity(segments.len() + 3);
+    chunks.push(Bytes::from_static(&HEADER));
+    for segment in segments.iter().copied().chain(std::iter::once(&tail)) {
+        crc.combine(&segment.crc);
+        len += segment.len;
+        chunks.push(segment.bytes.clone());
+    }
+    chunks.push(Bytes::copy_from_slice(&trailer(&crc, len)));
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn joined_segments_decompress_to_the_joined_inputs() {
+        let big: String = (0..20_000)
+            .map(|i| format!("metric{{i=\"{i}\"}} {i}\n"))
+            .collect();
+        let parts: [&[u8]; 3] = [big.as_bytes(), b"", b"small part\n"];
+        let segments: Vec<Deflated> = parts.iter().map(|p| deflate(p, false)).collect();
+        let refs: Vec<&Deflated> = segments.iter().collect();
+        let chunks = join(&refs, b"# EOF\n");
+        let body: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        assert!(body.len() < big.len() / 3, "compressed to {}", body.len());
+        let mut decoded = Vec::new();
+        // One member: the single-member decoder must read everything.
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        let expected = [big.as_bytes(), b"small part\n# EOF\n"].concat();
+        assert_eq!(decoded, expected);
+    }
+}

@@ -1,0 +1,153 @@
+//! promdrop-exporter: serves the Prometheus metrics that short-lived jobs hand off as files.
+//!
+//! Jobs write `<job>.prom` files atomically into a shared directory (with promdrop-writer,
+//! Go's `WriteToTextfile`, Python's `write_to_textfile` or a shell `mv`). The exporter watches
+//! the directories, parses each file once per change, merges the files into one exposition,
+//! tracks how old each file is, and serves bytes prepared in advance, so a scrape costs a
+//! memory copy instead of a re-parse of every file.
+//!
+//! Data flows one way, one module per stage:
+//!
+//! ```text
+//! watch (notify + rescan timer) ─▶ discovery (list, symlink policy, identity)
+//!   ─▶ snapshot (read with a size limit, parse)  ─▶ staleness (state, next transition)
+//!   ─▶ exposition (merge, meta metrics, render, gzip) ─▶ http (hands out prepared bytes)
+//! ```
+//!
+//! [`engine`] is the task that drives the stages; [`run`] wires everything together and is
+//! what the `promdrop-exporter` binary calls.
+//!
+//! # Building a configuration
+//!
+//! ```
+//! use promdrop_exporter::{Config, TimestampPolicy};
+//!
+//! let config = Config::from_args([
+//!     "promdrop-exporter",
+//!     "--textfile.directory=/var/lib/promdrop",
+//!     "--textfile.directory=/run/jobs",
+//!     "--timestamps=strip",
+//!     "--source-label=source_file",
+//! ])?;
+//! assert_eq!(config.directories.len(), 2);
+//! assert_eq!(config.timestamps, TimestampPolicy::Strip);
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! ```
+//!
+//! # Rendering files without a server
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use promdrop_exporter::discovery::FileIdentity;
+//! use promdrop_exporter::exposition::{render_classic_body, Counters, ExpositionOptions, FileView};
+//! use promdrop_exporter::snapshot::{parse_bytes, ReadOptions};
+//! use promdrop_exporter::staleness::{FileState, Policy, Timing};
+//! use promdrop_exporter::TimestampPolicy;
+//!
+//! let read = ReadOptions { max_bytes: 1 << 20, max_series: 1000, timestamps: TimestampPolicy::Reject };
+//! let identity = FileIdentity { dev: 1, ino: 7, size: 40, mtime_ns: 0 };
+//! let snapshot = parse_bytes(
+//!     "/var/lib/promdrop/backup.prom".into(),
+//!     identity,
+//!     Bytes::from("# TYPE backup_ok gauge\nbackup_ok 1\n"),
+//!     &read,
+//! );
+//! let timing = Timing::of(&snapshot, &Policy::default());
+//! let view = FileView { snapshot: Arc::new(snapshot), timing, state: FileState::Fresh };
+//! let body = render_classic_body(&[view], &ExpositionOptions::default(), &mut Counters::default());
+//! assert!(body.starts_with("# TYPE backup_ok gauge\nbackup_ok 1\n"));
+//! assert!(body.contains("promdrop_file_error{file=\"/var/lib/promdrop/backup.prom\"} 0\n"));
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod discovery;
+pub mod engine;
+mod error;
+pub mod exposition;
+pub mod gzip;
+pub mod http;
+pub mod logging;
+pub mod process;
+pub mod snapshot;
+pub mod staleness;
+pub mod status;
+pub mod watch;
+pub mod webconfig;
+
+use std::sync::Arc;
+
+pub use config::{Config, LogFormat, LogLevel, TimestampPolicy};
+pub use error::Error;
+
+/// Runs the exporter with `config` until SIGTERM or SIGINT: binds the listener, starts the
+/// watcher and the engine, serves HTTP, and shuts down gracefully.
+///
+/// The bound address is logged as `msg=listening address=HOST:PORT` (useful with port 0).
+pub async fn run(config: Config) -> Result<(), Error> {
+    config.validate()?;
+    let settings = engine::Settings::from_config(&config);
+    let listener = http::bind(&config.listen_address).await?;
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| config.listen_address.clone());
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        directories = ?settings.directories,
+        events = config.watch_events,
+        rescan_interval = ?config.rescan_interval,
+        "starting promdrop-exporter"
+    );
+    tracing::info!(address = %address, "listening");
+
+    let shared = Arc::new(engine::Shared::new(&config.telemetry_path));
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let watcher = tokio::spawn(watch::run(
+        settings.directories.clone(),
+        config.watch_events,
+        config.rescan_interval,
+        events_tx,
+    ));
+    let engine = tokio::spawn(
+        engine::Engine::new(settings, Arc::clone(&shared)).run(events_rx, stop_rx.clone()),
+    );
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::PlainTcp,
+        shared,
+        config.telemetry_path.clone(),
+        stop_rx,
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    watcher.abort();
+    let _ = server.await;
+    let _ = engine.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

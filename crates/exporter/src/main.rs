@@ -1,0 +1,33 @@
+//! The `promdrop-exporter` binary: flags, logging, runtime; everything else is in the library.
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use promdrop_exporter::Config;
+
+fn main() {
+    promdrop_exporter::process::mark_start();
+    let config = Config::parse();
+    if let Err(e) = config.validate() {
+        eprintln!("promdrop-exporter: {e}");
+        std::process::exit(2);
+    }
+    promdrop_exporter::logging::init(config.log_level, config.log_format);
+    if let Err(e) = run(config) {
+        tracing::error!(error = %format!("{e:#}"), "fatal");
+        eprintln!("promdrop-exporter: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(32)
+        .thread_name("promdrop")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(promdrop_exporter::run(config))
+        .context("serving")
+}

@@ -1,0 +1,144 @@
+//! Process metrics (`process_*`, as Prometheus client libraries name them), read from `/proc`
+//! for each scrape. On systems without `/proc` only the start time is given.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use promdrop_textformat::MetricType;
+
+use crate::exposition::MetaWriter;
+
+/// Clock ticks per second of `/proc/self/stat` times (USER_HZ, 100 on every Linux platform;
+/// the Go client library assumes the same).
+const USER_HZ: f64 = 100.0;
+
+fn start_time() -> f64 {
+    static START: OnceLock<f64> = OnceLock::new();
+    *START.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    })
+}
+
+/// Records the process start time; call it early in `main`.
+pub fn mark_start() {
+    start_time();
+}
+
+struct Stat {
+    cpu_seconds: f64,
+    virtual_bytes: f64,
+}
+
+fn stat() -> Option<Stat> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name is in parentheses and may hold spaces: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // Fields from 3 (state) on: utime is 14, stime 15, vsize 23 (1-based in proc(5)).
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let vsize: f64 = fields.get(20)?.parse().ok()?;
+    Some(Stat {
+        cpu_seconds: (utime + stime) / USER_HZ,
+        virtual_bytes: vsize,
+    })
+}
+
+/// Resident memory in bytes, from `/proc/self/status` (`VmRSS`).
+pub fn resident_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn open_fds() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+fn max_fds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_ascii_whitespace()
+        .next()?;
+    soft.parse().ok()
+}
+
+/// The process metrics, in the OpenMetrics or the classic format.
+pub fn render(openmetrics: bool) -> String {
+    let mut w = MetaWriter::default();
+    if let Some(stat) = stat() {
+        w.family(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            MetricType::Counter,
+        );
+        w.sample(&[], stat.cpu_seconds);
+        w.family(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            MetricType::Gauge,
+        );
+        w.sample(&[], stat.virtual_bytes);
+    }
+    if let Some(rss) = resident_bytes() {
+        w.family(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            MetricType::Gauge,
+        );
+        w.sample(&[], rss as f64);
+    }
+    if let Some(n) = open_fds() {
+        w.family(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            MetricType::Gauge,
+        );
+        // Less the one read_dir held while counting.
+        w.sample(&[], n.saturating_sub(1) as f64);
+    }
+    if let Some(n) = max_fds() {
+        w.family(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            MetricType::Gauge,
+        );
+        w.sample(&[], n);
+    }
+    w.family(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        MetricType::Gauge,
+    );
+    w.sample(&[], start_time());
+    if openmetrics {
+        w.openmetrics
+    } else {
+        w.classic
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn process_metrics_are_read_from_proc() {
+        let classic = super::render(false);
+        assert!(
+            classic.contains("\nprocess_cpu_seconds_total "),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("\nprocess_resident_memory_bytes "),
+            "{classic}"
+        );
+        assert!(classic.contains("\nprocess_max_fds "), "{classic}");
+        let om = super::render(true);
+        assert!(om.contains("# TYPE process_cpu_seconds counter\n"), "{om}");
+        assert!(super::resident_bytes().unwrap() > 1 << 20);
+    }
+}

@@ -1,0 +1,264 @@
+//! Reading one file: open, check it is the file that was listed, read at most the size limit,
+//! parse, and keep what serving it needs as a [`FileSnapshot`].
+//!
+//! A snapshot keeps the file's bytes, not its parsed families: the bytes are the most compact
+//! form of the data (a parsed sample costs several times its text), and re-parsing them with
+//! promdrop-textformat when the merged view is rebuilt is fast. The parse here validates the
+//! file and counts its series, so a failing file is known as soon as it is read.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use promdrop_textformat::{Format, ParseLimits, WriterHeader, parse_with_limits};
+
+use crate::Error;
+use crate::config::TimestampPolicy;
+use crate::discovery::FileIdentity;
+
+/// What the reader needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Largest file read (`--file.max-bytes`).
+    pub max_bytes: u64,
+    /// Most series in a file (`--file.max-series`).
+    pub max_series: usize,
+    /// What to do with client-side timestamps (`--timestamps`).
+    pub timestamps: TimestampPolicy,
+}
+
+impl ReadOptions {
+    /// The parse limits these options give.
+    pub fn limits(&self) -> ParseLimits {
+        ParseLimits {
+            max_bytes: usize::try_from(self.max_bytes).unwrap_or(usize::MAX),
+            max_series: self.max_series,
+            ..ParseLimits::default()
+        }
+    }
+}
+
+/// A file's content that parsed.
+#[derive(Debug, Clone)]
+pub struct Content {
+    /// The file's bytes.
+    pub bytes: Bytes,
+    /// The format it parsed as.
+    pub format: Format,
+    /// The number of samples (series lines).
+    pub series: usize,
+    /// The writer's `# promdrop:` header, if any.
+    pub header: Option<WriterHeader>,
+}
+
+/// One file as last read.
+#[derive(Debug, Clone)]
+pub struct FileSnapshot {
+    /// The path as listed (the configured directory joined with the name).
+    pub path: PathBuf,
+    /// The identity of what was read.
+    pub identity: FileIdentity,
+    /// The content, or why it cannot be served (the message shown on the status page).
+    pub content: Result<Content, String>,
+    /// The writer's header, also for a file that fails to parse (its times still count).
+    pub header: Option<WriterHeader>,
+}
+
+impl FileSnapshot {
+    /// A snapshot for a file that failed before or while being read.
+    pub fn failed(path: PathBuf, identity: FileIdentity, error: &Error) -> FileSnapshot {
+        FileSnapshot {
+            path,
+            identity,
+            content: Err(error.to_string()),
+            header: None,
+        }
+    }
+
+    /// The number of series served from this file when it is served (0 when it fails).
+    pub fn series(&self) -> usize {
+        self.content.as_ref().map_or(0, |c| c.series)
+    }
+
+    /// The time its age is counted from: the writer's `written_at` when the header has one,
+    /// else the modification time, in seconds since the Unix epoch.
+    pub fn reference_time(&self) -> f64 {
+        self.header
+            .and_then(|h| h.written_at)
+            .unwrap_or_else(|| self.identity.mtime_seconds())
+    }
+
+    /// The modification time.
+    pub fn mtime(&self) -> SystemTime {
+        self.identity.mtime()
+    }
+}
+
+/// Reads `path`, expected to be the file `listed` describes, and parses it. Blocking: call it
+/// on a blocking thread. Never reads more than `options.max_bytes + 1` bytes.
+///
+/// Returns `Err(Error::Replaced)` when the name now leads to another inode than the listed
+/// one (it was renamed over, or a symlink was switched): the caller lists the directory again.
+pub fn read(
+    path: &Path,
+    listed: FileIdentity,
+    options: &ReadOptions,
+) -> Result<FileSnapshot, Error> {
+    let read_error = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let metadata = file.metadata().map_err(read_error)?;
+    let identity = FileIdentity::of(&metadata);
+    if !identity.same_inode(&listed) {
+        return Err(Error::Replaced {
+            path: path.to_path_buf(),
+        });
+    }
+    if identity.size > options.max_bytes {
+        let error = Error::TooLarge {
+            path: path.to_path_buf(),
+            size: identity.size,
+            limit: options.max_bytes,
+        };
+        return Ok(FileSnapshot::failed(path.to_path_buf(), identity, &error));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(identity.size).unwrap_or(0) + 1);
+    file.take(options.max_bytes + 1)
+        .read_to_end(&mut buf)
+        .map_err(read_error)?;
+    if buf.len() as u64 > options.max_bytes {
+        // It grew between the stat and the read.
+        let error = Error::TooLarge {
+            path: path.to_path_buf(),
+            size: buf.len() as u64,
+            limit: options.max_bytes,
+        };
+        return Ok(FileSnapshot::failed(path.to_path_buf(), identity, &error));
+    }
+    Ok(parse_bytes(
+        path.to_path_buf(),
+        identity,
+        Bytes::from(buf),
+        options,
+    ))
+}
+
+/// Parses `bytes` read from `path` into a snapshot (the part of [`read`] that does no I/O).
+pub fn parse_bytes(
+    path: PathBuf,
+    identity: FileIdentity,
+    bytes: Bytes,
+    options: &ReadOptions,
+) -> FileSnapshot {
+    let header = WriterHeader::find(&bytes);
+    let checked = match parse_with_limits(&bytes, Format::Auto, &options.limits()) {
+        Err(source) => Err(Error::Parse {
+            path: path.clone(),
+            source,
+        }),
+        Ok(exposition) => {
+            let with_timestamp = exposition
+                .families
+                .iter()
+                .flat_map(|f| f.samples.iter())
+                .find(|s| s.timestamp.is_some());
+            match (options.timestamps, with_timestamp) {
+                (TimestampPolicy::Reject, Some(sample)) => Err(Error::Timestamp {
+                    path: path.clone(),
+                    series: crate::exposition::describe_series(sample),
+                }),
+                _ => Ok((exposition.format, exposition.sample_count())),
+            }
+        }
+    };
+    let content = match checked {
+        Ok((format, series)) => Ok(Content {
+            bytes,
+            format,
+            series,
+            header,
+        }),
+        Err(error) => Err(error.to_string()),
+    };
+    FileSnapshot {
+        path,
+        identity,
+        content,
+        header,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ReadOptions {
+        ReadOptions {
+            max_bytes: 64,
+            max_series: 3,
+            timestamps: TimestampPolicy::Reject,
+        }
+    }
+
+    fn identity_of(path: &Path) -> FileIdentity {
+        FileIdentity::of(&std::fs::metadata(path).unwrap())
+    }
+
+    #[test]
+    fn reads_parses_and_refuses_what_breaks_the_limits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a.prom");
+        let cases: &[(&[u8], Result<usize, &str>)] = &[
+            (
+                b"# promdrop: written_at=100 stale_after=1m\nup 1\nup{a=\"b\"} 2\n",
+                Ok(2),
+            ),
+            (b"", Ok(0)),
+            (b"up 1", Err("a.prom:1:5")),
+            (b"a 1\nb 1\nc 1\nd 1\n", Err("number of series")),
+            (&[b'#'; 65], Err("larger than --file.max-bytes=64")),
+            (b"up 1 1700000000000\n", Err("client-side timestamp")),
+            (b"\x00\x01\x02\xff\xfe\n", Err("invalid UTF-8")),
+        ];
+        for (input, expected) in cases {
+            std::fs::write(&path, input).unwrap();
+            let snapshot = read(&path, identity_of(&path), &options()).unwrap();
+            match (expected, &snapshot.content) {
+                (Ok(series), Ok(content)) => {
+                    assert_eq!(content.series, *series);
+                    assert_eq!(&content.bytes[..], *input);
+                }
+                (Err(needle), Err(message)) => {
+                    assert!(message.contains(needle), "{message:?} lacks {needle:?}")
+                }
+                (e, got) => panic!("{:?}: expected {e:?}, got {got:?}", input),
+            }
+        }
+        std::fs::write(&path, "# promdrop: written_at=100 stale_after=1m\nup 1\n").unwrap();
+        let snapshot = read(&path, identity_of(&path), &options()).unwrap();
+        assert_eq!(snapshot.reference_time(), 100.0);
+
+        // Timestamps are kept or stripped on request.
+        std::fs::write(&path, "up 1 1700000000000\n").unwrap();
+        for timestamps in [TimestampPolicy::Strip, TimestampPolicy::Keep] {
+            let options = ReadOptions {
+                timestamps,
+                ..options()
+            };
+            let snapshot = read(&path, identity_of(&path), &options).unwrap();
+            assert_eq!(snapshot.series(), 1);
+        }
+
+        // A rename between listing and reading is noticed.
+        let listed = identity_of(&path);
+        std::fs::write(tmp.path().join("new"), "up 2\n").unwrap();
+        std::fs::rename(tmp.path().join("new"), &path).unwrap();
+        assert!(matches!(
+            read(&path, listed, &options()),
+            Err(Error::Replaced { .. })
+        ));
+    }
+}

@@ -1,0 +1,132 @@
+//! Change notification: notify (inotify) events on each directory, and a full rescan on a timer,
+//! both turned into [`WatchEvent`]s on one channel.
+//!
+//! Events make changes visible within milliseconds; the rescan catches what events miss
+//! (network file systems, an overflowing event queue, a directory deleted and created again).
+//! At each rescan tick the watches are checked: a directory that appeared, or was replaced
+//! by a new one (another inode), is watched again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::Error;
+use crate::discovery::dir_identity;
+
+/// What the engine is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Something changed in the directory with this index.
+    Changed(usize),
+    /// Time for a full rescan of every directory.
+    Rescan,
+}
+
+struct DirWatch {
+    path: PathBuf,
+    /// The directory's (device, inode) when the watch was set, and the watch.
+    active: Option<((u64, u64), RecommendedWatcher)>,
+    /// Whether the last failure was logged (log once per failure streak).
+    failing: bool,
+}
+
+fn watch_dir(
+    index: usize,
+    path: &Path,
+    tx: &UnboundedSender<WatchEvent>,
+) -> Result<RecommendedWatcher, Error> {
+    let tx = tx.clone();
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            // Our own reads show up as access events: not a change.
+            Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
+            Ok(e) if e.need_rescan() => {
+                let _ = tx.send(WatchEvent::Rescan);
+            }
+            // Any other event, and errors (such as a queue overflow), mean "look again".
+            _ => {
+                let _ = tx.send(WatchEvent::Changed(index));
+            }
+        })
+        .map_err(|source| Error::Watch {
+            dir: path.to_path_buf(),
+            source,
+        })?;
+    watcher
+        .watch(path, RecursiveMode::NonRecursive)
+        .map_err(|source| Error::Watch {
+            dir: path.to_path_buf(),
+            source,
+        })?;
+    Ok(watcher)
+}
+
+impl DirWatch {
+    /// Sets the watch when there is none or the directory was replaced.
+    fn refresh(&mut self, index: usize, tx: &UnboundedSender<WatchEvent>) {
+        let Some(identity) = dir_identity(&self.path) else {
+            // Gone: drop the watch; the next tick sets it again if it comes back.
+            self.active = None;
+            return;
+        };
+        if matches!(&self.active, Some((watched, _)) if *watched == identity) {
+            return;
+        }
+        match watch_dir(index, &self.path, tx) {
+            Ok(watcher) => {
+                if self.failing || self.active.is_some() {
+                    tracing::info!(dir = %self.path.display(), "watching the directory again");
+                }
+                self.active = Some((identity, watcher));
+                self.failing = false;
+                // Whatever happened while unwatched is seen by a scan now.
+                let _ = tx.send(WatchEvent::Changed(index));
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(error = %e, "cannot watch a directory");
+                }
+                self.failing = true;
+                self.active = None;
+            }
+        }
+    }
+}
+
+/// Watches `dirs` (when `events` is true) and ticks a rescan every `rescan_interval`, sending
+/// what it sees on `tx`, until the receiver is dropped. Spawn it on the runtime.
+pub async fn run(
+    dirs: Vec<PathBuf>,
+    events: bool,
+    rescan_interval: Duration,
+    tx: UnboundedSender<WatchEvent>,
+) {
+    let mut watches: Vec<DirWatch> = dirs
+        .into_iter()
+        .map(|path| DirWatch {
+            path,
+            active: None,
+            failing: false,
+        })
+        .collect();
+    let refresh = |watches: &mut Vec<DirWatch>| {
+        if events {
+            for (index, w) in watches.iter_mut().enumerate() {
+                w.refresh(index, &tx);
+            }
+        }
+    };
+    refresh(&mut watches);
+    let start = tokio::time::Instant::now() + rescan_interval;
+    let mut ticker = tokio::time::interval_at(start, rescan_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        refresh(&mut watches);
+        if tx.send(WatchEvent::Rescan).is_err() {
+            return; // the engine stopped
+        }
+    }
+}
