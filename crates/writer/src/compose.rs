@@ -25,8 +25,9 @@ pub(crate) enum Reason {
     Success,
     Error,
     Panic,
-    /// Only the signal handler (feature `signals`) ends a run this way.
-    #[cfg_attr(not(feature = "signals"), allow(dead_code))]
+    /// The signal handler (feature `signals`) ends a run this way, and so does
+    /// [`HandoffGuard::finish_process`](crate::HandoffGuard::finish_process) for a child
+    /// killed by a signal.
     Signal(i32),
 }
 
@@ -49,6 +50,9 @@ pub(crate) struct Outcome {
     pub(crate) start: f64,
     pub(crate) now: f64,
     pub(crate) last_success: Option<f64>,
+    /// How the job's process ended, when a wrapper ran it as a child
+    /// ([`HandoffGuard::finish_process`](crate::HandoffGuard::finish_process)).
+    pub(crate) exit: Option<crate::ProcessExit>,
 }
 
 /// Adds `labels` to every sample. A sample's own label of the same name wins, unless its
@@ -254,6 +258,30 @@ pub(crate) fn outcome(outcome: &Outcome, labels: &[(String, String)], out: &mut 
         }
         families.push(family);
     }
+    if let Some(exit) = outcome.exit {
+        families.push(
+            gauge(
+                "promdrop_job_exit_code",
+                "The exit status of the job's process as a shell reports it: its exit code, or 128 + the signal that killed it.",
+            )
+            .with_sample(sample(
+                "promdrop_job_exit_code",
+                f64::from(exit.shell_status()),
+                labels,
+            )),
+        );
+        families.push(
+            gauge(
+                "promdrop_job_exit_signal",
+                "The signal that killed the job's process, 0 when it exited by itself.",
+            )
+            .with_sample(sample(
+                "promdrop_job_exit_signal",
+                f64::from(exit.signal().unwrap_or(0)),
+                labels,
+            )),
+        );
+    }
     let last_success = if success {
         Some(outcome.now)
     } else {
@@ -318,6 +346,7 @@ mod tests {
             start: 100.0,
             now: 160.5,
             last_success: Some(50.0),
+            exit: None,
         };
         outcome(&o, &labels(), &mut out);
         let exposition = parse(out.as_bytes(), Format::Classic).unwrap();
@@ -354,6 +383,42 @@ mod tests {
     }
 
     #[test]
+    fn a_process_exit_adds_exit_code_and_signal() {
+        for (exit, code, signal) in [
+            (crate::ProcessExit::Code(3), "3", "0"),
+            (crate::ProcessExit::Signal(15), "143", "15"),
+        ] {
+            let mut out = String::new();
+            let o = Outcome {
+                reason: Some(Reason::Error),
+                start: 100.0,
+                now: 101.0,
+                last_success: None,
+                exit: Some(exit),
+            };
+            outcome(&o, &[], &mut out);
+            assert!(
+                out.contains(&format!("promdrop_job_exit_code {code}\n")),
+                "{out}"
+            );
+            assert!(
+                out.contains(&format!("promdrop_job_exit_signal {signal}\n")),
+                "{out}"
+            );
+        }
+        let mut out = String::new();
+        let o = Outcome {
+            reason: Some(Reason::Success),
+            start: 100.0,
+            now: 101.0,
+            last_success: None,
+            exit: None,
+        };
+        outcome(&o, &[], &mut out);
+        assert!(!out.contains("promdrop_job_exit_code"), "{out}");
+    }
+
+    #[test]
     fn running_snapshot_has_no_end_and_no_reason() {
         let mut out = String::new();
         let o = Outcome {
@@ -361,6 +426,7 @@ mod tests {
             start: 100.0,
             now: 130.0,
             last_success: None,
+            exit: None,
         };
         outcome(&o, &[], &mut out);
         assert!(out.contains("promdrop_job_running 1\n"), "{out}");
