@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::fs;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
@@ -44,6 +45,44 @@ impl From<bool> for Outcome {
     }
 }
 
+/// How a job's process ended, when a wrapper runs the job as a child process (as
+/// `promdrop run` does) and hands the outcome over with [`HandoffGuard::finish_process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessExit {
+    /// The process exited by itself with this code: 0 is success (`reason="success"`), any
+    /// other code a failure (`reason="error"`).
+    Code(i32),
+    /// The process was killed by this signal (`reason="signal"`).
+    Signal(i32),
+}
+
+impl ProcessExit {
+    /// The status a shell reports for the process: the exit code, or 128 + the signal
+    /// (143 for SIGTERM), which is also what `promdrop_job_exit_code` says.
+    pub fn shell_status(self) -> i32 {
+        match self {
+            ProcessExit::Code(code) => code,
+            ProcessExit::Signal(signal) => 128 + signal,
+        }
+    }
+
+    /// The signal that killed the process, if one did.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            ProcessExit::Code(_) => None,
+            ProcessExit::Signal(signal) => Some(signal),
+        }
+    }
+
+    fn reason(self) -> Reason {
+        match self {
+            ProcessExit::Code(0) => Reason::Success,
+            ProcessExit::Code(_) => Reason::Error,
+            ProcessExit::Signal(signal) => Reason::Signal(signal),
+        }
+    }
+}
+
 type ErrorCallback = Arc<dyn Fn(&Error) + Send + Sync>;
 #[cfg(feature = "signals")]
 type SignalCallback = Arc<dyn Fn(i32) + Send + Sync>;
@@ -67,6 +106,7 @@ impl Handoff {
             flush_every: Duration::from_secs(60),
             stale_after: None,
             expire_after: None,
+            outcome_metrics: true,
             panic_hook: true,
             #[cfg(feature = "signals")]
             signals: true,
@@ -97,6 +137,7 @@ pub struct HandoffBuilder {
     flush_every: Duration,
     stale_after: Option<Duration>,
     expire_after: Option<Duration>,
+    outcome_metrics: bool,
     panic_hook: bool,
     #[cfg(feature = "signals")]
     signals: bool,
@@ -232,6 +273,17 @@ impl HandoffBuilder {
         self
     }
 
+    /// Whether to write the outcome metrics (`promdrop_job_*`: start and end time, success,
+    /// running, exit reason, last success) after the sources' metrics (default `true`).
+    /// Without them the file holds the header and the sources' metrics with grouping labels
+    /// only, and the previous file is not read: for a tool that writes metrics someone else
+    /// produced, such as `promdrop write`, where there is no run to describe. Families named
+    /// `promdrop_job_*` are left out of the sources' metrics either way.
+    pub fn outcome_metrics(mut self, write: bool) -> Self {
+        self.outcome_metrics = write;
+        self
+    }
+
     /// Whether to install a panic hook that writes the final file (`reason="panic"`) before
     /// the previous hook runs (default `true`). The hook writes for panics of the thread that
     /// called [`install`](Self::install), and for any panic when the crate is built with
@@ -334,6 +386,8 @@ impl HandoffBuilder {
             flush_every: self.flush_every,
             stale_after: self.stale_after,
             expire_after: self.expire_after,
+            outcome_metrics: self.outcome_metrics,
+            process_exit: Mutex::new(None),
             start: unix_now(),
             final_claimed: AtomicBool::new(false),
             state: Mutex::new(State {
@@ -459,6 +513,9 @@ pub(crate) struct Inner {
     flush_every: Duration,
     stale_after: Option<Duration>,
     expire_after: Option<Duration>,
+    outcome_metrics: bool,
+    /// Set by [`HandoffGuard::finish_process`] just before its final write.
+    process_exit: Mutex<Option<ProcessExit>>,
     start: f64,
     /// Set by whoever does the final write, before it takes `state`.
     final_claimed: AtomicBool,
@@ -480,7 +537,7 @@ impl Inner {
         // Collect first: a failing source writes nothing, and the lock is held briefly.
         let body = compose::body(&self.sources, &self.labels, &self.path)?;
         let lock = TargetLock::acquire(&self.path, self.options.lock_timeout)?;
-        let last_success = if reason == Some(Reason::Success) {
+        let last_success = if reason == Some(Reason::Success) || !self.outcome_metrics {
             None
         } else {
             fs::read(&self.path)
@@ -499,16 +556,23 @@ impl Inner {
         let mut text = compose::header(now, stale_after, self.expire_after);
         text.reserve(body.len() + 2048);
         text.push_str(&body);
-        compose::outcome(
-            &compose::Outcome {
-                reason,
-                start: self.start,
-                now,
-                last_success,
-            },
-            &self.labels,
-            &mut text,
-        );
+        if self.outcome_metrics {
+            let exit = match reason {
+                Some(_) => *self::lock(&self.process_exit),
+                None => None,
+            };
+            compose::outcome(
+                &compose::Outcome {
+                    reason,
+                    start: self.start,
+                    now,
+                    last_success,
+                    exit,
+                },
+                &self.labels,
+                &mut text,
+            );
+        }
         lock.replace(text.as_bytes(), self.options.mode)
     }
 
@@ -540,11 +604,15 @@ impl Inner {
         }
         self.request_stop();
         let mut state = lock(&self.state);
-        let result = self.write(Some(reason));
+        // A source that panics must not leave the others waiting for a write that never ends.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| self.write(Some(reason))));
         state.final_written = true;
         drop(state);
         self.final_done.notify_all();
-        result.map(|()| true)
+        match result {
+            Ok(result) => result.map(|()| true),
+            Err(payload) => panic::resume_unwind(payload),
+        }
     }
 
     /// Waits (bounded) until the final write that another thread began is done.
@@ -595,8 +663,8 @@ impl Inner {
 }
 
 fn install_panic_hook(inner: Weak<Inner>) {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
         if let Some(inner) = inner.upgrade() {
             let in_write = IN_WRITE.with(Cell::get);
             let ours = cfg!(panic = "abort") || thread::current().id() == inner.job_thread;
@@ -707,6 +775,19 @@ impl HandoffGuard {
         self.end(reason)
     }
 
+    /// For wrappers that run the job as a child process (`promdrop run`): does the final
+    /// write for a child that ended as `exit` says, then stops the background threads, as
+    /// [`finish`](Self::finish) does. `reason` is `success` for exit code 0, `error` for any
+    /// other code and `signal` for a child killed by a signal; the file also gets
+    /// `promdrop_job_exit_code` (the status a shell reports: the code, or 128 + the signal)
+    /// and `promdrop_job_exit_signal` (the signal, 0 when the child exited by itself).
+    /// When a signal or a panic already did the final write, writes nothing and returns
+    /// `Ok(())`.
+    pub fn finish_process(mut self, exit: ProcessExit) -> Result<(), Error> {
+        *lock(&self.inner.process_exit) = Some(exit);
+        self.end(exit.reason())
+    }
+
     /// For jobs that end with [`std::process::exit`]: does the final write (`reason="success"`
     /// for code 0, `"error"` otherwise), then exits with `code`. A write error is reported to
     /// the [`on_error`](HandoffBuilder::on_error) callback; the exit code is kept.
@@ -776,6 +857,48 @@ mod tests {
         ] {
             assert!(check_job_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn finish_process_and_no_outcome_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = || Ok("# TYPE x gauge\nx 1\n".to_string());
+        let guard = Handoff::builder("wrapped")
+            .dir(dir.path())
+            .completion_index(None)
+            .flush_every(Duration::ZERO)
+            .panic_hook(false)
+            .text_source(text);
+        #[cfg(feature = "signals")]
+        let guard = guard.signals(false);
+        let guard = guard.install().unwrap();
+        guard.finish_process(ProcessExit::Signal(15)).unwrap();
+        let file = fs::read_to_string(dir.path().join("wrapped.prom")).unwrap();
+        for line in [
+            "x{job_name=\"wrapped\"} 1\n",
+            "promdrop_job_exit_reason{reason=\"signal\",job_name=\"wrapped\"} 1\n",
+            "promdrop_job_exit_code{job_name=\"wrapped\"} 143\n",
+            "promdrop_job_exit_signal{job_name=\"wrapped\"} 15\n",
+        ] {
+            assert!(file.contains(line), "{line} in {file}");
+        }
+
+        let guard = Handoff::builder("plain")
+            .dir(dir.path())
+            .completion_index(None)
+            .flush_every(Duration::ZERO)
+            .panic_hook(false)
+            .outcome_metrics(false)
+            .text_source(text);
+        #[cfg(feature = "signals")]
+        let guard = guard.signals(false);
+        guard.install().unwrap().finish(Outcome::Success).unwrap();
+        let file = fs::read_to_string(dir.path().join("plain.prom")).unwrap();
+        assert!(file.starts_with("# promdrop: written_at="), "{file}");
+        assert!(
+            file.ends_with("\n# TYPE x gauge\nx{job_name=\"plain\"} 1\n"),
+            "{file}"
+        );
     }
 
     #[test]

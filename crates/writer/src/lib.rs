@@ -105,6 +105,7 @@ pub use atomic::{
 pub use error::Error;
 pub use handoff::{
     COMPLETION_INDEX_ENV, DEFAULT_DIR, DIR_ENV, Handoff, HandoffBuilder, HandoffGuard, Outcome,
+    ProcessExit,
 };
 #[cfg(feature = "prometheus-client")]
 pub use source::PrometheusClientSource;
