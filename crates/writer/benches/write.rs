@@ -18,8 +18,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 use promdrop_writer::{Handoff, write_registry};
+use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 
 /// A registry of `series` counter series shaped like the descheduler's evictions.
 fn registry(series: usize) -> Registry {

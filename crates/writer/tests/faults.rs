@@ -95,10 +95,16 @@ fn no_permission_gives_eacces_and_keeps_the_previous_file() {
     // Readable and searchable by everyone, writable by root only.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let path = previous(dir.path());
+    // A copy of the job binary that `nobody` can run, wherever the build directory is.
+    let bin_dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(bin_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = bin_dir.path().join("batch_job");
+    fs::copy(BATCH_JOB, &binary).unwrap();
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
 
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(BATCH_JOB)
+        .arg(&binary)
         .arg("--dir")
         .arg(dir.path())
         .args(["--job", "job", "--fail"])
@@ -106,6 +112,7 @@ fn no_permission_gives_eacces_and_keeps_the_previous_file() {
         .expect("setpriv (util-linux) must be installed for this test");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("metrics not handed off"), "{stderr}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
     assert!(
         stderr.contains(&dir.path().display().to_string()),

@@ -425,3 +425,24 @@ fn write_registry_writes_classic_text_from_any_source() {
     );
     assert_no_debris(dir.path());
 }
+
+#[test]
+fn a_panicking_source_does_not_hang_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = builder("buggy", dir.path())
+        .text_source(|| panic!("a bug in the metrics source"))
+        .install()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        guard.finish(Outcome::Success)
+    }));
+    assert!(result.is_err(), "the source's panic goes on to the caller");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!dir.path().join("buggy.prom").exists());
+    assert_no_debris(dir.path());
+}
