@@ -300,8 +300,19 @@ pub(crate) fn outcome(outcome: &Outcome, labels: &[(String, String)], out: &mut 
 }
 
 /// The last-success timestamp in a previous job file, if it has a readable one.
+///
+/// The writer puts that family last, so only the text from its `# HELP` (or `# TYPE`) line on
+/// is parsed when it is there: a large file is not parsed whole at every write. Files written
+/// otherwise are parsed whole.
 pub(crate) fn last_success_in(previous: &[u8]) -> Option<f64> {
-    let exposition = parse(previous, Format::Classic).ok()?;
+    let start = [
+        format!("\n# HELP {LAST_SUCCESS} "),
+        format!("\n# TYPE {LAST_SUCCESS} "),
+    ]
+    .iter()
+    .find_map(|marker| memchr::memmem::rfind(previous, marker.as_bytes()))
+    .map_or(0, |at| at + 1);
+    let exposition = parse(&previous[start..], Format::Classic).ok()?;
     exposition
         .families
         .iter()
@@ -380,6 +391,12 @@ mod tests {
         );
         assert_eq!(value(LAST_SUCCESS, None).unwrap().0, 50.0);
         assert_eq!(last_success_in(out.as_bytes()), Some(50.0));
+        // Found in a file whose family is not last, or has no HELP, too.
+        let other = format!("# TYPE {LAST_SUCCESS} gauge\n{LAST_SUCCESS} 7\n# TYPE x gauge\nx 1\n");
+        assert_eq!(last_success_in(other.as_bytes()), Some(7.0));
+        let with_header = format!("# promdrop: written_at=1\n{other}");
+        assert_eq!(last_success_in(with_header.as_bytes()), Some(7.0));
+        assert_eq!(last_success_in(b"x{ 1\n"), None);
     }
 
     #[test]
