@@ -250,11 +250,11 @@ fn data_samples(body: &str, skip_histogram_parts: bool) -> BTreeMap<String, Stri
                 .filter(|l| !l.value.is_empty())
                 .map(|l| {
                     let mut value = l.value.to_string();
-                    if l.name == "le" || l.name == "quantile" {
-                        if let Ok(v) = value.parse::<f64>() {
-                            value.clear();
-                            promdrop_textformat::format_go_float(v, &mut value);
-                        }
+                    if (l.name == "le" || l.name == "quantile")
+                        && let Ok(v) = value.parse::<f64>()
+                    {
+                        value.clear();
+                        promdrop_textformat::format_go_float(v, &mut value);
                     }
                     (l.name.to_string(), value)
                 })
