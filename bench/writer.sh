@@ -53,11 +53,12 @@ export PROMETHEUS_DISABLE_CREATED_SERIES=True
 cargo build --release -q -p promdrop-writer --example batch_job
 job=target/release/examples/batch_job
 
-# Same series on both sides? (Count sample lines of descheduler_pods_evicted.)
+# Same series on both sides? (Count the eviction samples; Python names the counter
+# descheduler_pods_evicted_total, and the example adds 4 evictions of its own.)
 "$job" --dir "$work/rust" --job bench --series "$series" --flush-every 0 >/dev/null
 python3 "$work/write_py.py" once "$work/python/bench.prom" "$series"
-rust_n=$(grep -c '^descheduler_pods_evicted{' "$work/rust/bench.prom")
-py_n=$(grep -c '^descheduler_pods_evicted{' "$work/python/bench.prom")
+rust_n=$(grep -cE '^descheduler_pods_evicted(_total)?\{' "$work/rust/bench.prom" || true)
+py_n=$(grep -cE '^descheduler_pods_evicted(_total)?\{' "$work/python/bench.prom" || true)
 echo "series written: promdrop $rust_n (+ outcome metrics), python $py_n"
 echo "bytes written:  promdrop $(wc -c <"$work/rust/bench.prom"), python $(wc -c <"$work/python/bench.prom")"
 

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use promdrop_textformat::{
-    Format, Label, MetricFamily, MetricType, Sample, Value, WriterHeader, merge, parse,
-    render_classic, render_classic_into,
+    Format, HEADER_PREFIX, Label, MetricFamily, MetricType, Sample, Value, WriterHeader, merge,
+    parse, render_classic_into,
 };
 
 use crate::Error;
@@ -105,12 +105,14 @@ fn add_labels_prometheus(
     }
 }
 
-/// Collects every source and renders their metrics as classic text with `labels` added.
+/// Collects every source and renders their metrics as classic text with `labels` added,
+/// appending to `out`.
 pub(crate) fn body(
     sources: &[Box<dyn Source>],
     labels: &[(String, String)],
     path: &Path,
-) -> Result<String, Error> {
+    out: &mut String,
+) -> Result<(), Error> {
     let mut collected = Vec::with_capacity(sources.len());
     for source in sources {
         collected.push(collect(source.as_ref(), path)?);
@@ -122,14 +124,18 @@ pub(crate) fn body(
         && let Some(Collected::Prometheus(mut families)) = collected.pop()
     {
         add_labels_prometheus(&mut families, labels);
-        return crate::source::encode_prometheus(&families, path);
+        return crate::source::encode_prometheus_into(&families, path, out);
     }
     let mut texts = Vec::with_capacity(collected.len());
     for c in collected {
         texts.push(match c {
             Collected::Text(text) => text,
             #[cfg(feature = "prometheus")]
-            Collected::Prometheus(families) => crate::source::encode_prometheus(&families, path)?,
+            Collected::Prometheus(families) => {
+                let mut text = String::new();
+                crate::source::encode_prometheus_into(&families, path, &mut text)?;
+                text
+            }
         });
     }
     let mut parsed = Vec::with_capacity(texts.len());
@@ -145,17 +151,18 @@ pub(crate) fn body(
         add_labels(&mut exposition.families, labels);
         parsed.push(exposition.families);
     }
-    Ok(match parsed.as_slice() {
-        [] => String::new(),
-        [one] => render_classic(one),
+    match parsed.as_slice() {
+        [] => {}
+        [one] => render_classic_into(one, out),
         many => {
             let sources: Vec<_> = many
                 .iter()
                 .map(|f| promdrop_textformat::Source::new(f))
                 .collect();
-            render_classic(&merge(&sources).families)
+            render_classic_into(&merge(&sources).families, out);
         }
-    })
+    }
+    Ok(())
 }
 
 /// The header line, with its newline.
@@ -311,7 +318,14 @@ pub(crate) fn last_success_in(previous: &[u8]) -> Option<f64> {
     ]
     .iter()
     .find_map(|marker| memchr::memmem::rfind(previous, marker.as_bytes()))
-    .map_or(0, |at| at + 1);
+    .map(|at| at + 1);
+    let start = match start {
+        Some(start) => start,
+        // The writer always puts the family last when it has one: a promdrop file without
+        // it has none, and need not be parsed.
+        None if previous.starts_with(HEADER_PREFIX.as_bytes()) => return None,
+        None => 0,
+    };
     let exposition = parse(&previous[start..], Format::Classic).ok()?;
     exposition
         .families
@@ -458,7 +472,8 @@ mod tests {
         let text = "# TYPE x counter\nx{job_name=\"own\"} 1\nx{a=\"b\"} 2\nx{job_name=\"\"} 3\n# TYPE promdrop_job_success gauge\npromdrop_job_success 1\n";
         let source: Box<dyn Source> =
             Box::new(crate::TextSource::new(move || Ok(text.to_string())));
-        let out = body(&[source], &labels(), Path::new("x.prom")).unwrap();
+        let mut out = String::new();
+        body(&[source], &labels(), Path::new("x.prom"), &mut out).unwrap();
         assert_eq!(
             out,
             "# TYPE x counter\nx{job_name=\"own\"} 1\nx{a=\"b\",job_name=\"copy\"} 2\nx{job_name=\"copy\"} 3\n"

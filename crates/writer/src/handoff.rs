@@ -534,16 +534,8 @@ impl Inner {
     /// Writes the file. The caller holds `state`.
     fn write(&self, reason: Option<Reason>) -> Result<(), Error> {
         let _in_write = InWrite::enter();
-        // Collect first: a failing source writes nothing, and the lock is held briefly.
-        let body = compose::body(&self.sources, &self.labels, &self.path)?;
-        let lock = TargetLock::acquire(&self.path, self.options.lock_timeout)?;
-        let last_success = if reason == Some(Reason::Success) || !self.outcome_metrics {
-            None
-        } else {
-            fs::read(&self.path)
-                .ok()
-                .and_then(|previous| compose::last_success_in(&previous))
-        };
+        // The time of the snapshot (`written_at`, and the end of a final write) is when the
+        // sources are collected.
         let now = unix_now();
         let stale_after = match reason {
             Some(_) => self.stale_after,
@@ -554,8 +546,16 @@ impl Inner {
             }
         };
         let mut text = compose::header(now, stale_after, self.expire_after);
-        text.reserve(body.len() + 2048);
-        text.push_str(&body);
+        // Collect first: a failing source writes nothing, and the lock is held briefly.
+        compose::body(&self.sources, &self.labels, &self.path, &mut text)?;
+        let lock = TargetLock::acquire(&self.path, self.options.lock_timeout)?;
+        let last_success = if reason == Some(Reason::Success) || !self.outcome_metrics {
+            None
+        } else {
+            fs::read(&self.path)
+                .ok()
+                .and_then(|previous| compose::last_success_in(&previous))
+        };
         if self.outcome_metrics {
             let exit = match reason {
                 Some(_) => *self::lock(&self.process_exit),

@@ -160,7 +160,11 @@ pub(crate) fn collect_classic(
             }
         }
         #[cfg(feature = "prometheus")]
-        Collected::Prometheus(families) => encode_prometheus(&families, path),
+        Collected::Prometheus(families) => {
+            let mut text = String::new();
+            encode_prometheus_into(&families, path, &mut text)?;
+            Ok(text)
+        }
     }
 }
 
@@ -172,18 +176,17 @@ pub(crate) fn collect(source: &(impl Source + ?Sized), path: &Path) -> Result<Co
     })
 }
 
-/// Encodes gathered families with the prometheus crate's text encoder.
+/// Encodes gathered families with the prometheus crate's text encoder, appending to `out`.
 #[cfg(feature = "prometheus")]
-pub(crate) fn encode_prometheus(
+pub(crate) fn encode_prometheus_into(
     families: &[prometheus::proto::MetricFamily],
     path: &Path,
-) -> Result<String, Error> {
-    let mut text = String::new();
+    out: &mut String,
+) -> Result<(), Error> {
     prometheus::TextEncoder::new()
-        .encode_utf8(families, &mut text)
+        .encode_utf8(families, out)
         .map_err(|e| Error::Source {
             path: path.to_path_buf(),
             message: format!("encoding the prometheus registry: {e}"),
-        })?;
-    Ok(text)
+        })
 }
