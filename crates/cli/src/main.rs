@@ -1,7 +1,8 @@
 //! `promdrop`: the command-line side of promdrop, for shell and non-Rust jobs.
 //!
 //! `promdrop check` validates exposition files the way promdrop-exporter will read them;
-//! `promdrop write` writes exposition text from standard input to a job file atomically.
+//! `promdrop write` writes exposition text from standard input to a job file atomically;
+//! `promdrop run` runs a job, scrapes its metrics endpoint, and writes its metrics and outcome.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 // clippy 1.95 flags check.rs's `&PathBuf` parameters (ptr_arg); check.rs is left as it is.
 #[allow(clippy::ptr_arg)]
 mod check;
+mod run;
 mod target;
 mod write;
 
@@ -41,6 +43,33 @@ enum Command {
     /// stdin:LINE:COL: message on stderr, or larger than --max-bytes), and then the previous
     /// file is untouched; 2 for usage or I/O errors (a missing or read-only directory).
     Write(write::WriteArgs),
+    /// Run a job as a child process and hand its metrics and outcome to <DIR>/<JOB>.prom.
+    ///
+    /// For jobs that serve their own metrics endpoint and exit before Prometheus scrapes them
+    /// (the descheduler run as a CronJob, on https://127.0.0.1:10258/metrics with a
+    /// self-signed certificate). promdrop run starts CMD, forwards SIGTERM, SIGINT, SIGHUP,
+    /// SIGQUIT, SIGUSR1 and SIGUSR2 to it, scrapes --scrape every --scrape-interval while it
+    /// runs (a failed scrape keeps the previous good one), writes a snapshot
+    /// (promdrop_job_running 1) every --flush-every, and when the child ends writes the last
+    /// good scrape plus the outcome metrics: start and end time, promdrop_job_success,
+    /// promdrop_job_exit_reason (success, error or signal), promdrop_job_exit_code (as a shell
+    /// reports it: 128 + N for signal N), promdrop_job_exit_signal (0 unless killed), and
+    /// promdrop_job_last_success_timestamp_seconds, carried forward by a failed run. Without
+    /// --scrape, or when no scrape ever succeeded (a warning says so), the file holds the
+    /// outcome metrics only.
+    ///
+    /// What can be missed: the file holds the last scrape before the child exited, so
+    /// increments in the last --scrape-interval of the child's life are lost (the endpoint is
+    /// gone once the child is). To lose less, shorten --scrape-interval, or let the job wait
+    /// briefly (one or two intervals) after its last update before it exits. The
+    /// descheduler's metrics change only during its descheduling loop, so the scrapes after
+    /// the loop, while it shuts down, hold the final values.
+    ///
+    /// Exit status: the child's, exit code passed through, 128 + N when signal N killed it
+    /// (143 for SIGTERM), 127 when CMD is not found, 126 when it cannot be run; 2 for usage
+    /// errors, before anything is run. A failed write of the job file is reported on stderr
+    /// and does not change the exit status.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +77,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Write(args) => write::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

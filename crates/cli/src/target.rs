@@ -68,7 +68,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text).ok_or_else(|| {
         format!("{text:?} is not a Prometheus duration such as 30s, 15m, 1h30m or 2d")
     })
