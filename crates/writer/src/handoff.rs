@@ -756,7 +756,7 @@ impl HandoffGuard {
     }
 
     /// The signal (SIGTERM or SIGINT) that ended the run, when the application chose to get
-    /// control back with [`HandoffBuilder::on_signal`].
+    /// control back with `HandoffBuilder::on_signal` (feature `signals`).
     pub fn signal(&self) -> Option<i32> {
         match self.inner.signal.load(Ordering::SeqCst) {
             0 => None,

@@ -56,7 +56,7 @@
 //! [`HandoffGuard::finish`], the guard's drop (a panic while dropping makes it
 //! `reason="panic"`), a panic hook (which works with `panic = "abort"` too), SIGTERM and
 //! SIGINT (feature `signals`: write, then exit with 128 + the signal, or hand control back
-//! with [`HandoffBuilder::on_signal`]), and [`HandoffGuard::exit`] for jobs that call
+//! with `HandoffBuilder::on_signal`), and [`HandoffGuard::exit`] for jobs that call
 //! `process::exit`. Exactly one of these does the final write; the others wait for it and
 //! write nothing. While the job runs, a snapshot is written every
 //! [`flush_every`](HandoffBuilder::flush_every) (60 s by default), so that a job killed with
@@ -76,13 +76,13 @@
 //!
 //! # Sources
 //!
-//! - [`prometheus::Registry`] (feature `prometheus`, on by default):
-//!   [`HandoffBuilder::registry`]. Grouping labels are added to the gathered families, and
+//! - `prometheus::Registry` (feature `prometheus`, on by default):
+//!   `HandoffBuilder::registry`. Grouping labels are added to the gathered families, and
 //!   the crate's own text encoder writes them: no parsing.
-//! - [`prometheus_client`] registries (feature `prometheus-client`):
-//!   [`HandoffBuilder::prometheus_client`]. Its OpenMetrics text is converted to the classic
+//! - `prometheus_client` registries (feature `prometheus-client`):
+//!   `HandoffBuilder::prometheus_client`. Its OpenMetrics text is converted to the classic
 //!   format with promdrop-textformat.
-//! - OpenTelemetry (feature `opentelemetry`): [`otel::FileExporter`], so that
+//! - OpenTelemetry (feature `opentelemetry`): `otel::FileExporter`, so that
 //!   `SdkMeterProvider::shutdown()` or `force_flush()` writes the file.
 //! - Any closure that returns exposition text: [`HandoffBuilder::text_source`].
 //!

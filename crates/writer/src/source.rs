@@ -37,8 +37,8 @@ impl fmt::Debug for Collected {
 
 /// Something that can produce the current metrics of a job.
 ///
-/// Implemented for [`prometheus::Registry`] (feature `prometheus`) and
-/// [`PrometheusClientSource`] (feature `prometheus-client`); [`TextSource`] wraps any closure
+/// Implemented for `prometheus::Registry` (feature `prometheus`) and
+/// `PrometheusClientSource` (feature `prometheus-client`); [`TextSource`] wraps any closure
 /// that returns exposition text. Sources are called from the thread that writes, which may be
 /// the flusher, the signal handler or a panicking thread, so they must be `Send + Sync`.
 pub trait Source: Send + Sync {
