@@ -195,7 +195,9 @@ fn exit_zero_with_scrape_ca_writes_the_last_scrape_and_success() {
     );
     let (status, stderr) = run.wait();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("warning"), "{stderr}");
+    // (A busy machine may delay the job's start past the quiet period, and a warning that
+    // the certificate is not there yet is then fine.)
+    assert!(!stderr.contains("no scrape of"), "{stderr}");
     let text = read(&dir.path().join("ok.prom"));
     assert!(
         text.starts_with("# promdrop: written_at=")
