@@ -1,7 +1,7 @@
 //! `promdrop check`: validate files with the parser the exporter uses.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -70,7 +70,7 @@ struct Report {
     files: Vec<FileReport>,
 }
 
-fn read_input(path: &PathBuf) -> std::io::Result<Vec<u8>> {
+fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         let mut buffer = Vec::new();
         std::io::stdin().lock().read_to_end(&mut buffer)?;
@@ -80,7 +80,7 @@ fn read_input(path: &PathBuf) -> std::io::Result<Vec<u8>> {
     }
 }
 
-fn display_name(path: &PathBuf) -> String {
+fn display_name(path: &Path) -> String {
     if path.as_os_str() == "-" {
         "stdin".to_string()
     } else {
@@ -88,7 +88,7 @@ fn display_name(path: &PathBuf) -> String {
     }
 }
 
-fn check_one(path: &PathBuf, format: Format) -> FileReport {
+fn check_one(path: &Path, format: Format) -> FileReport {
     let file = display_name(path);
     let bytes = match read_input(path) {
         Ok(bytes) => bytes,

@@ -8,8 +8,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// clippy 1.95 flags check.rs's `&PathBuf` parameters (ptr_arg); check.rs is left as it is.
-#[allow(clippy::ptr_arg)]
 mod check;
 mod run;
 mod target;
