@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 
 use crate::render::FamilyView;
 use crate::{MetricFamily, MetricType, Sample};
@@ -144,19 +144,55 @@ pub struct MergedView<'m> {
     pub conflicts: Vec<Conflict>,
 }
 
-fn series_hash(sample: &Sample<'_>) -> u64 {
-    let mut labels: Vec<(&str, &str)> = sample
-        .labels
-        .iter()
-        .map(|l| (l.name.as_ref(), l.value.as_ref()))
-        .collect();
-    labels.sort_unstable();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    sample.name.hash(&mut hasher);
-    labels.hash(&mut hasher);
-    sample.timestamp.map(|t| t.as_millis()).hash(&mut hasher);
-    hasher.finish()
+/// A fast 64-bit hash of bytes (FxHash's multiply-rotate, word at a time). Not DoS-resistant,
+/// which does not matter here: a collision costs one comparison (see [`same_series`]).
+fn fx_hash(bytes: &[u8], seed: u64) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = seed;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    for &b in chunks.remainder() {
+        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+    }
+    (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
 }
+
+/// The hash of a series: its name, its labels in any order, and its timestamp. Labels are
+/// combined with a commutative sum, so no sorting (and no allocation) is needed.
+fn series_hash(sample: &Sample<'_>) -> u64 {
+    let mut labels: u64 = 0;
+    for label in &sample.labels {
+        let name = fx_hash(label.name.as_bytes(), 0x9e37_79b9_7f4a_7c15);
+        labels = labels.wrapping_add(fx_hash(label.value.as_bytes(), name));
+    }
+    let ts = sample.timestamp.map_or(u64::MAX, |t| t.as_millis() as u64);
+    fx_hash(sample.name.as_bytes(), labels ^ ts.rotate_left(32))
+}
+
+/// A hasher for keys that already are hashes.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; fold anything else in.
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
 
 fn same_series(a: &Sample<'_>, b: &Sample<'_>) -> bool {
     a.name == b.name
@@ -189,8 +225,10 @@ pub fn merge<'m>(sources: &[Source<'m>]) -> MergedView<'m> {
     let mut by_name: HashMap<&'m str, usize> = HashMap::new();
     // Per merged sample: the source it came from, for duplicate resolution.
     let mut origins: Vec<Vec<usize>> = Vec::new();
-    // Series hash -> (family index, sample index) of the samples kept so far.
-    let mut series: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
+    // Series hash -> (family index, sample index) of the first sample kept with that hash;
+    // further samples with the same hash (rare: a collision) in `collisions`.
+    let mut series: HashedMap<(usize, usize)> = HashedMap::default();
+    let mut collisions: HashedMap<Vec<(usize, usize)>> = HashedMap::default();
 
     for (source_index, source) in sources.iter().enumerate() {
         for family in source.families {
@@ -240,16 +278,26 @@ pub fn merge<'m>(sources: &[Source<'m>]) -> MergedView<'m> {
             };
             for sample in &family.samples {
                 let hash = series_hash(sample);
-                let candidates = series.entry(hash).or_default();
-                let existing = candidates
-                    .iter()
-                    .copied()
-                    .find(|&(f, s)| same_series(view.families[f].samples[s], sample));
+                let here = (family_index, view.families[family_index].samples.len());
+                let existing = match series.entry(hash) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(here);
+                        None
+                    }
+                    Entry::Occupied(first) => {
+                        let first = *first.get();
+                        std::iter::once(first)
+                            .chain(collisions.get(&hash).into_iter().flatten().copied())
+                            .find(|&(f, s)| same_series(view.families[f].samples[s], sample))
+                            .or_else(|| {
+                                collisions.entry(hash).or_default().push(here);
+                                None
+                            })
+                    }
+                };
                 match existing {
                     None => {
-                        let merged = &mut view.families[family_index];
-                        candidates.push((family_index, merged.samples.len()));
-                        merged.samples.push(sample);
+                        view.families[family_index].samples.push(sample);
                         origins[family_index].push(source_index);
                     }
                     Some((f, s)) => {
@@ -275,4 +323,42 @@ pub fn merge<'m>(sources: &[Source<'m>]) -> MergedView<'m> {
         }
     }
     view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Format, parse};
+
+    #[test]
+    fn a_series_is_the_same_whatever_its_label_order_and_collisions_are_resolved() {
+        let a = parse(
+            b"m{x=\"1\",y=\"2\"} 1\nm{x=\"2\",y=\"1\"} 2\n",
+            Format::Classic,
+        )
+        .unwrap();
+        let b = parse(b"m{y=\"2\",x=\"1\"} 3\nm 4\n", Format::Classic).unwrap();
+        let merged = merge(&[Source::new(&a.families), Source::new(&b.families)]);
+        let values: Vec<f64> = merged.families[0]
+            .samples
+            .iter()
+            .map(|s| s.value.number)
+            .collect();
+        // The reordered series is a duplicate (served from the later source, on a tie).
+        assert_eq!(values, [3.0, 2.0, 4.0]);
+        assert_eq!(merged.conflicts.len(), 1);
+        assert!(matches!(
+            &merged.conflicts[0],
+            Conflict::DuplicateSeries {
+                kept_source: 1,
+                dropped_source: 0,
+                ..
+            }
+        ));
+        // Label values swapped between names hash differently from the original pairs.
+        assert_ne!(
+            series_hash(&a.families[0].samples[0]),
+            series_hash(&a.families[0].samples[1])
+        );
+    }
 }
