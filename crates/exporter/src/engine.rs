@@ -522,7 +522,10 @@ impl Engine {
         });
         self.shared.published.store(Arc::clone(&published));
         // The plain body is served from now on; the gzip one as soon as it is ready.
-        tokio::task::spawn_blocking(move || published.compress());
+        tokio::task::spawn_blocking(move || {
+            published.compress();
+            crate::process::release_free_memory();
+        });
     }
 
     fn count_conflicts(&mut self, conflicts: &[ConflictRecord]) {

@@ -162,6 +162,90 @@ fn is_reserved(family: &MetricFamily<'_>) -> bool {
                 .any(|r| r.strip_suffix("_total") == Some(name)))
 }
 
+/// One file parsed for merging: its families (reserved ones removed, timestamps stripped and
+/// the source label added as configured) and the names of the reserved families it had.
+type Prepared<'a> = Option<(Vec<MetricFamily<'a>>, Vec<String>)>;
+
+fn prepare_file<'a>(
+    file: &'a FileSnapshot,
+    options: &'a ExpositionOptions,
+    name: &'a str,
+) -> Prepared<'a> {
+    let content = file.content.as_ref().ok()?;
+    // It parsed when it was read; the same bytes parse the same way.
+    let mut families = parse(&content.bytes, content.format).ok()?.families;
+    let mut reserved = Vec::new();
+    families.retain(|family| {
+        if is_reserved(family) {
+            reserved.push(family.name.to_string());
+            return false;
+        }
+        true
+    });
+    let strip = options.timestamps == Some(TimestampPolicy::Strip);
+    if strip || options.source_label.is_some() {
+        for sample in families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
+            if strip {
+                sample.timestamp = None;
+            }
+            if let Some(label) = &options.source_label {
+                match sample.labels.iter_mut().find(|l| l.name == label.as_str()) {
+                    Some(existing) => existing.value = Cow::Borrowed(name),
+                    None => sample
+                        .labels
+                        .push(Label::new(Cow::Borrowed(label.as_str()), name)),
+                }
+            }
+        }
+    }
+    Some((families, reserved))
+}
+
+/// [`prepare_file`] for every file, on up to one thread per core, results in file order.
+fn parse_all<'a>(
+    files: &'a [Arc<FileSnapshot>],
+    options: &'a ExpositionOptions,
+    names: &'a [String],
+) -> Vec<Prepared<'a>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let total: usize = files
+        .iter()
+        .filter_map(|f| f.content.as_ref().ok())
+        .map(|c| c.bytes.len())
+        .sum();
+    if threads < 2 || total < (256 << 10) {
+        return files
+            .iter()
+            .zip(names)
+            .map(|(f, n)| prepare_file(f, options, n))
+            .collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .zip(names.chunks(chunk))
+            .map(|(files, names)| {
+                scope.spawn(move || {
+                    files
+                        .iter()
+                        .zip(names)
+                        .map(|(f, n)| prepare_file(f, options, n))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(files.chunks(chunk))
+            .flat_map(|(h, files)| {
+                // A panic in one chunk leaves its files out, keeping the others in place.
+                h.join().unwrap_or_else(|_| vec![None; files.len()])
+            })
+            .collect()
+    })
+}
+
 /// Merges the files (in the order given) and renders the result in `format`, appending to
 /// `out`; returns the conflicts. OpenMetrics output has no `# EOF` here (the caller ends the
 /// body). Files that fail or have expired must not be passed.
@@ -181,44 +265,22 @@ pub fn render_data(
                 .unwrap_or_default()
         })
         .collect();
+    // Parse on every core: parsing is most of the cost, and files are independent.
+    let prepared = parse_all(files, options, &names);
     let mut conflicts = Vec::new();
     let mut parsed: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::with_capacity(files.len());
-    for (index, file) in files.iter().enumerate() {
-        let Ok(content) = &file.content else { continue };
-        // It parsed when it was read; the same bytes parse the same way.
-        let Ok(exposition) = parse(&content.bytes, content.format) else {
+    for (index, result) in prepared.into_iter().enumerate() {
+        let Some((families, reserved)) = result else {
             continue;
         };
-        let mut families = exposition.families;
-        families.retain(|family| {
-            if is_reserved(family) {
-                conflicts.push(ConflictRecord {
-                    kind: "reserved",
-                    family: family.name.to_string(),
-                    series: None,
-                    kept_file: None,
-                    other_file: file.path.display().to_string(),
-                });
-                return false;
-            }
-            true
-        });
-        let strip = options.timestamps == Some(TimestampPolicy::Strip);
-        if strip || options.source_label.is_some() {
-            for sample in families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
-                if strip {
-                    sample.timestamp = None;
-                }
-                if let Some(label) = &options.source_label {
-                    let value: &str = &names[index];
-                    match sample.labels.iter_mut().find(|l| l.name == label.as_str()) {
-                        Some(existing) => existing.value = Cow::Borrowed(value),
-                        None => sample
-                            .labels
-                            .push(Label::new(Cow::Borrowed(label.as_str()), value)),
-                    }
-                }
-            }
+        for family in reserved {
+            conflicts.push(ConflictRecord {
+                kind: "reserved",
+                family,
+                series: None,
+                kept_file: None,
+                other_file: files[index].path.display().to_string(),
+            });
         }
         parsed.push((index, families));
     }
@@ -365,6 +427,7 @@ impl DataPart {
                 let background = Arc::clone(&rendered);
                 tokio::task::spawn_blocking(move || {
                     background.compress();
+                    crate::process::release_free_memory();
                 });
                 rendered
             })
