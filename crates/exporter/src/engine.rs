@@ -201,7 +201,14 @@ impl Engine {
                 _ = sleep_until(wake) => {}
             }
             dirty.extend(std::mem::take(&mut self.retry));
+            let scan_started = Instant::now();
             let mut changed = self.scan(&dirty).await;
+            tracing::debug!(
+                directories = dirty.len(),
+                changed,
+                took_ms = scan_started.elapsed().as_secs_f64() * 1000.0,
+                "scanned"
+            );
             changed |= self.update_states().await;
             if changed {
                 self.publish().await;
@@ -279,7 +286,9 @@ impl Engine {
         changed |= before - self.refused.len() != refused_now.len();
         self.refused.extend(refused_now);
 
-        // Files gone.
+        // Files gone. A regular file missing from the listing may only have been renamed over
+        // while the directory was read (readdir need not return an entry replaced meanwhile;
+        // tmpfs does skip it): such a file is kept, and the directory listed again soon.
         let present: HashSet<&OsString> = listing.found.iter().map(|f| &f.name).collect();
         let gone: Vec<Key> = self
             .files
@@ -289,6 +298,10 @@ impl Engine {
             .map(|(k, _)| k.clone())
             .collect();
         for key in gone {
+            if std::fs::symlink_metadata(dir.join(&key.1)).is_ok_and(|m| m.is_file()) {
+                self.retry.insert(index);
+                continue;
+            }
             if let Some(t) = self.files.remove(&key) {
                 tracing::info!(file = %t.snapshot.path.display(), "file removed");
                 changed = true;
@@ -481,6 +494,7 @@ impl Engine {
 
     /// Rebuilds what is served and swaps it in.
     async fn publish(&mut self) {
+        let started = Instant::now();
         let views = self.views();
         let served: Vec<Arc<FileSnapshot>> = views
             .iter()
@@ -521,6 +535,12 @@ impl Engine {
             status: Arc::new(status),
         });
         self.shared.published.store(Arc::clone(&published));
+        tracing::debug!(
+            files = views.len(),
+            bytes = published.data.classic.plain.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "published"
+        );
         // The plain body is served from now on; the gzip one as soon as it is ready.
         tokio::task::spawn_blocking(move || {
             published.compress();

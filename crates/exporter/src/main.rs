@@ -5,6 +5,7 @@ use clap::Parser as _;
 use promdrop_exporter::Config;
 
 fn main() {
+    promdrop_exporter::process::configure_allocator();
     promdrop_exporter::process::mark_start();
     let config = Config::parse();
     if let Err(e) = config.validate() {
