@@ -1,0 +1,109 @@
+//! promdrop-torture: runs the torture scenarios against the real promdrop-exporter.
+//!
+//! ```text
+//! cargo run --release -p promdrop-torture -- all --duration 300
+//! cargo run --release -p promdrop-torture -- --seed 42 churn --duration 60
+//! ```
+//!
+//! Exit status 0 when every scenario found no error, 1 when one did, 2 when one could not
+//! run. See tests/torture/README.md.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use promdrop_torture::{Report, churn, time_seed};
+
+#[derive(Debug, Parser)]
+#[command(name = "promdrop-torture", about = "Torture scenarios for promdrop")]
+struct Cli {
+    /// The seed (default: from the clock; always printed).
+    #[arg(long, global = true)]
+    seed: Option<u64>,
+    /// How long a scenario runs, in seconds; for `all`, the total budget shared out.
+    #[arg(long, global = true)]
+    duration: Option<u64>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Writer threads rewrite files while scrapers check every response.
+    Churn(ChurnArgs),
+    /// Every scenario in turn (DURATION shared out).
+    All,
+}
+
+#[derive(Debug, clap::Args)]
+struct ChurnArgs {
+    /// Writer threads.
+    #[arg(long, default_value_t = 100)]
+    writers: usize,
+    /// Files.
+    #[arg(long, default_value_t = 1000)]
+    files: usize,
+    /// Scraper threads.
+    #[arg(long, default_value_t = 20)]
+    scrapers: usize,
+    /// Most samples in a file.
+    #[arg(long, default_value_t = 20)]
+    max_series: usize,
+}
+
+impl ChurnArgs {
+    fn config(&self, seed: u64, duration: Duration) -> churn::Config {
+        churn::Config {
+            seed,
+            duration,
+            writers: self.writers,
+            files: self.files,
+            scrapers: self.scrapers,
+            max_series: self.max_series,
+        }
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let seed = cli.seed.unwrap_or_else(time_seed);
+    println!("promdrop-torture: seed {seed}");
+    let mut reports: Vec<anyhow::Result<Report>> = Vec::new();
+    match &cli.command {
+        Command::Churn(a) => reports.push(churn::run(
+            &a.config(seed, secs(cli.duration.unwrap_or(30))),
+        )),
+        Command::All => {
+            let total = cli.duration.unwrap_or(300);
+            let churn = ChurnArgs {
+                writers: 100,
+                files: 1000,
+                scrapers: 20,
+                max_series: 20,
+            };
+            reports.push(churn::run(&churn.config(seed, secs(total))));
+        }
+    }
+    let mut status = ExitCode::SUCCESS;
+    println!();
+    for report in reports {
+        match report {
+            Ok(r) => {
+                print!("{}", r.render());
+                if !r.passed() {
+                    status = ExitCode::from(1);
+                }
+            }
+            Err(e) => {
+                println!("== a scenario could not run: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    println!("promdrop-torture: seed {seed}");
+    status
+}

@@ -1,0 +1,43 @@
+//! The torture scenarios with short, CI-sized settings: each must find zero errors.
+//!
+//! They run one at a time (they share the machine's two cores and the exporter's RSS is
+//! measured). `PROMDROP_TORTURE_SEED=N` replays a seed; otherwise the seed comes from the
+//! clock and is printed. The long settings: `cargo run --release -p promdrop-torture -- all
+//! --duration 300` (tests/torture/README.md).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use promdrop_torture::{Report, churn, time_seed};
+
+/// One scenario at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn seed() -> u64 {
+    let seed = std::env::var("PROMDROP_TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(time_seed);
+    println!("seed {seed} (replay with PROMDROP_TORTURE_SEED={seed})");
+    seed
+}
+
+fn assert_passed(report: anyhow::Result<Report>) {
+    let report = report.unwrap_or_else(|e| panic!("the scenario could not run: {e:#}"));
+    print!("{}", report.render());
+    assert!(
+        report.passed(),
+        "{} found {} errors (seed {}):\n{}",
+        report.scenario,
+        report.errors,
+        report.seed,
+        report.render()
+    );
+}
+
+#[test]
+fn churn() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = churn::Config::full(seed(), Duration::from_secs(6));
+    assert_passed(churn::run(&config));
+}
