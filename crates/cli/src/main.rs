@@ -2,13 +2,15 @@
 //!
 //! `promdrop check` validates exposition files the way promdrop-exporter will read them;
 //! `promdrop write` writes exposition text from standard input to a job file atomically;
-//! `promdrop run` runs a job, scrapes its metrics endpoint, and writes its metrics and outcome.
+//! `promdrop run` runs a job, scrapes its metrics endpoint, and writes its metrics and outcome;
+//! `promdrop inspect` shows what promdrop-exporter would serve from some directories.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod check;
+mod inspect;
 mod run;
 mod target;
 mod write;
@@ -68,6 +70,18 @@ enum Command {
     /// errors, before anything is run. A failed write of the job file is reported on stderr
     /// and does not change the exit status.
     Run(run::RunArgs),
+    /// Show what promdrop-exporter would serve from the given directories.
+    ///
+    /// A table of the files an exporter would serve: file, age (since the writer's
+    /// `written_at` header, else the modification time), state (fresh, stale, expired or
+    /// invalid), series, and the error of an invalid file. The rules are the exporter's own:
+    /// only `*.prom` files directly in each directory, hidden files ignored, symlinks
+    /// followed only inside the directory, the same size and series limits, and the writer's
+    /// header overriding --stale-after and --expire-after for its file.
+    ///
+    /// Exit status: 0 when no file is invalid, 1 when any is, 2 when a directory cannot be
+    /// listed.
+    Inspect(inspect::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,5 +90,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Write(args) => write::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
     }
 }
