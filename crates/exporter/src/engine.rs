@@ -169,6 +169,17 @@ impl Engine {
     ) {
         let all: BTreeSet<usize> = (0..self.settings.directories.len()).collect();
         self.scan(&all).await;
+        // Files renamed over (or deleted) between the listing and their reading are not
+        // tracked yet: read them again before the first publication, so that ready means
+        // every file there at start is served (a restart under churn would otherwise hide
+        // them for a scrape or more). A few rounds at most: each only reads what is missing.
+        for _ in 0..10 {
+            if self.retry.is_empty() {
+                break;
+            }
+            let dirs = std::mem::take(&mut self.retry);
+            self.scan(&dirs).await;
+        }
         self.update_states().await;
         self.publish().await;
         self.shared.ready.store(true, Ordering::Release);
