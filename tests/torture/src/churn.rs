@@ -211,15 +211,16 @@ pub fn scrape_loop(
     figures
 }
 
-/// Waits (at most `within`) until the exporter serves, for every file, exactly the version a
-/// fresh parse of the file on disk gives. Returns how long it took; errors otherwise.
+/// Waits (at most `within`; one attempt at least) until the exporter serves, for every file,
+/// exactly the version a fresh parse of the file on disk gives. Returns how long it took, or
+/// `None` (and an error) when it did not happen.
 pub fn settle(
     exporter: &Exporter,
     dir: &Path,
     files: usize,
     within: Duration,
     errors: &Errors,
-) -> Duration {
+) -> Option<Duration> {
     let started = Instant::now();
     let mut disk = Vec::with_capacity(files);
     for fid in 0..files {
@@ -233,8 +234,8 @@ pub fn settle(
     }
     let spec = spec(files);
     let mut client = exporter.client(Duration::from_secs(20));
-    let mut last_difference = String::new();
-    while started.elapsed() < within {
+    let mut last_difference;
+    loop {
         match client.get("/metrics", false) {
             Ok(r) if r.status == 200 => {
                 let seen = check::check_body(&r.body, &spec, "settling", errors);
@@ -250,7 +251,7 @@ pub fn settle(
                     })
                     .collect();
                 if differing.is_empty() {
-                    return started.elapsed();
+                    return Some(started.elapsed());
                 }
                 last_difference = format!(
                     "{} files differ, e.g. {}",
@@ -261,12 +262,20 @@ pub fn settle(
             Ok(r) => last_difference = format!("/metrics answered {}", r.status),
             Err(e) => last_difference = format!("GET /metrics: {e:#}"),
         }
+        if started.elapsed() >= within {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     errors.add(format!(
         "the exporter did not serve what is on disk within {within:?}: {last_difference}"
     ));
-    started.elapsed()
+    None
+}
+
+/// A settling time for a report.
+pub fn settled_text(settled: Option<Duration>) -> String {
+    settled.map_or("never".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
 }
 
 /// Entries of `dir` other than torture files and their lock files: temporary debris.
@@ -431,10 +440,7 @@ pub fn run(config: &Config) -> Result<Report> {
         .figure("file updates seen by scrapers", figures.updates_seen)
         .figure("request failures", figures.failures)
         .figure("violations", figures.violations)
-        .figure(
-            "settled to disk in",
-            format!("{:.2} s", settled.as_secs_f64()),
-        )
+        .figure("settled to disk in", settled_text(settled))
         .figure("temp debris", debris.len())
         .figure(
             "exporter RSS start/end",

@@ -6,8 +6,9 @@
 
 pub mod check;
 pub mod churn;
-
+pub mod crashes;
 pub mod harness;
+pub mod writer;
 
 use std::fmt::Write as _;
 use std::sync::Mutex;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use promdrop_torture::{Report, churn, time_seed};
+use promdrop_torture::{Report, churn, crashes, time_seed, writer};
 
 #[derive(Debug, Parser)]
 #[command(name = "promdrop-torture", about = "Torture scenarios for promdrop")]
@@ -31,8 +31,41 @@ struct Cli {
 enum Command {
     /// Writer threads rewrite files while scrapers check every response.
     Churn(ChurnArgs),
+    /// Writer processes SIGKILLed at random points, the exporter SIGKILLed and restarted.
+    Crashes(CrashesArgs),
     /// Every scenario in turn (DURATION shared out).
     All,
+    /// (internal) A writer process for `crashes`.
+    #[command(hide = true)]
+    Writer(writer::Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct CrashesArgs {
+    /// Writer processes.
+    #[arg(long, default_value_t = 16)]
+    writers: usize,
+    /// Files.
+    #[arg(long, default_value_t = 500)]
+    files: usize,
+    /// Scraper threads.
+    #[arg(long, default_value_t = 8)]
+    scrapers: usize,
+}
+
+impl CrashesArgs {
+    fn config(&self, seed: u64, duration: Duration) -> crashes::Config {
+        crashes::Config {
+            writers: self.writers,
+            files: self.files,
+            scrapers: self.scrapers,
+            ..crashes::Config::full(seed, duration, self_binary())
+        }
+    }
+}
+
+fn self_binary() -> std::path::PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| "promdrop-torture".into())
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +103,9 @@ fn secs(s: u64) -> Duration {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Writer(args) = &cli.command {
+        return ExitCode::from(writer::run(args).clamp(0, 255) as u8);
+    }
     let seed = cli.seed.unwrap_or_else(time_seed);
     println!("promdrop-torture: seed {seed}");
     let mut reports: Vec<anyhow::Result<Report>> = Vec::new();
@@ -77,6 +113,10 @@ fn main() -> ExitCode {
         Command::Churn(a) => reports.push(churn::run(
             &a.config(seed, secs(cli.duration.unwrap_or(30))),
         )),
+        Command::Crashes(a) => reports.push(crashes::run(
+            &a.config(seed, secs(cli.duration.unwrap_or(30))),
+        )),
+        Command::Writer(_) => unreachable!("handled above"),
         Command::All => {
             let total = cli.duration.unwrap_or(300);
             let churn = ChurnArgs {

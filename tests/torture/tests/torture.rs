@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use promdrop_torture::{Report, churn, time_seed};
+use promdrop_torture::{Report, churn, crashes, time_seed};
 
 /// One scenario at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -40,4 +40,21 @@ fn churn() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let config = churn::Config::full(seed(), Duration::from_secs(6));
     assert_passed(churn::run(&config));
+}
+
+#[test]
+fn crashes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = crashes::Config {
+        writers: 8,
+        files: 200,
+        scrapers: 4,
+        exporter_life_ms: (300, 2000),
+        ..crashes::Config::full(
+            seed(),
+            Duration::from_secs(8),
+            env!("CARGO_BIN_EXE_promdrop-torture").into(),
+        )
+    };
+    assert_passed(crashes::run(&config));
 }
