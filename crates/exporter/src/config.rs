@@ -237,6 +237,27 @@ pub struct Config {
     )]
     pub telemetry_path: String,
 
+    /// Web configuration file (exporter-toolkit format) for TLS, mutual TLS and basic auth
+    /// on every endpoint; reloaded when it or a file it names changes, and on SIGHUP. Without
+    /// it: plain HTTP, no authentication.
+    #[arg(
+        long = "web.config.file",
+        env = "PROMDROP_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
+    /// How often --web.config.file is checked for changes (for tests).
+    #[arg(
+        long = "web.config.reload-interval",
+        env = "PROMDROP_WEB_CONFIG_RELOAD_INTERVAL",
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = positive_duration,
+        hide = true
+    )]
+    pub web_config_reload_interval: Duration,
+
     /// Only log messages of this level or above.
     #[arg(
         long = "log.level",
@@ -359,6 +380,8 @@ mod tests {
         assert_eq!(c.telemetry_path, "/metrics");
         assert!(c.watch_events);
         assert!(!c.compat_node_exporter);
+        assert_eq!(c.web_config_file, None);
+        assert_eq!(c.web_config_reload_interval, Duration::from_secs(5));
     }
 
     #[test]
@@ -372,8 +395,15 @@ mod tests {
             "--watch.events=false",
             "--stale-after=off",
             "--source-label=source_file",
+            "--web.config.file=/etc/promdrop/web.yml",
+            "--web.config.reload-interval=250ms",
         ])
         .unwrap();
+        assert_eq!(
+            c.web_config_file,
+            Some(PathBuf::from("/etc/promdrop/web.yml"))
+        );
+        assert_eq!(c.web_config_reload_interval, Duration::from_millis(250));
         assert_eq!(
             c.directories,
             vec![PathBuf::from("/a"), PathBuf::from("/b")]
@@ -391,6 +421,7 @@ mod tests {
             &["--stale-after=1.5h"],
             &["--file.max-bytes=12XB"],
             &["--timestamps=maybe"],
+            &["--web.config.reload-interval=0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }

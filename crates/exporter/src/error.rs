@@ -101,6 +101,14 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// `--web.config.file` could not be loaded at start.
+    #[error("cannot load web config {path}: {message}")]
+    WebConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it, and where.
+        message: String,
+    },
     /// A flag's value is not acceptable.
     #[error("invalid {flag} {value:?}: {reason}")]
     Flag {

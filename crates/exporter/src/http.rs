@@ -16,8 +16,8 @@
 //! Connections are accepted as TCP and then handed to a [`Transport`], which turns them into
 //! the stream hyper serves ([`Transport::accept`], e.g. a TLS handshake) and may refuse a
 //! request before it is routed ([`Transport::authorize`], e.g. basic auth). [`PlainTcp`] is
-//! the plain transport; the `--web.config.file` support plugs in here by implementing
-//! [`Transport`] and passing it to [`serve`].
+//! the plain transport; `--web.config.file` plugs in here as
+//! [`WebTransport`](crate::transport::WebTransport).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -76,11 +76,12 @@ pub trait Transport: Send + Sync + 'static {
         peer: SocketAddr,
     ) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
 
-    /// Checks a request's headers before it is routed (basic auth); `Err` answers with the
-    /// refusal. The default lets everything through.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    /// Checks a request's headers before anything else, on every path and method (basic
+    /// auth); `Err` answers with the refusal. Asynchronous because a check may be slow (bcrypt
+    /// runs off the serving threads). The default lets everything through.
+    fn authorize(&self, headers: &HeaderMap) -> impl Future<Output = Result<(), Refusal>> + Send {
         let _ = headers;
-        Ok(())
+        std::future::ready(Ok(()))
     }
 
     /// Adds headers to every response (the web configuration's `http_server_config.headers`,
@@ -326,18 +327,20 @@ async fn answer<T: Transport>(
     ctx: &Context_,
     transport: &T,
 ) -> Response<Chunks> {
+    // Authentication first, as the Go exporter-toolkit does: nothing is told to a client
+    // without credentials, not even which methods exist.
+    if let Err(refusal) = transport.authorize(req.headers()).await {
+        let mut r = text_response(refusal.status, TEXT, "Unauthorized\n");
+        if let Some(challenge) = refusal.www_authenticate {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        return r;
+    }
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, TEXT, "Only GET and HEAD\n");
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
-    }
-    if let Err(refusal) = transport.authorize(req.headers()) {
-        let mut r = text_response(refusal.status, TEXT, "Unauthorized\n");
-        if let Some(challenge) = refusal.www_authenticate {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-        }
         return r;
     }
     let mut response = route(&req, ctx).await;

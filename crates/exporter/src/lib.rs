@@ -73,6 +73,7 @@ pub mod process;
 pub mod snapshot;
 pub mod staleness;
 pub mod status;
+pub mod transport;
 pub mod watch;
 pub mod webconfig;
 
@@ -81,12 +82,14 @@ use std::sync::Arc;
 pub use config::{Config, LogFormat, LogLevel, TimestampPolicy};
 pub use error::Error;
 
-/// Runs the exporter with `config` until SIGTERM or SIGINT: binds the listener, starts the
-/// watcher and the engine, serves HTTP, and shuts down gracefully.
+/// Runs the exporter with `config` until SIGTERM or SIGINT: loads `--web.config.file`, binds
+/// the listener, starts the watcher and the engine, serves HTTP (or HTTPS), and shuts down
+/// gracefully.
 ///
 /// The bound address is logged as `msg=listening address=HOST:PORT` (useful with port 0).
 pub async fn run(config: Config) -> Result<(), Error> {
     config.validate()?;
+    let web = transport::WebTransport::load(config.web_config_file.as_deref())?;
     let settings = engine::Settings::from_config(&config);
     let listener = http::bind(&config.listen_address).await?;
     let address = listener
@@ -115,9 +118,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let engine = tokio::spawn(
         engine::Engine::new(settings, Arc::clone(&shared)).run(events_rx, stop_rx.clone()),
     );
+    let reloaders = web.spawn_reloading(config.web_config_reload_interval);
     let server = tokio::spawn(http::serve(
         listener,
-        http::PlainTcp,
+        web,
         shared,
         config.telemetry_path.clone(),
         stop_rx,
@@ -127,6 +131,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     watcher.abort();
+    reloaders.iter().for_each(|task| task.abort());
     let _ = server.await;
     let _ = engine.await;
     tracing::info!("stopped");

@@ -28,7 +28,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime
-        .block_on(promdrop_exporter::run(config))
-        .context("serving")
+    // The library's errors name what failed (`cannot load web config ...`,
+    // `cannot listen on ...`): no further context.
+    Ok(runtime.block_on(promdrop_exporter::run(config))?)
 }

@@ -102,7 +102,8 @@ pub fn release_free_memory() {
     }
 }
 
-/// The process metrics, in the OpenMetrics or the classic format.
+/// The process metrics, in the OpenMetrics or the classic format, followed by the
+/// `promdrop_web_config_*` metrics when `--web.config.file` is in use.
 pub fn render(openmetrics: bool) -> String {
     let mut w = MetaWriter::default();
     if let Some(stat) = stat() {
@@ -150,6 +151,8 @@ pub fn render(openmetrics: bool) -> String {
         MetricType::Gauge,
     );
     w.sample(&[], start_time());
+    // The other process-wide state read at each scrape: --web.config.file reloads.
+    crate::transport::render_metrics(&mut w);
     if openmetrics {
         w.openmetrics
     } else {

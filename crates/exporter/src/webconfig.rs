@@ -27,7 +27,7 @@
 //!     .path("/etc/promdrop/web.yml")
 //!     .build()?; // a bad file stops the start
 //! let _reloader = webconfig::spawn_reloader(Arc::clone(&handle), Duration::from_secs(5), |r| {
-//!     // Log it; count promdrop_reloads_total{result="success" or "failure"}.
+//!     // Log it; count promdrop_web_config_reloads_total{result="success" or "failure"}.
 //!     let _ = r;
 //! });
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9466").await?;

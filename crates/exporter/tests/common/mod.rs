@@ -46,6 +46,14 @@ impl Exporter {
     /// Starts the binary with `args` plus a loopback listen address and debug logs, and waits
     /// until it is ready.
     pub fn start(args: &[String]) -> Exporter {
+        let exporter = Exporter::spawn(args);
+        exporter.wait_ready();
+        exporter
+    }
+
+    /// Starts the binary like [`Exporter::start`] but returns once it has logged its address,
+    /// without asking `/-/ready` (for servers that plain HTTP cannot reach: TLS, basic auth).
+    pub fn spawn(args: &[String]) -> Exporter {
         let mut child = Command::new(BINARY)
             .args(args)
             .arg("--web.listen-address=127.0.0.1:0")
@@ -83,13 +91,11 @@ impl Exporter {
                 );
             }
         };
-        let exporter = Exporter {
+        Exporter {
             child,
             address,
             log,
-        };
-        exporter.wait_ready();
-        exporter
+        }
     }
 
     /// The log so far.
