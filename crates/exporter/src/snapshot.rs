@@ -7,6 +7,7 @@
 //! file and counts its series, so a failing file is known as soon as it is read.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -109,7 +110,14 @@ pub fn read(
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    // O_NONBLOCK: a FIFO put in the file's place after the listing must not block the open
+    // (it would wait for a writer forever, and the engine with it); it fails the identity
+    // check below instead. Reading a regular file ignores the flag.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
     let metadata = file.metadata().map_err(read_error)?;
     let identity = FileIdentity::of(&metadata);
     if !identity.same_inode(&listed) {
