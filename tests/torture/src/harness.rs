@@ -282,10 +282,43 @@ fn tail(log: &Mutex<VecDeque<String>>) -> String {
     log.iter().map(|l| format!("{l}\n")).collect()
 }
 
+/// What each thread of `pid` is blocked in (`/proc/PID/task/*/wchan`), for diagnosing a hang:
+/// `name:wchan` pairs, counted.
+pub fn thread_states(pid: u32) -> String {
+    let mut states = std::collections::BTreeMap::<String, usize>::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let read = |f: &str| {
+                std::fs::read_to_string(task.path().join(f))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            *states
+                .entry(format!("{}:{}", read("comm"), read("wchan")))
+                .or_default() += 1;
+        }
+    }
+    states
+        .iter()
+        .map(|(k, n)| format!("{k} x{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// VmRSS of `pid`, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    proc_status_bytes(pid, "VmRSS:")
+}
+
+/// VmHWM of `pid` (its peak resident size so far), in bytes.
+pub fn rss_peak_bytes(pid: u32) -> Option<u64> {
+    proc_status_bytes(pid, "VmHWM:")
+}
+
+fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

@@ -8,6 +8,7 @@ pub mod check;
 pub mod churn;
 pub mod crashes;
 pub mod harness;
+pub mod hostile;
 pub mod writer;
 
 use std::fmt::Write as _;

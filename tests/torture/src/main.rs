@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use promdrop_torture::{Report, churn, crashes, time_seed, writer};
+use promdrop_torture::{Report, churn, crashes, hostile, time_seed, writer};
 
 #[derive(Debug, Parser)]
 #[command(name = "promdrop-torture", about = "Torture scenarios for promdrop")]
@@ -33,6 +33,8 @@ enum Command {
     Churn(ChurnArgs),
     /// Writer processes SIGKILLed at random points, the exporter SIGKILLed and restarted.
     Crashes(CrashesArgs),
+    /// A corpus of hostile files, then hostile changes, next to valid files.
+    Hostile(HostileArgs),
     /// Every scenario in turn (DURATION shared out).
     All,
     /// (internal) A writer process for `crashes`.
@@ -60,6 +62,35 @@ impl CrashesArgs {
             files: self.files,
             scrapers: self.scrapers,
             ..crashes::Config::full(seed, duration, self_binary())
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct HostileArgs {
+    /// Size of the oversized file, in MiB.
+    #[arg(long, default_value_t = 100)]
+    big_mib: usize,
+    /// Series in the file of tiny series.
+    #[arg(long, default_value_t = 1_000_000)]
+    tiny_series: usize,
+    /// Labels on the deep-labels sample.
+    #[arg(long, default_value_t = 5000)]
+    deep_labels: usize,
+    /// The exporter's RSS bound, in MiB.
+    #[arg(long, default_value_t = 256)]
+    rss_bound_mib: u64,
+}
+
+impl HostileArgs {
+    fn config(&self, seed: u64, duration: Duration) -> hostile::Config {
+        hostile::Config {
+            seed,
+            duration,
+            big_mib: self.big_mib,
+            tiny_series: self.tiny_series,
+            deep_labels: self.deep_labels,
+            rss_bound_mib: self.rss_bound_mib,
         }
     }
 }
@@ -115,6 +146,9 @@ fn main() -> ExitCode {
         )),
         Command::Crashes(a) => reports.push(crashes::run(
             &a.config(seed, secs(cli.duration.unwrap_or(30))),
+        )),
+        Command::Hostile(a) => reports.push(hostile::run(
+            &a.config(seed, secs(cli.duration.unwrap_or(20))),
         )),
         Command::Writer(_) => unreachable!("handled above"),
         Command::All => {

@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use promdrop_torture::{Report, churn, crashes, time_seed};
+use promdrop_torture::{Report, churn, crashes, hostile, time_seed};
 
 /// One scenario at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -57,4 +57,11 @@ fn crashes() {
         )
     };
     assert_passed(crashes::run(&config));
+}
+
+#[test]
+fn hostile() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = hostile::Config::full(seed(), Duration::from_secs(5));
+    assert_passed(hostile::run(&config));
 }
