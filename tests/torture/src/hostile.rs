@@ -312,11 +312,11 @@ fn check_entries(
         let error = meta(samples, "promdrop_file_error", &path);
         let problem = match entry.expect {
             Expect::Served => match error {
-                Some(v) if v == 0.0 => missing_samples(&path, &name, samples),
+                Some(0.0) => missing_samples(&path, &name, samples),
                 other => Some(format!("promdrop_file_error is {other:?}, expected 0")),
             },
             Expect::Error => match error {
-                Some(v) if v == 1.0 => None,
+                Some(1.0) => None,
                 other => Some(format!("promdrop_file_error is {other:?}, expected 1")),
             },
             Expect::Ignored => error.map(|v| format!("listed (promdrop_file_error {v})")),

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod churn;
 pub mod crashes;
+pub mod diskfull;
 pub mod harness;
 pub mod hostile;
 pub mod writer;

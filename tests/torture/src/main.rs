@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use promdrop_torture::{Report, churn, crashes, hostile, time_seed, writer};
+use promdrop_torture::{Report, churn, crashes, diskfull, hostile, time_seed, writer};
 
 #[derive(Debug, Parser)]
 #[command(name = "promdrop-torture", about = "Torture scenarios for promdrop")]
@@ -35,6 +35,8 @@ enum Command {
     Crashes(CrashesArgs),
     /// A corpus of hostile files, then hostile changes, next to valid files.
     Hostile(HostileArgs),
+    /// Writes failing with ENOSPC on a small tmpfs (needs root).
+    DiskFull(DiskFullArgs),
     /// Every scenario in turn (DURATION shared out).
     All,
     /// (internal) A writer process for `crashes`.
@@ -95,6 +97,27 @@ impl HostileArgs {
     }
 }
 
+#[derive(Debug, clap::Args)]
+struct DiskFullArgs {
+    /// Size of the tmpfs, KiB.
+    #[arg(long, default_value_t = 256)]
+    tmpfs_kib: u64,
+    /// Files.
+    #[arg(long, default_value_t = 6)]
+    files: usize,
+}
+
+impl DiskFullArgs {
+    fn config(&self, seed: u64, duration: Duration) -> diskfull::Config {
+        diskfull::Config {
+            seed,
+            duration,
+            tmpfs_kib: self.tmpfs_kib,
+            files: self.files,
+        }
+    }
+}
+
 fn self_binary() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| "promdrop-torture".into())
 }
@@ -148,6 +171,9 @@ fn main() -> ExitCode {
             &a.config(seed, secs(cli.duration.unwrap_or(30))),
         )),
         Command::Hostile(a) => reports.push(hostile::run(
+            &a.config(seed, secs(cli.duration.unwrap_or(20))),
+        )),
+        Command::DiskFull(a) => reports.push(diskfull::run(
             &a.config(seed, secs(cli.duration.unwrap_or(20))),
         )),
         Command::Writer(_) => unreachable!("handled above"),

@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use promdrop_torture::{Report, churn, crashes, hostile, time_seed};
+use promdrop_torture::{Report, churn, crashes, diskfull, hostile, time_seed};
 
 /// One scenario at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -64,4 +64,13 @@ fn hostile() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let config = hostile::Config::full(seed(), Duration::from_secs(5));
     assert_passed(hostile::run(&config));
+}
+
+/// Mounts a tmpfs: needs root, as CI has. Without it the test fails, saying so; it never
+/// skips.
+#[test]
+fn disk_full() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = diskfull::Config::full(seed(), Duration::from_secs(4));
+    assert_passed(diskfull::run(&config));
 }
