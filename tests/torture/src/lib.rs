@@ -10,6 +10,7 @@ pub mod crashes;
 pub mod diskfull;
 pub mod harness;
 pub mod hostile;
+pub mod load;
 pub mod writer;
 
 use std::fmt::Write as _;

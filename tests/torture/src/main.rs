@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use promdrop_torture::{Report, churn, crashes, diskfull, hostile, time_seed, writer};
+use promdrop_torture::{Report, churn, crashes, diskfull, hostile, load, time_seed, writer};
 
 #[derive(Debug, Parser)]
 #[command(name = "promdrop-torture", about = "Torture scenarios for promdrop")]
@@ -37,7 +37,10 @@ enum Command {
     Hostile(HostileArgs),
     /// Writes failing with ENOSPC on a small tmpfs (needs root).
     DiskFull(DiskFullArgs),
-    /// Every scenario in turn (DURATION shared out).
+    /// Concurrent scrapers while files change: req/s, latency, memory.
+    Load(LoadArgs),
+    /// Every scenario in turn, DURATION shared out: churn 25%, crashes 25%, hostile 10%,
+    /// disk-full 10%, load 30%.
     All,
     /// (internal) A writer process for `crashes`.
     #[command(hide = true)]
@@ -118,6 +121,39 @@ impl DiskFullArgs {
     }
 }
 
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// Concurrent scrapers.
+    #[arg(long, default_value_t = 50)]
+    scrapers: usize,
+    /// Files.
+    #[arg(long, default_value_t = 200)]
+    files: usize,
+    /// Most samples in a file.
+    #[arg(long, default_value_t = 50)]
+    max_series: usize,
+    /// File changes a second.
+    #[arg(long, default_value_t = 20)]
+    changes_per_sec: u64,
+    /// Bound on the exporter's RSS growth after the warm-up, MiB.
+    #[arg(long, default_value_t = 32)]
+    rss_growth_mib: u64,
+}
+
+impl LoadArgs {
+    fn config(&self, seed: u64, duration: Duration) -> load::Config {
+        load::Config {
+            seed,
+            duration,
+            scrapers: self.scrapers,
+            files: self.files,
+            max_series: self.max_series,
+            changes_per_sec: self.changes_per_sec,
+            rss_growth_mib: self.rss_growth_mib,
+        }
+    }
+}
+
 fn self_binary() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| "promdrop-torture".into())
 }
@@ -176,16 +212,29 @@ fn main() -> ExitCode {
         Command::DiskFull(a) => reports.push(diskfull::run(
             &a.config(seed, secs(cli.duration.unwrap_or(20))),
         )),
+        Command::Load(a) => {
+            reports.push(load::run(&a.config(seed, secs(cli.duration.unwrap_or(60)))))
+        }
         Command::Writer(_) => unreachable!("handled above"),
         Command::All => {
-            let total = cli.duration.unwrap_or(300);
+            let total = cli.duration.unwrap_or(300).max(20);
+            let share = |percent: u64| secs((total * percent / 100).max(4));
             let churn = ChurnArgs {
                 writers: 100,
                 files: 1000,
                 scrapers: 20,
                 max_series: 20,
             };
-            reports.push(churn::run(&churn.config(seed, secs(total))));
+            reports.push(churn::run(&churn.config(seed, share(25))));
+            let crashes = CrashesArgs {
+                writers: 16,
+                files: 500,
+                scrapers: 8,
+            };
+            reports.push(crashes::run(&crashes.config(seed, share(25))));
+            reports.push(hostile::run(&hostile::Config::full(seed, share(10))));
+            reports.push(diskfull::run(&diskfull::Config::full(seed, share(10))));
+            reports.push(load::run(&load::Config::full(seed, share(30))));
         }
     }
     let mut status = ExitCode::SUCCESS;
@@ -200,7 +249,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 println!("== a scenario could not run: {e:#}");
-                return ExitCode::from(2);
+                status = ExitCode::from(2);
             }
         }
     }

@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use promdrop_torture::{Report, churn, crashes, diskfull, hostile, time_seed};
+use promdrop_torture::{Report, churn, crashes, diskfull, hostile, load, time_seed};
 
 /// One scenario at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -73,4 +73,11 @@ fn disk_full() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let config = diskfull::Config::full(seed(), Duration::from_secs(4));
     assert_passed(diskfull::run(&config));
+}
+
+#[test]
+fn load() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = load::Config::full(seed(), Duration::from_secs(10));
+    assert_passed(load::run(&config));
 }
