@@ -194,9 +194,23 @@ fn render_classic_family<F: FamilyView>(family: &F, out: &mut String) {
 /// Renders families as OpenMetrics 1.0 text, ending with `# EOF`.
 ///
 /// Classic families are given OpenMetrics names: a counter family `x_total` whose samples are
-/// named `x_total` is written as the family `x` with samples `x_total`, and a counter whose
-/// samples lack the `_total` suffix gets it; `untyped` becomes `unknown`. Timestamps are
+/// named `x_total` is written as the family `x` with samples `x_total`; a counter whose
+/// samples lack the `_total` suffix is written as `unknown` under its own name rather than
+/// renamed (series keep their names in both formats); `untyped` becomes `unknown`; classic
+/// `x_created` gauges are folded into their counter, histogram or summary `x`. Timestamps are
 /// written in seconds.
+///
+/// ```
+/// use promdrop_textformat::{parse, render_openmetrics, Format};
+///
+/// let classic = b"# TYPE jobs_total counter\njobs_total 3\n# TYPE evicted counter\nevicted 2\n";
+/// let families = parse(classic, Format::Classic)?.families;
+/// assert_eq!(
+///     render_openmetrics(&families),
+///     "# TYPE jobs counter\njobs_total 3\n# TYPE evicted unknown\nevicted 2\n# EOF\n"
+/// );
+/// # Ok::<(), promdrop_textformat::Error>(())
+/// ```
 pub fn render_openmetrics<F: FamilyView>(families: &[F]) -> String {
     let mut out = String::new();
     render_openmetrics_into(families, &mut out);
@@ -215,7 +229,7 @@ pub fn render_openmetrics_into<F: FamilyView>(families: &[F], out: &mut String) 
         .enumerate()
         .filter(|(_, f)| {
             matches!(
-                f.metric_type(),
+                om_type(*f),
                 MetricType::Counter | MetricType::Histogram | MetricType::Summary
             )
         })
@@ -269,6 +283,25 @@ fn om_family_name<F: FamilyView>(family: &F) -> &str {
     }
 }
 
+/// The type a family is written with in OpenMetrics. A classic counter whose samples do not
+/// end in `_total` (`descheduler_pods_evicted`) would have to be renamed, since OpenMetrics
+/// counter samples must end in `_total`; renaming breaks every query and dashboard on the
+/// name the job chose (and that node_exporter, which answers in the classic format, keeps).
+/// Such a family is written as `unknown` instead, under its own name: PromQL does not care
+/// about the type, and the series keep their names whichever format the scraper asks for.
+fn om_type<F: FamilyView>(family: &F) -> MetricType {
+    let metric_type = family.metric_type();
+    if metric_type == MetricType::Counter
+        && family
+            .samples()
+            .any(|s| *s.name == *family.name() && !s.name.ends_with("_total"))
+    {
+        MetricType::Unknown
+    } else {
+        metric_type
+    }
+}
+
 /// A key for a label set that does not depend on label order, leaving out `excluded`.
 fn point_key(labels: &[Label<'_>], excluded: Option<&str>) -> Vec<(String, String)> {
     let mut key: Vec<(String, String)> = labels
@@ -304,7 +337,7 @@ fn render_openmetrics_family<F: FamilyView>(
     created: Option<&F>,
     out: &mut String,
 ) {
-    let metric_type = family.metric_type();
+    let metric_type = om_type(family);
     if let Some(help) = family.help() {
         out.push_str("# HELP ");
         out.push_str(om_name);
@@ -340,16 +373,7 @@ fn render_openmetrics_family<F: FamilyView>(
         .unwrap_or_default();
     let mut samples = family.samples().peekable();
     while let Some(sample) = samples.next() {
-        // A classic counter whose samples are named without `_total` gets the suffix.
-        let suffix = if metric_type == MetricType::Counter
-            && *sample.name == *om_name
-            && !sample.name.ends_with("_total")
-        {
-            "_total"
-        } else {
-            ""
-        };
-        write_om_sample(sample, None, suffix, out);
+        write_om_sample(sample, None, "", out);
         if created.is_empty() {
             continue;
         }

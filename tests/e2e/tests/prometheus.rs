@@ -194,10 +194,10 @@ fn every_kind_of_job_reaches_prometheus_with_its_values_and_labels() {
     //
     // The file has the counter `descheduler_pods_evicted` (the descheduler's name, without
     // `_total`). Prometheus negotiates OpenMetrics, where a counter's samples must end in
-    // `_total`, and the exporter renders them so: Prometheus stores
-    // `descheduler_pods_evicted_total`. node_exporter 1.5 answers the same Accept header with
-    // the classic format, so under node_exporter the series keeps the file's name. Pinned here
-    // so that a change of this behaviour is a deliberate one.
+    // `_total`; rather than rename the series, the exporter serves that family as `unknown`
+    // under its own name, so Prometheus stores `descheduler_pods_evicted`, as under
+    // node_exporter (which answers in the classic format). Pinned here so that a change of
+    // this behaviour is a deliberate one.
     let mut evicted = Vec::new();
     for job in ["descheduler", "descheduler-failing"] {
         for (namespace, node, result, strategy) in [
@@ -212,7 +212,7 @@ fn every_kind_of_job_reaches_prometheus_with_its_values_and_labels() {
             ),
         ] {
             evicted.push(format!(
-                "descheduler_pods_evicted_total{{job_name=\"{job}\",namespace=\"{namespace}\",node=\"{node}\",result=\"{result}\",strategy=\"{strategy}\"}} 1"
+                "descheduler_pods_evicted{{job_name=\"{job}\",namespace=\"{namespace}\",node=\"{node}\",result=\"{result}\",strategy=\"{strategy}\"}} 1"
             ));
         }
         evicted.push(format!(
@@ -230,18 +230,18 @@ fn every_kind_of_job_reaches_prometheus_with_its_values_and_labels() {
     wait_for_exactly(
         &prometheus,
         "the Rust job's metrics",
-        r#"{job="promdrop", __name__=~"descheduler_(pods_evicted_total|build_info|loop_duration_seconds_count)|descheduler_loop_duration_seconds_bucket", le=~"|\\+Inf"}"#,
+        r#"{job="promdrop", __name__=~"descheduler_(pods_evicted|build_info|loop_duration_seconds_count)|descheduler_loop_duration_seconds_bucket", le=~"|\\+Inf"}"#,
         &evicted,
     );
     let buckets = prometheus
         .query(r#"count by (job_name) (descheduler_loop_duration_seconds_bucket{job="promdrop"})"#)
         .unwrap();
-    let unrenamed = prometheus
-        .query(r#"descheduler_pods_evicted{job="promdrop"}"#)
+    let renamed = prometheus
+        .query(r#"descheduler_pods_evicted_total{job="promdrop"}"#)
         .unwrap();
     assert!(
-        unrenamed.is_empty(),
-        "the counter is stored under one name only: {unrenamed:?}"
+        renamed.is_empty(),
+        "the counter is stored under its own name only: {renamed:?}"
     );
     assert_eq!(
         lines(&buckets, &[]),
@@ -550,7 +550,7 @@ fn stale_then_expired_files_leave_prometheus_and_the_meta_metrics_say_why() {
     let step = 0.5;
     let stale_expr = format!(r#"promdrop_file_stale{{job="promdrop", file="{nightly}"}}"#);
     let expired_expr = format!(r#"promdrop_file_expired{{job="promdrop", file="{nightly}"}}"#);
-    let count_expr = r#"count(descheduler_pods_evicted_total{job="promdrop", job_name="nightly"})"#;
+    let count_expr = r#"count(descheduler_pods_evicted{job="promdrop", job_name="nightly"})"#;
     let timeline = poll("the range query to show the expiry", DEADLINE, || {
         let end = unix_now();
         let range = |expr: &str| -> Result<Vec<(f64, f64)>, String> {
