@@ -71,8 +71,8 @@ echo "== 2-3. in process (criterion, then Python's own timing)"
 cargo bench -q -p promdrop-writer --bench write -- --noplot 2>&1 | tee "$out/criterion.txt" | grep -E 'time:|^write_10k|^interleaved' || true
 py_write=$(python3 "$work/write_py.py" time "$work/python/bench.prom" "$series" 200)
 
-python3 - "$out/writer-process.json" "$py_write" <<'PY'
-import json, sys
+python3 - "$out/writer-process.json" "$py_write" "$out/criterion.txt" <<'PY'
+import json, re, sys
 runs = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 def est(name):
     return json.load(open(f"target/criterion/write_10k_series/{name}/new/estimates.json"))["median"]["point_estimate"] / 1e9
@@ -83,4 +83,12 @@ py_write = float(sys.argv[2])
 print(f"in process, median:     write_registry {wr*1000:7.2f} ms   python write_to_textfile {py_write*1000:7.2f} ms   python/promdrop {py_write/wr:5.2f}x")
 print(f"protocol overhead:      encode {enc*1000:.2f} ms, encode+write+fsync {ewf*1000:.2f} ms, write_registry {wr*1000:.2f} ms -> {wr/ewf:.3f}x (goal <= 1.2x; criterion runs them one after the other, see the interleaved line for a load-robust ratio)")
 print(f"handoff snapshot:       {flush*1000:.2f} ms ({flush/ewf:.2f}x encode+write+fsync; adds labels, header, outcome, reads the previous file)")
+# Machine-readable lines for bench/run-all.sh:
+# RESULT|section|measurement|promdrop|peer|peer value|unit|peer/promdrop|goal
+print(f"RESULT|writer|whole process, 10k series: batch_job vs Python write_to_textfile|{rust*1000:.1f}|Python write_to_textfile|{py*1000:.1f}|ms|{py/rust:.2f}|")
+print(f"RESULT|writer|the write alone, 10k series: write_registry vs write_to_textfile|{wr*1000:.2f}|Python write_to_textfile|{py_write*1000:.2f}|ms|{py_write/wr:.2f}|")
+interleaved = re.search(r"interleaved.*ratio ([0-9.]+)", open(sys.argv[3]).read())
+if interleaved:
+    print(f"RESULT|writer|write_registry / (encode + write + fsync), interleaved, 200 rounds|{float(interleaved.group(1)):.3f}|||ratio||<= 1.2")
+print(f"RESULT|writer|write_registry / (encode + write + fsync), sequential criterion runs|{wr/ewf:.3f}|||ratio||<= 1.2")
 PY
