@@ -190,9 +190,12 @@ impl PartialEq for Value<'_> {
     }
 }
 
-impl From<f64> for Value<'static> {
+impl<'a> From<f64> for Value<'a> {
     fn from(number: f64) -> Self {
-        Value::new(number)
+        Value {
+            number,
+            token: None,
+        }
     }
 }
 
