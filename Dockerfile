@@ -17,11 +17,14 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools busybox-static \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# The workspace: its manifest and lock, and every member (the fixture generator is a member,
-# so cargo needs its manifest even though it is not built).
+# The workspace: its manifest and lock, and every member (the fixture generator and the test
+# packages are members, so cargo needs their manifests and sources even though they are not
+# built).
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY tests/fixtures/clients/gen-rust ./tests/fixtures/clients/gen-rust
+COPY tests/e2e ./tests/e2e
+COPY tests/torture ./tests/torture
 # Reported by promdrop_build_info{revision, rustversion}.
 ARG PROMDROP_REVISION=unknown
 RUN target="$(uname -m)-unknown-linux-musl" \
