@@ -1,5 +1,7 @@
 //! Times the stages of one publication for a directory: read and parse every file, merge and
-//! render classic, render OpenMetrics, gzip; and prints the resident memory after each.
+//! render classic, render OpenMetrics, gzip; and prints the resident memory after each. First
+//! as the exporter publishes (files prepared once, merged by concatenation, one file changed),
+//! then the full merge (every file parsed again) for comparison.
 //!
 //!     cargo run --release -p promdrop-exporter --example render_dir -- /tmp/bench1k
 
@@ -8,7 +10,8 @@ use std::time::Instant;
 
 use promdrop_exporter::TimestampPolicy;
 use promdrop_exporter::discovery;
-use promdrop_exporter::exposition::{ExpositionOptions, render_data};
+use promdrop_exporter::exposition::prepared::SeriesIndex;
+use promdrop_exporter::exposition::{DataPart, ExpositionOptions, render_data};
 use promdrop_exporter::process::resident_bytes;
 use promdrop_exporter::snapshot::{self, ReadOptions};
 use promdrop_textformat::Format;
@@ -37,6 +40,7 @@ fn main() {
         start.elapsed(),
         rss()
     );
+    incremental(&files, &options);
     stages(&files);
     stages(&files);
     for format in [Format::Classic, Format::OpenMetrics, Format::Classic] {
@@ -59,6 +63,49 @@ fn main() {
             rss()
         );
     }
+}
+
+/// Publishing as the engine does: the first build, then builds after one file changed.
+fn incremental(files: &[Arc<promdrop_exporter::snapshot::FileSnapshot>], options: &ReadOptions) {
+    let mut index = SeriesIndex::default();
+    let start = Instant::now();
+    let data = DataPart::build_indexed(files.to_vec(), ExpositionOptions::default(), &mut index);
+    println!(
+        "first publication (concatenated: {}): {:?}, {} bytes, rss {}",
+        data.is_concatenated(),
+        start.elapsed(),
+        data.classic.plain.len(),
+        rss()
+    );
+    drop(data);
+    let mut files = files.to_vec();
+    let mut times = Vec::new();
+    for round in 0..20 {
+        let i = (round * 37) % files.len();
+        let start = Instant::now();
+        let f = &files[i];
+        files[i] = Arc::new(snapshot::read(&f.path, f.identity, options).expect("reading"));
+        let read = start.elapsed();
+        let data = DataPart::build_indexed(files.clone(), ExpositionOptions::default(), &mut index);
+        times.push((read, start.elapsed()));
+        if round == 19 {
+            let start = Instant::now();
+            let om = data.render_openmetrics();
+            println!(
+                "openmetrics by concatenation: {:?}, {} bytes",
+                start.elapsed(),
+                om.len()
+            );
+        }
+    }
+    times.sort_by_key(|t| t.1);
+    println!(
+        "one file changed, read+prepare+publish: median {:?} (of which read+prepare {:?}), max {:?}, rss {}",
+        times[10].1,
+        times[10].0,
+        times[19].1,
+        rss()
+    );
 }
 
 /// The stages of `render_data`, timed one by one with promdrop-textformat directly.

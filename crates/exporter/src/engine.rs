@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::Error;
 use crate::config::Config;
 use crate::discovery::{self, FileIdentity};
+use crate::exposition::prepared::{PrepareOptions, SeriesIndex};
 use crate::exposition::{
     ConflictRecord, Counters, DataPart, ExpositionOptions, FileView, MetaPart, Published,
 };
@@ -134,6 +135,10 @@ pub struct Engine {
     counters: Counters,
     conflicts: HashSet<ConflictRecord>,
     data: Option<(DataKey, Arc<DataPart>)>,
+    /// The series of the files the data part was built from, kept up to date file by file.
+    index: SeriesIndex,
+    /// How files are prepared for merging (from the exposition options).
+    prepare: Arc<PrepareOptions>,
     /// Directories to scan again soon (a file was replaced while being read).
     retry: BTreeSet<usize>,
 }
@@ -147,6 +152,7 @@ impl Engine {
     /// An engine publishing into `shared`.
     pub fn new(settings: Settings, shared: Arc<Shared>) -> Engine {
         let dirs = settings.directories.len();
+        let prepare = Arc::new(PrepareOptions::of(&settings.exposition));
         Engine {
             settings,
             shared,
@@ -156,6 +162,8 @@ impl Engine {
             counters: Counters::default(),
             conflicts: HashSet::new(),
             data: None,
+            index: SeriesIndex::default(),
+            prepare,
             retry: BTreeSet::new(),
         }
     }
@@ -336,8 +344,10 @@ impl Engine {
             while reads.len() < limit {
                 let Some(found) = pending.next() else { break };
                 let options = self.settings.read;
+                let prepare = Arc::clone(&self.prepare);
                 reads.spawn_blocking(move || {
-                    let result = snapshot::read(&found.path, found.identity, &options);
+                    let result =
+                        snapshot::read_prepared(&found.path, found.identity, &options, &prepare);
                     (found.name, result)
                 });
             }
@@ -520,11 +530,19 @@ impl Engine {
             Some((k, data)) if *k == key => Arc::clone(data),
             _ => {
                 let options = self.settings.exposition.clone();
-                let built =
-                    tokio::task::spawn_blocking(move || DataPart::build(served, options)).await;
+                let mut index = std::mem::take(&mut self.index);
+                let built = tokio::task::spawn_blocking(move || {
+                    let data = DataPart::build_indexed(served, options, &mut index);
+                    (data, index)
+                })
+                .await;
                 let data = match built {
-                    Ok(d) => Arc::new(d),
+                    Ok((d, index)) => {
+                        self.index = index;
+                        Arc::new(d)
+                    }
                     Err(e) => {
+                        // The index went with the task: the next build counts from scratch.
                         tracing::error!(error = %e, "rendering task failed");
                         return;
                     }
@@ -549,6 +567,7 @@ impl Engine {
         tracing::debug!(
             files = views.len(),
             bytes = published.data.classic.plain.len(),
+            concatenated = published.data.is_concatenated(),
             took_ms = started.elapsed().as_secs_f64() * 1000.0,
             "published"
         );

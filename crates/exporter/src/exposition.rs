@@ -3,7 +3,11 @@
 //! A [`Published`] value holds everything `/metrics` serves, prepared once per change:
 //!
 //! - the *data* part, the merged samples of every served file, rendered in the classic format
-//!   when published and in OpenMetrics on the first request that prefers it;
+//!   when published and in OpenMetrics on the first request that prefers it. Each file was
+//!   parsed and prepared when it changed ([`prepared`]); merging concatenates the files'
+//!   prepared lines under one HELP/TYPE block per family, in time proportional to the output.
+//!   A duplicate series (or an OpenMetrics `_created` fold across files) takes the full merge
+//!   of promdrop-textformat instead ([`render_data`]), which re-parses the files;
 //! - the *meta* part, the `promdrop_*` metrics about the files, rendered in both formats when
 //!   published (it changes with staleness transitions while the data part may not);
 //! - both compressed as gzip segments (see [`crate::gzip`]) on a blocking thread after
@@ -23,7 +27,10 @@ use promdrop_textformat::{
 };
 use serde::Serialize;
 
+pub mod prepared;
+
 use crate::config::TimestampPolicy;
+use crate::exposition::prepared::{PrepareOptions, Prepared, SeriesIndex};
 use crate::gzip::{self, Deflated};
 use crate::snapshot::FileSnapshot;
 use crate::staleness::{FileState, Timing};
@@ -153,7 +160,7 @@ pub const RESERVED_FAMILIES: &[&str] = &[
     "node_textfile_scrape_error",
 ];
 
-fn is_reserved(family: &MetricFamily<'_>) -> bool {
+pub(crate) fn is_reserved(family: &MetricFamily<'_>) -> bool {
     let name: &str = &family.name;
     RESERVED_FAMILIES.contains(&name)
         || (family.metric_type == MetricType::Counter
@@ -164,13 +171,13 @@ fn is_reserved(family: &MetricFamily<'_>) -> bool {
 
 /// One file parsed for merging: its families (reserved ones removed, timestamps stripped and
 /// the source label added as configured) and the names of the reserved families it had.
-type Prepared<'a> = Option<(Vec<MetricFamily<'a>>, Vec<String>)>;
+type Parsed<'a> = Option<(Vec<MetricFamily<'a>>, Vec<String>)>;
 
 fn prepare_file<'a>(
     file: &'a FileSnapshot,
     options: &'a ExpositionOptions,
     name: &'a str,
-) -> Prepared<'a> {
+) -> Parsed<'a> {
     let content = file.content.as_ref().ok()?;
     // It parsed when it was read; the same bytes parse the same way.
     let mut families = parse(&content.bytes, content.format).ok()?.families;
@@ -206,7 +213,7 @@ fn parse_all<'a>(
     files: &'a [Arc<FileSnapshot>],
     options: &'a ExpositionOptions,
     names: &'a [String],
-) -> Vec<Prepared<'a>> {
+) -> Vec<Parsed<'a>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let total: usize = files
         .iter()
@@ -249,6 +256,10 @@ fn parse_all<'a>(
 /// Merges the files (in the order given) and renders the result in `format`, appending to
 /// `out`; returns the conflicts. OpenMetrics output has no `# EOF` here (the caller ends the
 /// body). Files that fail or have expired must not be passed.
+///
+/// This is the full merge: every file is parsed again and merged by
+/// `promdrop_textformat::merge`. Publishing uses the files' prepared text instead
+/// ([`DataPart::build`]) and comes here only for what that cannot do (a duplicate series).
 pub fn render_data(
     files: &[Arc<FileSnapshot>],
     options: &ExpositionOptions,
@@ -362,6 +373,14 @@ impl Segment {
         }
     }
 
+    /// A segment of text already in bytes (UTF-8), not yet compressed.
+    pub fn from_bytes(text: Bytes) -> Segment {
+        Segment {
+            plain: text,
+            deflated: OnceLock::new(),
+        }
+    }
+
     /// Compresses the segment (once; later calls return at once). Blocking.
     pub fn compress(&self) -> &Deflated {
         self.deflated
@@ -381,26 +400,88 @@ pub struct DataPart {
     pub classic: Arc<Segment>,
     openmetrics: tokio::sync::OnceCell<Arc<Segment>>,
     files: Vec<Arc<FileSnapshot>>,
+    /// The files' prepared forms (for `options`), in the same order.
+    prepared: Vec<Arc<Prepared>>,
+    /// Whether merging the prepared text gives the full merge's output (no series in two
+    /// places).
+    concatenable: bool,
     options: ExpositionOptions,
     /// The conflicts found merging them.
     pub conflicts: Vec<ConflictRecord>,
 }
 
+/// `file`'s prepared form for `wanted`: the one made when it was read, or (when the options
+/// differ, as in tools that read files before knowing them) a new one.
+fn prepared_for(file: &FileSnapshot, wanted: &PrepareOptions) -> Option<Arc<Prepared>> {
+    let content = file.content.as_ref().ok()?;
+    if content.prepared.options == *wanted {
+        return Some(Arc::clone(&content.prepared));
+    }
+    // It parsed when it was read; the same bytes parse the same way.
+    let exposition = parse(&content.bytes, content.format).ok()?;
+    Some(Arc::new(Prepared::build(
+        exposition.families,
+        &content.bytes,
+        &crate::snapshot::file_name(&file.path),
+        wanted,
+    )))
+}
+
 impl DataPart {
     /// Merges and renders `files` (classic now, OpenMetrics on demand). Blocking.
     pub fn build(files: Vec<Arc<FileSnapshot>>, options: ExpositionOptions) -> DataPart {
-        let capacity: usize = files
+        DataPart::build_indexed(files, options, &mut SeriesIndex::default())
+    }
+
+    /// [`DataPart::build`] with an index of series kept from the previous build, which then
+    /// costs only the files that changed.
+    pub fn build_indexed(
+        files: Vec<Arc<FileSnapshot>>,
+        options: ExpositionOptions,
+        index: &mut SeriesIndex,
+    ) -> DataPart {
+        let wanted = PrepareOptions::of(&options);
+        let (files, prepared): (Vec<Arc<FileSnapshot>>, Vec<Arc<Prepared>>) = files
+            .into_iter()
+            .filter_map(|f| {
+                let p = prepared_for(&f, &wanted)?;
+                Some((f, p))
+            })
+            .unzip();
+        let members: Vec<(&std::path::Path, &Arc<Prepared>)> = files
             .iter()
-            .filter_map(|f| f.content.as_ref().ok())
-            .map(|c| c.bytes.len())
-            .sum();
-        let mut text = String::with_capacity(capacity + capacity / 8);
-        let conflicts = render_data(&files, &options, Format::Classic, &mut text);
-        text.shrink_to_fit();
+            .zip(&prepared)
+            .map(|(f, p)| (f.path.as_path(), p))
+            .collect();
+        index.update(&members);
+        drop(members);
+        let concatenable = !index.has_repeats() && prepared.iter().all(|p| p.is_mergeable());
+        let (text, conflicts) = if concatenable {
+            let capacity: usize = files
+                .iter()
+                .filter_map(|f| f.content.as_ref().ok())
+                .map(|c| c.bytes.len() + 64)
+                .sum();
+            let mut text = Vec::with_capacity(capacity);
+            let path_of = |i: usize| files[i].path.display().to_string();
+            let conflicts = prepared::render_classic(&prepared, &path_of, &mut text);
+            (Bytes::from(text), conflicts)
+        } else {
+            let capacity: usize = files
+                .iter()
+                .filter_map(|f| f.content.as_ref().ok())
+                .map(|c| c.bytes.len())
+                .sum();
+            let mut text = String::with_capacity(capacity + capacity / 8);
+            let conflicts = render_data(&files, &options, Format::Classic, &mut text);
+            (Bytes::from(text), conflicts)
+        };
         DataPart {
-            classic: Arc::new(Segment::new(text)),
+            classic: Arc::new(Segment::from_bytes(text)),
             openmetrics: tokio::sync::OnceCell::new(),
             files,
+            prepared,
+            concatenable,
             options,
             conflicts,
         }
@@ -411,6 +492,25 @@ impl DataPart {
         &self.files
     }
 
+    /// Whether it was built from the files' prepared text (else by the full merge, which a
+    /// duplicate series needs).
+    pub fn is_concatenated(&self) -> bool {
+        self.concatenable
+    }
+
+    /// Renders the OpenMetrics text (without `# EOF`). Blocking.
+    pub fn render_openmetrics(&self) -> Bytes {
+        if self.concatenable {
+            let mut out = Vec::with_capacity(self.classic.plain.len() + 1024);
+            if prepared::render_openmetrics(&self.prepared, &mut out) {
+                return Bytes::from(out);
+            }
+        }
+        let mut text = String::with_capacity(self.classic.plain.len() + 1024);
+        render_data(&self.files, &self.options, Format::OpenMetrics, &mut text);
+        Bytes::from(text)
+    }
+
     /// The OpenMetrics rendering, made on first use on a blocking thread and kept; its gzip
     /// segment is prepared right after.
     pub async fn openmetrics(self: &Arc<Self>) -> Arc<Segment> {
@@ -418,9 +518,7 @@ impl DataPart {
         self.openmetrics
             .get_or_init(|| async move {
                 let rendered = tokio::task::spawn_blocking(move || {
-                    let mut text = String::new();
-                    render_data(&this.files, &this.options, Format::OpenMetrics, &mut text);
-                    Arc::new(Segment::new(text))
+                    Arc::new(Segment::from_bytes(this.render_openmetrics()))
                 })
                 .await
                 .unwrap_or_else(|_| Arc::new(Segment::new(String::new())));
@@ -780,8 +878,9 @@ pub fn render_classic_body(
         .filter(|f| f.served())
         .map(|f| Arc::clone(&f.snapshot))
         .collect();
-    let mut out = String::new();
-    let conflicts = render_data(&served, options, Format::Classic, &mut out);
+    let data = DataPart::build(served, options.clone());
+    let mut out = String::from_utf8_lossy(&data.classic.plain).into_owned();
+    let conflicts = data.conflicts;
     for c in &conflicts {
         *counters.conflicts.entry(c.kind).or_default() += 1;
     }

@@ -1,10 +1,12 @@
 //! Reading one file: open, check it is the file that was listed, read at most the size limit,
 //! parse, and keep what serving it needs as a [`FileSnapshot`].
 //!
-//! A snapshot keeps the file's bytes, not its parsed families: the bytes are the most compact
-//! form of the data (a parsed sample costs several times its text), and re-parsing them with
-//! promdrop-textformat when the merged view is rebuilt is fast. The parse here validates the
-//! file and counts its series, so a failing file is known as soon as it is read.
+//! A file is parsed once per change, here: the parse validates it (a failing file is known as
+//! soon as it is read) and prepares it for merging ([`Prepared`]: per family its metadata,
+//! its sample lines rendered in both formats, its series hashes). Publishing a new exposition
+//! then concatenates prepared text instead of parsing every file again. The snapshot keeps the
+//! file's bytes too (shared with the prepared text when they are the same), for the rare merge
+//! that needs the parsed families (a duplicate series).
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,9 +16,12 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use promdrop_textformat::{Format, ParseLimits, WriterHeader, parse_with_limits};
 
+use std::sync::Arc;
+
 use crate::Error;
 use crate::config::TimestampPolicy;
 use crate::discovery::FileIdentity;
+use crate::exposition::prepared::{PrepareOptions, Prepared};
 
 /// What the reader needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,11 +45,24 @@ impl ReadOptions {
     }
 }
 
+impl ReadOptions {
+    /// The preparation these options give alone: timestamps stripped with
+    /// `--timestamps=strip`, no source label.
+    pub fn prepare_options(&self) -> PrepareOptions {
+        PrepareOptions {
+            strip_timestamps: self.timestamps == TimestampPolicy::Strip,
+            source_label: None,
+        }
+    }
+}
+
 /// A file's content that parsed.
 #[derive(Debug, Clone)]
 pub struct Content {
     /// The file's bytes.
     pub bytes: Bytes,
+    /// The file prepared for merging.
+    pub prepared: Arc<Prepared>,
     /// The format it parsed as.
     pub format: Format,
     /// The number of samples (series lines).
@@ -106,6 +124,17 @@ pub fn read(
     listed: FileIdentity,
     options: &ReadOptions,
 ) -> Result<FileSnapshot, Error> {
+    read_prepared(path, listed, options, &options.prepare_options())
+}
+
+/// [`read`], preparing the file with `prepare` (the exposition's options: source label,
+/// timestamps).
+pub fn read_prepared(
+    path: &Path,
+    listed: FileIdentity,
+    options: &ReadOptions,
+    prepare: &PrepareOptions,
+) -> Result<FileSnapshot, Error> {
     let read_error = |source| Error::Read {
         path: path.to_path_buf(),
         source,
@@ -146,11 +175,12 @@ pub fn read(
         };
         return Ok(FileSnapshot::failed(path.to_path_buf(), identity, &error));
     }
-    Ok(parse_bytes(
+    Ok(parse_bytes_prepared(
         path.to_path_buf(),
         identity,
         Bytes::from(buf),
         options,
+        prepare,
     ))
 }
 
@@ -160,6 +190,17 @@ pub fn parse_bytes(
     identity: FileIdentity,
     bytes: Bytes,
     options: &ReadOptions,
+) -> FileSnapshot {
+    parse_bytes_prepared(path, identity, bytes, options, &options.prepare_options())
+}
+
+/// [`parse_bytes`], preparing the file with `prepare`.
+pub fn parse_bytes_prepared(
+    path: PathBuf,
+    identity: FileIdentity,
+    bytes: Bytes,
+    options: &ReadOptions,
+    prepare: &PrepareOptions,
 ) -> FileSnapshot {
     let header = WriterHeader::find(&bytes);
     let checked = match parse_with_limits(&bytes, Format::Auto, &options.limits()) {
@@ -178,13 +219,20 @@ pub fn parse_bytes(
                     path: path.clone(),
                     series: crate::exposition::describe_series(sample),
                 }),
-                _ => Ok((exposition.format, exposition.sample_count())),
+                _ => {
+                    let format = exposition.format;
+                    let series = exposition.sample_count();
+                    let prepared =
+                        Prepared::build(exposition.families, &bytes, &file_name(&path), prepare);
+                    Ok((format, series, prepared))
+                }
             }
         }
     };
     let content = match checked {
-        Ok((format, series)) => Ok(Content {
+        Ok((format, series, prepared)) => Ok(Content {
             bytes,
+            prepared: Arc::new(prepared),
             format,
             series,
             header,
@@ -197,6 +245,13 @@ pub fn parse_bytes(
         content,
         header,
     }
+}
+
+/// The file name of `path`, the value of `--source-label`.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

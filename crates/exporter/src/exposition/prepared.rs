@@ -1,0 +1,1019 @@
+//! Files prepared for merging: parsed once when they change, kept compact, and merged by
+//! concatenating prepared text.
+//!
+//! When a file is read, its families are parsed once and turned into a [`Prepared`] value:
+//! per family its name, type, HELP and unit, and its sample lines already rendered, in the
+//! classic format (one range per classic block: the main one and the `_created`, `_gsum`,
+//! `_gcount` gauges a classic client splits off) and in OpenMetrics; plus a 64-bit hash of
+//! each series. The text is stored once per file, as one [`Bytes`]; when the file's bytes
+//! already are that text (a file written by a client library usually is), the file's own
+//! buffer is shared instead of a copy.
+//!
+//! Publishing then does no parsing: [`render_classic`] groups the prepared families by name
+//! (the first file fixes TYPE, the first HELP and unit win, a family of another TYPE is
+//! dropped from the later file and reported), writes one HELP/TYPE block per family and copies
+//! each file's lines under it. That is exactly what `promdrop_textformat::merge` followed by
+//! `render_classic_into` gives when no series is in two places, which [`SeriesIndex`] tells
+//! (kept up to date file by file). Merging a duplicate series serves the newer file's sample in
+//! the older one's place: the rare case that falls back to the full merge (see
+//! [`super::DataPart`]). OpenMetrics has one more case that needs the full merge: a classic
+//! `x_created` gauge that the renderer folds into the counter `x`, when the two do not come
+//! from one file alone ([`render_openmetrics`] returns `false` then).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::Hasher;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use promdrop_textformat::{
+    Label, MetricFamily, MetricType, Sample, escape_help, escape_label_value, render_classic_into,
+    render_openmetrics_into,
+};
+
+use super::{ConflictRecord, ExpositionOptions, is_reserved};
+use crate::config::TimestampPolicy;
+
+/// The exposition options that change what a file's prepared text is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PrepareOptions {
+    /// `--timestamps=strip`.
+    pub strip_timestamps: bool,
+    /// `--source-label`.
+    pub source_label: Option<Box<str>>,
+}
+
+impl PrepareOptions {
+    /// The options `options` give.
+    pub fn of(options: &ExpositionOptions) -> PrepareOptions {
+        PrepareOptions {
+            strip_timestamps: options.timestamps == Some(TimestampPolicy::Strip),
+            source_label: options.source_label.as_deref().map(Box::from),
+        }
+    }
+}
+
+/// One family of a prepared file.
+#[derive(Debug)]
+pub struct PreparedFamily {
+    /// The family name.
+    pub name: Box<str>,
+    /// The HELP text, unescaped.
+    pub help: Option<Box<str>>,
+    /// The type.
+    pub metric_type: MetricType,
+    /// The OpenMetrics unit.
+    pub unit: Option<Box<str>>,
+    /// Classic: the name of the main block when it is not the family name (a counter's
+    /// samples name it).
+    main_name: Option<Box<str>>,
+    /// Classic sample lines: the main block, then the split-off gauges in the order of
+    /// [`split_suffixes`]. Ranges into [`Prepared::classic`]; empty when absent.
+    classic: [Range<u32>; 3],
+    /// OpenMetrics: the family's name when not the family name.
+    om_name: Option<Box<str>>,
+    /// OpenMetrics sample lines (with any folded `_created` samples interleaved), a range
+    /// into [`Prepared::openmetrics`].
+    om: Range<u32>,
+    /// OpenMetrics: this `x_created` gauge was folded into the counter `x` of the same file.
+    om_folded: bool,
+    /// OpenMetrics: a gauge was folded into this family.
+    om_folds: bool,
+    /// OpenMetrics: the family has `_created` samples of its own.
+    om_has_created: bool,
+    /// OpenMetrics: a counter written as `unknown` (a sample named as the family, without
+    /// `_total`).
+    om_unknown: bool,
+}
+
+impl PreparedFamily {
+    fn om_name(&self) -> &str {
+        self.om_name.as_deref().unwrap_or(&self.name)
+    }
+
+    fn main_name(&self) -> &str {
+        self.main_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A file's families, ready to merge: see the [module docs](self).
+#[derive(Debug)]
+pub struct Prepared {
+    /// The options it was prepared with.
+    pub options: PrepareOptions,
+    /// The families, in file order, reserved ones left out.
+    pub families: Vec<PreparedFamily>,
+    /// The names of the reserved families the file had (left out).
+    pub reserved: Vec<Box<str>>,
+    classic: Bytes,
+    openmetrics: Bytes,
+    /// Whether the classic text could be split by family (else output with this file takes
+    /// the full merge).
+    ok: bool,
+    /// Whether the OpenMetrics text could be split by family (else OpenMetrics output with
+    /// this file takes the full merge).
+    om_ok: bool,
+    hashes: Box<[u64]>,
+}
+
+/// The suffixes of the samples a classic client writes as gauges of their own.
+fn split_suffixes(metric_type: MetricType) -> &'static [&'static str] {
+    match metric_type {
+        MetricType::Counter | MetricType::Histogram | MetricType::Summary => &["_created"],
+        MetricType::GaugeHistogram => &["_gcount", "_gsum"],
+        _ => &[],
+    }
+}
+
+/// A fast 64-bit hash of bytes (FxHash's multiply-rotate, word at a time).
+fn fx_hash(bytes: &[u8], seed: u64) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = seed;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    for &b in chunks.remainder() {
+        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+    }
+    (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
+}
+
+/// The hash of a series as `merge` identifies it: its name, its labels in any order and its
+/// timestamp in milliseconds. The same series always hashes the same; two series with one
+/// hash only send the publication to the full merge.
+fn series_hash(sample: &Sample<'_>) -> u64 {
+    let mut labels: u64 = 0;
+    for label in &sample.labels {
+        let name = fx_hash(label.name.as_bytes(), 0x9e37_79b9_7f4a_7c15);
+        labels = labels.wrapping_add(fx_hash(label.value.as_bytes(), name));
+    }
+    let ts = sample.timestamp.map_or(u64::MAX, |t| t.as_millis() as u64);
+    fx_hash(sample.name.as_bytes(), labels ^ ts.rotate_left(32))
+}
+
+/// Applies the options to parsed families as the merge does: reserved families out (their
+/// names returned), timestamps stripped, the source label set to `file_name`.
+pub(crate) fn apply_options<'a>(
+    families: &mut Vec<MetricFamily<'a>>,
+    options: &'a PrepareOptions,
+    file_name: &'a str,
+) -> Vec<Box<str>> {
+    let mut reserved = Vec::new();
+    families.retain(|family| {
+        if is_reserved(family) {
+            reserved.push(Box::from(family.name.as_ref()));
+            return false;
+        }
+        true
+    });
+    let strip = options.strip_timestamps;
+    if strip || options.source_label.is_some() {
+        for sample in families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
+            if strip {
+                sample.timestamp = None;
+            }
+            if let Some(label) = &options.source_label {
+                match sample.labels.iter_mut().find(|l| l.name == label.as_ref()) {
+                    Some(existing) => existing.value = Cow::Borrowed(file_name),
+                    None => sample
+                        .labels
+                        .push(Label::new(Cow::Borrowed(label.as_ref()), file_name)),
+                }
+            }
+        }
+    }
+    reserved
+}
+
+/// A block of rendered text: the name on its `# TYPE` line and the range of its sample
+/// lines.
+struct Block {
+    name: Range<usize>,
+    samples: Range<usize>,
+}
+
+/// Splits rendered text into blocks: header lines (`# HELP`, `# TYPE`, `# UNIT`), then
+/// sample lines. A new block starts at `# HELP`, or at `# TYPE` when the block has one.
+fn blocks(text: &str, base: usize) -> Vec<Block> {
+    let mut out: Vec<Block> = Vec::new();
+    let mut has_type = false;
+    let mut in_samples = false;
+    let mut pos = 0;
+    let bytes = text.as_bytes();
+    while pos < bytes.len() {
+        let end = text[pos..].find('\n').map_or(bytes.len(), |i| pos + i + 1);
+        let line = &text[pos..end];
+        if line.starts_with('#') {
+            let is_type = line.starts_with("# TYPE ");
+            if line.starts_with("# HELP ") || (is_type && has_type) || in_samples {
+                out.push(Block {
+                    name: 0..0,
+                    samples: base + end..base + end,
+                });
+                has_type = false;
+                in_samples = false;
+            }
+            if out.is_empty() {
+                out.push(Block {
+                    name: 0..0,
+                    samples: base + end..base + end,
+                });
+            }
+            if let Some(block) = out.last_mut() {
+                if is_type {
+                    has_type = true;
+                    let name_start = pos + "# TYPE ".len();
+                    let name_len = text[name_start..end].find(' ').unwrap_or(0);
+                    block.name = base + name_start..base + name_start + name_len;
+                }
+                block.samples = base + end..base + end;
+            }
+        } else if let Some(block) = out.last_mut() {
+            in_samples = true;
+            block.samples.end = base + end;
+        }
+        pos = end;
+    }
+    out
+}
+
+fn to_u32(range: Range<usize>) -> Option<Range<u32>> {
+    Some(u32::try_from(range.start).ok()?..u32::try_from(range.end).ok()?)
+}
+
+/// The OpenMetrics name of a family, as the renderer gives it.
+fn om_family_name<'f>(family: &'f MetricFamily<'_>) -> &'f str {
+    let name: &str = &family.name;
+    match family.metric_type {
+        MetricType::Counter if family.samples.iter().any(|s| s.name == name) => {
+            name.strip_suffix("_total").unwrap_or(name)
+        }
+        _ => name,
+    }
+}
+
+/// The type a family is written with in OpenMetrics, as the renderer gives it: a counter with
+/// a sample named as the family without `_total` is `unknown`.
+fn om_type(family: &MetricFamily<'_>) -> MetricType {
+    if family.metric_type == MetricType::Counter
+        && family
+            .samples
+            .iter()
+            .any(|s| s.name == family.name && !s.name.ends_with("_total"))
+    {
+        MetricType::Unknown
+    } else {
+        family.metric_type
+    }
+}
+
+/// Which families the OpenMetrics renderer folds into which (`x_created` gauges into the
+/// counter, histogram or summary `x`), as `render_openmetrics_into` decides: per family, the
+/// family it folds into it, and whether it is folded.
+fn om_folding(families: &[MetricFamily<'_>]) -> (Vec<Option<usize>>, Vec<bool>) {
+    let om_names: Vec<&str> = families.iter().map(om_family_name).collect();
+    let owners: HashMap<&str, usize> = families
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            matches!(
+                om_type(f),
+                MetricType::Counter | MetricType::Histogram | MetricType::Summary
+            )
+        })
+        .map(|(i, _)| (om_names[i], i))
+        .collect();
+    let mut created_of: Vec<Option<usize>> = vec![None; families.len()];
+    let mut folded = vec![false; families.len()];
+    for (i, family) in families.iter().enumerate() {
+        if !matches!(family.metric_type, MetricType::Gauge | MetricType::Unknown) {
+            continue;
+        }
+        let Some(&owner) = family
+            .name
+            .strip_suffix("_created")
+            .and_then(|base| owners.get(base))
+        else {
+            continue;
+        };
+        let owner_name = om_names[owner];
+        let owner_has_created = families[owner]
+            .samples
+            .iter()
+            .any(|s| s.name.strip_prefix(owner_name) == Some("_created"));
+        if created_of[owner].is_none() && !owner_has_created {
+            created_of[owner] = Some(i);
+            folded[i] = true;
+        }
+    }
+    (created_of, folded)
+}
+
+/// The text `rendered` as bytes, sharing `raw`'s buffer when `raw` ends with it.
+fn store(rendered: String, raw: &Bytes) -> Bytes {
+    if !rendered.is_empty() && raw.ends_with(rendered.as_bytes()) {
+        raw.slice(raw.len() - rendered.len()..)
+    } else {
+        Bytes::from(rendered)
+    }
+}
+
+impl Prepared {
+    /// Prepares parsed `families` of a file named `file_name` (its bytes `raw`, to share when
+    /// they are the rendered text) with `options`.
+    pub fn build<'a>(
+        mut families: Vec<MetricFamily<'a>>,
+        raw: &Bytes,
+        file_name: &'a str,
+        options: &'a PrepareOptions,
+    ) -> Prepared {
+        let reserved = apply_options(&mut families, options, file_name);
+
+        let mut hashes = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
+        let mut classic = String::with_capacity(raw.len() + 64);
+        let mut prepared: Vec<PreparedFamily> = Vec::with_capacity(families.len());
+        let mut ok = true;
+        for family in &families {
+            hashes.extend(family.samples.iter().map(series_hash));
+            let start = classic.len();
+            render_classic_into(std::slice::from_ref(family), &mut classic);
+            let suffixes = split_suffixes(family.metric_type);
+            let mut ranges: [Range<u32>; 3] = [0..0, 0..0, 0..0];
+            let mut main_name = None;
+            for block in blocks(&classic[start..], start) {
+                let name = &classic[block.name.clone()];
+                let slot = suffixes
+                    .iter()
+                    .position(|s| name.strip_prefix(family.name.as_ref()) == Some(*s))
+                    .map_or(0, |i| i + 1);
+                if slot == 0 && name != family.name {
+                    main_name = Some(Box::from(name));
+                }
+                match to_u32(block.samples) {
+                    Some(r) => ranges[slot] = r,
+                    None => ok = false,
+                }
+            }
+            prepared.push(PreparedFamily {
+                name: Box::from(family.name.as_ref()),
+                help: family.help.as_deref().map(Box::from),
+                metric_type: family.metric_type,
+                unit: family.unit.as_deref().map(Box::from),
+                main_name,
+                classic: ranges,
+                om_name: None,
+                om: 0..0,
+                om_folded: false,
+                om_folds: false,
+                om_has_created: false,
+                om_unknown: om_type(family) != family.metric_type,
+            });
+        }
+
+        // OpenMetrics: the whole file at once (the renderer folds `_created` gauges into
+        // their counter), then its blocks matched to the families not folded.
+        let mut openmetrics = String::with_capacity(classic.len() + 64);
+        render_openmetrics_into(&families, &mut openmetrics);
+        if openmetrics.ends_with("# EOF\n") {
+            openmetrics.truncate(openmetrics.len() - "# EOF\n".len());
+        }
+        let (created_of, folded) = om_folding(&families);
+        let om_blocks = blocks(&openmetrics, 0);
+        let mut next = om_blocks.iter();
+        let mut om_ok = ok;
+        for (i, (family, p)) in families.iter().zip(prepared.iter_mut()).enumerate() {
+            let om_name = om_family_name(family);
+            if om_name != family.name {
+                p.om_name = Some(Box::from(om_name));
+            }
+            p.om_has_created = family
+                .samples
+                .iter()
+                .any(|s| s.name.strip_prefix(om_name) == Some("_created"));
+            p.om_folds = created_of[i].is_some();
+            p.om_folded = folded[i];
+            if folded[i] {
+                continue;
+            }
+            match next.next() {
+                Some(block) if openmetrics[block.name.clone()] == *om_name => {
+                    match to_u32(block.samples.clone()) {
+                        Some(r) => p.om = r,
+                        None => om_ok = false,
+                    }
+                }
+                _ => om_ok = false,
+            }
+        }
+        if next.next().is_some() {
+            om_ok = false;
+        }
+
+        let classic = store(classic, raw);
+        let openmetrics = if openmetrics.as_bytes() == &classic[..] {
+            classic.clone()
+        } else {
+            store(openmetrics, raw)
+        };
+        Prepared {
+            options: options.clone(),
+            families: prepared,
+            reserved,
+            classic,
+            openmetrics,
+            ok,
+            om_ok,
+            hashes: hashes.into_boxed_slice(),
+        }
+    }
+
+    /// Whether the prepared text can be merged (else the full merge is needed; only for
+    /// files larger than 4 GiB).
+    pub fn is_mergeable(&self) -> bool {
+        self.ok
+    }
+
+    /// The series hashes of the families that are merged (reserved ones are left out).
+    pub fn hashes(&self) -> &[u64] {
+        &self.hashes
+    }
+
+    fn classic_lines(&self, range: &Range<u32>) -> &[u8] {
+        self.classic
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or(&[])
+    }
+
+    fn om_lines(&self, range: &Range<u32>) -> &[u8] {
+        self.openmetrics
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or(&[])
+    }
+
+    /// Bytes held for this file beyond the ones it shares with the file's own buffer.
+    pub fn heap_bytes(&self) -> usize {
+        self.hashes.len() * 8 + self.families.len() * std::mem::size_of::<PreparedFamily>()
+    }
+}
+
+/// A hasher for keys that already are hashes.
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
+
+/// How many times each series hash occurs over the served files, kept up to date file by file,
+/// so that a publication knows in O(changed files) whether any series is in two places.
+#[derive(Debug, Default)]
+pub struct SeriesIndex {
+    counts: HashedMap<u32>,
+    /// Hashes that occur more than once.
+    repeated: usize,
+    /// The files counted, by path, with the prepared version counted.
+    members: HashMap<std::path::PathBuf, Arc<Prepared>>,
+    /// Count everything again at the next update.
+    rebuild: bool,
+}
+
+impl SeriesIndex {
+    /// Whether some series hash occurs more than once (a duplicate series, or rarely a
+    /// collision): the full merge decides then.
+    pub fn has_repeats(&self) -> bool {
+        self.repeated > 0
+    }
+
+    fn add(&mut self, prepared: &Prepared) {
+        for &h in prepared.hashes() {
+            let n = self.counts.entry(h).or_insert(0);
+            *n += 1;
+            if *n == 2 {
+                self.repeated += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, prepared: &Prepared) {
+        for &h in prepared.hashes() {
+            if let Entry::Occupied(mut e) = self.counts.entry(h) {
+                let n = e.get_mut();
+                *n -= 1;
+                if *n == 1 {
+                    self.repeated -= 1;
+                }
+                if *n == 0 {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Makes the index count exactly `files` (path and prepared version). Costs the series of
+    /// the files that changed, plus a pointer comparison per file.
+    pub fn update(&mut self, files: &[(&std::path::Path, &Arc<Prepared>)]) {
+        let mut next: HashMap<std::path::PathBuf, Arc<Prepared>> =
+            HashMap::with_capacity(files.len());
+        let mut unique = true;
+        for (path, prepared) in files {
+            unique &= next
+                .insert(path.to_path_buf(), Arc::clone(prepared))
+                .is_none();
+        }
+        if !unique || self.rebuild {
+            // A path listed twice (not in the exporter: tools): count everything again.
+            self.counts.clear();
+            self.repeated = 0;
+            for (_, prepared) in files {
+                self.add(prepared);
+            }
+            self.members = next;
+            self.rebuild = !unique;
+            return;
+        }
+        for (path, prepared) in &next {
+            match self.members.remove(path) {
+                Some(old) if Arc::ptr_eq(&old, prepared) => {}
+                Some(old) => {
+                    self.remove(&old);
+                    self.add(prepared);
+                }
+                None => self.add(prepared),
+            }
+        }
+        let gone: Vec<Arc<Prepared>> = self.members.drain().map(|(_, p)| p).collect();
+        for old in gone {
+            self.remove(&old);
+        }
+        self.members = next;
+    }
+}
+
+/// One merged family: the contributions (file, family) that are served, in order.
+struct MergedFamily<'p> {
+    first: &'p PreparedFamily,
+    first_file: usize,
+    help: Option<&'p str>,
+    unit: Option<&'p str>,
+    parts: Vec<(usize, &'p PreparedFamily)>,
+}
+
+/// Groups the families of `files` by name as `merge` does; conflicts (type, help) are
+/// appended to `conflicts` with file paths from `path_of`.
+fn group<'p>(
+    files: &'p [Arc<Prepared>],
+    path_of: &dyn Fn(usize) -> String,
+    conflicts: &mut Vec<ConflictRecord>,
+) -> Vec<MergedFamily<'p>> {
+    let mut merged: Vec<MergedFamily<'p>> = Vec::new();
+    let mut by_name: HashMap<&'p str, usize> = HashMap::new();
+    for (file, prepared) in files.iter().enumerate() {
+        for family in &prepared.families {
+            match by_name.entry(&family.name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(merged.len());
+                    merged.push(MergedFamily {
+                        first: family,
+                        first_file: file,
+                        help: family.help.as_deref(),
+                        unit: family.unit.as_deref(),
+                        parts: vec![(file, family)],
+                    });
+                }
+                Entry::Occupied(slot) => {
+                    let m = &mut merged[*slot.get()];
+                    if m.first.metric_type != family.metric_type {
+                        conflicts.push(ConflictRecord {
+                            kind: "type",
+                            family: family.name.to_string(),
+                            series: None,
+                            kept_file: Some(path_of(m.first_file)),
+                            other_file: path_of(file),
+                        });
+                        continue;
+                    }
+                    match (m.help, family.help.as_deref()) {
+                        (None, Some(help)) => m.help = Some(help),
+                        (Some(kept), Some(other)) if kept != other => {
+                            conflicts.push(ConflictRecord {
+                                kind: "help",
+                                family: family.name.to_string(),
+                                series: None,
+                                kept_file: Some(path_of(m.first_file)),
+                                other_file: path_of(file),
+                            });
+                        }
+                        _ => {}
+                    }
+                    if m.unit.is_none() {
+                        m.unit = family.unit.as_deref();
+                    }
+                    m.parts.push((file, family));
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// The conflicts of `files` merged: reserved names, then type and help conflicts, in the
+/// order the full merge reports them (no duplicate series: see [`SeriesIndex`]).
+fn reserved_conflicts(
+    files: &[Arc<Prepared>],
+    path_of: &dyn Fn(usize) -> String,
+) -> Vec<ConflictRecord> {
+    let mut conflicts = Vec::new();
+    for (file, prepared) in files.iter().enumerate() {
+        for family in &prepared.reserved {
+            conflicts.push(ConflictRecord {
+                kind: "reserved",
+                family: family.to_string(),
+                series: None,
+                kept_file: None,
+                other_file: path_of(file),
+            });
+        }
+    }
+    conflicts
+}
+
+fn classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
+    out.clear();
+    if let Some(help) = help {
+        out.push_str("# HELP ");
+        out.push_str(name);
+        out.push(' ');
+        escape_help(help, out);
+        out.push('\n');
+    }
+    out.push_str("# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(type_name);
+    out.push('\n');
+}
+
+/// Merges prepared files (no series in two places: check [`SeriesIndex::has_repeats`] first)
+/// and renders them in the classic format, appending to `out` (UTF-8: every piece is); returns
+/// the conflicts.
+pub fn render_classic(
+    files: &[Arc<Prepared>],
+    path_of: &dyn Fn(usize) -> String,
+    out: &mut Vec<u8>,
+) -> Vec<ConflictRecord> {
+    let mut conflicts = reserved_conflicts(files, path_of);
+    let merged = group(files, path_of, &mut conflicts);
+    let mut header = String::new();
+    for m in &merged {
+        let family = m.first;
+        let suffixes = split_suffixes(family.metric_type);
+        let main = m
+            .parts
+            .iter()
+            .find(|(_, p)| !p.classic[0].is_empty())
+            .map(|(_, p)| p.main_name());
+        if main.is_some() || suffixes.is_empty() {
+            let name = main.unwrap_or(&family.name);
+            classic_header(name, m.help, family.metric_type.classic_name(), &mut header);
+            out.extend_from_slice(header.as_bytes());
+            for (file, part) in &m.parts {
+                out.extend_from_slice(files[*file].classic_lines(&part.classic[0]));
+            }
+        }
+        for (i, suffix) in suffixes.iter().enumerate() {
+            if m.parts.iter().all(|(_, p)| p.classic[i + 1].is_empty()) {
+                continue;
+            }
+            let name = format!("{}{suffix}", family.name);
+            classic_header(&name, m.help, "gauge", &mut header);
+            out.extend_from_slice(header.as_bytes());
+            for (file, part) in &m.parts {
+                out.extend_from_slice(files[*file].classic_lines(&part.classic[i + 1]));
+            }
+        }
+    }
+    conflicts
+}
+
+/// Merges prepared files (no series in two places) and renders them as OpenMetrics (without
+/// `# EOF`), appending to `out`. Returns `false`, with `out` unchanged, when the prepared text
+/// cannot give the full merge's output: a file whose OpenMetrics text could not be split, a
+/// family whose files give it different OpenMetrics names, or a `_created` gauge folded into
+/// its counter other than within one file.
+pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
+    if files.iter().any(|f| !f.om_ok || !f.ok) {
+        return false;
+    }
+    let mut ignored = Vec::new();
+    let merged = group(files, &|_| String::new(), &mut ignored);
+    // Every part of a family must have the family's OpenMetrics name.
+    for m in &merged {
+        let om_name = m.first.om_name();
+        if m.parts.iter().any(|(_, p)| p.om_name() != om_name) {
+            return false;
+        }
+    }
+    // The OpenMetrics type of each merged family.
+    let om_types: Vec<MetricType> = merged
+        .iter()
+        .map(|m| {
+            if m.first.metric_type == MetricType::Counter
+                && m.parts.iter().any(|(_, p)| p.om_unknown)
+            {
+                MetricType::Unknown
+            } else {
+                m.first.metric_type
+            }
+        })
+        .collect();
+    // Folding, as the renderer would decide it on the merged families.
+    let mut owners: HashMap<&str, usize> = HashMap::new();
+    for (i, m) in merged.iter().enumerate() {
+        if matches!(
+            om_types[i],
+            MetricType::Counter | MetricType::Histogram | MetricType::Summary
+        ) && owners.insert(m.first.om_name(), i).is_some()
+        {
+            return false;
+        }
+    }
+    let mut skip = vec![false; merged.len()];
+    let mut folding = vec![false; merged.len()];
+    for (i, m) in merged.iter().enumerate() {
+        let candidate = matches!(m.first.metric_type, MetricType::Gauge | MetricType::Unknown)
+            .then(|| m.first.name.strip_suffix("_created"))
+            .flatten()
+            .and_then(|base| owners.get(base).copied());
+        let folds =
+            candidate.filter(|&owner| !merged[owner].parts.iter().any(|(_, p)| p.om_has_created));
+        match folds {
+            Some(owner) => {
+                // The same fold must have been made within one file.
+                let o = &merged[owner];
+                let same_file = matches!(
+                    (&m.parts[..], &o.parts[..]),
+                    ([(f1, c)], [(f2, p)]) if f1 == f2 && c.om_folded && p.om_folds
+                );
+                if !same_file {
+                    return false;
+                }
+                skip[i] = true;
+                folding[owner] = true;
+            }
+            None => {
+                if m.parts.iter().any(|(_, p)| p.om_folded) {
+                    return false;
+                }
+            }
+        }
+    }
+    // A family that folded a gauge in its file must fold it here too.
+    for (i, m) in merged.iter().enumerate() {
+        if !folding[i] && m.parts.iter().any(|(_, p)| p.om_folds) {
+            return false;
+        }
+    }
+    let mut header = String::new();
+    for (i, m) in merged.iter().enumerate() {
+        if skip[i] {
+            continue;
+        }
+        let om_name = m.first.om_name();
+        header.clear();
+        if let Some(help) = m.help {
+            header.push_str("# HELP ");
+            header.push_str(om_name);
+            header.push(' ');
+            escape_label_value(help, &mut header);
+            header.push('\n');
+        }
+        header.push_str("# TYPE ");
+        header.push_str(om_name);
+        header.push(' ');
+        header.push_str(om_types[i].openmetrics_name());
+        header.push('\n');
+        if let Some(unit) = m.unit.filter(|u| !u.is_empty()) {
+            header.push_str("# UNIT ");
+            header.push_str(om_name);
+            header.push(' ');
+            header.push_str(unit);
+            header.push('\n');
+        }
+        out.extend_from_slice(header.as_bytes());
+        for (file, part) in &m.parts {
+            out.extend_from_slice(files[*file].om_lines(&part.om));
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use promdrop_textformat::Format;
+
+    use crate::config::TimestampPolicy;
+    use crate::discovery::FileIdentity;
+    use crate::exposition::{DataPart, ExpositionOptions, render_data};
+    use crate::snapshot::{FileSnapshot, ReadOptions, parse_bytes};
+
+    /// Files that exercise every rendering rule: OpenMetrics types, folds, splits, units,
+    /// timestamps, exemplars, empty families, conflicts of every kind.
+    const POOL: &[(&str, &str)] = &[
+        (
+            "a.prom",
+            "# HELP up Up.\n# TYPE up gauge\nup{job=\"a\"} 1\nup{job=\"b\"} 0\n# TYPE jobs_total counter\njobs_total{r=\"ok\"} 3\n",
+        ),
+        (
+            "b.prom",
+            "# TYPE up gauge\nup{job=\"c\"} 1\n# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total{r=\"fail\"} 1\n",
+        ),
+        (
+            "c.prom",
+            "# HELP up Another text.\n# TYPE up counter\nup{job=\"d\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_sum 3\nlat_count 2\n",
+        ),
+        (
+            "d.prom",
+            "# HELP etl_rows_total Rows.\n# TYPE etl_rows_total counter\netl_rows_total{t=\"o\"} 120.0\netl_rows_total{t=\"c\"} 3.0\n# HELP etl_rows_created Rows.\n# TYPE etl_rows_created gauge\netl_rows_created{t=\"o\"} 1.7e+09\netl_rows_created{t=\"c\"} 1.7e+09\n",
+        ),
+        (
+            "e.prom",
+            "# HELP requests Requests.\n# TYPE requests counter\nrequests_total{code=\"200\"} 5 # {trace=\"x\"} 1 1.5\nrequests_created{code=\"200\"} 1.7e+09\n# TYPE build info\nbuild_info{v=\"1\"} 1\n# TYPE door stateset\ndoor{door=\"open\"} 1\ndoor{door=\"shut\"} 0\n# TYPE q gaugehistogram\nq_bucket{le=\"1\"} 1\nq_bucket{le=\"+Inf\"} 2\nq_gcount 2\nq_gsum 1\n# TYPE temp_celsius gauge\n# UNIT temp_celsius celsius\ntemp_celsius 21.5 1700000000.5\n# EOF\n",
+        ),
+        (
+            "f.prom",
+            "# TYPE c counter\nc 1\n# TYPE empty_total counter\n# TYPE empty_gauge gauge\n# TYPE promdrop_files gauge\npromdrop_files 3\n",
+        ),
+        (
+            "g.prom",
+            "# TYPE c counter\nc{x=\"2\"} 2\n# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n# TYPE jobs_created gauge\njobs_created{r=\"fail\"} 1.6e+09\n# TYPE evicted counter\nevicted{n=\"1\"} 2\n",
+        ),
+        (
+            "h.prom",
+            "# promdrop: written_at=1700000100 stale_after=1m\n# TYPE up gauge\nup{job=\"h\"} 1 1700000000000\nmisc{a=\"b\",c=\"d\"} 7\n",
+        ),
+        (
+            "i.prom",
+            "# TYPE up gauge\nup{job=\"a\"} 5\n# TYPE evicted counter\n# TYPE c_created gauge\nc_created 1\n",
+        ),
+        (
+            "j.prom",
+            "# TYPE requests counter\nrequests_total{code=\"500\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1\",x=\"j\"} 0\nlat_bucket{le=\"+Inf\",x=\"j\"} 0\nlat_sum{x=\"j\"} 0\nlat_count{x=\"j\"} 0\n# EOF\n",
+        ),
+    ];
+
+    fn snapshot(i: usize, read: &ReadOptions) -> Arc<FileSnapshot> {
+        let (name, text) = POOL[i];
+        let identity = FileIdentity {
+            dev: 1,
+            ino: i as u64 + 1,
+            size: text.len() as u64,
+            mtime_ns: (1_700_000_000 + i as i128) * 1_000_000_000,
+        };
+        let s = parse_bytes(
+            PathBuf::from("/d").join(name),
+            identity,
+            Bytes::from_static(text.as_bytes()),
+            read,
+        );
+        assert!(s.content.is_ok(), "{name}: {:?}", s.content);
+        Arc::new(s)
+    }
+
+    /// The concatenation of prepared text gives exactly what the full merge gives, for every
+    /// subset and order of the pool tried, in both formats and with every option.
+    #[test]
+    fn concatenating_prepared_text_equals_the_full_merge() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut concatenated = [0usize; 2];
+        for (timestamps, source_label) in [
+            (TimestampPolicy::Keep, None),
+            (TimestampPolicy::Strip, None),
+            (TimestampPolicy::Keep, Some("src".to_string())),
+        ] {
+            let read = ReadOptions {
+                max_bytes: 1 << 20,
+                max_series: 1000,
+                timestamps,
+            };
+            let options = ExpositionOptions {
+                timestamps: Some(timestamps),
+                source_label,
+                compat_node_exporter: false,
+            };
+            let all: Vec<Arc<FileSnapshot>> = (0..POOL.len()).map(|i| snapshot(i, &read)).collect();
+            let mut orders: Vec<Vec<usize>> = (0..POOL.len()).map(|i| vec![i]).collect();
+            orders.push((0..POOL.len()).collect());
+            for _ in 0..300 {
+                let n = 2 + (next() % 5) as usize;
+                orders.push(
+                    (0..n)
+                        .map(|_| (next() % POOL.len() as u64) as usize)
+                        .collect(),
+                );
+            }
+            for order in &orders {
+                let mut seen = std::collections::HashSet::new();
+                let files: Vec<Arc<FileSnapshot>> = order
+                    .iter()
+                    .filter(|&&i| seen.insert(i))
+                    .map(|&i| Arc::clone(&all[i]))
+                    .collect();
+                let data = DataPart::build(files.clone(), options.clone());
+                let mut expected = String::new();
+                let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
+                assert_eq!(
+                    String::from_utf8_lossy(&data.classic.plain),
+                    expected,
+                    "classic, files {order:?}"
+                );
+                assert_eq!(data.conflicts, conflicts, "conflicts, files {order:?}");
+                let mut expected = String::new();
+                render_data(&files, &options, Format::OpenMetrics, &mut expected);
+                assert_eq!(
+                    String::from_utf8_lossy(&data.render_openmetrics()),
+                    expected,
+                    "openmetrics, files {order:?}"
+                );
+                if data.is_concatenated() {
+                    concatenated[0] += 1;
+                    let mut om = Vec::new();
+                    let prepared: Vec<Arc<super::Prepared>> = files
+                        .iter()
+                        .filter_map(|f| {
+                            super::super::prepared_for(f, &super::PrepareOptions::of(&options))
+                        })
+                        .collect();
+                    if super::render_openmetrics(&prepared, &mut om) {
+                        concatenated[1] += 1;
+                    }
+                }
+            }
+        }
+        // Most orders take the concatenation, and the fallback is exercised too.
+        eprintln!("concatenated (classic, openmetrics): {concatenated:?}");
+        assert!(concatenated[0] > 300, "{concatenated:?}");
+        assert!(
+            concatenated[1] > 100 && concatenated[1] < concatenated[0],
+            "{concatenated:?}"
+        );
+    }
+
+    #[test]
+    fn the_index_counts_what_changes() {
+        let read = ReadOptions {
+            max_bytes: 1 << 20,
+            max_series: 1000,
+            timestamps: TimestampPolicy::Keep,
+        };
+        let a = snapshot(0, &read);
+        let i = snapshot(8, &read);
+        let b = snapshot(1, &read);
+        let prepared = |s: &Arc<FileSnapshot>| match &s.content {
+            Ok(c) => Arc::clone(&c.prepared),
+            Err(e) => panic!("{e}"),
+        };
+        let (pa, pi, pb) = (prepared(&a), prepared(&i), prepared(&b));
+        let mut index = super::SeriesIndex::default();
+        index.update(&[(&a.path, &pa), (&b.path, &pb)]);
+        assert!(!index.has_repeats());
+        // i.prom repeats up{job="a"}.
+        index.update(&[(&a.path, &pa), (&b.path, &pb), (&i.path, &pi)]);
+        assert!(index.has_repeats());
+        index.update(&[(&b.path, &pb), (&i.path, &pi)]);
+        assert!(!index.has_repeats());
+        // a.prom's path now holding i.prom's series: a repeat again, then gone.
+        index.update(&[(&a.path, &pi), (&i.path, &pi)]);
+        assert!(index.has_repeats());
+        index.update(&[(&a.path, &pa), (&i.path, &pb)]);
+        assert!(!index.has_repeats());
+        index.update(&[]);
+        assert!(index.counts.is_empty());
+    }
+}
