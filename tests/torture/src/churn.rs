@@ -153,6 +153,7 @@ pub fn scrape_loop(
             Ok(r) => {
                 figures.failures += 1;
                 errors.add(format!("{name}: /metrics answered {}", r.status));
+                std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
             Err(e) => {

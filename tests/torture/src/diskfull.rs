@@ -315,7 +315,10 @@ pub fn run(config: &Config) -> Result<Report> {
         .figure("succeeded", succeeded)
         .figure("ENOSPC mid-write (write/fsync)", mid_write)
         .figure("ENOSPC creating the temp file", at_create)
-        .figure("files byte-identical after a failure", identical_checks)
+        .figure(
+            "file on disk as expected after each write",
+            identical_checks,
+        )
         .figure(
             "exporter equal to disk after (median / max)",
             format!(
