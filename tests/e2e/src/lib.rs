@@ -88,8 +88,10 @@ pub struct Binaries {
 }
 
 /// Builds the binaries once per test binary (debug profile, as `cargo test` builds) with
-/// `$CARGO build -p promdrop-exporter -p promdrop-cli` and
-/// `$CARGO build -p promdrop-writer --example batch_job`, and returns their paths under
+/// `$CARGO test --workspace --no-run`, which builds every binary and example with the features
+/// `cargo test --workspace` resolves: under that command it finds everything built already,
+/// where a `cargo build -p ...` would resolve other features and compile TLS and the exporter
+/// again. Returns their paths under
 /// `$CARGO_TARGET_DIR/debug` (default `<workspace>/target/debug`). Fails the test, with
 /// Cargo's output, when a build fails.
 pub fn binaries() -> &'static Binaries {
@@ -100,10 +102,7 @@ pub fn binaries() -> &'static Binaries {
 fn build_binaries() -> Binaries {
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let builds: [&[&str]; 2] = [
-        &["build", "-p", "promdrop-exporter", "-p", "promdrop-cli"],
-        &["build", "-p", "promdrop-writer", "--example", "batch_job"],
-    ];
+    let builds: [&[&str]; 1] = [&["test", "--workspace", "--no-run"]];
     for args in builds {
         let started = Instant::now();
         let output = Command::new(&cargo)

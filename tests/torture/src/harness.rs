@@ -128,19 +128,22 @@ fn build_exporter() -> Result<PathBuf> {
         .to_string();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
-    command
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(workspace_manifest())
-        .args(["-p", "promdrop-exporter", "--bin", "promdrop-exporter"]);
     match profile.as_str() {
-        "debug" => {}
+        // Under `cargo test --workspace` this finds the exporter built already with the same
+        // features; `build -p promdrop-exporter` would resolve others and compile it again.
+        "debug" => {
+            command.args(["test", "--workspace", "--no-run"]);
+        }
         "release" => {
-            command.arg("--release");
+            command.args(["build", "--release"]);
         }
         other => {
-            command.args(["--profile", other]);
+            command.args(["build", "--profile", other]);
         }
+    }
+    command.arg("--manifest-path").arg(workspace_manifest());
+    if profile != "debug" {
+        command.args(["-p", "promdrop-exporter", "--bin", "promdrop-exporter"]);
     }
     eprintln!("torture: building promdrop-exporter ({profile}): {command:?}");
     let status = command.status().with_context(|| {
