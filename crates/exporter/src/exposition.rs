@@ -158,6 +158,9 @@ pub const RESERVED_FAMILIES: &[&str] = &[
     "process_max_fds",
     "node_textfile_mtime_seconds",
     "node_textfile_scrape_error",
+    "promdrop_web_config_reloads_total",
+    "promdrop_web_config_last_reload_successful",
+    "promdrop_web_config_last_reload_success_timestamp_seconds",
 ];
 
 pub(crate) fn is_reserved(family: &MetricFamily<'_>) -> bool {
