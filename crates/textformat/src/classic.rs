@@ -206,6 +206,30 @@ impl<'a> Parser<'a, '_> {
                 ));
             }
         };
+        // A histogram or summary typed after one of its sample names was read as a metric of
+        // its own (`# HELP x`, `x_sum 1`, `# TYPE x summary`) could not be written back: `x`
+        // comes first, so the TYPE line of `x_sum` would then name `x`. The text parser takes
+        // it; it is refused here so that whatever parses renders to text that parses again.
+        let sample_suffixes: &[&str] = match metric_type {
+            MetricType::Histogram => &["_bucket", "_count", "_sum"],
+            MetricType::Summary => &["_count", "_sum"],
+            _ => &[],
+        };
+        for suffix in sample_suffixes {
+            let sample_name = format!("{family_name}{suffix}");
+            if self
+                .by_name
+                .get(sample_name.as_str())
+                .is_some_and(|&other| other > index)
+            {
+                return Err(line.invalid(
+                    keyword_start,
+                    format!(
+                        "TYPE {metric_type} for metric name {family_name:?} after {sample_name:?} was read as a metric of its own: the TYPE line must come first"
+                    ),
+                ));
+            }
+        }
         self.families[index].metric_type = metric_type;
         self.states[index].type_fixed = true;
         self.last = None;

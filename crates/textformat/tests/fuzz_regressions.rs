@@ -55,3 +55,41 @@ fn openmetrics_counter_family_named_total_keeps_its_name() {
         "# TYPE x counter\nx_total 1\n# EOF\n"
     );
 }
+
+/// A classic histogram or summary typed after one of its sample names had been read as a
+/// metric of its own (`# HELP foo`, then `foo_sum`, then `# TYPE foo histogram`) parsed, but
+/// its rendering did not: `foo` comes first, so the rendered `# TYPE foo_sum untyped` line
+/// names the histogram `foo`, which already has its TYPE. Such input is now refused at the
+/// TYPE line. parse_classic, crash-244e4933dc4c29a085160c5679c8f0e920c90e02, minimised.
+#[test]
+fn classic_type_after_a_sample_name_of_the_family_is_refused() {
+    let histogram = b"# HELP foo h\nfoo_sum 1\n# TYPE foo histogram\nfoo_bucket{le=\"+Inf\"} 1\n";
+    let err = parse(histogram, Format::Classic).unwrap_err();
+    assert_eq!((err.line(), err.column()), (3, 3));
+    assert_eq!(
+        err.message(),
+        "TYPE histogram for metric name \"foo\" after \"foo_sum\" was read as a metric of its own: the TYPE line must come first"
+    );
+
+    let summary = b"# HELP foo h\nfoo_count 1\n# TYPE foo summary\nfoo{quantile=\"0.5\"} 1\n";
+    let err = parse(summary, Format::Classic).unwrap_err();
+    assert_eq!(err.line(), 3);
+    assert!(err.message().contains("\"foo_count\""), "{err}");
+    // `_bucket` is no sample name of a summary: no ambiguity, and the round trip holds.
+    round_trip(
+        b"# HELP foo h\nfoo_bucket 1\n# TYPE foo summary\nfoo{quantile=\"0.5\"} 1\n",
+        Format::Classic,
+    );
+
+    // The metric `foo_sum` read before the family `foo` exists renders first, so it is not
+    // ambiguous: it still parses, and round-trips.
+    let rendered = round_trip(
+        b"# TYPE foo_sum counter\nfoo_sum 1\n# TYPE foo histogram\nfoo_bucket{le=\"+Inf\"} 1\nfoo_count 1\n",
+        Format::Classic,
+    );
+    assert!(rendered.starts_with("# TYPE foo_sum counter\nfoo_sum 1\n# TYPE foo histogram\n"));
+
+    // The input the fuzzer found.
+    let found: &[u8] = b"#10.+Inf0\nfol{type=\"unpin\"} 32662.0\n# HELP foo histogram Testing h7.0\nfoo_sum 324789.3\nfoo_created 1.520430000123e+09\n#\",leistogram buckets\n# TYPE foo histogram\nfoo_bucket{le=\"0.0\"} 0.0\n";
+    assert_eq!(parse(found, Format::Classic).unwrap_err().line(), 7);
+}
