@@ -184,6 +184,8 @@ fn prepare_file<'a>(
     let content = file.content.as_ref().ok()?;
     // It parsed when it was read; the same bytes parse the same way.
     let mut families = parse(&content.bytes, content.format).ok()?.families;
+    // `le` and `quantile` as node_exporter serves them, as in the prepared form.
+    promdrop_textformat::canonicalize_bounds(&mut families);
     let mut reserved = Vec::new();
     families.retain(|family| {
         if is_reserved(family) {

@@ -100,8 +100,8 @@ pub use model::{
 };
 pub use number::format_go_float;
 pub use render::{
-    FamilyView, escape_help, escape_label_value, render_classic, render_classic_into,
-    render_openmetrics, render_openmetrics_into,
+    FamilyView, canonicalize_bounds, escape_help, escape_label_value, render_classic,
+    render_classic_into, render_openmetrics, render_openmetrics_into,
 };
 
 /// Bounds on what one input may cost. Each is checked as the input is read, so a hostile input

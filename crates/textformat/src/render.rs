@@ -6,6 +6,49 @@ use std::fmt::Write;
 use crate::number::format_go_float;
 use crate::{Label, MetricFamily, MetricType, Sample, Timestamp, Value};
 
+/// Rewrites the `le` labels of histogram buckets and the `quantile` labels of summaries as Go's
+/// client writes them (`1.0` becomes `1`, `1e-04` becomes `0.0001`, `+inf` becomes `+Inf`),
+/// leaving values that do not parse as numbers alone.
+///
+/// node_exporter re-encodes every textfile through the Go client, so the bucket of a Python
+/// job's `le="1.0"` reaches Prometheus as `le="1"`; Prometheus 2 treats the two spellings as
+/// different series. Serving them the way node_exporter does keeps the series of jobs that
+/// move from its textfile collector to promdrop.
+///
+/// ```
+/// use promdrop_textformat::{canonicalize_bounds, parse, render_classic, Format};
+///
+/// let text = b"# TYPE h histogram\nh_bucket{le=\"1.0\"} 1\nh_bucket{le=\"+inf\"} 2\nh_sum 3\nh_count 2\n";
+/// let mut families = parse(text, Format::Classic)?.families;
+/// canonicalize_bounds(&mut families);
+/// assert!(render_classic(&families).contains("h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\n"));
+/// # Ok::<(), promdrop_textformat::Error>(())
+/// ```
+pub fn canonicalize_bounds(families: &mut [MetricFamily<'_>]) {
+    for family in families {
+        let bound = match family.metric_type {
+            MetricType::Histogram | MetricType::GaugeHistogram => "le",
+            MetricType::Summary => "quantile",
+            _ => continue,
+        };
+        for label in family
+            .samples
+            .iter_mut()
+            .flat_map(|s| s.labels.iter_mut())
+            .filter(|l| l.name == bound)
+        {
+            let Some(number) = crate::number::parse_number(&label.value) else {
+                continue;
+            };
+            let mut canonical = String::new();
+            format_go_float(number, &mut canonical);
+            if canonical != label.value {
+                label.value = canonical.into();
+            }
+        }
+    }
+}
+
 /// Read access to a metric family, so that both parsed families ([`MetricFamily`]) and merged
 /// ones ([`MergedFamily`](crate::MergedFamily)) can be rendered.
 pub trait FamilyView {

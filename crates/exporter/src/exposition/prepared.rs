@@ -332,6 +332,8 @@ impl Prepared {
         file_name: &'a str,
         options: &'a PrepareOptions,
     ) -> Prepared {
+        // `le` and `quantile` as node_exporter serves them (see `canonicalize_bounds`).
+        promdrop_textformat::canonicalize_bounds(&mut families);
         let reserved = apply_options(&mut families, options, file_name);
 
         let mut hashes = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
