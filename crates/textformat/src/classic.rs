@@ -330,20 +330,16 @@ impl<'a> Parser<'a, '_> {
                 if text.get(pos) != Some(&b'=') {
                     return Err(line.unexpected(pos, "'=' after a label name"));
                 }
-                if label_name == "__name__" {
-                    return Err(line.invalid(
-                        label_end - label_name.len(),
-                        "label name \"__name__\" is reserved",
-                    ));
-                }
                 if label_name.starts_with("__") {
-                    return Err(line.invalid(
-                        label_end - label_name.len(),
+                    let message = if label_name == "__name__" {
+                        "label name \"__name__\" is reserved".to_string()
+                    } else {
                         format!(
                             "label name {label_name:?} starts with \"__\", which is reserved for \
                              Prometheus's internal use"
-                        ),
-                    ));
+                        )
+                    };
+                    return Err(line.invalid(label_end - label_name.len(), message));
                 }
                 if labels.iter().any(|l| l.name == label_name) {
                     return Err(line.invalid(

@@ -28,6 +28,9 @@ impl<'a> Line<'a> {
 
     /// This line, with its text checked once as UTF-8, or an error at the first invalid byte.
     pub fn validated(self) -> Result<Self, Error> {
+        if self.utf8.is_some() {
+            return Ok(self);
+        }
         let utf8 = self.str(0, self.text.len())?;
         Ok(Line {
             utf8: Some(utf8),

@@ -172,6 +172,9 @@ pub fn parse_with_limits<'a>(
 /// element is what follows the last `\n` (empty when the input ends with a newline).
 pub(crate) struct Lines<'a> {
     input: &'a [u8],
+    /// The whole input as text when it is all UTF-8 (the usual case): checked once here, where
+    /// a long run of ASCII validates fastest, so that lines need no check of their own.
+    text: Option<&'a str>,
     pos: usize,
     number: usize,
 }
@@ -180,6 +183,7 @@ impl<'a> Lines<'a> {
     pub(crate) fn new(input: &'a [u8]) -> Self {
         Lines {
             input,
+            text: std::str::from_utf8(input).ok(),
             pos: 0,
             number: 0,
         }
@@ -196,7 +200,9 @@ impl<'a> Lines<'a> {
         match memchr::memchr(b'\n', rest) {
             Some(len) => {
                 self.number += 1;
-                let line = lex::Line::new(&rest[..len], self.number);
+                let mut line = lex::Line::new(&rest[..len], self.number);
+                // A slice of valid UTF-8 between newlines is valid UTF-8.
+                line.utf8 = self.text.and_then(|t| t.get(self.pos..self.pos + len));
                 if len > limits.max_line_length {
                     return Err(line.limit(
                         limits.max_line_length,
