@@ -21,9 +21,8 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use promdrop_textformat::{
-    Conflict, Format, Label, MetricFamily, MetricType, Sample, Source, escape_help,
-    escape_label_value, format_go_float, merge, parse, render_classic_into,
-    render_openmetrics_into,
+    Conflict, Format, Label, MetricFamily, MetricType, Source, escape_help, escape_label_value,
+    format_go_float, merge, parse, render_classic_into, render_openmetrics_into,
 };
 use serde::Serialize;
 
@@ -120,23 +119,7 @@ impl std::fmt::Display for ConflictRecord {
 }
 
 /// `name{label="value",...}` for a sample, for messages.
-pub fn describe_series(sample: &Sample<'_>) -> String {
-    let mut out = sample.name.to_string();
-    if !sample.labels.is_empty() {
-        out.push('{');
-        for (i, label) in sample.labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&label.name);
-            out.push_str("=\"");
-            escape_label_value(&label.value, &mut out);
-            out.push('"');
-        }
-        out.push('}');
-    }
-    out
-}
+pub use promdrop_textformat::describe_series;
 
 /// The names of the exporter's own metric families (classic names), which files may not use.
 pub const RESERVED_FAMILIES: &[&str] = &[

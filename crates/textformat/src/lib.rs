@@ -94,7 +94,7 @@ mod render;
 pub use error::Error;
 pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};
 pub use lex::{is_valid_label_name, is_valid_metric_name};
-pub use merge::{Conflict, MergedFamily, MergedView, Source, merge};
+pub use merge::{Conflict, MergedFamily, MergedView, Source, describe_series, merge, series_hash};
 pub use model::{
     Exemplar, Exposition, Format, Label, MetricFamily, MetricType, Sample, Timestamp, Value,
 };

@@ -161,9 +161,11 @@ fn fx_hash(bytes: &[u8], seed: u64) -> u64 {
     (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
 }
 
-/// The hash of a series: its name, its labels in any order, and its timestamp. Labels are
-/// combined with a commutative sum, so no sorting (and no allocation) is needed.
-fn series_hash(sample: &Sample<'_>) -> u64 {
+/// The hash by which [`merge`] identifies a series: its name, its labels in any order, and its
+/// timestamp in milliseconds. Labels are combined with a commutative sum, so no sorting (and
+/// no allocation) is needed. Equal series hash equally; unequal ones may collide, rarely, so
+/// a caller that needs certainty compares the samples when hashes match.
+pub fn series_hash(sample: &Sample<'_>) -> u64 {
     let mut labels: u64 = 0;
     for label in &sample.labels {
         let name = fx_hash(label.name.as_bytes(), 0x9e37_79b9_7f4a_7c15);
@@ -201,7 +203,8 @@ fn same_series(a: &Sample<'_>, b: &Sample<'_>) -> bool {
         && a.labels.iter().all(|l| b.labels.contains(l))
 }
 
-fn describe_series(sample: &Sample<'_>) -> String {
+/// A series as `name{label="value",...}`, for messages.
+pub fn describe_series(sample: &Sample<'_>) -> String {
     let mut out = sample.name.to_string();
     if !sample.labels.is_empty() {
         out.push('{');

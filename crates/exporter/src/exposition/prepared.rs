@@ -29,8 +29,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use promdrop_textformat::{
-    Label, MetricFamily, MetricType, Sample, escape_help, escape_label_value, render_classic_into,
-    render_openmetrics_into,
+    Label, MetricFamily, MetricType, escape_help, escape_label_value, render_classic_into,
+    render_openmetrics_into, series_hash,
 };
 
 use super::{ConflictRecord, ExpositionOptions, is_reserved};
@@ -125,35 +125,6 @@ fn split_suffixes(metric_type: MetricType) -> &'static [&'static str] {
         MetricType::GaugeHistogram => &["_gcount", "_gsum"],
         _ => &[],
     }
-}
-
-/// A fast 64-bit hash of bytes (FxHash's multiply-rotate, word at a time).
-fn fx_hash(bytes: &[u8], seed: u64) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = seed;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-    }
-    for &b in chunks.remainder() {
-        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-    }
-    (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
-}
-
-/// The hash of a series as `merge` identifies it: its name, its labels in any order and its
-/// timestamp in milliseconds. The same series always hashes the same; two series with one
-/// hash only send the publication to the full merge.
-fn series_hash(sample: &Sample<'_>) -> u64 {
-    let mut labels: u64 = 0;
-    for label in &sample.labels {
-        let name = fx_hash(label.name.as_bytes(), 0x9e37_79b9_7f4a_7c15);
-        labels = labels.wrapping_add(fx_hash(label.value.as_bytes(), name));
-    }
-    let ts = sample.timestamp.map_or(u64::MAX, |t| t.as_millis() as u64);
-    fx_hash(sample.name.as_bytes(), labels ^ ts.rotate_left(32))
 }
 
 /// Applies the options to parsed families as the merge does: reserved families out (their
