@@ -33,7 +33,11 @@ def machine():
 
 def main():
     results_path, load_before, load_after, target = sys.argv[1:5]
-    rows = [line.rstrip("\n").split("|")[1:] for line in open(results_path) if line.startswith("RESULT|")]
+    rows = []
+    for line in open(results_path):
+        row = line.rstrip("\n").split("|")[1:]
+        if line.startswith("RESULT|") and row not in rows:  # a script may print a line twice
+            rows.append(row)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         BEGIN,
