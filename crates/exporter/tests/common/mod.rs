@@ -2,6 +2,8 @@
 //! to it over plain TCP. Dropping an [`Exporter`] kills the process by its PID.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
