@@ -299,14 +299,8 @@ pub fn render_data(
                 source,
                 kept_source,
                 ..
-            } => ConflictRecord {
-                kind: conflict.kind(),
-                family: family.clone(),
-                series: None,
-                kept_file: Some(path_of(*kept_source)),
-                other_file: path_of(*source),
-            },
-            Conflict::HelpMismatch {
+            }
+            | Conflict::HelpMismatch {
                 family,
                 source,
                 kept_source,
