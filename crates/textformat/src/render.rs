@@ -160,7 +160,9 @@ pub fn render_classic_into<F: FamilyView>(families: &[F], out: &mut String) {
     }
 }
 
-fn write_classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
+/// Appends a classic family header: `# HELP name text` (when there is help, escaped) and
+/// `# TYPE name type`, each on its own line.
+pub fn write_classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
     if let Some(help) = help {
         out.push_str("# HELP ");
         out.push_str(name);

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use promdrop_textformat::{
-    Label, MetricFamily, MetricType, escape_help, escape_label_value, render_classic_into,
+    Label, MetricFamily, MetricType, escape_label_value, render_classic_into,
     render_openmetrics_into, series_hash,
 };
 
@@ -627,20 +627,10 @@ fn reserved_conflicts(
     conflicts
 }
 
+/// A classic family header in `out`, replacing what it held.
 fn classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
     out.clear();
-    if let Some(help) = help {
-        out.push_str("# HELP ");
-        out.push_str(name);
-        out.push(' ');
-        escape_help(help, out);
-        out.push('\n');
-    }
-    out.push_str("# TYPE ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(type_name);
-    out.push('\n');
+    promdrop_textformat::write_classic_header(name, help, type_name, out);
 }
 
 /// Merges prepared files (no series in two places: check [`SeriesIndex::has_repeats`] first)
