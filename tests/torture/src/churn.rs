@@ -110,6 +110,21 @@ impl std::ops::AddAssign for ScrapeFigures {
     }
 }
 
+/// Joins scraper threads and adds up their figures; a thread that panicked is an error.
+pub fn join_scrapers<'scope>(
+    scrapers: Vec<std::thread::ScopedJoinHandle<'scope, ScrapeFigures>>,
+    errors: &Errors,
+) -> ScrapeFigures {
+    let mut total = ScrapeFigures::default();
+    for h in scrapers {
+        match h.join() {
+            Ok(f) => total += f,
+            Err(_) => errors.add("a scraper thread panicked"),
+        }
+    }
+    total
+}
+
 /// Scrapes `/metrics` until `stop` or `deadline` (and at most `max_scrapes` times), checking
 /// each response; with `generations`, also that no file is served at a generation not yet
 /// written. Failures are errors unless `tolerate_failure` says otherwise (the exporter being
@@ -373,13 +388,7 @@ pub fn run(config: &Config) -> Result<Report> {
                 })
             })
             .collect();
-        let mut total = ScrapeFigures::default();
-        for h in scrapers {
-            match h.join() {
-                Ok(f) => total += f,
-                Err(_) => errors.add("a scraper thread panicked"),
-            }
-        }
+        let total = join_scrapers(scrapers, &errors);
         stop.store(true, Ordering::Relaxed);
         total
     });

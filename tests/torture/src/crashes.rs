@@ -274,13 +274,7 @@ pub fn run(config: &Config) -> Result<Report> {
             Ok(())
         })();
         stop.store(true, Ordering::SeqCst);
-        let mut total = ScrapeFigures::default();
-        for h in scrapers {
-            match h.join() {
-                Ok(f) => total += f,
-                Err(_) => errors.add("a scraper thread panicked"),
-            }
-        }
+        let total = churn::join_scrapers(scrapers, &errors);
         result.map(|()| total)
     })?;
     let run_time = started.elapsed();

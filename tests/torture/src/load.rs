@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::check;
-use crate::churn::{self, Generations, ScrapeFigures};
+use crate::churn::{self, Generations};
 use crate::harness::Exporter;
 use crate::{Errors, Report, Rng, mib, percentile};
 
@@ -154,13 +154,7 @@ pub fn run(config: &Config) -> Result<Report> {
                 })
             })
             .collect();
-        let mut total = ScrapeFigures::default();
-        for h in scrapers {
-            match h.join() {
-                Ok(f) => total += f,
-                Err(_) => errors.add("a scraper thread panicked"),
-            }
-        }
+        let total = churn::join_scrapers(scrapers, &errors);
         stop.store(true, Ordering::Relaxed);
         total
     });
