@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pki::{leaf, new_ca};
+use common::pki::write_test_pki;
 use common::{Exporter, Metrics, arg, dir_arg, write_atomic};
-use rcgen::ExtendedKeyUsagePurpose;
 
 const CURL: &str = "/usr/bin/curl";
 
@@ -37,31 +36,7 @@ impl Setup {
             "{CURL} is missing: these tests drive the exporter with the real curl (apt-get install curl)"
         );
         let pki = tempfile::tempdir().unwrap();
-        let ca = new_ca("promdrop test CA");
-        let other_ca = new_ca("some other CA");
-        let (server_cert, server_key) = leaf(
-            &ca,
-            &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client_cert, client_key) =
-            leaf(&ca, &["prometheus"], ExtendedKeyUsagePurpose::ClientAuth);
-        let (other_cert, other_key) = leaf(
-            &other_ca,
-            &["intruder"],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-        for (name, content) in [
-            ("ca.crt", ca.pem.as_str()),
-            ("server.crt", &server_cert),
-            ("server.key", &server_key),
-            ("client.crt", &client_cert),
-            ("client.key", &client_key),
-            ("other.crt", &other_cert),
-            ("other.key", &other_key),
-        ] {
-            std::fs::write(pki.path().join(name), content).unwrap();
-        }
+        write_test_pki(pki.path());
         let textfiles = tempfile::tempdir().unwrap();
         write_atomic(
             textfiles.path(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::pki::{leaf, new_ca};
+use common::pki::{leaf, new_ca, write_test_pki};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
@@ -42,32 +42,7 @@ struct Pki {
 impl Pki {
     fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let ca = new_ca("promdrop test CA");
-        let other_ca = new_ca("some other CA");
-        let (server_cert, server_key) = leaf(
-            &ca,
-            &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client_cert, client_key) =
-            leaf(&ca, &["prometheus"], ExtendedKeyUsagePurpose::ClientAuth);
-        let (other_cert, other_key) = leaf(
-            &other_ca,
-            &["intruder"],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-        let files = [
-            ("ca.crt", ca.pem.as_str()),
-            ("server.crt", &server_cert),
-            ("server.key", &server_key),
-            ("client.crt", &client_cert),
-            ("client.key", &client_key),
-            ("other.crt", &other_cert),
-            ("other.key", &other_key),
-        ];
-        for (name, content) in files {
-            std::fs::write(dir.path().join(name), content).unwrap();
-        }
+        write_test_pki(dir.path());
         Pki { dir }
     }
 

@@ -35,3 +35,33 @@ pub fn leaf(ca: &Ca, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String,
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
     (cert.pem(), key.serialize_pem())
 }
+
+/// Writes into `dir` a test PKI: `ca.crt`; `server.crt`/`server.key` for localhost and
+/// 127.0.0.1; `client.crt`/`client.key` from the same CA; `other.crt`/`other.key`, a client
+/// certificate from another CA.
+pub fn write_test_pki(dir: &std::path::Path) {
+    let ca = new_ca("promdrop test CA");
+    let other_ca = new_ca("some other CA");
+    let (server_cert, server_key) = leaf(
+        &ca,
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_cert, client_key) = leaf(&ca, &["prometheus"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (other_cert, other_key) = leaf(
+        &other_ca,
+        &["intruder"],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    for (name, content) in [
+        ("ca.crt", ca.pem.as_str()),
+        ("server.crt", &server_cert),
+        ("server.key", &server_key),
+        ("client.crt", &client_cert),
+        ("client.key", &client_key),
+        ("other.crt", &other_cert),
+        ("other.key", &other_key),
+    ] {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+}
