@@ -38,8 +38,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::Error;
-use crate::engine::Shared;
+use crate::config::parse_listen_address;
+use crate::error::Error;
+use crate::exposition::Shared;
 use crate::status;
 
 /// How long a client has to send a request's head.
@@ -100,21 +101,6 @@ impl Transport for PlainTcp {
 
     async fn accept(&self, stream: TcpStream, _peer: SocketAddr) -> std::io::Result<TcpStream> {
         Ok(stream)
-    }
-}
-
-/// The addresses `--web.listen-address` names: `host:port`, or `:port` for every interface
-/// (IPv6 and IPv4 when the system allows, else IPv4).
-pub fn parse_listen_address(address: &str) -> Result<Vec<String>, Error> {
-    let bad = || Error::ListenAddress {
-        address: address.to_string(),
-    };
-    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
-    port.parse::<u16>().map_err(|_| bad())?;
-    if host.is_empty() {
-        Ok(vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")])
-    } else {
-        Ok(vec![address.to_string()])
     }
 }
 
@@ -267,7 +253,9 @@ async fn route(req: &Request<Incoming>, ctx: &Context_) -> Response<Chunks> {
         };
         let gzip = accepts_gzip(header_str(headers, header::ACCEPT_ENCODING));
         let published = ctx.shared.published.load_full();
-        let body = published.body(format, gzip).await;
+        let body = published
+            .body(format, gzip, &ctx.shared.scrape_metrics)
+            .await;
         let mut response = Response::new(Chunks::new(body.chunks));
         let h = response.headers_mut();
         h.insert(

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use promdrop_textformat::MetricType;
 
-use crate::exposition::MetaWriter;
+use crate::meta::MetaWriter;
 
 /// Clock ticks per second of `/proc/self/stat` times (USER_HZ, 100 on every Linux platform;
 /// the Go client library assumes the same).
@@ -102,9 +102,9 @@ pub fn release_free_memory() {
     }
 }
 
-/// The process metrics, in the OpenMetrics or the classic format, followed by the
-/// `promdrop_web_config_*` metrics when `--web.config.file` is in use.
-pub fn render(openmetrics: bool) -> String {
+/// The process metrics, in the OpenMetrics or the classic format, followed by what each of
+/// `more` writes (the `promdrop_web_config_*` metrics when `--web.config.file` is in use).
+pub fn render(openmetrics: bool, more: &[fn(&mut MetaWriter)]) -> String {
     let mut w = MetaWriter::default();
     if let Some(stat) = stat() {
         w.family(
@@ -151,8 +151,10 @@ pub fn render(openmetrics: bool) -> String {
         MetricType::Gauge,
     );
     w.sample(&[], start_time());
-    // The other process-wide state read at each scrape: --web.config.file reloads.
-    crate::transport::render_metrics(&mut w);
+    // The other process-wide state read at each scrape, from the parts that own it.
+    for write in more {
+        write(&mut w);
+    }
     if openmetrics {
         w.openmetrics
     } else {
@@ -164,7 +166,7 @@ pub fn render(openmetrics: bool) -> String {
 mod tests {
     #[test]
     fn process_metrics_are_read_from_proc() {
-        let classic = super::render(false);
+        let classic = super::render(false, &[]);
         assert!(
             classic.contains("\nprocess_cpu_seconds_total "),
             "{classic}"
@@ -174,7 +176,7 @@ mod tests {
             "{classic}"
         );
         assert!(classic.contains("\nprocess_max_fds "), "{classic}");
-        let om = super::render(true);
+        let om = super::render(true, &[]);
         assert!(om.contains("# TYPE process_cpu_seconds counter\n"), "{om}");
         assert!(super::resident_bytes().unwrap() > 1 << 20);
     }

@@ -1,4 +1,4 @@
-//! `--web.config.file`: the [`webconfig`](crate::webconfig) handle plugged into the HTTP
+//! `--web.config.file`: the [`promdrop_webconfig`] handle plugged into the HTTP
 //! server's [`Transport`] seam, its reloads (on change and on `SIGHUP`) and their metrics.
 //!
 //! - [`WebTransport::accept`](Transport::accept) does the TLS handshake when the file configures
@@ -25,11 +25,11 @@ use promdrop_textformat::MetricType;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::Error;
-use crate::exposition::MetaWriter;
+use crate::error::Error;
 use crate::http::{Refusal, Transport};
-use crate::webconfig::{
-    self, ReloadOutcome, WWW_AUTHENTICATE, WebConfigError, WebConfigHandle, WebStream,
+use crate::meta::MetaWriter;
+use promdrop_webconfig::{
+    self as webconfig, ReloadOutcome, WWW_AUTHENTICATE, WebConfigError, WebConfigHandle, WebStream,
 };
 
 /// The [`Transport`] of `--web.config.file`: TLS, mutual TLS, basic auth and response headers
