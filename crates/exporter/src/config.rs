@@ -318,6 +318,20 @@ pub fn parse_listen_address(address: &str) -> Result<Vec<String>, Error> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_address(":9466").unwrap(),
+            ["[::]:9466", "0.0.0.0:9466"]
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:0").unwrap(),
+            ["127.0.0.1:0"]
+        );
+        assert!(parse_listen_address("9466").is_err());
+        assert!(parse_listen_address(":http").is_err());
+    }
+
     fn parse(args: &[&str]) -> Result<Config, String> {
         let mut all = vec!["promdrop-exporter"];
         all.extend_from_slice(args);

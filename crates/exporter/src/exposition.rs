@@ -22,12 +22,13 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use promdrop_textformat::{
-    Conflict, Format, MetricFamily, MetricType, Source, merge, parse, render_classic_into,
+    Conflict, Format, MetricFamily, Source, merge, parse, render_classic_into,
     render_openmetrics_into,
 };
 
 use crate::gzip::{self, Deflated};
 use crate::meta::MetaWriter;
+use crate::names;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::prepared::{self, PrepareOptions, Prepared, SeriesIndex, apply_options};
@@ -52,7 +53,7 @@ impl ExpositionOptions {
         PrepareOptions {
             strip_timestamps: self.timestamps == Some(TimestampPolicy::Strip),
             source_label: self.source_label.as_deref().map(Box::from),
-            reserved: crate::names::RESERVED_FAMILIES,
+            reserved: &crate::names::RESERVED_FAMILIES,
         }
     }
 }
@@ -432,6 +433,73 @@ impl Shared {
     }
 }
 
+/// Whether `accept` prefers OpenMetrics to the classic text format.
+///
+/// Each media range gets its `q` (default 1); OpenMetrics is chosen when its best `q` is above
+/// zero and above that of `text/plain` (or `text/*`, `*/*`), as Prometheus asks with
+/// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`.
+pub fn prefers_openmetrics(accept: &str) -> bool {
+    let mut om: f32 = 0.0;
+    let mut plain: f32 = 0.0;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q: f32 = 1.0;
+        let mut version: Option<String> = None;
+        for param in parts {
+            if let Some((k, v)) = param.split_once('=') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.trim().parse().unwrap_or(0.0),
+                    "version" => version = Some(v.trim().to_string()),
+                    _ => {}
+                }
+            }
+        }
+        match media.as_str() {
+            "application/openmetrics-text"
+                if version
+                    .as_deref()
+                    .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
+            {
+                om = om.max(q)
+            }
+            "text/plain" | "text/*" | "*/*" => plain = plain.max(q),
+            _ => {}
+        }
+    }
+    om > 0.0 && om > plain
+}
+
+/// Whether `accept_encoding` allows gzip.
+pub fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim() == "q")
+            .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+    })
+}
+
+/// The format and compression a request asks for with its `Accept` and `Accept-Encoding`
+/// headers, as [`Published::body`] takes them.
+pub fn negotiate(headers: &hyper::HeaderMap) -> (Format, bool) {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let format = if prefers_openmetrics(header(hyper::header::ACCEPT)) {
+        Format::OpenMetrics
+    } else {
+        Format::Classic
+    };
+    (format, accepts_gzip(header(hyper::header::ACCEPT_ENCODING)))
+}
+
 /// Counters that live as long as the process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -461,48 +529,20 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
         }
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    w.family(
-        "promdrop_file_mtime_seconds",
-        "Modification time of the file, in seconds since the Unix epoch.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_MTIME_SECONDS);
     per_file(&mut w, &|f| Some(f.snapshot.identity.mtime_seconds()));
-    w.family(
-        "promdrop_file_stale",
-        "Whether the file is older than its stale-after (1) or not (0); its samples are still served.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_STALE);
     per_file(&mut w, &|f| Some(flag(f.state != FileState::Fresh)));
-    w.family(
-        "promdrop_file_expired",
-        "Whether the file is older than its expire-after (1): its samples are withheld.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_EXPIRED);
     per_file(&mut w, &|f| Some(flag(f.state == FileState::Expired)));
-    w.family(
-        "promdrop_file_error",
-        "Whether the file currently fails to be read or parsed (1): its samples are not served.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_ERROR);
     per_file(&mut w, &|f| Some(flag(f.snapshot.content.is_err())));
-    w.family(
-        "promdrop_file_series",
-        "Series in the file as last read successfully (0 when it fails).",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_SERIES);
     per_file(&mut w, &|f| Some(f.snapshot.series() as f64));
-    w.family(
-        "promdrop_file_bytes",
-        "Size of the file in bytes.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_BYTES);
     per_file(&mut w, &|f| Some(f.snapshot.identity.size as f64));
 
-    w.family(
-        "promdrop_files",
-        "Files by state: fresh, stale, expired (served or not), error (failing to parse).",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILES);
     let mut states = [0u64; 4];
     for f in files {
         if f.snapshot.content.is_err() {
@@ -514,27 +554,15 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     for (state, n) in ["fresh", "stale", "expired", "error"].iter().zip(states) {
         w.sample(&[("state", state)], n as f64);
     }
-    w.family(
-        "promdrop_conflicts",
-        "Conflicts between files found while merging, each counted when it appears: type (family dropped from the later file), help (first HELP kept), duplicate_series (served from the newer file), reserved (a file uses an exporter metric name).",
-        MetricType::Counter,
-    );
+    w.own(&names::PROMDROP_CONFLICTS_TOTAL);
     for kind in CONFLICT_KINDS {
         let n = counters.conflicts.get(kind).copied().unwrap_or(0);
         w.sample(&[("kind", kind)], n as f64);
     }
-    w.family(
-        "promdrop_reloads",
-        "Files read and parsed, by result (success or failure).",
-        MetricType::Counter,
-    );
+    w.own(&names::PROMDROP_RELOADS_TOTAL);
     w.sample(&[("result", "success")], counters.reloads_success as f64);
     w.sample(&[("result", "failure")], counters.reloads_failure as f64);
-    w.family(
-        "promdrop_build_info",
-        "A metric with a constant '1' value labeled by version and revision of promdrop-exporter.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_BUILD_INFO);
     w.sample(
         &[
             ("version", env!("CARGO_PKG_VERSION")),
@@ -550,22 +578,14 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
         1.0,
     );
     if compat_node {
-        w.family(
-            "node_textfile_mtime_seconds",
-            "Unixtime mtime of textfiles successfully read.",
-            MetricType::Gauge,
-        );
+        w.own(&names::NODE_TEXTFILE_MTIME_SECONDS);
         per_file(&mut w, &|f| {
             f.snapshot
                 .content
                 .is_ok()
                 .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64)
         });
-        w.family(
-            "node_textfile_scrape_error",
-            "1 if there was an error opening or reading a file, 0 otherwise",
-            MetricType::Gauge,
-        );
+        w.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
         w.sample(&[], flag(files.iter().any(|f| f.snapshot.content.is_err())));
     }
     w
@@ -735,3 +755,31 @@ pub fn render_classic_body(
 
 #[cfg(test)]
 mod fast_path_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_the_scrapers_headers() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(prefers_openmetrics(prometheus));
+        assert!(!prefers_openmetrics(
+            "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+        ));
+        assert!(!prefers_openmetrics(""));
+        assert!(!prefers_openmetrics("*/*"));
+        assert!(!prefers_openmetrics(
+            "application/openmetrics-text;version=2.0.0"
+        ));
+        assert!(prefers_openmetrics("application/openmetrics-text"));
+        assert!(!prefers_openmetrics(
+            "application/openmetrics-text;q=0.5,text/plain"
+        ));
+        assert!(accepts_gzip("gzip, deflate"));
+        assert!(accepts_gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip(""));
+    }
+}

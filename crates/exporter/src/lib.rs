@@ -71,6 +71,7 @@ pub mod logging;
 pub mod meta;
 pub mod names;
 pub mod process;
+pub mod routes;
 pub mod status;
 pub mod transport;
 pub mod watch;

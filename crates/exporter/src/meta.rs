@@ -1,7 +1,8 @@
 //! The writer of the exporter's own metrics (about the files, the process, the web
-//! configuration): one family at a time, in the classic format and OpenMetrics at once. A leaf:
-//! it knows only the text formats.
+//! configuration): one family at a time, in the classic format and OpenMetrics at once. It
+//! knows only the text formats and the table of the exporter's own names.
 
+use crate::names::OwnMetric;
 use promdrop_textformat::{MetricType, escape_help, escape_label_value, format_go_float};
 
 /// Writes metric families in both formats at once, for the exporter's own metrics.
@@ -16,6 +17,15 @@ pub struct MetaWriter {
 }
 
 impl MetaWriter {
+    /// Starts one of the exporter's own families, with its name, HELP and type from the table.
+    pub fn own(&mut self, metric: &OwnMetric) {
+        let name = match metric.metric_type {
+            MetricType::Counter => metric.name.strip_suffix("_total").unwrap_or(metric.name),
+            _ => metric.name,
+        };
+        self.family(name, metric.help, metric.metric_type);
+    }
+
     /// Starts a family. A counter's `name` is given without `_total`.
     pub fn family(&mut self, name: &str, help: &str, metric_type: MetricType) {
         self.counter = metric_type == MetricType::Counter;
