@@ -92,7 +92,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -1361,14 +1361,9 @@ impl WebConfigHandle {
     ///
     /// Reads files: call it from a blocking-friendly context ([`spawn_reloader`] does).
     pub fn reload_if_changed(&self) -> Result<ReloadOutcome, WebConfigError> {
-        let Some(path) = &self.path else {
+        let Some((path, mut state, now)) = self.reload_start() else {
             return Ok(ReloadOutcome::Unchanged);
         };
-        let mut state = self
-            .reload_state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = fingerprint(path);
         let same =
             |d: &Option<digest::Digest>| d.as_ref().is_some_and(|d| d.as_ref() == now.as_ref());
         if same(&state.loaded) || same(&state.failed) {
@@ -1380,15 +1375,21 @@ impl WebConfigHandle {
     /// Reloads the configuration now, changed or not (for `SIGHUP`). A failure leaves the
     /// current configuration in use. Reads files, like [`Self::reload_if_changed`].
     pub fn reload(&self) -> Result<ReloadOutcome, WebConfigError> {
-        let Some(path) = &self.path else {
+        let Some((path, mut state, now)) = self.reload_start() else {
             return Ok(ReloadOutcome::Unchanged);
         };
-        let mut state = self
+        self.load_into(path, now, &mut state)
+    }
+
+    /// The file, the reload state (locked) and the file's fingerprint now; `None` without a
+    /// file.
+    fn reload_start(&self) -> Option<(&Path, MutexGuard<'_, ReloadState>, digest::Digest)> {
+        let path = self.path.as_deref()?;
+        let state = self
             .reload_state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let now = fingerprint(path);
-        self.load_into(path, now, &mut state)
+        Some((path, state, fingerprint(path)))
     }
 
     fn load_into(
