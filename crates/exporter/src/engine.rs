@@ -11,7 +11,7 @@
 //! rescans, the engine wakes at the next staleness transition of any file, so states change
 //! on time and not only when something is scraped.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +23,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::exposition::{Counters, DataPart, ExpositionOptions, MetaPart, Published, Shared};
-use crate::status::{DirStatus, FileStatus, MAX_LISTED_CONFLICTS, StatusModel};
+use crate::exposition::{
+    CHUNK_BITS, Counters, DataChunk, DataPart, ExpositionOptions, HeaderCache, MetaChunk, MetaPart,
+    Published, Shared,
+};
+use crate::status::{DirStatus, MAX_LISTED_CONFLICTS, StatusModel};
 use crate::watch::WatchEvent;
 use promdrop_textfile::Error;
 use promdrop_textfile::discovery::{self, FileIdentity};
@@ -89,13 +92,20 @@ struct Tracked {
     state: FileState,
     /// When a deletion found the lock busy: try again then.
     delete_retry: Option<Instant>,
+    /// Whether a chunk ends after this file ([`crate::exposition::ends_chunk`]).
+    ends_chunk: bool,
 }
 
 /// A file's place in serving order: directory index, then name.
 type Key = (usize, OsString);
 
-/// What the data part was built from: the served files and their identities.
-type DataKey = Vec<(PathBuf, FileIdentity)>;
+/// A chunk of consecutive tracked files (see [`crate::exposition::CHUNK_BITS`]) as last
+/// published: its files and states, the merged form of the served ones, their meta lines.
+struct EngineChunk {
+    files: Vec<(Arc<FileSnapshot>, FileState)>,
+    data: Arc<DataChunk>,
+    meta: Arc<MetaChunk>,
+}
 
 /// The engine's state. Create it with [`Engine::new`] and drive it with [`Engine::run`].
 pub struct Engine {
@@ -106,9 +116,13 @@ pub struct Engine {
     refused: BTreeMap<Key, String>,
     counters: Counters,
     conflicts: HashSet<ConflictRecord>,
-    data: Option<(DataKey, Arc<DataPart>)>,
-    /// The series of the files the data part was built from, kept up to date file by file.
+    data: Option<Arc<DataPart>>,
+    /// The series of the files the data part was built from, kept up to date chunk by chunk.
     index: SeriesIndex,
+    /// The served files cut into chunks, as last published.
+    chunks: Vec<Arc<EngineChunk>>,
+    /// Family headers, compressed once.
+    headers: Arc<HeaderCache>,
     /// How files are prepared for merging (from the exposition options).
     prepare: Arc<promdrop_textfile::prepared::PrepareOptions>,
     /// Directories to scan again soon (a file was replaced while being read).
@@ -135,6 +149,8 @@ impl Engine {
             conflicts: HashSet::new(),
             data: None,
             index: SeriesIndex::default(),
+            chunks: Vec::new(),
+            headers: Arc::new(HeaderCache::default()),
             prepare,
             retry: BTreeSet::new(),
         }
@@ -167,23 +183,30 @@ impl Engine {
         loop {
             let wake = self.next_wakeup();
             let mut dirty = BTreeSet::new();
-            let add = |event: WatchEvent, dirty: &mut BTreeSet<usize>| match event {
-                WatchEvent::Changed(i) => {
-                    dirty.insert(i);
-                }
-                WatchEvent::Rescan => dirty.extend(all.iter().copied()),
-            };
+            let mut names: BTreeMap<usize, BTreeSet<OsString>> = BTreeMap::new();
+            let add =
+                |event: WatchEvent,
+                 dirty: &mut BTreeSet<usize>,
+                 names: &mut BTreeMap<usize, BTreeSet<OsString>>| match event {
+                    WatchEvent::Changed(i) => {
+                        dirty.insert(i);
+                    }
+                    WatchEvent::Names(i, list) => {
+                        names.entry(i).or_default().extend(list);
+                    }
+                    WatchEvent::Rescan => dirty.extend(all.iter().copied()),
+                };
             tokio::select! {
                 _ = shutdown.changed() => return,
                 event = events.recv() => {
                     let Some(event) = event else { return };
-                    add(event, &mut dirty);
+                    add(event, &mut dirty, &mut names);
                     let deadline = Instant::now() + self.settings.debounce;
                     loop {
                         tokio::select! {
                             _ = tokio::time::sleep_until(deadline) => break,
                             event = events.recv() => match event {
-                                Some(event) => add(event, &mut dirty),
+                                Some(event) => add(event, &mut dirty, &mut names),
                                 None => break,
                             },
                         }
@@ -194,6 +217,12 @@ impl Engine {
             dirty.extend(std::mem::take(&mut self.retry));
             let scan_started = Instant::now();
             let mut changed = self.scan(&dirty).await;
+            // Directories listed whole above need no look at single names.
+            for (index, names) in names {
+                if !dirty.contains(&index) {
+                    changed |= self.scan_names(index, names).await;
+                }
+            }
             tracing::debug!(
                 directories = dirty.len(),
                 changed,
@@ -309,6 +338,92 @@ impl Engine {
                     .is_none_or(|t| t.snapshot.identity != f.identity)
             })
             .collect();
+        changed |= self.read_files(index, &dir, to_read).await;
+        changed
+    }
+
+    /// Looks at the entries `names` of directory `index` alone (what a change event named),
+    /// as a listing would see them: costs the names, not the directory.
+    async fn scan_names(&mut self, index: usize, names: BTreeSet<OsString>) -> bool {
+        let Some(dir) = self.settings.directories.get(index).cloned() else {
+            return false;
+        };
+        if self.dir_errors[index].is_some() {
+            // The directory could not be listed: only a listing tells it is back.
+            return self.scan_dir(index).await;
+        }
+        let looked = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let entry = discovery::look_up(&dir, &name);
+                        (name, entry)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+        };
+        let Ok(looked) = looked else {
+            return false;
+        };
+        let mut changed = false;
+        let mut to_read = Vec::new();
+        for (name, entry) in looked {
+            let key = (index, name);
+            let entry = match entry {
+                Ok(entry) => entry,
+                // Something odd (permissions): a listing decides.
+                Err(_) => return changed | self.scan_dir(index).await,
+            };
+            let refused = match &entry {
+                discovery::Entry::Refused(r) => Some(r.error.to_string()),
+                _ => None,
+            };
+            match (self.refused.get(&key), refused) {
+                (old, Some(message)) if old != Some(&message) => {
+                    tracing::warn!(error = %message, "refusing a file");
+                    self.refused.insert(key.clone(), message);
+                    changed = true;
+                }
+                (Some(_), None) => {
+                    self.refused.remove(&key);
+                    changed = true;
+                }
+                _ => {}
+            }
+            match entry {
+                discovery::Entry::Found(found) => {
+                    if self
+                        .files
+                        .get(&key)
+                        .is_none_or(|t| t.snapshot.identity != found.identity)
+                    {
+                        to_read.push(found);
+                    }
+                }
+                discovery::Entry::Refused(_) | discovery::Entry::Absent => {
+                    if let Some(t) = self.files.remove(&key) {
+                        tracing::info!(file = %t.snapshot.path.display(), "file removed");
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed |= self.read_files(index, &dir, to_read).await;
+        changed
+    }
+
+    /// Reads `to_read` (files of directory `index`), a few at a time, on the blocking pool,
+    /// and installs what they hold. Returns whether anything changed.
+    async fn read_files(
+        &mut self,
+        index: usize,
+        dir: &std::path::Path,
+        to_read: Vec<discovery::Found>,
+    ) -> bool {
+        let mut changed = false;
         let mut pending = to_read.into_iter();
         let mut reads: JoinSet<(OsString, Result<FileSnapshot, Error>)> = JoinSet::new();
         let limit = read_parallelism();
@@ -397,6 +512,7 @@ impl Engine {
         }
         let timing = Timing::of(&snapshot, &self.settings.policy);
         let state = timing.state(SystemTime::now());
+        let ends_chunk = crate::exposition::ends_chunk(&snapshot.path, CHUNK_BITS);
         self.files.insert(
             key,
             Tracked {
@@ -404,6 +520,7 @@ impl Engine {
                 timing,
                 state,
                 delete_retry: None,
+                ends_chunk,
             },
         );
     }
@@ -485,69 +602,134 @@ impl Engine {
             .collect()
     }
 
-    /// Rebuilds what is served and swaps it in.
+    /// Rebuilds what is served and swaps it in. Costs the chunks that changed (see
+    /// [`crate::exposition`]), plus a pointer comparison per file.
     async fn publish(&mut self) {
         let started = Instant::now();
         let views = self.views();
-        let served: Vec<Arc<FileSnapshot>> = views
+        let compat = self.settings.exposition.compat_node_exporter;
+        // The previous chunks, by their first file (kept alive until the end: pointers are
+        // compared).
+        let previous: Vec<Arc<EngineChunk>> = std::mem::take(&mut self.chunks);
+        let mut old: HashMap<usize, &Arc<EngineChunk>> = previous
             .iter()
-            .filter(|v| v.served())
-            .map(|v| Arc::clone(&v.snapshot))
+            .filter_map(|c| Some((Arc::as_ptr(&c.files.first()?.0) as usize, c)))
             .collect();
-        let key: DataKey = served
-            .iter()
-            .map(|s| (s.path.clone(), s.identity))
-            .collect();
-        let data = match &self.data {
-            Some((k, data)) if *k == key => Arc::clone(data),
-            _ => {
+        let mut chunks: Vec<Arc<EngineChunk>> = Vec::new();
+        let mut start = 0;
+        let ends: Vec<bool> = self.files.values().map(|t| t.ends_chunk).collect();
+        for (i, end) in ends.iter().enumerate() {
+            if !*end && i + 1 != views.len() {
+                continue;
+            }
+            let range = start..i + 1;
+            start = i + 1;
+            let part = &views[range];
+            let candidate = old.remove(&(Arc::as_ptr(&part[0].snapshot) as usize));
+            let same = |c: &EngineChunk| {
+                c.files.len() == part.len()
+                    && c.files
+                        .iter()
+                        .zip(part)
+                        .all(|((s, st), v)| Arc::ptr_eq(s, &v.snapshot) && *st == v.state)
+            };
+            if let Some(c) = candidate.filter(|c| same(c)) {
+                chunks.push(Arc::clone(c));
+                continue;
+            }
+            let served: Vec<Arc<FileSnapshot>> = part
+                .iter()
+                .filter(|v| v.served())
+                .map(|v| Arc::clone(&v.snapshot))
+                .collect();
+            let data = match candidate {
+                Some(c)
+                    if c.data.files().len() == served.len()
+                        && c.data
+                            .files()
+                            .iter()
+                            .zip(&served)
+                            .all(|(a, b)| Arc::ptr_eq(a, b)) =>
+                {
+                    Arc::clone(&c.data)
+                }
+                _ => Arc::new(DataChunk::build(served, &self.prepare)),
+            };
+            chunks.push(Arc::new(EngineChunk {
+                files: part
+                    .iter()
+                    .map(|v| (Arc::clone(&v.snapshot), v.state))
+                    .collect(),
+                data,
+                meta: Arc::new(MetaChunk::build(part, compat)),
+            }));
+        }
+        // The series index follows the data chunks that came and went.
+        let ptr = |c: &Arc<EngineChunk>| Arc::as_ptr(&c.data) as usize;
+        let before: HashSet<usize> = previous.iter().map(ptr).collect();
+        let after: HashSet<usize> = chunks.iter().map(ptr).collect();
+        for c in &previous {
+            if !after.contains(&ptr(c)) {
+                for p in c.data.prepared() {
+                    self.index.remove(p);
+                }
+            }
+        }
+        for c in &chunks {
+            if !before.contains(&ptr(c)) {
+                for p in c.data.prepared() {
+                    self.index.add(p);
+                }
+            }
+        }
+        drop(old);
+        drop(previous);
+        let data_chunks: Vec<Arc<DataChunk>> = chunks.iter().map(|c| Arc::clone(&c.data)).collect();
+        let reuse = self.data.as_ref().filter(|d| {
+            d.chunks().len() == data_chunks.len()
+                && d.chunks()
+                    .iter()
+                    .zip(&data_chunks)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        let data = match reuse {
+            Some(d) => Arc::clone(d),
+            None => {
                 let options = self.settings.exposition.clone();
-                let mut index = std::mem::take(&mut self.index);
+                let repeats = self.index.has_repeats();
+                let headers = Arc::clone(&self.headers);
                 let built = tokio::task::spawn_blocking(move || {
-                    let data = DataPart::build_indexed(served, options, &mut index);
-                    (data, index)
+                    DataPart::assemble(data_chunks, options, repeats, headers)
                 })
                 .await;
                 let data = match built {
-                    Ok((d, index)) => {
-                        self.index = index;
-                        Arc::new(d)
-                    }
+                    Ok(d) => Arc::new(d),
                     Err(e) => {
-                        // The index went with the task: the next build counts from scratch.
                         tracing::error!(error = %e, "rendering task failed");
+                        self.chunks = chunks;
                         return;
                     }
                 };
+                self.headers.trim(4 * data.classic.len() + 4096);
                 self.count_conflicts(&data.conflicts);
-                self.data = Some((key, Arc::clone(&data)));
+                self.data = Some(Arc::clone(&data));
                 data
             }
         };
-        let meta = MetaPart::build(
-            &views,
-            &self.counters,
-            self.settings.exposition.compat_node_exporter,
-        );
-        let status = self.status_model(&views, &data.conflicts);
-        let published = Arc::new(Published {
-            data,
-            meta,
-            status: Arc::new(status),
-        });
+        let meta_chunks: Vec<Arc<MetaChunk>> = chunks.iter().map(|c| Arc::clone(&c.meta)).collect();
+        let meta = MetaPart::from_chunks(&meta_chunks, &views, &self.counters, compat);
+        let published_files = views.len();
+        self.chunks = chunks;
+        let status = self.status_model(&data.conflicts);
+        let published = Arc::new(Published::new(data, meta, Arc::new(status), views));
         self.shared.published.store(Arc::clone(&published));
         tracing::debug!(
-            files = views.len(),
-            bytes = published.data.classic.plain.len(),
+            files = published_files,
+            chunks = self.chunks.len(),
             concatenated = published.data.is_concatenated(),
             took_ms = started.elapsed().as_secs_f64() * 1000.0,
             "published"
         );
-        // The plain body is served from now on; the gzip one as soon as it is ready.
-        tokio::task::spawn_blocking(move || {
-            published.compress();
-            crate::process::release_free_memory();
-        });
     }
 
     fn count_conflicts(&mut self, conflicts: &[ConflictRecord]) {
@@ -573,7 +755,8 @@ impl Engine {
         self.conflicts = current;
     }
 
-    fn status_model(&self, views: &[FileView], conflicts: &[ConflictRecord]) -> StatusModel {
+    /// The status, but its files (made from the views on request).
+    fn status_model(&self, conflicts: &[ConflictRecord]) -> StatusModel {
         StatusModel {
             ready: true,
             directories: self
@@ -586,7 +769,7 @@ impl Engine {
                     error: e.clone(),
                 })
                 .collect(),
-            files: views.iter().map(FileStatus::of).collect(),
+            files: Vec::new(),
             refused: self.refused.values().cloned().collect(),
             conflicts: conflicts
                 .iter()

@@ -31,6 +31,7 @@ use crate::meta::MetaWriter;
 use crate::names;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
+use promdrop_textfile::assembly::{self, ChunkPlan, Piece, SLOTS};
 use promdrop_textfile::prepared::{self, PrepareOptions, Prepared, SeriesIndex, apply_options};
 use promdrop_textfile::snapshot::{self, FileSnapshot};
 use promdrop_textfile::staleness::{ConflictRecord, FileState, FileView};
@@ -224,35 +225,58 @@ pub fn render_data(
     conflicts
 }
 
-/// One prepared part of a body: its text, and its gzip segment once compressed.
+/// One prepared piece of a body: its text (one or several slices, sharing the files' prepared
+/// text), and its gzip segment once compressed.
 #[derive(Debug)]
 pub struct Segment {
-    /// The text.
-    pub plain: Bytes,
+    /// The text, in order.
+    pub parts: Vec<Bytes>,
     deflated: OnceLock<Deflated>,
 }
 
 impl Segment {
     /// A segment of `text`, not yet compressed.
     pub fn new(text: String) -> Segment {
-        Segment {
-            plain: Bytes::from(text),
-            deflated: OnceLock::new(),
-        }
+        Segment::from_bytes(Bytes::from(text))
     }
 
     /// A segment of text already in bytes (UTF-8), not yet compressed.
     pub fn from_bytes(text: Bytes) -> Segment {
+        Segment::from_parts(vec![text])
+    }
+
+    /// A segment of the concatenation of `parts`, not yet compressed.
+    pub fn from_parts(parts: Vec<Bytes>) -> Segment {
         Segment {
-            plain: text,
+            parts,
             deflated: OnceLock::new(),
+        }
+    }
+
+    /// The length of the text.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(Bytes::is_empty)
+    }
+
+    /// The text as one buffer (a copy unless it is one part).
+    pub fn plain(&self) -> Bytes {
+        match &self.parts[..] {
+            [one] => one.clone(),
+            parts => Bytes::from(parts.concat()),
         }
     }
 
     /// Compresses the segment (once; later calls return at once). Blocking.
     pub fn compress(&self) -> &Deflated {
-        self.deflated
-            .get_or_init(|| gzip::deflate(&self.plain, false))
+        self.deflated.get_or_init(|| {
+            let parts: Vec<&[u8]> = self.parts.iter().map(|b| &b[..]).collect();
+            gzip::deflate_parts(&parts, false)
+        })
     }
 
     /// The compressed segment, if ready.
@@ -261,19 +285,144 @@ impl Segment {
     }
 }
 
+/// The text of `segments` as one string (lossy), for tests and tools.
+pub fn segments_text(segments: &[Arc<Segment>]) -> String {
+    let mut out = Vec::new();
+    for s in segments {
+        for p in &s.parts {
+            out.extend_from_slice(p);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where the served files are cut into chunks: after a file whose path hashes to a value with
+/// these low bits zero, so a chunk holds 2^CHUNK_BITS files on average and adding or removing
+/// a file moves no other boundary.
+pub const CHUNK_BITS: u32 = 4;
+
+/// Whether a chunk ends after the file at `path` (see [`CHUNK_BITS`]).
+pub fn ends_chunk(path: &std::path::Path, bits: u32) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() & ((1u64 << bits) - 1) == 0
+}
+
+/// Family headers already made into segments, kept across publications so that a header is
+/// compressed once.
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, Arc<Segment>>>,
+}
+
+impl HeaderCache {
+    /// The segment of `text`.
+    pub fn get(&self, text: String) -> Arc<Segment> {
+        let Ok(mut map) = self.map.lock() else {
+            return Arc::new(Segment::new(text));
+        };
+        if let Some(s) = map.get(&text) {
+            return Arc::clone(s);
+        }
+        let segment = Arc::new(Segment::new(text.clone()));
+        map.insert(text, Arc::clone(&segment));
+        segment
+    }
+
+    /// Forgets every header when it holds more than `keep` (headers no longer served go).
+    pub fn trim(&self, keep: usize) {
+        if let Ok(mut map) = self.map.lock()
+            && map.len() > keep
+        {
+            map.clear();
+        }
+    }
+}
+
+/// One chunk of served files, prepared for merging: its plan and the segments of its groups'
+/// lines (compressed on first use and kept while the chunk is unchanged).
+#[derive(Debug)]
+pub struct DataChunk {
+    files: Vec<Arc<FileSnapshot>>,
+    plan: ChunkPlan,
+    segments: Vec<[Option<Arc<Segment>>; SLOTS]>,
+}
+
+impl DataChunk {
+    /// Prepares the chunk of `files` (served, in order) for `wanted`.
+    pub fn build(files: Vec<Arc<FileSnapshot>>, wanted: &PrepareOptions) -> DataChunk {
+        let (files, prepared): (Vec<Arc<FileSnapshot>>, Vec<Arc<Prepared>>) = files
+            .into_iter()
+            .filter_map(|f| {
+                let p = prepared_for(&f, wanted)?;
+                Some((f, p))
+            })
+            .unzip();
+        let paths = files.iter().map(|f| f.path.display().to_string()).collect();
+        let plan = ChunkPlan::build(prepared, paths);
+        let segments = plan
+            .groups
+            .iter()
+            .map(|g| {
+                std::array::from_fn(|slot| {
+                    (!g.lines[slot].is_empty())
+                        .then(|| Arc::new(Segment::from_parts(g.lines[slot].clone())))
+                })
+            })
+            .collect();
+        DataChunk {
+            files,
+            plan,
+            segments,
+        }
+    }
+
+    /// The files' prepared forms, in order.
+    pub fn prepared(&self) -> &[Arc<Prepared>] {
+        self.plan.files()
+    }
+
+    /// The chunk's plan.
+    pub fn plan(&self) -> &ChunkPlan {
+        &self.plan
+    }
+
+    /// The files, in order.
+    pub fn files(&self) -> &[Arc<FileSnapshot>] {
+        &self.files
+    }
+}
+
+/// The segments of `pieces` (from [`assembly`]) over `chunks`.
+fn resolve(
+    pieces: Vec<Piece>,
+    chunks: &[Arc<DataChunk>],
+    headers: &HeaderCache,
+) -> Vec<Arc<Segment>> {
+    pieces
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Text(text) => Some(headers.get(text)),
+            Piece::Lines { chunk, group, slot } => {
+                chunks.get(chunk)?.segments.get(group)?.get(slot)?.clone()
+            }
+        })
+        .collect()
+}
+
 /// The merged samples of the served files.
 #[derive(Debug)]
 pub struct DataPart {
-    /// The classic rendering.
-    pub classic: Arc<Segment>,
-    openmetrics: tokio::sync::OnceCell<Arc<Segment>>,
-    files: Vec<Arc<FileSnapshot>>,
-    /// The files' prepared forms (for `options`), in the same order.
-    prepared: Vec<Arc<Prepared>>,
-    /// Whether merging the prepared text gives the full merge's output (no series in two
-    /// places).
+    /// The classic rendering, in segments.
+    pub classic: Vec<Arc<Segment>>,
+    openmetrics: tokio::sync::OnceCell<Arc<Vec<Arc<Segment>>>>,
+    chunks: Vec<Arc<DataChunk>>,
+    /// Whether the chunks' prepared text gave the body (else the full merge, which a
+    /// duplicate series needs).
     concatenable: bool,
     options: ExpositionOptions,
+    headers: Arc<HeaderCache>,
     /// The conflicts found merging them.
     pub conflicts: Vec<ConflictRecord>,
 }
@@ -295,69 +444,116 @@ fn prepared_for(file: &FileSnapshot, wanted: &PrepareOptions) -> Option<Arc<Prep
     )))
 }
 
+/// Cuts `files` into chunks as [`ends_chunk`] says.
+pub fn cut<T>(items: Vec<T>, path: impl Fn(&T) -> &std::path::Path, bits: u32) -> Vec<Vec<T>> {
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    for item in items {
+        let end = ends_chunk(path(&item), bits);
+        current.push(item);
+        if end {
+            chunks.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
 impl DataPart {
     /// Merges and renders `files` (classic now, OpenMetrics on demand). Blocking.
     pub fn build(files: Vec<Arc<FileSnapshot>>, options: ExpositionOptions) -> DataPart {
         DataPart::build_indexed(files, options, &mut SeriesIndex::default())
     }
 
-    /// [`DataPart::build`] with an index of series kept from the previous build, which then
-    /// costs only the files that changed.
+    /// [`DataPart::build`] with an index of series kept from the previous build (made to
+    /// count exactly `files`).
     pub fn build_indexed(
         files: Vec<Arc<FileSnapshot>>,
         options: ExpositionOptions,
         index: &mut SeriesIndex,
     ) -> DataPart {
+        DataPart::build_cut(files, options, index, CHUNK_BITS)
+    }
+
+    /// [`DataPart::build_indexed`] with chunks of 2^`bits` files on average.
+    pub fn build_cut(
+        files: Vec<Arc<FileSnapshot>>,
+        options: ExpositionOptions,
+        index: &mut SeriesIndex,
+        bits: u32,
+    ) -> DataPart {
         let wanted = options.prepare_options();
-        let (files, prepared): (Vec<Arc<FileSnapshot>>, Vec<Arc<Prepared>>) = files
+        let chunks: Vec<Arc<DataChunk>> = cut(files, |f| f.path.as_path(), bits)
             .into_iter()
-            .filter_map(|f| {
-                let p = prepared_for(&f, &wanted)?;
-                Some((f, p))
-            })
-            .unzip();
-        let members: Vec<(&std::path::Path, &Arc<Prepared>)> = files
+            .map(|c| Arc::new(DataChunk::build(c, &wanted)))
+            .collect();
+        let members: Vec<(&std::path::Path, &Arc<Prepared>)> = chunks
             .iter()
-            .zip(&prepared)
+            .flat_map(|c| c.files.iter().zip(c.prepared()))
             .map(|(f, p)| (f.path.as_path(), p))
             .collect();
         index.update(&members);
         drop(members);
-        let concatenable = !index.has_repeats() && prepared.iter().all(|p| p.is_mergeable());
-        let (text, conflicts) = if concatenable {
-            let capacity: usize = files
-                .iter()
-                .filter_map(|f| f.content.as_ref().ok())
-                .map(|c| c.bytes.len() + 64)
-                .sum();
-            let mut text = Vec::with_capacity(capacity);
-            let path_of = |i: usize| files[i].path.display().to_string();
-            let conflicts = prepared::render_classic(&prepared, &path_of, &mut text);
-            (Bytes::from(text), conflicts)
+        let repeats = index.has_repeats();
+        DataPart::assemble(chunks, options, repeats, Arc::new(HeaderCache::default()))
+    }
+
+    /// Merges prepared chunks (in serving order); `repeats` says whether a series is in two
+    /// places ([`SeriesIndex::has_repeats`]), which takes the full merge. Blocking.
+    pub fn assemble(
+        chunks: Vec<Arc<DataChunk>>,
+        options: ExpositionOptions,
+        repeats: bool,
+        headers: Arc<HeaderCache>,
+    ) -> DataPart {
+        let assembled = if repeats {
+            None
         } else {
-            let capacity: usize = files
-                .iter()
-                .filter_map(|f| f.content.as_ref().ok())
-                .map(|c| c.bytes.len())
-                .sum();
-            let mut text = String::with_capacity(capacity + capacity / 8);
-            let conflicts = render_data(&files, &options, Format::Classic, &mut text);
-            (Bytes::from(text), conflicts)
+            let plans: Vec<&ChunkPlan> = chunks.iter().map(|c| &c.plan).collect();
+            assembly::assemble(&plans)
+        };
+        let concatenable = assembled.is_some();
+        let (classic, conflicts) = match assembled {
+            Some(a) => (resolve(a.classic, &chunks, &headers), a.conflicts),
+            None => {
+                let files: Vec<Arc<FileSnapshot>> = chunks
+                    .iter()
+                    .flat_map(|c| c.files.iter().cloned())
+                    .collect();
+                let capacity: usize = files
+                    .iter()
+                    .filter_map(|f| f.content.as_ref().ok())
+                    .map(|c| c.bytes.len())
+                    .sum();
+                let mut text = String::with_capacity(capacity + capacity / 8);
+                let conflicts = render_data(&files, &options, Format::Classic, &mut text);
+                (vec![Arc::new(Segment::new(text))], conflicts)
+            }
         };
         DataPart {
-            classic: Arc::new(Segment::from_bytes(text)),
+            classic,
             openmetrics: tokio::sync::OnceCell::new(),
-            files,
-            prepared,
+            chunks,
             concatenable,
             options,
+            headers,
             conflicts,
         }
     }
 
+    /// The chunks it was built from.
+    pub fn chunks(&self) -> &[Arc<DataChunk>] {
+        &self.chunks
+    }
+
     /// The files it was built from.
-    pub fn files(&self) -> &[Arc<FileSnapshot>] {
-        &self.files
+    pub fn files(&self) -> Vec<Arc<FileSnapshot>> {
+        self.chunks
+            .iter()
+            .flat_map(|c| c.files.iter().cloned())
+            .collect()
     }
 
     /// Whether it was built from the files' prepared text (else by the full merge, which a
@@ -366,36 +562,46 @@ impl DataPart {
         self.concatenable
     }
 
-    /// Renders the OpenMetrics text (without `# EOF`). Blocking.
-    pub fn render_openmetrics(&self) -> Bytes {
-        if self.concatenable {
-            let mut out = Vec::with_capacity(self.classic.plain.len() + 1024);
-            if prepared::render_openmetrics(&self.prepared, &mut out) {
-                return Bytes::from(out);
-            }
-        }
-        let mut text = String::with_capacity(self.classic.plain.len() + 1024);
-        render_data(&self.files, &self.options, Format::OpenMetrics, &mut text);
-        Bytes::from(text)
+    /// The classic text as one string (a copy), for tests and tools.
+    pub fn classic_text(&self) -> String {
+        segments_text(&self.classic)
     }
 
-    /// The OpenMetrics rendering, made on first use on a blocking thread and kept; its gzip
-    /// segment is prepared right after.
-    pub async fn openmetrics(self: &Arc<Self>) -> Arc<Segment> {
+    /// Renders the OpenMetrics segments (without `# EOF`). Blocking.
+    pub fn render_openmetrics_segments(&self) -> Vec<Arc<Segment>> {
+        if self.concatenable {
+            let plans: Vec<&ChunkPlan> = self.chunks.iter().map(|c| &c.plan).collect();
+            if let Some(pieces) = assembly::assemble_openmetrics(&plans) {
+                return resolve(pieces, &self.chunks, &self.headers);
+            }
+            let prepared: Vec<Arc<Prepared>> = self
+                .chunks
+                .iter()
+                .flat_map(|c| c.prepared().iter().cloned())
+                .collect();
+            let mut out = Vec::with_capacity(1024);
+            if prepared::render_openmetrics(&prepared, &mut out) {
+                return vec![Arc::new(Segment::from_bytes(Bytes::from(out)))];
+            }
+        }
+        let mut text = String::with_capacity(1024);
+        render_data(&self.files(), &self.options, Format::OpenMetrics, &mut text);
+        vec![Arc::new(Segment::new(text))]
+    }
+
+    /// Renders the OpenMetrics text (without `# EOF`). Blocking.
+    pub fn render_openmetrics(&self) -> Bytes {
+        Bytes::from(segments_text(&self.render_openmetrics_segments()))
+    }
+
+    /// The OpenMetrics rendering, made on first use on a blocking thread and kept.
+    pub async fn openmetrics(self: &Arc<Self>) -> Arc<Vec<Arc<Segment>>> {
         let this = Arc::clone(self);
         self.openmetrics
             .get_or_init(|| async move {
-                let rendered = tokio::task::spawn_blocking(move || {
-                    Arc::new(Segment::from_bytes(this.render_openmetrics()))
-                })
-                .await
-                .unwrap_or_else(|_| Arc::new(Segment::new(String::new())));
-                let background = Arc::clone(&rendered);
-                tokio::task::spawn_blocking(move || {
-                    background.compress();
-                    crate::process::release_free_memory();
-                });
-                rendered
+                tokio::task::spawn_blocking(move || Arc::new(this.render_openmetrics_segments()))
+                    .await
+                    .unwrap_or_default()
             })
             .await
             .clone()
@@ -514,34 +720,75 @@ pub struct Counters {
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
 pub const CONFLICT_KINDS: [&str; 4] = ["type", "help", "duplicate_series", "reserved"];
 
-/// Renders the meta metrics about `files` (every tracked file, in order).
-pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaWriter {
-    let mut w = MetaWriter::default();
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| f.snapshot.path.display().to_string())
-        .collect();
-    let per_file = |w: &mut MetaWriter, value: &dyn Fn(&FileView) -> Option<f64>| {
-        for (file, path) in files.iter().zip(&paths) {
-            if let Some(v) = value(file) {
-                w.sample(&[("file", path)], v);
-            }
-        }
-    };
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    w.own(&names::PROMDROP_FILE_MTIME_SECONDS);
-    per_file(&mut w, &|f| Some(f.snapshot.identity.mtime_seconds()));
-    w.own(&names::PROMDROP_FILE_STALE);
-    per_file(&mut w, &|f| Some(flag(f.state != FileState::Fresh)));
-    w.own(&names::PROMDROP_FILE_EXPIRED);
-    per_file(&mut w, &|f| Some(flag(f.state == FileState::Expired)));
-    w.own(&names::PROMDROP_FILE_ERROR);
-    per_file(&mut w, &|f| Some(flag(f.snapshot.content.is_err())));
-    w.own(&names::PROMDROP_FILE_SERIES);
-    per_file(&mut w, &|f| Some(f.snapshot.series() as f64));
-    w.own(&names::PROMDROP_FILE_BYTES);
-    per_file(&mut w, &|f| Some(f.snapshot.identity.size as f64));
+/// The meta families with one sample per file, in body order (the last only with
+/// `--compat.node-exporter`).
+fn per_file_metrics() -> [&'static names::OwnMetric; 7] {
+    [
+        &names::PROMDROP_FILE_MTIME_SECONDS,
+        &names::PROMDROP_FILE_STALE,
+        &names::PROMDROP_FILE_EXPIRED,
+        &names::PROMDROP_FILE_ERROR,
+        &names::PROMDROP_FILE_SERIES,
+        &names::PROMDROP_FILE_BYTES,
+        &names::NODE_TEXTFILE_MTIME_SECONDS,
+    ]
+}
 
+/// The value of per-file meta family `k` ([`per_file_metrics`]) for `f`, if it has one.
+fn per_file_value(k: usize, f: &FileView) -> Option<f64> {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    match k {
+        0 => Some(f.snapshot.identity.mtime_seconds()),
+        1 => Some(flag(f.state != FileState::Fresh)),
+        2 => Some(flag(f.state == FileState::Expired)),
+        3 => Some(flag(f.snapshot.content.is_err())),
+        4 => Some(f.snapshot.series() as f64),
+        5 => Some(f.snapshot.identity.size as f64),
+        _ => f
+            .snapshot
+            .content
+            .is_ok()
+            .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64),
+    }
+}
+
+/// The sample lines of per-file meta family `k` for `files` (the same in both formats).
+fn per_file_lines(k: usize, files: &[FileView]) -> String {
+    let mut w = MetaWriter::default();
+    w.own(per_file_metrics()[k]);
+    w.classic.clear();
+    w.openmetrics.clear();
+    for f in files {
+        if let Some(v) = per_file_value(k, f) {
+            w.sample(&[("file", &f.snapshot.path.display().to_string())], v);
+        }
+    }
+    w.classic
+}
+
+/// The headers of the per-file meta families, classic and OpenMetrics.
+fn per_file_headers() -> &'static [(Arc<Segment>, Arc<Segment>); 7] {
+    static HEADERS: OnceLock<[(Arc<Segment>, Arc<Segment>); 7]> = OnceLock::new();
+    HEADERS.get_or_init(|| {
+        per_file_metrics().map(|m| {
+            let mut w = MetaWriter::default();
+            w.own(m);
+            (
+                Arc::new(Segment::new(w.classic)),
+                Arc::new(Segment::new(w.openmetrics)),
+            )
+        })
+    })
+}
+
+/// The meta families about all files together: the first after the per-file ones, the second
+/// (compat) at the end.
+fn render_meta_totals(
+    files: &[FileView],
+    counters: &Counters,
+    compat_node: bool,
+) -> [MetaWriter; 2] {
+    let mut w = MetaWriter::default();
     w.own(&names::PROMDROP_FILES);
     let mut states = [0u64; 4];
     for f in files {
@@ -577,36 +824,97 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
         ],
         1.0,
     );
+    let mut end = MetaWriter::default();
     if compat_node {
-        w.own(&names::NODE_TEXTFILE_MTIME_SECONDS);
-        per_file(&mut w, &|f| {
-            f.snapshot
-                .content
-                .is_ok()
-                .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64)
-        });
-        w.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
-        w.sample(&[], flag(files.iter().any(|f| f.snapshot.content.is_err())));
+        end.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
+        let flag = files.iter().any(|f| f.snapshot.content.is_err());
+        end.sample(&[], if flag { 1.0 } else { 0.0 });
     }
+    [w, end]
+}
+
+/// Renders the meta metrics about `files` (every tracked file, in order).
+pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaWriter {
+    let part = MetaPart::build(files, counters, compat_node);
+    let mut w = MetaWriter::default();
+    w.classic = segments_text(&part.classic);
+    w.openmetrics = segments_text(&part.openmetrics);
     w
 }
 
-/// The exporter's own metrics, rendered in both formats.
+/// The per-file meta lines of one chunk of files.
+#[derive(Debug)]
+pub struct MetaChunk {
+    lines: [Arc<Segment>; 7],
+}
+
+impl MetaChunk {
+    /// The lines of `files` (one chunk, every tracked file, in order).
+    pub fn build(files: &[FileView], compat_node: bool) -> MetaChunk {
+        MetaChunk {
+            lines: std::array::from_fn(|k| {
+                let text = if k < 6 || compat_node {
+                    per_file_lines(k, files)
+                } else {
+                    String::new()
+                };
+                Arc::new(Segment::new(text))
+            }),
+        }
+    }
+}
+
+/// The exporter's own metrics, rendered in both formats, in segments.
 #[derive(Debug)]
 pub struct MetaPart {
     /// Classic.
-    pub classic: Arc<Segment>,
+    pub classic: Vec<Arc<Segment>>,
     /// OpenMetrics.
-    pub openmetrics: Arc<Segment>,
+    pub openmetrics: Vec<Arc<Segment>>,
 }
 
 impl MetaPart {
-    /// Prepares the meta part.
+    /// Prepares the meta part (one chunk).
     pub fn build(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaPart {
-        let w = render_meta(files, counters, compat_node);
+        let chunk = Arc::new(MetaChunk::build(files, compat_node));
+        MetaPart::from_chunks(&[chunk], files, counters, compat_node)
+    }
+
+    /// Prepares the meta part from the per-file lines of `chunks` (in order) and the totals
+    /// of `files` (every tracked file).
+    pub fn from_chunks(
+        chunks: &[Arc<MetaChunk>],
+        files: &[FileView],
+        counters: &Counters,
+        compat_node: bool,
+    ) -> MetaPart {
+        let headers = per_file_headers();
+        let [totals, end] = render_meta_totals(files, counters, compat_node);
+        let mut classic = Vec::with_capacity(chunks.len() * 7 + 16);
+        let mut openmetrics = Vec::with_capacity(chunks.len() * 7 + 16);
+        let family = |k: usize, classic: &mut Vec<Arc<Segment>>, om: &mut Vec<Arc<Segment>>| {
+            classic.push(Arc::clone(&headers[k].0));
+            om.push(Arc::clone(&headers[k].1));
+            for c in chunks {
+                if !c.lines[k].is_empty() {
+                    classic.push(Arc::clone(&c.lines[k]));
+                    om.push(Arc::clone(&c.lines[k]));
+                }
+            }
+        };
+        for k in 0..6 {
+            family(k, &mut classic, &mut openmetrics);
+        }
+        classic.push(Arc::new(Segment::new(totals.classic)));
+        openmetrics.push(Arc::new(Segment::new(totals.openmetrics)));
+        if compat_node {
+            family(6, &mut classic, &mut openmetrics);
+            classic.push(Arc::new(Segment::new(end.classic)));
+            openmetrics.push(Arc::new(Segment::new(end.openmetrics)));
+        }
         MetaPart {
-            classic: Arc::new(Segment::new(w.classic)),
-            openmetrics: Arc::new(Segment::new(w.openmetrics)),
+            classic,
+            openmetrics,
         }
     }
 }
@@ -618,8 +926,15 @@ pub struct Published {
     pub data: Arc<DataPart>,
     /// The exporter's metrics about them.
     pub meta: MetaPart,
-    /// What the status page and `/api/v1/files` show.
-    pub status: Arc<StatusModel>,
+    /// What the status page and `/api/v1/files` show, but the files ([`Published::status`]
+    /// adds them on first request).
+    status: Arc<StatusModel>,
+    /// Every tracked file, for the status.
+    views: Vec<FileView>,
+    status_full: OnceLock<Arc<StatusModel>>,
+    /// The gzip stream of data and meta, by format (classic, OpenMetrics), joined on first
+    /// request.
+    gzipped: [tokio::sync::OnceCell<Arc<gzip::Joined>>; 2],
 }
 
 /// A response body: its content type, whether it is gzip-encoded, and its chunks.
@@ -646,25 +961,52 @@ impl Body {
 }
 
 impl Published {
-    /// An empty exposition, served before the first scan finishes.
-    pub fn empty(status: StatusModel) -> Published {
+    /// A publication of these parts; `status` without its files, which are `views`.
+    pub fn new(
+        data: Arc<DataPart>,
+        meta: MetaPart,
+        status: Arc<StatusModel>,
+        views: Vec<FileView>,
+    ) -> Published {
         Published {
-            data: Arc::new(DataPart::build(Vec::new(), ExpositionOptions::default())),
-            meta: MetaPart::build(&[], &Counters::default(), false),
-            status: Arc::new(status),
+            data,
+            meta,
+            status,
+            views,
+            status_full: OnceLock::new(),
+            gzipped: Default::default(),
         }
     }
 
-    /// Compresses every part not compressed yet (blocking; run it after publishing).
-    pub fn compress(&self) {
-        self.data.classic.compress();
-        self.meta.classic.compress();
-        self.meta.openmetrics.compress();
+    /// What the status page and `/api/v1/files` show (the files' rows made on first request).
+    pub fn status(&self) -> Arc<StatusModel> {
+        Arc::clone(self.status_full.get_or_init(|| {
+            if self.views.is_empty() {
+                return Arc::clone(&self.status);
+            }
+            let mut model = (*self.status).clone();
+            model.files = self
+                .views
+                .iter()
+                .map(crate::status::FileStatus::of)
+                .collect();
+            Arc::new(model)
+        }))
     }
 
-    /// The `/metrics` body in `format`, gzip-compressed when `gzip` is allowed and the
-    /// compressed parts are ready. Process metrics are added now; everything else was
-    /// prepared before.
+    /// An empty exposition, served before the first scan finishes.
+    pub fn empty(status: StatusModel) -> Published {
+        Published::new(
+            Arc::new(DataPart::build(Vec::new(), ExpositionOptions::default())),
+            MetaPart::build(&[], &Counters::default(), false),
+            Arc::new(status),
+            Vec::new(),
+        )
+    }
+
+    /// The `/metrics` body in `format`, gzip-compressed when `gzip` is allowed. Process
+    /// metrics are added now; everything else was prepared before, and is compressed on the
+    /// first gzip request (only the segments that changed since the last publication).
     pub async fn body(
         &self,
         format: Format,
@@ -672,27 +1014,51 @@ impl Published {
         scrape_metrics: &[fn(&mut MetaWriter)],
     ) -> Body {
         let openmetrics = format == Format::OpenMetrics;
-        let (data, meta) = if openmetrics {
-            (self.data.openmetrics().await, &self.meta.openmetrics)
+        let data = if openmetrics {
+            self.data.openmetrics().await
         } else {
-            (Arc::clone(&self.data.classic), &self.meta.classic)
+            Arc::new(self.data.classic.clone())
+        };
+        let meta = if openmetrics {
+            &self.meta.openmetrics
+        } else {
+            &self.meta.classic
         };
         let mut tail = crate::process::render(openmetrics, scrape_metrics);
         if openmetrics {
             tail.push_str("# EOF\n");
         }
         let content_type = format.content_type();
-        if gzip && let (Some(d), Some(m)) = (data.deflated(), meta.deflated()) {
+        if gzip {
+            let segments: Vec<Arc<Segment>> = data.iter().chain(meta.iter()).cloned().collect();
+            let joined = self.gzipped[usize::from(openmetrics)]
+                .get_or_init(|| async move {
+                    let joined = tokio::task::spawn_blocking(move || {
+                        let deflated: Vec<&Deflated> =
+                            segments.iter().map(|s| s.compress()).collect();
+                        Arc::new(gzip::Joined::new(&deflated))
+                    })
+                    .await;
+                    crate::process::release_free_memory();
+                    joined.unwrap_or_else(|_| Arc::new(gzip::Joined::new(&[])))
+                })
+                .await;
             return Body {
                 content_type,
                 gzip: true,
-                chunks: gzip::join(&[d, m], tail.as_bytes()),
+                chunks: joined.finish(tail.as_bytes()),
             };
         }
+        let mut chunks: Vec<Bytes> = data
+            .iter()
+            .chain(meta.iter())
+            .flat_map(|s| s.parts.iter().cloned())
+            .collect();
+        chunks.push(Bytes::from(tail));
         Body {
             content_type,
             gzip: false,
-            chunks: vec![data.plain.clone(), meta.plain.clone(), Bytes::from(tail)],
+            chunks,
         }
     }
 }
@@ -736,7 +1102,7 @@ pub fn render_classic_body(
         .map(|f| Arc::clone(&f.snapshot))
         .collect();
     let data = DataPart::build(served, options.clone());
-    let mut out = String::from_utf8_lossy(&data.classic.plain).into_owned();
+    let mut out = data.classic_text();
     let conflicts = data.conflicts;
     for c in &conflicts {
         *counters.conflicts.entry(c.kind).or_default() += 1;

@@ -6,6 +6,7 @@
 //! At each rescan tick the watches are checked: a directory that appeared, or was replaced
 //! by a new one (another inode), is watched again.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,10 +17,13 @@ use crate::error::Error;
 use promdrop_textfile::discovery::dir_identity;
 
 /// What the engine is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
-    /// Something changed in the directory with this index.
+    /// Something changed in the directory with this index: list it again.
     Changed(usize),
+    /// These entries (names) of the directory with this index were created, changed, renamed
+    /// or removed: look at them alone, in time independent of the directory's size.
+    Names(usize, Vec<OsString>),
     /// Time for a full rescan of every directory.
     Rescan,
 }
@@ -38,12 +42,28 @@ fn watch_dir(
     tx: &UnboundedSender<WatchEvent>,
 ) -> Result<RecommendedWatcher, Error> {
     let tx = tx.clone();
+    let dir = path.to_path_buf();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             // Our own reads show up as access events: not a change.
             Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
             Ok(e) if e.need_rescan() => {
                 let _ = tx.send(WatchEvent::Rescan);
+            }
+            // Entries of the directory itself: only they need a look.
+            Ok(e)
+                if matches!(
+                    e.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                ) && !e.paths.is_empty()
+                    && e.paths.iter().all(|p| p.parent() == Some(dir.as_path())) =>
+            {
+                let names = e
+                    .paths
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+                    .collect();
+                let _ = tx.send(WatchEvent::Names(index, names));
             }
             // Any other event, and errors (such as a queue overflow), mean "look again".
             _ => {

@@ -105,6 +105,102 @@ pub fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// What one entry of a directory is, for serving.
+#[derive(Debug)]
+pub enum Entry {
+    /// A served file.
+    Found(Found),
+    /// Named like a served file but refused (a symlink escaping the directory).
+    Refused(Refused),
+    /// Nothing to serve under that name (absent, not a regular file, a dangling link).
+    Absent,
+}
+
+/// Classifies the entry `name` of `dir`, given its type without following a symlink and a way
+/// to read its metadata (from the directory listing, or a `stat` of one name).
+/// `canonical_dir` caches the resolved directory (only needed when a symlink is met).
+fn classify(
+    dir: &Path,
+    name: OsString,
+    file_type: std::fs::FileType,
+    metadata: impl FnOnce() -> std::io::Result<Metadata>,
+    canonical_dir: &mut Option<PathBuf>,
+) -> Result<Entry, Error> {
+    let path = dir.join(&name);
+    let metadata = if file_type.is_symlink() {
+        let resolved_dir = match canonical_dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = std::fs::canonicalize(dir).map_err(|source| Error::ListDir {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
+                *canonical_dir = Some(d.clone());
+                d
+            }
+        };
+        let Ok(target) = std::fs::canonicalize(&path) else {
+            return Ok(Entry::Absent); // dangling link: nothing to serve
+        };
+        if !target.starts_with(&resolved_dir) || target == resolved_dir {
+            return Ok(Entry::Refused(Refused {
+                error: Error::SymlinkEscape {
+                    path: path.clone(),
+                    target,
+                    dir: dir.to_path_buf(),
+                },
+                path,
+            }));
+        }
+        match std::fs::metadata(&target) {
+            Ok(m) => m,
+            Err(_) => return Ok(Entry::Absent),
+        }
+    } else if file_type.is_file() {
+        match metadata() {
+            Ok(m) => m,
+            Err(_) => return Ok(Entry::Absent),
+        }
+    } else {
+        return Ok(Entry::Absent);
+    };
+    if !metadata.is_file() {
+        return Ok(Entry::Absent);
+    }
+    Ok(Entry::Found(Found {
+        identity: FileIdentity::of(&metadata),
+        name,
+        path,
+    }))
+}
+
+/// Looks at one entry of `dir` by name, as [`list`] would classify it: what a change event
+/// about that name needs, in time independent of the directory's size.
+pub fn look_up(dir: &Path, name: &std::ffi::OsStr) -> Result<Entry, Error> {
+    if !is_served_name(name) {
+        return Ok(Entry::Absent);
+    }
+    let path = dir.join(name);
+    let metadata = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Entry::Absent),
+        Err(source) => {
+            return Err(Error::ListDir {
+                dir: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let file_type = metadata.file_type();
+    classify(
+        dir,
+        name.to_os_string(),
+        file_type,
+        || Ok(metadata),
+        &mut None,
+    )
+}
+
 /// Lists `dir`: the served files and the refused entries. Entries that vanish while listing
 /// are skipped (they were being renamed or deleted).
 pub fn list(dir: &Path) -> Result<Listing, Error> {
@@ -122,53 +218,20 @@ pub fn list(dir: &Path) -> Result<Listing, Error> {
         if !is_served_name(&name) {
             continue;
         }
-        let path = dir.join(&name);
         let Ok(file_type) = entry.file_type() else {
             continue;
         };
-        let metadata = if file_type.is_symlink() {
-            let resolved_dir = match &canonical_dir {
-                Some(d) => d.clone(),
-                None => {
-                    let d = std::fs::canonicalize(dir).map_err(list_error)?;
-                    canonical_dir = Some(d.clone());
-                    d
-                }
-            };
-            let Ok(target) = std::fs::canonicalize(&path) else {
-                continue; // dangling link: nothing to serve
-            };
-            if !target.starts_with(&resolved_dir) || target == resolved_dir {
-                listing.refused.push(Refused {
-                    error: Error::SymlinkEscape {
-                        path: path.clone(),
-                        target,
-                        dir: dir.to_path_buf(),
-                    },
-                    path,
-                });
-                continue;
-            }
-            match std::fs::metadata(&target) {
-                Ok(m) => m,
-                Err(_) => continue,
-            }
-        } else if file_type.is_file() {
-            match entry.metadata() {
-                Ok(m) => m,
-                Err(_) => continue,
-            }
-        } else {
-            continue;
-        };
-        if !metadata.is_file() {
-            continue;
-        }
-        listing.found.push(Found {
-            identity: FileIdentity::of(&metadata),
+        match classify(
+            dir,
             name,
-            path,
-        });
+            file_type,
+            || entry.metadata(),
+            &mut canonical_dir,
+        )? {
+            Entry::Found(found) => listing.found.push(found),
+            Entry::Refused(refused) => listing.refused.push(refused),
+            Entry::Absent => {}
+        }
     }
     listing.found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(listing)

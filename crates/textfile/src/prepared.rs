@@ -72,32 +72,32 @@ pub struct PreparedFamily {
     pub unit: Option<Box<str>>,
     /// Classic: the name of the main block when it is not the family name (a counter's
     /// samples name it).
-    main_name: Option<Box<str>>,
+    pub(crate) main_name: Option<Box<str>>,
     /// Classic sample lines: the main block, then the split-off gauges in the order of
     /// [`split_suffixes`]. Ranges into [`Prepared::classic`]; empty when absent.
-    classic: [Range<u32>; 3],
+    pub(crate) classic: [Range<u32>; 3],
     /// OpenMetrics: the family's name when not the family name.
-    om_name: Option<Box<str>>,
+    pub(crate) om_name: Option<Box<str>>,
     /// OpenMetrics sample lines (with any folded `_created` samples interleaved), a range
     /// into [`Prepared::openmetrics`].
-    om: Range<u32>,
+    pub(crate) om: Range<u32>,
     /// OpenMetrics: this `x_created` gauge was folded into the counter `x` of the same file.
-    om_folded: bool,
+    pub(crate) om_folded: bool,
     /// OpenMetrics: a gauge was folded into this family.
-    om_folds: bool,
+    pub(crate) om_folds: bool,
     /// OpenMetrics: the family has `_created` samples of its own.
-    om_has_created: bool,
+    pub(crate) om_has_created: bool,
     /// OpenMetrics: a counter written as `unknown` (a sample named as the family, without
     /// `_total`).
-    om_unknown: bool,
+    pub(crate) om_unknown: bool,
 }
 
 impl PreparedFamily {
-    fn om_name(&self) -> &str {
+    pub(crate) fn om_name(&self) -> &str {
         self.om_name.as_deref().unwrap_or(&self.name)
     }
 
-    fn main_name(&self) -> &str {
+    pub(crate) fn main_name(&self) -> &str {
         self.main_name.as_deref().unwrap_or(&self.name)
     }
 }
@@ -111,19 +111,19 @@ pub struct Prepared {
     pub families: Vec<PreparedFamily>,
     /// The names of the reserved families the file had (left out).
     pub reserved: Vec<Box<str>>,
-    classic: Bytes,
-    openmetrics: Bytes,
+    pub(crate) classic: Bytes,
+    pub(crate) openmetrics: Bytes,
     /// Whether the classic text could be split by family (else output with this file takes
     /// the full merge).
-    ok: bool,
+    pub(crate) ok: bool,
     /// Whether the OpenMetrics text could be split by family (else OpenMetrics output with
     /// this file takes the full merge).
-    om_ok: bool,
+    pub(crate) om_ok: bool,
     hashes: Box<[u64]>,
 }
 
 /// The suffixes of the samples a classic client writes as gauges of their own.
-fn split_suffixes(metric_type: MetricType) -> &'static [&'static str] {
+pub(crate) fn split_suffixes(metric_type: MetricType) -> &'static [&'static str] {
     match metric_type {
         MetricType::Counter | MetricType::Histogram | MetricType::Summary => &["_created"],
         MetricType::GaugeHistogram => &["_gcount", "_gsum"],
@@ -354,6 +354,23 @@ impl Prepared {
         &self.hashes
     }
 
+    /// The classic lines in `range`, sharing the prepared text.
+    pub(crate) fn classic_slice(&self, range: &Range<u32>) -> Bytes {
+        if range.end as usize > self.classic.len() || range.start > range.end {
+            return Bytes::new();
+        }
+        self.classic.slice(range.start as usize..range.end as usize)
+    }
+
+    /// The OpenMetrics lines in `range`, sharing the prepared text.
+    pub(crate) fn om_slice(&self, range: &Range<u32>) -> Bytes {
+        if range.end as usize > self.openmetrics.len() || range.start > range.end {
+            return Bytes::new();
+        }
+        self.openmetrics
+            .slice(range.start as usize..range.end as usize)
+    }
+
     fn classic_lines(&self, range: &Range<u32>) -> &[u8] {
         self.classic
             .get(range.start as usize..range.end as usize)
@@ -397,7 +414,8 @@ impl SeriesIndex {
         self.repeated > 0
     }
 
-    fn add(&mut self, prepared: &Prepared) {
+    /// Counts the series of one more file (see also [`SeriesIndex::update`]).
+    pub fn add(&mut self, prepared: &Prepared) {
         for &h in prepared.hashes() {
             let n = self.counts.entry(h).or_insert(0);
             *n += 1;
@@ -407,7 +425,8 @@ impl SeriesIndex {
         }
     }
 
-    fn remove(&mut self, prepared: &Prepared) {
+    /// Stops counting the series of a file [`SeriesIndex::add`] counted.
+    pub fn remove(&mut self, prepared: &Prepared) {
         for &h in prepared.hashes() {
             if let Entry::Occupied(mut e) = self.counts.entry(h) {
                 let n = e.get_mut();

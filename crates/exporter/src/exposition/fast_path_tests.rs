@@ -53,6 +53,23 @@ const POOL: &[(&str, &str)] = &[
         "i.prom",
         "# TYPE up gauge\nup{job=\"a\"} 5\n# TYPE evicted counter\n# TYPE c_created gauge\nc_created 1\n",
     ),
+    // Jobs sharing family names, told apart by a label (as in bench/churn.py).
+    (
+        "k.prom",
+        "# HELP batch_rows_total Rows.\n# TYPE batch_rows_total counter\nbatch_rows_total{job=\"k\",shard=\"0\"} 1\nbatch_rows_total{job=\"k\",shard=\"1\"} 2\n# HELP batch_depth Depth.\n# TYPE batch_depth gauge\nbatch_depth{job=\"k\"} 3\n# TYPE batch_seconds summary\nbatch_seconds{job=\"k\",quantile=\"0.5\"} 1\nbatch_seconds_sum{job=\"k\"} 2\nbatch_seconds_count{job=\"k\"} 3\n",
+    ),
+    (
+        "l.prom",
+        "# HELP batch_rows_total Rows.\n# TYPE batch_rows_total counter\nbatch_rows_total{job=\"l\",shard=\"0\"} 4\n# TYPE batch_depth gauge\nbatch_depth{job=\"l\"} 5\n# TYPE batch_seconds summary\nbatch_seconds{job=\"l\",quantile=\"0.5\"} 1\nbatch_seconds_sum{job=\"l\"} 2\nbatch_seconds_count{job=\"l\"} 3\n",
+    ),
+    (
+        "m.prom",
+        "# HELP batch_depth Other depth.\n# TYPE batch_depth gauge\nbatch_depth{job=\"m\"} 6\n# HELP batch_rows_total Rows.\n# TYPE batch_rows_total gauge\nbatch_rows_total{job=\"m\"} 7\n# TYPE up gauge\nup{job=\"m\"} 1\n",
+    ),
+    (
+        "n.prom",
+        "# TYPE batch_rows counter\n# HELP batch_rows Rows.\nbatch_rows_total{job=\"n\"} 8\nbatch_rows_created{job=\"n\"} 1.7e+09\n# TYPE batch_depth_items gauge\n# UNIT batch_depth_items items\nbatch_depth_items{job=\"n\"} 9\n# TYPE batch_depth gauge\nbatch_depth{job=\"n\"} 9\n# EOF\n",
+    ),
     (
         "j.prom",
         "# TYPE requests counter\nrequests_total{code=\"500\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1\",x=\"j\"} 0\nlat_bucket{le=\"+Inf\",x=\"j\"} 0\nlat_sum{x=\"j\"} 0\nlat_count{x=\"j\"} 0\n# EOF\n",
@@ -88,7 +105,7 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         seed ^= seed << 17;
         seed
     };
-    let mut concatenated = [0usize; 2];
+    let mut concatenated = [0usize; 3];
     for (timestamps, source_label) in [
         (TimestampPolicy::Keep, None),
         (TimestampPolicy::Strip, None),
@@ -107,7 +124,7 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         let all: Vec<Arc<FileSnapshot>> = (0..POOL.len()).map(|i| snapshot(i, &read)).collect();
         let mut orders: Vec<Vec<usize>> = (0..POOL.len()).map(|i| vec![i]).collect();
         orders.push((0..POOL.len()).collect());
-        for _ in 0..300 {
+        for _ in 0..600 {
             let n = 2 + (next() % 5) as usize;
             orders.push(
                 (0..n)
@@ -122,14 +139,17 @@ fn concatenating_prepared_text_equals_the_full_merge() {
                 .filter(|&&i| seen.insert(i))
                 .map(|&i| Arc::clone(&all[i]))
                 .collect();
-            let data = DataPart::build(files.clone(), options.clone());
+            // Chunks of one file, of about two, and of the exporter's size.
+            let bits = [0, 1, super::CHUNK_BITS][order.len() % 3];
+            let data = DataPart::build_cut(
+                files.clone(),
+                options.clone(),
+                &mut SeriesIndex::default(),
+                bits,
+            );
             let mut expected = String::new();
             let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
-            assert_eq!(
-                String::from_utf8_lossy(&data.classic.plain),
-                expected,
-                "classic, files {order:?}"
-            );
+            assert_eq!(data.classic_text(), expected, "classic, files {order:?}");
             assert_eq!(data.conflicts, conflicts, "conflicts, files {order:?}");
             let mut expected = String::new();
             render_data(&files, &options, Format::OpenMetrics, &mut expected);
@@ -140,6 +160,10 @@ fn concatenating_prepared_text_equals_the_full_merge() {
             );
             if data.is_concatenated() {
                 concatenated[0] += 1;
+                let plans: Vec<_> = data.chunks().iter().map(|c| c.plan()).collect();
+                if promdrop_textfile::assembly::assemble_openmetrics(&plans).is_some() {
+                    concatenated[2] += 1;
+                }
                 let mut om = Vec::new();
                 let prepared: Vec<Arc<Prepared>> = files
                     .iter()
@@ -152,7 +176,8 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         }
     }
     // Most orders take the concatenation, and the fallback is exercised too.
-    eprintln!("concatenated (classic, openmetrics): {concatenated:?}");
+    eprintln!("concatenated (classic, openmetrics, openmetrics by chunks): {concatenated:?}");
+    assert!(concatenated[2] > 100, "{concatenated:?}");
     assert!(concatenated[0] > 300, "{concatenated:?}");
     assert!(
         concatenated[1] > 100 && concatenated[1] < concatenated[0],
