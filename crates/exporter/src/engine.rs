@@ -52,6 +52,10 @@ pub struct Settings {
     pub debounce: Duration,
     /// The metrics path (for the status page).
     pub telemetry_path: String,
+    /// `--max-total-bytes`.
+    pub max_total_bytes: u64,
+    /// `--max-total-series`.
+    pub max_total_series: u64,
 }
 
 impl Settings {
@@ -82,6 +86,8 @@ impl Settings {
             },
             debounce: config.debounce,
             telemetry_path: config.telemetry_path.clone(),
+            max_total_bytes: config.max_total_bytes,
+            max_total_series: config.max_total_series as u64,
         }
     }
 }
@@ -94,6 +100,16 @@ struct Tracked {
     delete_retry: Option<Instant>,
     /// Whether a chunk ends after this file ([`crate::exposition::ends_chunk`]).
     ends_chunk: bool,
+    /// Refused by the directory caps: the series it had (its bytes are in the identity).
+    capped: Option<u64>,
+}
+
+/// What a snapshot holds towards the directory caps: bytes and series (none when it failed).
+fn held(snapshot: &FileSnapshot) -> (u64, u64) {
+    match &snapshot.content {
+        Ok(c) => (snapshot.identity.size, c.series as u64),
+        Err(_) => (0, 0),
+    }
 }
 
 /// A file's place in serving order: directory index, then name.
@@ -177,6 +193,7 @@ impl Engine {
             self.scan(&dirs).await;
         }
         self.update_states().await;
+        self.apply_caps().await;
         self.publish().await;
         self.shared.ready.store(true, Ordering::Release);
         tracing::info!(files = self.files.len(), "first scan done, ready");
@@ -230,6 +247,7 @@ impl Engine {
                 "scanned"
             );
             changed |= self.update_states().await;
+            changed |= self.apply_caps().await;
             if changed {
                 self.publish().await;
             }
@@ -424,6 +442,11 @@ impl Engine {
         to_read: Vec<discovery::Found>,
     ) -> bool {
         let mut changed = false;
+        let mut totals = if to_read.is_empty() {
+            (0, 0)
+        } else {
+            self.totals()
+        };
         let mut pending = to_read.into_iter();
         let mut reads: JoinSet<(OsString, Result<FileSnapshot, Error>)> = JoinSet::new();
         let limit = read_parallelism();
@@ -445,7 +468,36 @@ impl Engine {
             let key = (index, name);
             match result {
                 Ok(snapshot) => {
-                    self.install(key, snapshot);
+                    // The directory caps, checked as files arrive so that memory stays bounded
+                    // while reading; `apply_caps` then decides in serving order.
+                    let old = self.files.get(&key).map_or((0, 0), |t| held(&t.snapshot));
+                    let (size, series) = held(&snapshot);
+                    let over = self.over_total(
+                        totals.0.saturating_sub(old.0) + size,
+                        totals.1.saturating_sub(old.1) + series,
+                        &snapshot.path,
+                    );
+                    match over {
+                        None => {
+                            totals = (
+                                totals.0.saturating_sub(old.0) + size,
+                                totals.1.saturating_sub(old.1) + series,
+                            );
+                            self.install(key, snapshot);
+                        }
+                        Some(e) => {
+                            let failed =
+                                FileSnapshot::failed(snapshot.path.clone(), snapshot.identity, &e);
+                            self.install(key.clone(), failed);
+                            if let Some(t) = self.files.get_mut(&key) {
+                                t.capped = Some(series);
+                            }
+                            totals = (
+                                totals.0.saturating_sub(old.0),
+                                totals.1.saturating_sub(old.1),
+                            );
+                        }
+                    }
                     changed = true;
                 }
                 Err(Error::Replaced { .. }) => {
@@ -490,6 +542,101 @@ impl Engine {
         changed || before != self.files.len()
     }
 
+    /// What the served files hold: bytes and series.
+    fn totals(&self) -> (u64, u64) {
+        self.files.values().fold((0, 0), |(b, s), t| {
+            let (size, series) = held(&t.snapshot);
+            (b + size, s + series)
+        })
+    }
+
+    /// The error for a file that would take the directory to `bytes` and `series`, if over
+    /// a cap.
+    fn over_total(&self, bytes: u64, series: u64, path: &std::path::Path) -> Option<Error> {
+        let (what, total, limit) = if bytes > self.settings.max_total_bytes {
+            ("bytes", bytes, self.settings.max_total_bytes)
+        } else if series > self.settings.max_total_series {
+            ("series", series, self.settings.max_total_series)
+        } else {
+            return None;
+        };
+        Some(Error::OverTotal {
+            path: path.to_path_buf(),
+            what,
+            total,
+            limit,
+        })
+    }
+
+    /// Enforces `--max-total-bytes` and `--max-total-series` in serving order: a file that
+    /// does not fit is not served (reported as failed); a file refused before is read again
+    /// when it fits. Returns whether anything changed.
+    async fn apply_caps(&mut self) -> bool {
+        let mut changed = false;
+        for _round in 0..2 {
+            let (mut bytes, mut series) = (0u64, 0u64);
+            let mut reread: Vec<(usize, discovery::Found)> = Vec::new();
+            let mut refuse: Vec<(Key, Error, u64)> = Vec::new();
+            for (key, t) in &self.files {
+                let size = t.snapshot.identity.size;
+                if let Some(s) = t.capped {
+                    if self
+                        .over_total(bytes + size, series + s, &t.snapshot.path)
+                        .is_none()
+                    {
+                        bytes += size;
+                        series += s;
+                        reread.push((
+                            key.0,
+                            discovery::Found {
+                                name: key.1.clone(),
+                                path: t.snapshot.path.clone(),
+                                identity: t.snapshot.identity,
+                            },
+                        ));
+                    }
+                    continue;
+                }
+                let (size, s) = held(&t.snapshot);
+                match self.over_total(bytes + size, series + s, &t.snapshot.path) {
+                    None => {
+                        bytes += size;
+                        series += s;
+                    }
+                    Some(e) => refuse.push((key.clone(), e, s)),
+                }
+            }
+            for (key, error, s) in refuse {
+                tracing::warn!(error = %error, "a file does not fit the directory's caps");
+                if let Some(t) = self.files.get_mut(&key) {
+                    t.snapshot = Arc::new(FileSnapshot::failed(
+                        t.snapshot.path.clone(),
+                        t.snapshot.identity,
+                        &error,
+                    ));
+                    t.capped = Some(s);
+                    changed = true;
+                }
+            }
+            if reread.is_empty() {
+                break;
+            }
+            for (index, found) in reread {
+                let dir = found
+                    .path
+                    .parent()
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_default();
+                // Forget the refusal first so that the read installs it.
+                if let Some(t) = self.files.get_mut(&(index, found.name.clone())) {
+                    t.capped = None;
+                }
+                changed |= self.read_files(index, &dir, vec![found]).await;
+            }
+        }
+        changed
+    }
+
     fn install(&mut self, key: Key, snapshot: FileSnapshot) {
         let previous = self.files.get(&key).map(|t| &t.snapshot);
         match (&snapshot.content, previous.map(|p| &p.content)) {
@@ -521,6 +668,7 @@ impl Engine {
                 state,
                 delete_retry: None,
                 ends_chunk,
+                capped: None,
             },
         );
     }

@@ -39,8 +39,30 @@ pub fn deflate(input: &[u8], last: bool) -> Deflated {
 /// Compresses the concatenation of `parts` as one segment (see [`deflate`]), without joining
 /// them first.
 pub fn deflate_parts(parts: &[&[u8]], last: bool) -> Deflated {
+    COMPRESSOR.with(|slot| match slot.try_borrow_mut() {
+        Ok(mut slot) => {
+            let compress =
+                slot.get_or_insert_with(|| Compress::new(Compression::new(LEVEL), false));
+            compress.reset();
+            deflate_with(compress, parts, last)
+        }
+        // Not reentrant; should it ever be, a compressor of its own.
+        Err(_) => deflate_with(
+            &mut Compress::new(Compression::new(LEVEL), false),
+            parts,
+            last,
+        ),
+    })
+}
+
+thread_local! {
+    /// One compressor per thread, reset between segments: making one allocates and clears
+    /// a few hundred KiB, which cost more than compressing a small segment.
+    static COMPRESSOR: std::cell::RefCell<Option<Compress>> = const { std::cell::RefCell::new(None) };
+}
+
+fn deflate_with(compress: &mut Compress, parts: &[&[u8]], last: bool) -> Deflated {
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut compress = Compress::new(Compression::new(LEVEL), false);
     let mut out: Vec<u8> = Vec::with_capacity(total / 4 + 256);
     let mut crc = Hasher::new();
     let count = parts.len();
@@ -76,7 +98,7 @@ pub fn deflate_parts(parts: &[&[u8]], last: bool) -> Deflated {
     }
     if count == 0 {
         // Nothing to compress: still a valid segment (a sync flush, or the stream's end).
-        return deflate_parts(&[&[]], last);
+        return deflate_with(compress, &[&[]], last);
     }
     Deflated {
         bytes: Bytes::from(out),

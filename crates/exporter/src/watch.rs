@@ -14,7 +14,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::Error;
-use promdrop_textfile::discovery::dir_identity;
+use promdrop_textfile::discovery::{dir_identity, is_served_name};
 
 /// What the engine is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +58,18 @@ fn watch_dir(
                 ) && !e.paths.is_empty()
                     && e.paths.iter().all(|p| p.parent() == Some(dir.as_path())) =>
             {
-                let names = e
+                // Names never served (a writer's hidden temporary file) change nothing: no
+                // wake-up for them.
+                let names: Vec<OsString> = e
                     .paths
                     .iter()
-                    .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+                    .filter_map(|p| p.file_name())
+                    .filter(|n| is_served_name(n))
+                    .map(|n| n.to_os_string())
                     .collect();
-                let _ = tx.send(WatchEvent::Names(index, names));
+                if !names.is_empty() {
+                    let _ = tx.send(WatchEvent::Names(index, names));
+                }
             }
             // Any other event, and errors (such as a queue overflow), mean "look again".
             _ => {

@@ -47,15 +47,19 @@ pub struct PrepareOptions {
 }
 
 impl PrepareOptions {
-    /// Whether `family` is one of [`PrepareOptions::reserved`].
+    /// Whether `family` is one of [`PrepareOptions::reserved`], by its name or by the name
+    /// OpenMetrics suffix rules give its samples: a counter `x` is served as `x_total`, an
+    /// info `x` as `x_info`.
     pub fn is_reserved(&self, family: &MetricFamily<'_>) -> bool {
         let name: &str = &family.name;
+        let suffixed = |suffix: &str| {
+            self.reserved
+                .iter()
+                .any(|r| r.strip_suffix(suffix) == Some(name))
+        };
         self.reserved.contains(&name)
-            || (family.metric_type == MetricType::Counter
-                && self
-                    .reserved
-                    .iter()
-                    .any(|r| r.strip_suffix("_total") == Some(name)))
+            || (family.metric_type == MetricType::Counter && suffixed("_total"))
+            || (family.metric_type == MetricType::Info && suffixed("_info"))
     }
 }
 
