@@ -68,7 +68,7 @@ impl Setup {
             arg("web.config.file", self.config_path().display()),
         ];
         args.extend_from_slice(extra);
-        Exporter::spawn(&args)
+        common::spawn(&args)
     }
 
     fn ca(&self) -> String {

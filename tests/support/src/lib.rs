@@ -13,6 +13,7 @@
 //! - [`raw`]: bytes on a socket, for the few tests that must send what no HTTP client would
 //!   (an oversized head, a malformed request) or see the bytes on the wire (a recording proxy).
 //! - [`metrics`]: `/metrics` as samples, parsed by `promdrop-textformat`.
+//! - [`peers`]: Debian's node_exporter on a loopback port, to compare promdrop with.
 //! - [`pki`]: a certificate authority and leaves made at run time, for the TLS tests.
 //!
 //! Nothing here skips: a missing tool or a server that does not start fails the test with what
@@ -38,6 +39,7 @@ pub mod binaries;
 pub mod exporter;
 pub mod http;
 pub mod metrics;
+pub mod peers;
 pub mod pki;
 pub mod process;
 pub mod raw;

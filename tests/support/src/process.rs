@@ -2,6 +2,7 @@
 //! polling until a deadline, and what `/proc` says of a process.
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -251,41 +252,55 @@ impl Process {
 
 /// Runs `command` to completion with `stdin` as its input (written from another thread, so
 /// that a child answering before it has read everything cannot deadlock; a child that stops
-/// reading early is no error) and returns its output. Fails the test when it cannot run.
-pub fn run(mut command: Command, stdin: &[u8]) -> Output {
+/// reading early is no error) and returns its output; an error when it cannot start (kind
+/// `NotFound` when the program is not installed).
+pub fn try_run(mut command: Command, stdin: &[u8]) -> std::io::Result<Output> {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+        .spawn()?;
     let mut input = child.stdin.take().expect("piped stdin");
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         // The process may refuse the input before reading all of it: a broken pipe is fine.
         let _ = input.write_all(&stdin);
     });
-    let output = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("waiting for {command:?}: {e}"));
+    let output = child.wait_with_output();
     let _ = writer.join();
     output
 }
 
+/// [`try_run`], failing the test when the program cannot run.
+pub fn run(command: Command, stdin: &[u8]) -> Output {
+    let described = format!("{command:?}");
+    try_run(command, stdin).unwrap_or_else(|e| panic!("running {described}: {e}"))
+}
+
 /// Runs `program` with `args` and `stdin` as its input; returns its exit code (-1 when killed
-/// by a signal) and its stdout and stderr together.
-pub fn run_with_stdin(program: &Path, args: &[&str], stdin: &[u8]) -> (i32, String) {
+/// by a signal) and its stdout and stderr together, or why it could not run.
+pub fn try_run_with_stdin(
+    program: impl AsRef<OsStr>,
+    args: &[&str],
+    stdin: &[u8],
+) -> std::io::Result<(i32, String)> {
     let mut command = Command::new(program);
     command.args(args);
-    let output = run(command, stdin);
-    (
+    let output = try_run(command, stdin)?;
+    Ok((
         output.status.code().unwrap_or(-1),
         format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         ),
-    )
+    ))
+}
+
+/// [`try_run_with_stdin`], failing the test when the program cannot run.
+pub fn run_with_stdin(program: &Path, args: &[&str], stdin: &[u8]) -> (i32, String) {
+    try_run_with_stdin(program, args, stdin)
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()))
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
