@@ -185,7 +185,7 @@ fn a_missing_directory_exits_two_with_one_line() {
     let err = stderr(&out);
     assert!(
         err.starts_with(&format!(
-            "promdrop write: cannot write {m}/etl.prom: directory {m}: "
+            "promdrop write: cannot write {m}/etl.prom: directory {m} does not exist (is the volume mounted?)"
         )),
         "{err}"
     );

@@ -89,13 +89,16 @@
 //! Whatever the source, the file is classic text format 0.0.4, as node_exporter's textfile
 //! collector and the promdrop exporter read it.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod atomic;
 mod compose;
 mod error;
 mod handoff;
 #[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub mod otel;
+pub mod servable;
 mod source;
 
 pub use atomic::{
@@ -108,5 +111,29 @@ pub use handoff::{
     ProcessExit,
 };
 #[cfg(feature = "prometheus-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus-client")))]
 pub use source::PrometheusClientSource;
+
+/// The `prometheus` crate (0.14) this crate's [`HandoffBuilder::registry`] takes: use it
+/// through this path (`promdrop_writer::prometheus::Registry`) and there is one version of it
+/// in the build. For another version, see [`HandoffBuilder::text_source`].
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use prometheus;
+
+/// The `prometheus-client` crate (0.26) that [`HandoffBuilder::prometheus_client`] takes.
+#[cfg(feature = "prometheus-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus-client")))]
+pub use prometheus_client;
+
+/// The `opentelemetry` API crate (0.33) that goes with [`opentelemetry_sdk`].
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use opentelemetry;
+
+/// The `opentelemetry_sdk` crate (0.33) whose `SdkMeterProvider` and `PushMetricExporter`
+/// [`otel::FileExporter`] and [`HandoffBuilder::meter_provider`] work with.
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use opentelemetry_sdk;
 pub use source::{Collected, Source, SourceError, TextSource};

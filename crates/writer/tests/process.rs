@@ -310,11 +310,13 @@ fn on_signal_hands_control_back_after_the_final_write() {
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert_eq!(line.trim(), "1");
     kill(&child, SIGTERM);
+    // Read to the end before waiting: the loop may print many lines before it sees the
+    // signal, more than a pipe holds.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let status = child.wait().unwrap();
     // The application got control back, finished its own way and exited 0.
     assert_eq!(status.code(), Some(0), "{status:?}");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert!(rest.contains("signal 15 Some(15)"), "{rest}");
     // The signal did the one final write; the later finish(Success) wrote nothing.
     let file = JobFile::read(&dir.path().join("job.prom"));
