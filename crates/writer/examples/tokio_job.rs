@@ -1,7 +1,7 @@
 //! A tokio job with its own graceful shutdown, handing its metrics off with promdrop.
 //!
 //! ```text
-//! cargo run -p promdrop-writer --example tokio_job -- --dir DIR [--drain SECS]
+//! cargo run -p promdrop-writer --example tokio_job -- --dir DIR [--drain SECS] [--deadline SECS]
 //! ```
 //!
 //! It processes an item every 10 ms until SIGTERM or SIGINT, then drains for SECS (default
@@ -9,8 +9,8 @@
 //! [`graceful_shutdown`](promdrop_writer::HandoffBuilder::graceful_shutdown) mode: the
 //! signal is only recorded (and a snapshot written), so the final write comes after the
 //! drain and counts what it did (`tokio_job_drained_total`), with `reason="signal"`. Had
-//! the drain taken longer than the deadline (10 s here), promdrop would have written and
-//! exited with 143 itself. It exits with 143 after a signal, 0 otherwise.
+//! the drain taken longer than the deadline (`--deadline`, 10 s by default), promdrop would
+//! have written and exited with 143 itself. It exits with 143 after a signal, 0 otherwise.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,11 +24,12 @@ use tokio::signal::unix::{SignalKind, signal};
 #[tokio::main]
 async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (mut dir, mut drain) = (None, 2.0f64);
+    let (mut dir, mut drain, mut deadline) = (None, 2.0f64, 10.0f64);
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--dir" => dir = args.next().map(PathBuf::from),
             "--drain" => drain = args.next().ok_or("--drain SECS")?.parse()?,
+            "--deadline" => deadline = args.next().ok_or("--deadline SECS")?.parse()?,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -40,7 +41,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let mut builder = Handoff::builder("tokio-job")
         .registry(&registry)
-        .graceful_shutdown(Duration::from_secs(10));
+        .graceful_shutdown(Duration::from_secs_f64(deadline));
     if let Some(dir) = dir {
         builder = builder.dir(dir);
     }
