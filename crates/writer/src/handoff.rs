@@ -384,7 +384,9 @@ impl HandoffBuilder {
     /// 128 + the signal. Set the deadline below the pod's `terminationGracePeriodSeconds`
     /// (30 s by default), after which the kubelet sends SIGKILL: then the final write
     /// happens in time. Catches the signals as [`signals`](Self::signals)`(true)` does;
-    /// the application's own handler (`tokio::signal`, `signal-hook`) sees them too.
+    /// the application's own handler (`tokio::signal`, `signal-hook`) sees them too. In this
+    /// mode promdrop never ends the process on a signal but at that deadline: later signals,
+    /// before or after the final write, are the application's to handle.
     #[cfg(feature = "signals")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     pub fn graceful_shutdown(mut self, deadline: Duration) -> Self {
@@ -850,14 +852,13 @@ fn start_signals(
                     .signal
                     .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok();
-                if let Some(deadline) = graceful
-                    && !inner.is_final()
-                {
+                if let Some(deadline) = graceful {
+                    // The job handles the signal: promdrop records it and exits only at the
+                    // deadline of the first one, if the job's own final write has not come.
                     if let Some(callback) = &on_signal {
                         callback(signal);
                     }
-                    if !first {
-                        // The deadline of the first signal runs already.
+                    if !first || inner.is_final() {
                         continue;
                     }
                     // What the job had done when the signal came, in case the drain is cut
@@ -868,11 +869,10 @@ fn start_signals(
                     if inner.wait_final_for(deadline) {
                         continue;
                     }
-                    let first = inner.recorded_signal().unwrap_or(signal);
-                    if let Err(e) = inner.finalize(Reason::Signal(first)) {
+                    if let Err(e) = inner.finalize(Reason::Signal(signal)) {
                         inner.report(&e);
                     }
-                    std::process::exit(128 + first);
+                    std::process::exit(128 + signal);
                 }
                 if let Err(e) = inner.finalize(Reason::Signal(signal)) {
                     inner.report(&e);
@@ -1030,7 +1030,8 @@ impl HandoffGuard {
         }
         // The signal thread stays: signal-hook cannot give a signal its default action back,
         // so after the final write it still turns SIGTERM and SIGINT into an exit with
-        // 128 + the signal (or the application's callback), writing nothing more.
+        // 128 + the signal (or the application's callback, or nothing with
+        // `graceful_shutdown`), writing nothing more.
         result
     }
 }
