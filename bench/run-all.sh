@@ -4,13 +4,14 @@
 #   bench/parse.sh   parse cost: promdrop vs promtool and Python (and criterion throughput)
 #   bench/writer.sh  writer cost: promdrop-writer vs Python's write_to_textfile
 #   bench/scrape.sh  scrape cost: promdrop-exporter vs node_exporter and the Pushgateway
+#   bench/churn.sh   the exporter under churn: CPU vs node_exporter, CPU per change, latency
 # Usage: bench/run-all.sh            (takes several minutes; run it on a quiet machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-for script in parse writer scrape; do
+for script in parse writer scrape churn; do
   if [ ! -x "bench/$script.sh" ]; then
     echo "bench/run-all.sh: bench/$script.sh is missing" >&2
     exit 2

@@ -1,17 +1,19 @@
 //! `promdrop inspect`: what an exporter would serve from some directories, by the exporter's
-//! own rules (its discovery, reading and staleness code, not a copy of them).
+//! own rules (promdrop-textfile's discovery, reading and staleness code, and its flag parsing,
+//! not a copy of them).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, ValueEnum};
-use promdrop_exporter::TimestampPolicy;
-use promdrop_exporter::discovery;
-use promdrop_exporter::snapshot::{self, FileSnapshot, ReadOptions};
-use promdrop_exporter::staleness::{FileState, Policy, Timing};
-use promdrop_textformat::{format_duration, parse_duration};
+use clap::Args;
+use promdrop_textfile::TimestampPolicy;
+use promdrop_textfile::discovery;
+use promdrop_textfile::flags::{OptionalDuration, byte_size, optional_duration, series_limit};
+use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions};
+use promdrop_textfile::staleness::{FileState, Policy, Timing};
+use promdrop_textformat::format_duration;
 use serde::Serialize;
 
 /// Arguments of `promdrop inspect`.
@@ -21,54 +23,23 @@ pub struct InspectArgs {
     #[arg(required = true, value_name = "DIR")]
     dirs: Vec<PathBuf>,
     /// Mark a file stale when it is older than this (`off`: never); as the exporter's flag.
-    #[arg(long, default_value = "1h", value_parser = parse_limit, value_name = "DURATION")]
-    stale_after: Limit,
+    #[arg(long, default_value = "1h", value_parser = optional_duration, value_name = "DURATION")]
+    stale_after: OptionalDuration,
     /// Call a file expired (not served) when it is older than this (`off`: never).
-    #[arg(long, default_value = "off", value_parser = parse_limit, value_name = "DURATION")]
-    expire_after: Limit,
-    /// Largest file read, in bytes, as the exporter's --file.max-bytes.
-    #[arg(long = "file.max-bytes", default_value_t = 16 << 20, value_name = "BYTES")]
+    #[arg(long, default_value = "off", value_parser = optional_duration, value_name = "DURATION")]
+    expire_after: OptionalDuration,
+    /// Largest file read, as the exporter's --file.max-bytes (KiB, MiB, GiB suffixes).
+    #[arg(long = "file.max-bytes", default_value = "16MiB", value_parser = byte_size, value_name = "SIZE")]
     max_bytes: u64,
     /// Most series in a file, as the exporter's --file.max-series.
-    #[arg(long = "file.max-series", default_value_t = 100_000, value_name = "N")]
+    #[arg(long = "file.max-series", default_value = "100000", value_parser = series_limit, value_name = "N")]
     max_series: usize,
     /// What to do with client-side timestamps, as the exporter's --timestamps.
-    #[arg(long, value_enum, default_value_t = Timestamps::Reject)]
-    timestamps: Timestamps,
+    #[arg(long, value_enum, default_value = "reject")]
+    timestamps: TimestampPolicy,
     /// Print JSON on standard output instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-/// A duration flag that may be `off`.
-#[derive(Debug, Clone, Copy)]
-struct Limit(Option<Duration>);
-
-fn parse_limit(text: &str) -> Result<Limit, String> {
-    if text == "off" {
-        return Ok(Limit(None));
-    }
-    parse_duration(text)
-        .map(|d| Limit(Some(d)))
-        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 1h30m or off"))
-}
-
-/// The `--timestamps` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Timestamps {
-    Reject,
-    Strip,
-    Keep,
-}
-
-impl From<Timestamps> for TimestampPolicy {
-    fn from(t: Timestamps) -> TimestampPolicy {
-        match t {
-            Timestamps::Reject => TimestampPolicy::Reject,
-            Timestamps::Strip => TimestampPolicy::Strip,
-            Timestamps::Keep => TimestampPolicy::Keep,
-        }
-    }
 }
 
 /// One file as the exporter would see it.
@@ -117,7 +88,7 @@ pub fn run(args: &InspectArgs) -> ExitCode {
     let options = ReadOptions {
         max_bytes: args.max_bytes,
         max_series: args.max_series,
-        timestamps: args.timestamps.into(),
+        timestamps: args.timestamps,
     };
     let policy = Policy {
         stale_after: args.stale_after.0,

@@ -131,3 +131,39 @@ fn a_missing_directory_exits_two() {
     assert!(stderr.starts_with("promdrop inspect: "), "{stderr}");
     assert!(stderr.contains("/nonexistent/promdrop"), "{stderr}");
 }
+
+/// The limits parse as the exporter's flags do (promdrop_textfile::flags): sizes with units,
+/// `0` refused by both binaries.
+#[test]
+fn limits_take_the_exporters_syntax() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "big.prom", &"up 1\n".repeat(300), Duration::ZERO);
+    let dir_arg = d.to_str().expect("utf-8 path");
+
+    let out = promdrop(&["inspect", "--json", "--file.max-bytes", "1KiB", dir_arg]);
+    assert_eq!(out.status.code(), Some(1), "a 1500-byte file over 1KiB");
+    let rows = rows(&out);
+    let big = row(&rows, "big.prom");
+    assert_eq!(big["state"], "invalid");
+    assert!(
+        big["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("larger than --file.max-bytes=1024")),
+        "{big}"
+    );
+
+    let out = promdrop(&["inspect", "--json", "--file.max-bytes", "16MiB", dir_arg]);
+    assert_eq!(out.status.code(), Some(0));
+
+    for (flag, value) in [
+        ("--file.max-bytes", "0"),
+        ("--file.max-series", "0"),
+        ("--file.max-bytes", "12XB"),
+    ] {
+        let out = promdrop(&["inspect", flag, value, dir_arg]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+}

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use promdrop_exporter::TimestampPolicy;
-use promdrop_exporter::discovery;
-use promdrop_exporter::exposition::prepared::SeriesIndex;
 use promdrop_exporter::exposition::{DataPart, ExpositionOptions, render_data};
 use promdrop_exporter::process::resident_bytes;
-use promdrop_exporter::snapshot::{self, ReadOptions};
+use promdrop_textfile::TimestampPolicy;
+use promdrop_textfile::discovery;
+use promdrop_textfile::prepared::SeriesIndex;
+use promdrop_textfile::snapshot::{self, ReadOptions};
 use promdrop_textformat::Format;
 
 fn rss() -> String {
@@ -66,7 +66,7 @@ fn main() {
 }
 
 /// Publishing as the engine does: the first build, then builds after one file changed.
-fn incremental(files: &[Arc<promdrop_exporter::snapshot::FileSnapshot>], options: &ReadOptions) {
+fn incremental(files: &[Arc<snapshot::FileSnapshot>], options: &ReadOptions) {
     let mut index = SeriesIndex::default();
     let start = Instant::now();
     let data = DataPart::build_indexed(files.to_vec(), ExpositionOptions::default(), &mut index);
@@ -110,7 +110,7 @@ fn incremental(files: &[Arc<promdrop_exporter::snapshot::FileSnapshot>], options
 
 /// The stages of `render_data`, timed one by one with promdrop-textformat directly.
 #[allow(dead_code)]
-fn stages(files: &[Arc<promdrop_exporter::snapshot::FileSnapshot>]) {
+fn stages(files: &[Arc<snapshot::FileSnapshot>]) {
     use promdrop_textformat::{Source, merge, parse, render_classic_into};
     let start = Instant::now();
     let parsed: Vec<_> = files

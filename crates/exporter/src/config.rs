@@ -7,20 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
-use promdrop_textformat::{is_valid_label_name, parse_duration};
+use promdrop_textfile::TimestampPolicy;
+use promdrop_textfile::flags::{
+    OptionalDuration, byte_size, duration, optional_duration, positive_duration, series_limit,
+};
+use promdrop_textformat::is_valid_label_name;
 
-use crate::Error;
-
-/// What to do with samples that carry a client-side timestamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TimestampPolicy {
-    /// The file is not served and reported as failing (node_exporter's behaviour).
-    Reject,
-    /// The timestamps are removed; the samples are served with the scrape's time.
-    Strip,
-    /// The timestamps are served as written.
-    Keep,
-}
+use crate::error::Error;
 
 /// The log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,56 +35,6 @@ pub enum LogFormat {
     Logfmt,
     /// One JSON object per line.
     Json,
-}
-
-/// A duration flag that can be turned off with `off` (or `0`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OptionalDuration(pub Option<Duration>);
-
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m, 1h30m or 250ms"))
-}
-
-fn optional_duration(text: &str) -> Result<OptionalDuration, String> {
-    match text {
-        "off" | "0" | "" => Ok(OptionalDuration(None)),
-        _ => duration(text).map(|d| OptionalDuration((!d.is_zero()).then_some(d))),
-    }
-}
-
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    let d = duration(text)?;
-    if d.is_zero() {
-        return Err("must be more than zero".to_string());
-    }
-    Ok(d)
-}
-
-/// A byte size: a number with an optional `KiB`, `MiB`, `GiB` (or `KB`, `MB`, `GB`) suffix.
-fn byte_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 16MiB or 1048576"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "k" | "K" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return Err(format!("{text:?}: unknown unit (use KiB, MiB or GiB)")),
-    };
-    number
-        .checked_mul(factor)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 /// Every flag of `promdrop-exporter`. Build one from arguments with [`Config::from_args`]
@@ -161,7 +104,8 @@ pub struct Config {
         long = "file.max-series",
         env = "PROMDROP_FILE_MAX_SERIES",
         value_name = "N",
-        default_value_t = 100_000
+        default_value = "100000",
+        value_parser = series_limit
     )]
     pub max_series: usize,
 
@@ -350,14 +294,43 @@ impl Config {
                 reason: "must be at least 1",
             });
         }
-        crate::http::parse_listen_address(&self.listen_address)?;
+        parse_listen_address(&self.listen_address)?;
         Ok(())
+    }
+}
+
+/// The addresses `--web.listen-address` names: `host:port`, or `:port` for every interface
+/// (IPv6 and IPv4 when the system allows, else IPv4).
+pub fn parse_listen_address(address: &str) -> Result<Vec<String>, Error> {
+    let bad = || Error::ListenAddress {
+        address: address.to_string(),
+    };
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() {
+        Ok(vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")])
+    } else {
+        Ok(vec![address.to_string()])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_address(":9466").unwrap(),
+            ["[::]:9466", "0.0.0.0:9466"]
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:0").unwrap(),
+            ["127.0.0.1:0"]
+        );
+        assert!(parse_listen_address("9466").is_err());
+        assert!(parse_listen_address(":http").is_err());
+    }
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         let mut all = vec!["promdrop-exporter"];

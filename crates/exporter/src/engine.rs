@@ -15,25 +15,23 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::Error;
 use crate::config::Config;
-use crate::discovery::{self, FileIdentity};
-use crate::exposition::prepared::{PrepareOptions, SeriesIndex};
-use crate::exposition::{
-    ConflictRecord, Counters, DataPart, ExpositionOptions, FileView, MetaPart, Published,
-};
-use crate::snapshot::{self, FileSnapshot, ReadOptions};
-use crate::staleness::{self, Deleted, FileState, Policy, Timing};
+use crate::exposition::{Counters, DataPart, ExpositionOptions, MetaPart, Published, Shared};
 use crate::status::{DirStatus, FileStatus, MAX_LISTED_CONFLICTS, StatusModel};
 use crate::watch::WatchEvent;
+use promdrop_textfile::Error;
+use promdrop_textfile::conflict::ConflictRecord;
+use promdrop_textfile::discovery::{self, FileIdentity};
+use promdrop_textfile::prepared::SeriesIndex;
+use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions};
+use promdrop_textfile::staleness::{self, Deleted, FileState, FileView, Policy, Timing};
 
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
@@ -84,33 +82,6 @@ impl Settings {
     }
 }
 
-/// What the engine shares with the HTTP layer.
-#[derive(Debug)]
-pub struct Shared {
-    /// The current exposition.
-    pub published: ArcSwap<Published>,
-    /// Set once the first full scan is published.
-    pub ready: AtomicBool,
-}
-
-impl Shared {
-    /// Shared state before the first scan: an empty exposition, not ready.
-    pub fn new(telemetry_path: &str) -> Shared {
-        Shared {
-            published: ArcSwap::from_pointee(Published::empty(StatusModel {
-                telemetry_path: telemetry_path.to_string(),
-                ..StatusModel::default()
-            })),
-            ready: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether the first full scan has been published.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-}
-
 struct Tracked {
     snapshot: Arc<FileSnapshot>,
     timing: Timing,
@@ -138,7 +109,7 @@ pub struct Engine {
     /// The series of the files the data part was built from, kept up to date file by file.
     index: SeriesIndex,
     /// How files are prepared for merging (from the exposition options).
-    prepare: Arc<PrepareOptions>,
+    prepare: Arc<promdrop_textfile::prepared::PrepareOptions>,
     /// Directories to scan again soon (a file was replaced while being read).
     retry: BTreeSet<usize>,
 }
@@ -152,7 +123,7 @@ impl Engine {
     /// An engine publishing into `shared`.
     pub fn new(settings: Settings, shared: Arc<Shared>) -> Engine {
         let dirs = settings.directories.len();
-        let prepare = Arc::new(PrepareOptions::of(&settings.exposition));
+        let prepare = Arc::new(settings.exposition.prepare_options());
         Engine {
             settings,
             shared,

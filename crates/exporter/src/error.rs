@@ -7,70 +7,6 @@ use std::path::PathBuf;
 /// operator can act on; the status page and the log show them as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be opened or read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// A file is larger than `--file.max-bytes`; it was not read past the limit.
-    #[error("{path} is larger than --file.max-bytes={limit} bytes ({size} bytes)")]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// Its size when it was checked (at least `limit + 1`).
-        size: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// A file does not parse as the text format 0.0.4 or OpenMetrics 1.0 (or exceeds a parse
-    /// limit such as `--file.max-series`).
-    #[error("{path}:{source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's error, with line and column.
-        source: promdrop_textformat::Error,
-    },
-    /// A file carries client-side timestamps and `--timestamps=reject` is in force.
-    #[error(
-        "{path}: sample {series} carries a client-side timestamp; with --timestamps=reject \
-         (the default, as in node_exporter) such files are not served: drop the timestamps \
-         or run with --timestamps=strip or keep"
-    )]
-    Timestamp {
-        /// The file.
-        path: PathBuf,
-        /// The first sample with a timestamp, as `name{labels}`.
-        series: String,
-    },
-    /// A symlink in a watched directory points outside it.
-    #[error("{path} is a symlink to {target}, outside {dir}: not served")]
-    SymlinkEscape {
-        /// The symlink.
-        path: PathBuf,
-        /// Where it resolves to.
-        target: PathBuf,
-        /// The directory it was found in.
-        dir: PathBuf,
-    },
-    /// A file was replaced between being listed and being opened; it is read again on the next
-    /// scan.
-    #[error("{path} was replaced while it was being read; reading it again")]
-    Replaced {
-        /// The file.
-        path: PathBuf,
-    },
-    /// A watched directory could not be listed.
-    #[error("cannot list {dir}: {source}")]
-    ListDir {
-        /// The directory.
-        dir: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
     /// A directory could not be watched for change events (it is still rescanned).
     #[error("cannot watch {dir} for changes (rescans continue): {source}")]
     Watch {
@@ -78,14 +14,6 @@ pub enum Error {
         dir: PathBuf,
         /// Why.
         source: notify::Error,
-    },
-    /// An expired file could not be deleted.
-    #[error("cannot delete {path}: {source}")]
-    Delete {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
     },
     /// The listen address is not `host:port` or `:port`.
     #[error("invalid --web.listen-address {address:?}: expected host:port or :port")]
@@ -119,4 +47,8 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+
+    /// A file or a directory: reading, listing, parsing or deleting it.
+    #[error(transparent)]
+    File(#[from] promdrop_textfile::Error),
 }

@@ -15,25 +15,26 @@
 //!
 //! Only process metrics are rendered for each scrape: they are small and change all the time.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use promdrop_textformat::{
-    Conflict, Format, Label, MetricFamily, MetricType, Source, escape_help, escape_label_value,
-    format_go_float, merge, parse, render_classic_into, render_openmetrics_into,
+    Conflict, Format, MetricFamily, Source, merge, parse, render_classic_into,
+    render_openmetrics_into,
 };
-use serde::Serialize;
 
-pub mod prepared;
-
-use crate::config::TimestampPolicy;
-use crate::exposition::prepared::{PrepareOptions, Prepared, SeriesIndex};
 use crate::gzip::{self, Deflated};
-use crate::snapshot::FileSnapshot;
-use crate::staleness::{FileState, Timing};
+use crate::meta::MetaWriter;
+use crate::names;
 use crate::status::StatusModel;
+use promdrop_textfile::TimestampPolicy;
+use promdrop_textfile::conflict::ConflictRecord;
+use promdrop_textfile::prepared::{self, PrepareOptions, Prepared, SeriesIndex, apply_options};
+use promdrop_textfile::snapshot::{self, FileSnapshot};
+use promdrop_textfile::staleness::{FileState, FileView};
 
 /// How files are turned into the served samples.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -46,74 +47,14 @@ pub struct ExpositionOptions {
     pub compat_node_exporter: bool,
 }
 
-/// A file as the exposition sees it: its snapshot and its state now.
-#[derive(Debug, Clone)]
-pub struct FileView {
-    /// The snapshot.
-    pub snapshot: Arc<FileSnapshot>,
-    /// Its timing.
-    pub timing: Timing,
-    /// Its state.
-    pub state: FileState,
-}
-
-impl FileView {
-    /// Whether its samples are served: it parsed and has not expired.
-    pub fn served(&self) -> bool {
-        self.snapshot.content.is_ok() && self.state != FileState::Expired
-    }
-}
-
-/// A conflict between files found while merging, with file paths instead of indexes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ConflictRecord {
-    /// `type`, `help`, `duplicate_series` or `reserved` (a file declares a family that the
-    /// exporter's own metrics use).
-    pub kind: &'static str,
-    /// The family.
-    pub family: String,
-    /// The series (duplicates only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub series: Option<String>,
-    /// The file whose version is served.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kept_file: Option<String>,
-    /// The file whose family or sample was left out (for `help`, the file whose text was not
-    /// used; its samples are served).
-    pub other_file: String,
-}
-
-impl std::fmt::Display for ConflictRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.kind {
-            "type" => write!(
-                f,
-                "family {} in {} has another TYPE than in {}: dropped from {}",
-                self.family,
-                self.other_file,
-                self.kept_file.as_deref().unwrap_or("?"),
-                self.other_file
-            ),
-            "help" => write!(
-                f,
-                "family {} in {} has another HELP than in {}: the first is served",
-                self.family,
-                self.other_file,
-                self.kept_file.as_deref().unwrap_or("?")
-            ),
-            "duplicate_series" => write!(
-                f,
-                "series {} is in {} and {}: served from {}",
-                self.series.as_deref().unwrap_or(&self.family),
-                self.kept_file.as_deref().unwrap_or("?"),
-                self.other_file,
-                self.kept_file.as_deref().unwrap_or("?")
-            ),
-            _ => write!(
-                f,
-                "family {} in {} has a name the exporter's own metrics use: dropped",
-                self.family, self.other_file
-            ),
+impl ExpositionOptions {
+    /// What these options change in a file's prepared form; the exporter's own metric names
+    /// ([`crate::names`]) are reserved.
+    pub fn prepare_options(&self) -> PrepareOptions {
+        PrepareOptions {
+            strip_timestamps: self.timestamps == Some(TimestampPolicy::Strip),
+            source_label: self.source_label.as_deref().map(Box::from),
+            reserved: &crate::names::RESERVED_FAMILIES,
         }
     }
 }
@@ -121,47 +62,15 @@ impl std::fmt::Display for ConflictRecord {
 /// `name{label="value",...}` for a sample, for messages.
 pub use promdrop_textformat::describe_series;
 
-/// The names of the exporter's own metric families (classic names), which files may not use.
-pub const RESERVED_FAMILIES: &[&str] = &[
-    "promdrop_file_mtime_seconds",
-    "promdrop_file_stale",
-    "promdrop_file_expired",
-    "promdrop_file_error",
-    "promdrop_file_series",
-    "promdrop_file_bytes",
-    "promdrop_files",
-    "promdrop_conflicts_total",
-    "promdrop_reloads_total",
-    "promdrop_build_info",
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-    "process_virtual_memory_bytes",
-    "process_start_time_seconds",
-    "process_open_fds",
-    "process_max_fds",
-    "node_textfile_mtime_seconds",
-    "node_textfile_scrape_error",
-    "promdrop_web_config_reloads_total",
-    "promdrop_web_config_last_reload_successful",
-    "promdrop_web_config_last_reload_success_timestamp_seconds",
-];
-
-pub(crate) fn is_reserved(family: &MetricFamily<'_>) -> bool {
-    let name: &str = &family.name;
-    RESERVED_FAMILIES.contains(&name)
-        || (family.metric_type == MetricType::Counter
-            && RESERVED_FAMILIES
-                .iter()
-                .any(|r| r.strip_suffix("_total") == Some(name)))
-}
-
 /// One file parsed for merging: its families (reserved ones removed, timestamps stripped and
 /// the source label added as configured) and the names of the reserved families it had.
-type Parsed<'a> = Option<(Vec<MetricFamily<'a>>, Vec<String>)>;
+type Parsed<'a> = Option<(Vec<MetricFamily<'a>>, Vec<Box<str>>)>;
 
+/// The file's families with the options applied by the same code as its prepared form
+/// ([`apply_options`]).
 fn prepare_file<'a>(
     file: &'a FileSnapshot,
-    options: &'a ExpositionOptions,
+    options: &'a PrepareOptions,
     name: &'a str,
 ) -> Parsed<'a> {
     let content = file.content.as_ref().ok()?;
@@ -169,37 +78,14 @@ fn prepare_file<'a>(
     let mut families = parse(&content.bytes, content.format).ok()?.families;
     // `le` and `quantile` as node_exporter serves them, as in the prepared form.
     promdrop_textformat::canonicalize_bounds(&mut families);
-    let mut reserved = Vec::new();
-    families.retain(|family| {
-        if is_reserved(family) {
-            reserved.push(family.name.to_string());
-            return false;
-        }
-        true
-    });
-    let strip = options.timestamps == Some(TimestampPolicy::Strip);
-    if strip || options.source_label.is_some() {
-        for sample in families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
-            if strip {
-                sample.timestamp = None;
-            }
-            if let Some(label) = &options.source_label {
-                match sample.labels.iter_mut().find(|l| l.name == label.as_str()) {
-                    Some(existing) => existing.value = Cow::Borrowed(name),
-                    None => sample
-                        .labels
-                        .push(Label::new(Cow::Borrowed(label.as_str()), name)),
-                }
-            }
-        }
-    }
+    let reserved = apply_options(&mut families, options, name);
     Some((families, reserved))
 }
 
 /// [`prepare_file`] for every file, on up to one thread per core, results in file order.
 fn parse_all<'a>(
     files: &'a [Arc<FileSnapshot>],
-    options: &'a ExpositionOptions,
+    options: &'a PrepareOptions,
     names: &'a [String],
 ) -> Vec<Parsed<'a>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
@@ -265,7 +151,8 @@ pub fn render_data(
         })
         .collect();
     // Parse on every core: parsing is most of the cost, and files are independent.
-    let prepared = parse_all(files, options, &names);
+    let prepare = options.prepare_options();
+    let prepared = parse_all(files, &prepare, &names);
     let mut conflicts = Vec::new();
     let mut parsed: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::with_capacity(files.len());
     for (index, result) in prepared.into_iter().enumerate() {
@@ -275,7 +162,7 @@ pub fn render_data(
         for family in reserved {
             conflicts.push(ConflictRecord {
                 kind: "reserved",
-                family,
+                family: family.into(),
                 series: None,
                 kept_file: None,
                 other_file: files[index].path.display().to_string(),
@@ -404,7 +291,7 @@ fn prepared_for(file: &FileSnapshot, wanted: &PrepareOptions) -> Option<Arc<Prep
     Some(Arc::new(Prepared::build(
         exposition.families,
         &content.bytes,
-        &crate::snapshot::file_name(&file.path),
+        &snapshot::file_name(&file.path),
         wanted,
     )))
 }
@@ -422,7 +309,7 @@ impl DataPart {
         options: ExpositionOptions,
         index: &mut SeriesIndex,
     ) -> DataPart {
-        let wanted = PrepareOptions::of(&options);
+        let wanted = options.prepare_options();
         let (files, prepared): (Vec<Arc<FileSnapshot>>, Vec<Arc<Prepared>>) = files
             .into_iter()
             .filter_map(|f| {
@@ -516,70 +403,102 @@ impl DataPart {
     }
 }
 
-/// Writes metric families in both formats at once, for the exporter's own metrics.
-#[derive(Debug, Default)]
-pub struct MetaWriter {
-    /// The classic text.
-    pub classic: String,
-    /// The OpenMetrics text (without `# EOF`).
-    pub openmetrics: String,
-    counter: bool,
-    name: String,
+/// What the engine shares with the HTTP layer.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current exposition.
+    pub published: ArcSwap<Published>,
+    /// Set once the first full scan is published.
+    pub ready: AtomicBool,
+    /// Metrics rendered at each scrape after the process metrics, by the parts that own
+    /// them (the web configuration's reloads); set by [`crate::run`]'s caller wiring.
+    pub scrape_metrics: Vec<fn(&mut MetaWriter)>,
 }
 
-impl MetaWriter {
-    /// Starts a family. A counter's `name` is given without `_total`.
-    pub fn family(&mut self, name: &str, help: &str, metric_type: MetricType) {
-        self.counter = metric_type == MetricType::Counter;
-        self.name.clear();
-        self.name.push_str(name);
-        if self.counter {
-            self.name.push_str("_total");
+impl Shared {
+    /// Shared state before the first scan: an empty exposition, not ready.
+    pub fn new(telemetry_path: &str) -> Shared {
+        Shared {
+            published: ArcSwap::from_pointee(Published::empty(StatusModel {
+                telemetry_path: telemetry_path.to_string(),
+                ..StatusModel::default()
+            })),
+            ready: AtomicBool::new(false),
+            scrape_metrics: Vec::new(),
         }
-        let classic_name = self.name.as_str();
-        self.classic.push_str("# HELP ");
-        self.classic.push_str(classic_name);
-        self.classic.push(' ');
-        escape_help(help, &mut self.classic);
-        self.classic.push_str("\n# TYPE ");
-        self.classic.push_str(classic_name);
-        self.classic.push(' ');
-        self.classic.push_str(metric_type.classic_name());
-        self.classic.push('\n');
-        self.openmetrics.push_str("# HELP ");
-        self.openmetrics.push_str(name);
-        self.openmetrics.push(' ');
-        escape_label_value(help, &mut self.openmetrics);
-        self.openmetrics.push_str("\n# TYPE ");
-        self.openmetrics.push_str(name);
-        self.openmetrics.push(' ');
-        self.openmetrics.push_str(metric_type.openmetrics_name());
-        self.openmetrics.push('\n');
     }
 
-    /// Adds a sample to the current family.
-    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
-        let mut line = String::with_capacity(64);
-        line.push_str(&self.name);
-        if !labels.is_empty() {
-            line.push('{');
-            for (i, (name, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    line.push(',');
-                }
-                line.push_str(name);
-                line.push_str("=\"");
-                escape_label_value(value, &mut line);
-                line.push('"');
-            }
-            line.push('}');
-        }
-        line.push(' ');
-        format_go_float(value, &mut line);
-        line.push('\n');
-        self.classic.push_str(&line);
-        self.openmetrics.push_str(&line);
+    /// Whether the first full scan has been published.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
+}
+
+/// Whether `accept` prefers OpenMetrics to the classic text format.
+///
+/// Each media range gets its `q` (default 1); OpenMetrics is chosen when its best `q` is above
+/// zero and above that of `text/plain` (or `text/*`, `*/*`), as Prometheus asks with
+/// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`.
+pub fn prefers_openmetrics(accept: &str) -> bool {
+    let mut om: f32 = 0.0;
+    let mut plain: f32 = 0.0;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q: f32 = 1.0;
+        let mut version: Option<String> = None;
+        for param in parts {
+            if let Some((k, v)) = param.split_once('=') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.trim().parse().unwrap_or(0.0),
+                    "version" => version = Some(v.trim().to_string()),
+                    _ => {}
+                }
+            }
+        }
+        match media.as_str() {
+            "application/openmetrics-text"
+                if version
+                    .as_deref()
+                    .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
+            {
+                om = om.max(q)
+            }
+            "text/plain" | "text/*" | "*/*" => plain = plain.max(q),
+            _ => {}
+        }
+    }
+    om > 0.0 && om > plain
+}
+
+/// Whether `accept_encoding` allows gzip.
+pub fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim() == "q")
+            .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+    })
+}
+
+/// The format and compression a request asks for with its `Accept` and `Accept-Encoding`
+/// headers, as [`Published::body`] takes them.
+pub fn negotiate(headers: &hyper::HeaderMap) -> (Format, bool) {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let format = if prefers_openmetrics(header(hyper::header::ACCEPT)) {
+        Format::OpenMetrics
+    } else {
+        Format::Classic
+    };
+    (format, accepts_gzip(header(hyper::header::ACCEPT_ENCODING)))
 }
 
 /// Counters that live as long as the process.
@@ -611,48 +530,20 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
         }
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    w.family(
-        "promdrop_file_mtime_seconds",
-        "Modification time of the file, in seconds since the Unix epoch.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_MTIME_SECONDS);
     per_file(&mut w, &|f| Some(f.snapshot.identity.mtime_seconds()));
-    w.family(
-        "promdrop_file_stale",
-        "Whether the file is older than its stale-after (1) or not (0); its samples are still served.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_STALE);
     per_file(&mut w, &|f| Some(flag(f.state != FileState::Fresh)));
-    w.family(
-        "promdrop_file_expired",
-        "Whether the file is older than its expire-after (1): its samples are withheld.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_EXPIRED);
     per_file(&mut w, &|f| Some(flag(f.state == FileState::Expired)));
-    w.family(
-        "promdrop_file_error",
-        "Whether the file currently fails to be read or parsed (1): its samples are not served.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_ERROR);
     per_file(&mut w, &|f| Some(flag(f.snapshot.content.is_err())));
-    w.family(
-        "promdrop_file_series",
-        "Series in the file as last read successfully (0 when it fails).",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_SERIES);
     per_file(&mut w, &|f| Some(f.snapshot.series() as f64));
-    w.family(
-        "promdrop_file_bytes",
-        "Size of the file in bytes.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILE_BYTES);
     per_file(&mut w, &|f| Some(f.snapshot.identity.size as f64));
 
-    w.family(
-        "promdrop_files",
-        "Files by state: fresh, stale, expired (served or not), error (failing to parse).",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_FILES);
     let mut states = [0u64; 4];
     for f in files {
         if f.snapshot.content.is_err() {
@@ -664,27 +555,15 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     for (state, n) in ["fresh", "stale", "expired", "error"].iter().zip(states) {
         w.sample(&[("state", state)], n as f64);
     }
-    w.family(
-        "promdrop_conflicts",
-        "Conflicts between files found while merging, each counted when it appears: type (family dropped from the later file), help (first HELP kept), duplicate_series (served from the newer file), reserved (a file uses an exporter metric name).",
-        MetricType::Counter,
-    );
+    w.own(&names::PROMDROP_CONFLICTS_TOTAL);
     for kind in CONFLICT_KINDS {
         let n = counters.conflicts.get(kind).copied().unwrap_or(0);
         w.sample(&[("kind", kind)], n as f64);
     }
-    w.family(
-        "promdrop_reloads",
-        "Files read and parsed, by result (success or failure).",
-        MetricType::Counter,
-    );
+    w.own(&names::PROMDROP_RELOADS_TOTAL);
     w.sample(&[("result", "success")], counters.reloads_success as f64);
     w.sample(&[("result", "failure")], counters.reloads_failure as f64);
-    w.family(
-        "promdrop_build_info",
-        "A metric with a constant '1' value labeled by version and revision of promdrop-exporter.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_BUILD_INFO);
     w.sample(
         &[
             ("version", env!("CARGO_PKG_VERSION")),
@@ -700,22 +579,14 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
         1.0,
     );
     if compat_node {
-        w.family(
-            "node_textfile_mtime_seconds",
-            "Unixtime mtime of textfiles successfully read.",
-            MetricType::Gauge,
-        );
+        w.own(&names::NODE_TEXTFILE_MTIME_SECONDS);
         per_file(&mut w, &|f| {
             f.snapshot
                 .content
                 .is_ok()
                 .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64)
         });
-        w.family(
-            "node_textfile_scrape_error",
-            "1 if there was an error opening or reading a file, 0 otherwise",
-            MetricType::Gauge,
-        );
+        w.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
         w.sample(&[], flag(files.iter().any(|f| f.snapshot.content.is_err())));
     }
     w
@@ -795,14 +666,19 @@ impl Published {
     /// The `/metrics` body in `format`, gzip-compressed when `gzip` is allowed and the
     /// compressed parts are ready. Process metrics are added now; everything else was
     /// prepared before.
-    pub async fn body(&self, format: Format, gzip: bool) -> Body {
+    pub async fn body(
+        &self,
+        format: Format,
+        gzip: bool,
+        scrape_metrics: &[fn(&mut MetaWriter)],
+    ) -> Body {
         let openmetrics = format == Format::OpenMetrics;
         let (data, meta) = if openmetrics {
             (self.data.openmetrics().await, &self.meta.openmetrics)
         } else {
             (Arc::clone(&self.data.classic), &self.meta.classic)
         };
-        let mut tail = crate::process::render(openmetrics);
+        let mut tail = crate::process::render(openmetrics, scrape_metrics);
         if openmetrics {
             tail.push_str("# EOF\n");
         }
@@ -829,11 +705,11 @@ impl Published {
 /// ```
 /// use std::sync::Arc;
 /// use bytes::Bytes;
-/// use promdrop_exporter::discovery::FileIdentity;
-/// use promdrop_exporter::exposition::{render_classic_body, Counters, ExpositionOptions, FileView};
-/// use promdrop_exporter::snapshot::{parse_bytes, ReadOptions};
-/// use promdrop_exporter::staleness::{Policy, Timing};
-/// use promdrop_exporter::TimestampPolicy;
+/// use promdrop_exporter::exposition::{render_classic_body, Counters, ExpositionOptions};
+/// use promdrop_textfile::discovery::FileIdentity;
+/// use promdrop_textfile::snapshot::{parse_bytes, ReadOptions};
+/// use promdrop_textfile::staleness::{FileView, Policy, Timing};
+/// use promdrop_textfile::TimestampPolicy;
 ///
 /// let options = ReadOptions { max_bytes: 1 << 20, max_series: 1000, timestamps: TimestampPolicy::Reject };
 /// let identity = FileIdentity { dev: 1, ino: 1, size: 0, mtime_ns: 0 };
@@ -876,4 +752,35 @@ pub fn render_classic_body(
     let meta = render_meta(files, counters, options.compat_node_exporter);
     out.push_str(&meta.classic);
     out
+}
+
+#[cfg(test)]
+mod fast_path_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_the_scrapers_headers() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(prefers_openmetrics(prometheus));
+        assert!(!prefers_openmetrics(
+            "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+        ));
+        assert!(!prefers_openmetrics(""));
+        assert!(!prefers_openmetrics("*/*"));
+        assert!(!prefers_openmetrics(
+            "application/openmetrics-text;version=2.0.0"
+        ));
+        assert!(prefers_openmetrics("application/openmetrics-text"));
+        assert!(!prefers_openmetrics(
+            "application/openmetrics-text;q=0.5,text/plain"
+        ));
+        assert!(accepts_gzip("gzip, deflate"));
+        assert!(accepts_gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip(""));
+    }
 }

@@ -39,10 +39,10 @@
 //! ```
 //! use std::sync::Arc;
 //! use bytes::Bytes;
-//! use promdrop_exporter::discovery::FileIdentity;
-//! use promdrop_exporter::exposition::{render_classic_body, Counters, ExpositionOptions, FileView};
-//! use promdrop_exporter::snapshot::{parse_bytes, ReadOptions};
-//! use promdrop_exporter::staleness::{FileState, Policy, Timing};
+//! use promdrop_exporter::exposition::{render_classic_body, Counters, ExpositionOptions};
+//! use promdrop_textfile::discovery::FileIdentity;
+//! use promdrop_textfile::snapshot::{parse_bytes, ReadOptions};
+//! use promdrop_textfile::staleness::{FileState, FileView, Policy, Timing};
 //! use promdrop_exporter::TimestampPolicy;
 //!
 //! let read = ReadOptions { max_bytes: 1 << 20, max_series: 1000, timestamps: TimestampPolicy::Reject };
@@ -62,25 +62,25 @@
 #![deny(missing_docs)]
 
 pub mod config;
-pub mod discovery;
 pub mod engine;
 mod error;
 pub mod exposition;
 pub mod gzip;
 pub mod http;
 pub mod logging;
+pub mod meta;
+pub mod names;
 pub mod process;
-pub mod snapshot;
-pub mod staleness;
+pub mod routes;
 pub mod status;
 pub mod transport;
 pub mod watch;
-pub mod webconfig;
 
 use std::sync::Arc;
 
-pub use config::{Config, LogFormat, LogLevel, TimestampPolicy};
+pub use config::{Config, LogFormat, LogLevel};
 pub use error::Error;
+pub use promdrop_textfile::TimestampPolicy;
 
 /// Runs the exporter with `config` until SIGTERM or SIGINT: loads `--web.config.file`, binds
 /// the listener, starts the watcher and the engine, serves HTTP (or HTTPS), and shuts down
@@ -105,7 +105,9 @@ pub async fn run(config: Config) -> Result<(), Error> {
     );
     tracing::info!(address = %address, "listening");
 
-    let shared = Arc::new(engine::Shared::new(&config.telemetry_path));
+    let mut shared = exposition::Shared::new(&config.telemetry_path);
+    shared.scrape_metrics.push(transport::render_metrics);
+    let shared = Arc::new(shared);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 

@@ -4,9 +4,8 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use promdrop_textformat::MetricType;
-
-use crate::exposition::MetaWriter;
+use crate::meta::MetaWriter;
+use crate::names;
 
 /// Clock ticks per second of `/proc/self/stat` times (USER_HZ, 100 on every Linux platform;
 /// the Go client library assumes the same).
@@ -102,57 +101,35 @@ pub fn release_free_memory() {
     }
 }
 
-/// The process metrics, in the OpenMetrics or the classic format, followed by the
-/// `promdrop_web_config_*` metrics when `--web.config.file` is in use.
-pub fn render(openmetrics: bool) -> String {
+/// The process metrics, in the OpenMetrics or the classic format, followed by what each of
+/// `more` writes (the `promdrop_web_config_*` metrics when `--web.config.file` is in use).
+pub fn render(openmetrics: bool, more: &[fn(&mut MetaWriter)]) -> String {
     let mut w = MetaWriter::default();
     if let Some(stat) = stat() {
-        w.family(
-            "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds.",
-            MetricType::Counter,
-        );
+        w.own(&names::PROCESS_CPU_SECONDS_TOTAL);
         w.sample(&[], stat.cpu_seconds);
-        w.family(
-            "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
-            MetricType::Gauge,
-        );
+        w.own(&names::PROCESS_VIRTUAL_MEMORY_BYTES);
         w.sample(&[], stat.virtual_bytes);
     }
     if let Some(rss) = resident_bytes() {
-        w.family(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            MetricType::Gauge,
-        );
+        w.own(&names::PROCESS_RESIDENT_MEMORY_BYTES);
         w.sample(&[], rss as f64);
     }
     if let Some(n) = open_fds() {
-        w.family(
-            "process_open_fds",
-            "Number of open file descriptors.",
-            MetricType::Gauge,
-        );
+        w.own(&names::PROCESS_OPEN_FDS);
         // Less the one read_dir held while counting.
         w.sample(&[], n.saturating_sub(1) as f64);
     }
     if let Some(n) = max_fds() {
-        w.family(
-            "process_max_fds",
-            "Maximum number of open file descriptors.",
-            MetricType::Gauge,
-        );
+        w.own(&names::PROCESS_MAX_FDS);
         w.sample(&[], n);
     }
-    w.family(
-        "process_start_time_seconds",
-        "Start time of the process since unix epoch in seconds.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROCESS_START_TIME_SECONDS);
     w.sample(&[], start_time());
-    // The other process-wide state read at each scrape: --web.config.file reloads.
-    crate::transport::render_metrics(&mut w);
+    // The other process-wide state read at each scrape, from the parts that own it.
+    for write in more {
+        write(&mut w);
+    }
     if openmetrics {
         w.openmetrics
     } else {
@@ -164,7 +141,7 @@ pub fn render(openmetrics: bool) -> String {
 mod tests {
     #[test]
     fn process_metrics_are_read_from_proc() {
-        let classic = super::render(false);
+        let classic = super::render(false, &[]);
         assert!(
             classic.contains("\nprocess_cpu_seconds_total "),
             "{classic}"
@@ -174,7 +151,7 @@ mod tests {
             "{classic}"
         );
         assert!(classic.contains("\nprocess_max_fds "), "{classic}");
-        let om = super::render(true);
+        let om = super::render(true, &[]);
         assert!(om.contains("# TYPE process_cpu_seconds counter\n"), "{om}");
         assert!(super::resident_bytes().unwrap() > 1 << 20);
     }

@@ -1,4 +1,4 @@
-//! `--web.config.file`: the [`webconfig`](crate::webconfig) handle plugged into the HTTP
+//! `--web.config.file`: the [`promdrop_webconfig`] handle plugged into the HTTP
 //! server's [`Transport`] seam, its reloads (on change and on `SIGHUP`) and their metrics.
 //!
 //! - [`WebTransport::accept`](Transport::accept) does the TLS handshake when the file configures
@@ -21,15 +21,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hyper::StatusCode;
 use hyper::header::{HeaderMap, HeaderValue};
-use promdrop_textformat::MetricType;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::Error;
-use crate::exposition::MetaWriter;
+use crate::error::Error;
 use crate::http::{Refusal, Transport};
-use crate::webconfig::{
-    self, ReloadOutcome, WWW_AUTHENTICATE, WebConfigError, WebConfigHandle, WebStream,
+use crate::meta::MetaWriter;
+use crate::names;
+use promdrop_webconfig::{
+    self as webconfig, ReloadOutcome, WWW_AUTHENTICATE, WebConfigError, WebConfigHandle, WebStream,
 };
 
 /// The [`Transport`] of `--web.config.file`: TLS, mutual TLS, basic auth and response headers
@@ -233,11 +233,7 @@ pub fn render_metrics(w: &mut MetaWriter) {
     if !m.enabled.load(Ordering::Relaxed) {
         return;
     }
-    w.family(
-        "promdrop_web_config_reloads",
-        "Reloads of --web.config.file (after a change or on SIGHUP) by result; a failed reload keeps the previous configuration.",
-        MetricType::Counter,
-    );
+    w.own(&names::PROMDROP_WEB_CONFIG_RELOADS_TOTAL);
     w.sample(
         &[("result", "success")],
         m.success.load(Ordering::Relaxed) as f64,
@@ -246,11 +242,7 @@ pub fn render_metrics(w: &mut MetaWriter) {
         &[("result", "failure")],
         m.failure.load(Ordering::Relaxed) as f64,
     );
-    w.family(
-        "promdrop_web_config_last_reload_successful",
-        "Whether the last load or reload of --web.config.file succeeded (1) or failed (0).",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL);
     w.sample(
         &[],
         if m.last_ok.load(Ordering::Relaxed) {
@@ -259,10 +251,6 @@ pub fn render_metrics(w: &mut MetaWriter) {
             0.0
         },
     );
-    w.family(
-        "promdrop_web_config_last_reload_success_timestamp_seconds",
-        "When --web.config.file was last loaded successfully (at start or since), in seconds since the Unix epoch.",
-        MetricType::Gauge,
-    );
+    w.own(&names::PROMDROP_WEB_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS);
     w.sample(&[], f64::from_bits(m.last_success.load(Ordering::Relaxed)));
 }

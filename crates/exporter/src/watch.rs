@@ -12,8 +12,8 @@ use std::time::Duration;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::Error;
-use crate::discovery::dir_identity;
+use crate::error::Error;
+use promdrop_textfile::discovery::dir_identity;
 
 /// What the engine is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,11 +16,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use promdrop_exporter::Config;
-use promdrop_exporter::discovery::FileIdentity;
 use promdrop_exporter::engine::Settings;
-use promdrop_exporter::exposition::{Counters, FileView, render_classic_body};
-use promdrop_exporter::snapshot::parse_bytes;
-use promdrop_exporter::staleness::{FileState, Timing};
+use promdrop_exporter::exposition::{Counters, render_classic_body};
+use promdrop_textfile::discovery::FileIdentity;
+use promdrop_textfile::snapshot::parse_bytes;
+use promdrop_textfile::staleness::{FileState, FileView, Timing};
 
 fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/exporter")

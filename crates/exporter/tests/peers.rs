@@ -229,7 +229,7 @@ fn data_samples(body: &str, skip_histogram_parts: bool) -> BTreeMap<String, Stri
         ["node_", "go_", "process_", "promhttp_"]
             .iter()
             .any(|p| name.starts_with(p))
-            || promdrop_exporter::exposition::RESERVED_FAMILIES.contains(&name)
+            || promdrop_exporter::names::RESERVED_FAMILIES.contains(&name)
     };
     let mut out = BTreeMap::new();
     for family in &exposition.families {

@@ -19,8 +19,8 @@ use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use promdrop_exporter::webconfig::{
-    self, ClientAuthType, ReloadOutcome, WebConfigError, WebConfigHandle,
+use promdrop_webconfig::{
+    self as webconfig, ClientAuthType, ReloadOutcome, WebConfigError, WebConfigHandle,
 };
 use rcgen::ExtendedKeyUsagePurpose;
 

@@ -94,14 +94,18 @@ mod render;
 pub use error::Error;
 pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};
 pub use lex::{is_valid_label_name, is_valid_metric_name};
-pub use merge::{Conflict, MergedFamily, MergedView, Source, describe_series, merge, series_hash};
+pub use merge::{
+    Conflict, HashedMap, MergedFamily, MergedView, PassThrough, Source, describe_series, merge,
+    series_hash,
+};
 pub use model::{
     Exemplar, Exposition, Format, Label, MetricFamily, MetricType, Sample, Timestamp, Value,
 };
 pub use number::format_go_float;
 pub use render::{
-    FamilyView, canonicalize_bounds, escape_help, escape_label_value, render_classic,
-    render_classic_into, render_openmetrics, render_openmetrics_into, write_classic_header,
+    FamilyView, OpenMetricsPlan, canonicalize_bounds, escape_help, escape_label_value,
+    om_family_name, om_folding, om_type, render_classic, render_classic_into, render_openmetrics,
+    render_openmetrics_into, write_classic_header,
 };
 
 /// Bounds on what one input may cost. Each is checked as the input is read, so a hostile input

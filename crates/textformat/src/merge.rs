@@ -175,9 +175,10 @@ pub fn series_hash(sample: &Sample<'_>) -> u64 {
     fx_hash(sample.name.as_bytes(), labels ^ ts.rotate_left(32))
 }
 
-/// A hasher for keys that already are hashes.
-#[derive(Default)]
-struct PassThrough(u64);
+/// A hasher for keys that already are hashes (such as [`series_hash`]'s): the key is the hash.
+/// Use it through [`HashedMap`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {
@@ -194,7 +195,8 @@ impl Hasher for PassThrough {
     }
 }
 
-type HashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
+/// A map keyed by series hashes ([`series_hash`]), which are not hashed again.
+pub type HashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
 
 fn same_series(a: &Sample<'_>, b: &Sample<'_>) -> bool {
     a.name == b.name

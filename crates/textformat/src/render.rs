@@ -268,6 +268,51 @@ pub fn render_openmetrics_into<F: FamilyView>(families: &[F], out: &mut String) 
     // gauge family of its own, `x_created`. In OpenMetrics those samples belong to `x`, and a
     // family `x_created` next to `x` would clash with it, so such gauges are folded into their
     // owner, each after the metric point it dates.
+    let OpenMetricsPlan {
+        names: om_names,
+        created_of,
+        folded,
+    } = om_folding(families);
+    for (i, family) in families.iter().enumerate() {
+        if !folded[i] {
+            let created = created_of[i].map(|c| &families[c]);
+            render_openmetrics_family(family, om_names[i], created, out);
+        }
+    }
+    out.push_str("# EOF\n");
+}
+
+/// How the OpenMetrics renderer writes a list of families (see [`om_folding`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenMetricsPlan<'f> {
+    /// Per family, its OpenMetrics name ([`om_family_name`]).
+    pub names: Vec<&'f str>,
+    /// Per family, the classic `x_created` gauge family folded into it, if any.
+    pub created_of: Vec<Option<usize>>,
+    /// Per family, whether it is folded into another (and so not written on its own).
+    pub folded: Vec<bool>,
+}
+
+/// Which families [`render_openmetrics_into`] folds into which: classic clients write the
+/// `_created` series of a counter, histogram or summary `x` as a gauge family of its own,
+/// `x_created`; in OpenMetrics those samples belong to `x` (a family `x_created` next to `x`
+/// would clash with it), so such a gauge is folded into its owner, unless the owner already
+/// has `_created` samples or another family was folded into it first. Code that writes
+/// OpenMetrics from pieces rendered in advance uses this plan to stay byte for byte with the
+/// renderer.
+///
+/// ```
+/// use promdrop_textformat::{om_folding, parse, Format};
+///
+/// let classic = b"# TYPE jobs_total counter\njobs_total 3\n# TYPE jobs_created gauge\njobs_created 1.7e9\n";
+/// let families = parse(classic, Format::Classic)?.families;
+/// let plan = om_folding(&families);
+/// assert_eq!(plan.names, ["jobs", "jobs_created"]);
+/// assert_eq!(plan.created_of, [Some(1), None]);
+/// assert_eq!(plan.folded, [false, true]);
+/// # Ok::<(), promdrop_textformat::Error>(())
+/// ```
+pub fn om_folding<F: FamilyView>(families: &[F]) -> OpenMetricsPlan<'_> {
     let om_names: Vec<&str> = families.iter().map(om_family_name).collect();
     let owners: HashMap<&str, usize> = families
         .iter()
@@ -305,20 +350,18 @@ pub fn render_openmetrics_into<F: FamilyView>(families: &[F], out: &mut String) 
             folded[i] = true;
         }
     }
-    for (i, family) in families.iter().enumerate() {
-        if !folded[i] {
-            let created = created_of[i].map(|c| &families[c]);
-            render_openmetrics_family(family, om_names[i], created, out);
-        }
+    OpenMetricsPlan {
+        names: om_names,
+        created_of,
+        folded,
     }
-    out.push_str("# EOF\n");
 }
 
 /// The name a family has in OpenMetrics. A classic counter family is named as its samples
 /// are, `x_total`: in OpenMetrics that is the family `x`. An OpenMetrics family's samples carry
 /// a suffix, so its name is kept even when it ends in `_total` (the counter `x_total`, whose
 /// samples are `x_total_total`).
-fn om_family_name<F: FamilyView>(family: &F) -> &str {
+pub fn om_family_name<F: FamilyView>(family: &F) -> &str {
     let name = family.name();
     match family.metric_type() {
         MetricType::Counter if family.samples().any(|s| s.name == name) => {
@@ -334,7 +377,7 @@ fn om_family_name<F: FamilyView>(family: &F) -> &str {
 /// name the job chose (and that node_exporter, which answers in the classic format, keeps).
 /// Such a family is written as `unknown` instead, under its own name: PromQL does not care
 /// about the type, and the series keep their names whichever format the scraper asks for.
-fn om_type<F: FamilyView>(family: &F) -> MetricType {
+pub fn om_type<F: FamilyView>(family: &F) -> MetricType {
     let metric_type = family.metric_type();
     if metric_type == MetricType::Counter
         && family

@@ -310,8 +310,8 @@ fn on_signal_hands_control_back_after_the_final_write() {
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert_eq!(line.trim(), "1");
     kill(&child, SIGTERM);
-    // Read to the end before waiting: the loop may print many lines before it sees the
-    // signal, more than a pipe holds.
+    // Drain stdout before waiting: the child prints a line per write and would block on a
+    // full pipe (never reaching its signal check) if nobody read it.
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let status = child.wait().unwrap();

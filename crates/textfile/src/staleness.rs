@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::Error;
 use crate::discovery::FileIdentity;
+use std::sync::Arc;
+
 use crate::snapshot::FileSnapshot;
 
 /// The durations from the flags.
@@ -192,6 +194,24 @@ fn acquire(lock: &File, wait: Duration) -> std::io::Result<bool> {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
+    }
+}
+
+/// A file as the exposition sees it: its snapshot and its state now.
+#[derive(Debug, Clone)]
+pub struct FileView {
+    /// The snapshot.
+    pub snapshot: Arc<FileSnapshot>,
+    /// Its timing.
+    pub timing: Timing,
+    /// Its state.
+    pub state: FileState,
+}
+
+impl FileView {
+    /// Whether its samples are served: it parsed and has not expired.
+    pub fn served(&self) -> bool {
+        self.snapshot.content.is_ok() && self.state != FileState::Expired
     }
 }
 

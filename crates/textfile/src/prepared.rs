@@ -16,25 +16,23 @@
 //! `render_classic_into` gives when no series is in two places, which [`SeriesIndex`] tells
 //! (kept up to date file by file). Merging a duplicate series serves the newer file's sample in
 //! the older one's place: the rare case that falls back to the full merge (see
-//! [`super::DataPart`]). OpenMetrics has one more case that needs the full merge: a classic
+//! the exporter's `DataPart`). OpenMetrics has one more case that needs the full merge: a classic
 //! `x_created` gauge that the renderer folds into the counter `x`, when the two do not come
 //! from one file alone ([`render_openmetrics`] returns `false` then).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::Hasher;
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use promdrop_textformat::{
-    Label, MetricFamily, MetricType, escape_label_value, render_classic_into,
-    render_openmetrics_into, series_hash,
+    HashedMap, Label, MetricFamily, MetricType, OpenMetricsPlan, escape_label_value,
+    om_family_name, om_folding, om_type, render_classic_into, render_openmetrics_into, series_hash,
 };
 
-use super::{ConflictRecord, ExpositionOptions, is_reserved};
-use crate::config::TimestampPolicy;
+use crate::conflict::ConflictRecord;
 
 /// The exposition options that change what a file's prepared text is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -43,15 +41,21 @@ pub struct PrepareOptions {
     pub strip_timestamps: bool,
     /// `--source-label`.
     pub source_label: Option<Box<str>>,
+    /// The names of the families that files may not declare (the serving program's own
+    /// metrics, classic names; a counter `x` is reserved by `x_total`). Empty: none.
+    pub reserved: &'static [&'static str],
 }
 
 impl PrepareOptions {
-    /// The options `options` give.
-    pub fn of(options: &ExpositionOptions) -> PrepareOptions {
-        PrepareOptions {
-            strip_timestamps: options.timestamps == Some(TimestampPolicy::Strip),
-            source_label: options.source_label.as_deref().map(Box::from),
-        }
+    /// Whether `family` is one of [`PrepareOptions::reserved`].
+    pub fn is_reserved(&self, family: &MetricFamily<'_>) -> bool {
+        let name: &str = &family.name;
+        self.reserved.contains(&name)
+            || (family.metric_type == MetricType::Counter
+                && self
+                    .reserved
+                    .iter()
+                    .any(|r| r.strip_suffix("_total") == Some(name)))
     }
 }
 
@@ -129,14 +133,14 @@ fn split_suffixes(metric_type: MetricType) -> &'static [&'static str] {
 
 /// Applies the options to parsed families as the merge does: reserved families out (their
 /// names returned), timestamps stripped, the source label set to `file_name`.
-pub(crate) fn apply_options<'a>(
+pub fn apply_options<'a>(
     families: &mut Vec<MetricFamily<'a>>,
     options: &'a PrepareOptions,
     file_name: &'a str,
 ) -> Vec<Box<str>> {
     let mut reserved = Vec::new();
     families.retain(|family| {
-        if is_reserved(family) {
+        if options.is_reserved(family) {
             reserved.push(Box::from(family.name.as_ref()));
             return false;
         }
@@ -217,74 +221,6 @@ fn to_u32(range: Range<usize>) -> Option<Range<u32>> {
     Some(u32::try_from(range.start).ok()?..u32::try_from(range.end).ok()?)
 }
 
-/// The OpenMetrics name of a family, as the renderer gives it.
-fn om_family_name<'f>(family: &'f MetricFamily<'_>) -> &'f str {
-    let name: &str = &family.name;
-    match family.metric_type {
-        MetricType::Counter if family.samples.iter().any(|s| s.name == name) => {
-            name.strip_suffix("_total").unwrap_or(name)
-        }
-        _ => name,
-    }
-}
-
-/// The type a family is written with in OpenMetrics, as the renderer gives it: a counter with
-/// a sample named as the family without `_total` is `unknown`.
-fn om_type(family: &MetricFamily<'_>) -> MetricType {
-    if family.metric_type == MetricType::Counter
-        && family
-            .samples
-            .iter()
-            .any(|s| s.name == family.name && !s.name.ends_with("_total"))
-    {
-        MetricType::Unknown
-    } else {
-        family.metric_type
-    }
-}
-
-/// Which families the OpenMetrics renderer folds into which (`x_created` gauges into the
-/// counter, histogram or summary `x`), as `render_openmetrics_into` decides: per family, the
-/// family it folds into it, and whether it is folded.
-fn om_folding(families: &[MetricFamily<'_>]) -> (Vec<Option<usize>>, Vec<bool>) {
-    let om_names: Vec<&str> = families.iter().map(om_family_name).collect();
-    let owners: HashMap<&str, usize> = families
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| {
-            matches!(
-                om_type(f),
-                MetricType::Counter | MetricType::Histogram | MetricType::Summary
-            )
-        })
-        .map(|(i, _)| (om_names[i], i))
-        .collect();
-    let mut created_of: Vec<Option<usize>> = vec![None; families.len()];
-    let mut folded = vec![false; families.len()];
-    for (i, family) in families.iter().enumerate() {
-        if !matches!(family.metric_type, MetricType::Gauge | MetricType::Unknown) {
-            continue;
-        }
-        let Some(&owner) = family
-            .name
-            .strip_suffix("_created")
-            .and_then(|base| owners.get(base))
-        else {
-            continue;
-        };
-        let owner_name = om_names[owner];
-        let owner_has_created = families[owner]
-            .samples
-            .iter()
-            .any(|s| s.name.strip_prefix(owner_name) == Some("_created"));
-        if created_of[owner].is_none() && !owner_has_created {
-            created_of[owner] = Some(i);
-            folded[i] = true;
-        }
-    }
-    (created_of, folded)
-}
-
 /// The text `rendered` as bytes, sharing `raw`'s buffer when `raw` ends with it.
 fn store(rendered: String, raw: &Bytes) -> Bytes {
     if !rendered.is_empty() && raw.ends_with(rendered.as_bytes()) {
@@ -355,7 +291,9 @@ impl Prepared {
         if openmetrics.ends_with("# EOF\n") {
             openmetrics.truncate(openmetrics.len() - "# EOF\n".len());
         }
-        let (created_of, folded) = om_folding(&families);
+        let OpenMetricsPlan {
+            created_of, folded, ..
+        } = om_folding(&families);
         let om_blocks = blocks(&openmetrics, 0);
         let mut next = om_blocks.iter();
         let mut om_ok = ok;
@@ -434,26 +372,6 @@ impl Prepared {
     }
 }
 
-/// A hasher for keys that already are hashes.
-#[derive(Default)]
-pub struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type HashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
-
 /// How many times each series hash occurs over the served files, kept up to date file by file,
 /// so that a publication knows in O(changed files) whether any series is in two places.
 #[derive(Debug, Default)]
@@ -468,6 +386,11 @@ pub struct SeriesIndex {
 }
 
 impl SeriesIndex {
+    /// Whether it counts no series (no file, or only empty ones).
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
     /// Whether some series hash occurs more than once (a duplicate series, or rarely a
     /// collision): the full merge decides then.
     pub fn has_repeats(&self) -> bool {
@@ -785,198 +708,4 @@ pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
         }
     }
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-    use std::sync::Arc;
-
-    use bytes::Bytes;
-    use promdrop_textformat::Format;
-
-    use crate::config::TimestampPolicy;
-    use crate::discovery::FileIdentity;
-    use crate::exposition::{DataPart, ExpositionOptions, render_data};
-    use crate::snapshot::{FileSnapshot, ReadOptions, parse_bytes};
-
-    /// Files that exercise every rendering rule: OpenMetrics types, folds, splits, units,
-    /// timestamps, exemplars, empty families, conflicts of every kind.
-    const POOL: &[(&str, &str)] = &[
-        (
-            "a.prom",
-            "# HELP up Up.\n# TYPE up gauge\nup{job=\"a\"} 1\nup{job=\"b\"} 0\n# TYPE jobs_total counter\njobs_total{r=\"ok\"} 3\n",
-        ),
-        (
-            "b.prom",
-            "# TYPE up gauge\nup{job=\"c\"} 1\n# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total{r=\"fail\"} 1\n",
-        ),
-        (
-            "c.prom",
-            "# HELP up Another text.\n# TYPE up counter\nup{job=\"d\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_sum 3\nlat_count 2\n",
-        ),
-        (
-            "d.prom",
-            "# HELP etl_rows_total Rows.\n# TYPE etl_rows_total counter\netl_rows_total{t=\"o\"} 120.0\netl_rows_total{t=\"c\"} 3.0\n# HELP etl_rows_created Rows.\n# TYPE etl_rows_created gauge\netl_rows_created{t=\"o\"} 1.7e+09\netl_rows_created{t=\"c\"} 1.7e+09\n",
-        ),
-        (
-            "e.prom",
-            "# HELP requests Requests.\n# TYPE requests counter\nrequests_total{code=\"200\"} 5 # {trace=\"x\"} 1 1.5\nrequests_created{code=\"200\"} 1.7e+09\n# TYPE build info\nbuild_info{v=\"1\"} 1\n# TYPE door stateset\ndoor{door=\"open\"} 1\ndoor{door=\"shut\"} 0\n# TYPE q gaugehistogram\nq_bucket{le=\"1\"} 1\nq_bucket{le=\"+Inf\"} 2\nq_gcount 2\nq_gsum 1\n# TYPE temp_celsius gauge\n# UNIT temp_celsius celsius\ntemp_celsius 21.5 1700000000.5\n# EOF\n",
-        ),
-        (
-            "f.prom",
-            "# TYPE c counter\nc 1\n# TYPE empty_total counter\n# TYPE empty_gauge gauge\n# TYPE promdrop_files gauge\npromdrop_files 3\n",
-        ),
-        (
-            "g.prom",
-            "# TYPE c counter\nc{x=\"2\"} 2\n# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n# TYPE jobs_created gauge\njobs_created{r=\"fail\"} 1.6e+09\n# TYPE evicted counter\nevicted{n=\"1\"} 2\n",
-        ),
-        (
-            "h.prom",
-            "# promdrop: written_at=1700000100 stale_after=1m\n# TYPE up gauge\nup{job=\"h\"} 1 1700000000000\nmisc{a=\"b\",c=\"d\"} 7\n",
-        ),
-        (
-            "i.prom",
-            "# TYPE up gauge\nup{job=\"a\"} 5\n# TYPE evicted counter\n# TYPE c_created gauge\nc_created 1\n",
-        ),
-        (
-            "j.prom",
-            "# TYPE requests counter\nrequests_total{code=\"500\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1\",x=\"j\"} 0\nlat_bucket{le=\"+Inf\",x=\"j\"} 0\nlat_sum{x=\"j\"} 0\nlat_count{x=\"j\"} 0\n# EOF\n",
-        ),
-    ];
-
-    fn snapshot(i: usize, read: &ReadOptions) -> Arc<FileSnapshot> {
-        let (name, text) = POOL[i];
-        let identity = FileIdentity {
-            dev: 1,
-            ino: i as u64 + 1,
-            size: text.len() as u64,
-            mtime_ns: (1_700_000_000 + i as i128) * 1_000_000_000,
-        };
-        let s = parse_bytes(
-            PathBuf::from("/d").join(name),
-            identity,
-            Bytes::from_static(text.as_bytes()),
-            read,
-        );
-        assert!(s.content.is_ok(), "{name}: {:?}", s.content);
-        Arc::new(s)
-    }
-
-    /// The concatenation of prepared text gives exactly what the full merge gives, for every
-    /// subset and order of the pool tried, in both formats and with every option.
-    #[test]
-    fn concatenating_prepared_text_equals_the_full_merge() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let mut concatenated = [0usize; 2];
-        for (timestamps, source_label) in [
-            (TimestampPolicy::Keep, None),
-            (TimestampPolicy::Strip, None),
-            (TimestampPolicy::Keep, Some("src".to_string())),
-        ] {
-            let read = ReadOptions {
-                max_bytes: 1 << 20,
-                max_series: 1000,
-                timestamps,
-            };
-            let options = ExpositionOptions {
-                timestamps: Some(timestamps),
-                source_label,
-                compat_node_exporter: false,
-            };
-            let all: Vec<Arc<FileSnapshot>> = (0..POOL.len()).map(|i| snapshot(i, &read)).collect();
-            let mut orders: Vec<Vec<usize>> = (0..POOL.len()).map(|i| vec![i]).collect();
-            orders.push((0..POOL.len()).collect());
-            for _ in 0..300 {
-                let n = 2 + (next() % 5) as usize;
-                orders.push(
-                    (0..n)
-                        .map(|_| (next() % POOL.len() as u64) as usize)
-                        .collect(),
-                );
-            }
-            for order in &orders {
-                let mut seen = std::collections::HashSet::new();
-                let files: Vec<Arc<FileSnapshot>> = order
-                    .iter()
-                    .filter(|&&i| seen.insert(i))
-                    .map(|&i| Arc::clone(&all[i]))
-                    .collect();
-                let data = DataPart::build(files.clone(), options.clone());
-                let mut expected = String::new();
-                let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
-                assert_eq!(
-                    String::from_utf8_lossy(&data.classic.plain),
-                    expected,
-                    "classic, files {order:?}"
-                );
-                assert_eq!(data.conflicts, conflicts, "conflicts, files {order:?}");
-                let mut expected = String::new();
-                render_data(&files, &options, Format::OpenMetrics, &mut expected);
-                assert_eq!(
-                    String::from_utf8_lossy(&data.render_openmetrics()),
-                    expected,
-                    "openmetrics, files {order:?}"
-                );
-                if data.is_concatenated() {
-                    concatenated[0] += 1;
-                    let mut om = Vec::new();
-                    let prepared: Vec<Arc<super::Prepared>> = files
-                        .iter()
-                        .filter_map(|f| {
-                            super::super::prepared_for(f, &super::PrepareOptions::of(&options))
-                        })
-                        .collect();
-                    if super::render_openmetrics(&prepared, &mut om) {
-                        concatenated[1] += 1;
-                    }
-                }
-            }
-        }
-        // Most orders take the concatenation, and the fallback is exercised too.
-        eprintln!("concatenated (classic, openmetrics): {concatenated:?}");
-        assert!(concatenated[0] > 300, "{concatenated:?}");
-        assert!(
-            concatenated[1] > 100 && concatenated[1] < concatenated[0],
-            "{concatenated:?}"
-        );
-    }
-
-    #[test]
-    fn the_index_counts_what_changes() {
-        let read = ReadOptions {
-            max_bytes: 1 << 20,
-            max_series: 1000,
-            timestamps: TimestampPolicy::Keep,
-        };
-        let a = snapshot(0, &read);
-        let i = snapshot(8, &read);
-        let b = snapshot(1, &read);
-        let prepared = |s: &Arc<FileSnapshot>| match &s.content {
-            Ok(c) => Arc::clone(&c.prepared),
-            Err(e) => panic!("{e}"),
-        };
-        let (pa, pi, pb) = (prepared(&a), prepared(&i), prepared(&b));
-        let mut index = super::SeriesIndex::default();
-        index.update(&[(&a.path, &pa), (&b.path, &pb)]);
-        assert!(!index.has_repeats());
-        // i.prom repeats up{job="a"}.
-        index.update(&[(&a.path, &pa), (&b.path, &pb), (&i.path, &pi)]);
-        assert!(index.has_repeats());
-        index.update(&[(&b.path, &pb), (&i.path, &pi)]);
-        assert!(!index.has_repeats());
-        // a.prom's path now holding i.prom's series: a repeat again, then gone.
-        index.update(&[(&a.path, &pi), (&i.path, &pi)]);
-        assert!(index.has_repeats());
-        index.update(&[(&a.path, &pa), (&i.path, &pb)]);
-        assert!(!index.has_repeats());
-        index.update(&[]);
-        assert!(index.counts.is_empty());
-    }
 }

@@ -20,7 +20,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
-//! use promdrop_exporter::webconfig::{self, WebConfigHandle};
+//! use promdrop_webconfig::{self as webconfig, WebConfigHandle};
 //!
 //! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
 //! let handle = WebConfigHandle::builder()
@@ -92,7 +92,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -1361,14 +1361,9 @@ impl WebConfigHandle {
     ///
     /// Reads files: call it from a blocking-friendly context ([`spawn_reloader`] does).
     pub fn reload_if_changed(&self) -> Result<ReloadOutcome, WebConfigError> {
-        let Some(path) = &self.path else {
+        let Some((path, mut state, now)) = self.reload_start() else {
             return Ok(ReloadOutcome::Unchanged);
         };
-        let mut state = self
-            .reload_state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = fingerprint(path);
         let same =
             |d: &Option<digest::Digest>| d.as_ref().is_some_and(|d| d.as_ref() == now.as_ref());
         if same(&state.loaded) || same(&state.failed) {
@@ -1380,15 +1375,21 @@ impl WebConfigHandle {
     /// Reloads the configuration now, changed or not (for `SIGHUP`). A failure leaves the
     /// current configuration in use. Reads files, like [`Self::reload_if_changed`].
     pub fn reload(&self) -> Result<ReloadOutcome, WebConfigError> {
-        let Some(path) = &self.path else {
+        let Some((path, mut state, now)) = self.reload_start() else {
             return Ok(ReloadOutcome::Unchanged);
         };
-        let mut state = self
+        self.load_into(path, now, &mut state)
+    }
+
+    /// The file, the reload state (locked) and the file's fingerprint now; `None` without a
+    /// file.
+    fn reload_start(&self) -> Option<(&Path, MutexGuard<'_, ReloadState>, digest::Digest)> {
+        let path = self.path.as_deref()?;
+        let state = self
             .reload_state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let now = fingerprint(path);
-        self.load_into(path, now, &mut state)
+        Some((path, state, fingerprint(path)))
     }
 
     fn load_into(
@@ -1766,141 +1767,8 @@ async fn answer_plain_http<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO) -> i
 mod tests {
     use super::*;
 
-    fn err(yaml: &str) -> String {
-        match WebConfig::from_yaml(yaml, "/nonexistent") {
-            Ok(c) => panic!("expected an error for {yaml:?}, got {c:?}"),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    #[test]
-    fn empty_file_is_an_empty_config() {
-        for yaml in [
-            "",
-            "# nothing\n",
-            "{}\n",
-            "tls_server_config:\nbasic_auth_users:\n",
-        ] {
-            let c = WebConfig::from_yaml(yaml, "/").unwrap();
-            assert!(!c.tls_enabled() && !c.basic_auth_enabled(), "{yaml:?}");
-        }
-    }
-
-    #[test]
-    fn validation_errors_say_what_to_fix() {
-        // (yaml, words the message must contain)
-        let cases: &[(&str, &[&str])] = &[
-            (
-                "tls_server_config:\n  cert_fil: a.crt\n",
-                &["unknown field `cert_fil`", "line 2"],
-            ),
-            ("bogus: 1\n", &["unknown field `bogus`"]),
-            (
-                "basic_auth_users:\n  alice: hunter2\n",
-                &["basic_auth_users.alice", "not a bcrypt hash"],
-            ),
-            (
-                "basic_auth_users:\n  a:b: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG\n",
-                &["cannot contain ':'"],
-            ),
-            (
-                "tls_server_config:\n  key_file: /x.key\n",
-                &["missing cert_file"],
-            ),
-            ("tls_server_config:\n  cert: x\n", &["missing key_file"]),
-            (
-                "tls_server_config:\n  min_version: TLS13\n",
-                &["without a certificate"],
-            ),
-            (
-                "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
-                &[
-                    "tls_server_config.cert_file",
-                    "cannot read /nonexistent/nope.crt",
-                ],
-            ),
-            (
-                "tls_server_config:\n  cert: x\n  cert_file: y\n  key: z\n",
-                &["set either tls_server_config.cert or tls_server_config.cert_file"],
-            ),
-            (
-                "tls_server_config:\n  cert: not pem\n  key: z\n",
-                &["no PEM certificate"],
-            ),
-            (
-                "http_server_config:\n  headers:\n    Server: x\n",
-                &["cannot be configured"],
-            ),
-            (
-                "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
-                &["deny, sameorigin"],
-            ),
-            ("http_server_config:\n  http2: maybe\n", &["http2"]),
-            (
-                "basic_auth_users:\n  alice: x\n  alice: y\n",
-                &["basic_auth_users", "\"alice\" is given twice"],
-            ),
-            ("- 1\n", &["expected a mapping with tls_server_config"]),
-            (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS10\n",
-                &[
-                    "tls_server_config.min_version",
-                    "TLS10 is not supported",
-                    "TLS12 or TLS13",
-                ],
-            ),
-            (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  max_version: TLS11\n",
-                &["tls_server_config.max_version", "TLS11 is not supported"],
-            ),
-            (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n  \
-                 max_version: TLS12\n",
-                &["TLS13 is above max_version TLS12"],
-            ),
-            (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: Yes\n",
-                &[
-                    "client_auth_type",
-                    "unknown client auth type",
-                    "RequireAndVerifyClientCert",
-                ],
-            ),
-            (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  \
-                 cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n",
-                &["cipher_suites", "not a cipher suite that rustls implements"],
-            ),
-            (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  \
-                 cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
-                &["cipher_suites", "lists no TLS 1.2 suite"],
-            ),
-            (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  \
-                 curve_preferences: [CurveP521]\n",
-                &["curve_preferences", "\"CurveP521\" is not supported"],
-            ),
-            (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  \
-                 client_auth_type: RequireAndVerifyClientCert\n  client_allowed_sans: [x]\n",
-                &["client_allowed_sans", "not supported"],
-            ),
-            (
-                "rate_limit:\n  interval: 1s\n  burst: 2\n",
-                &["rate_limit", "not supported"],
-            ),
-        ];
-        for (yaml, words) in cases {
-            let message = err(yaml);
-            for word in *words {
-                assert!(
-                    message.contains(word),
-                    "{yaml:?}: {message:?} lacks {word:?}"
-                );
-            }
-        }
-    }
+    // The file cases (good and bad) are testdata/*.good.yml and *.bad.yml, walked by
+    // tests/testdata.rs.
 
     #[test]
     fn client_auth_type_names() {

@@ -19,9 +19,19 @@ use promdrop_textformat::{Format, ParseLimits, WriterHeader, parse_with_limits};
 use std::sync::Arc;
 
 use crate::Error;
-use crate::config::TimestampPolicy;
 use crate::discovery::FileIdentity;
-use crate::exposition::prepared::{PrepareOptions, Prepared};
+use crate::prepared::{PrepareOptions, Prepared};
+
+/// What to do with samples that carry a client-side timestamp (`--timestamps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimestampPolicy {
+    /// The file is not served and reported as failing (node_exporter's behaviour).
+    Reject,
+    /// The timestamps are removed; the samples are served with the scrape's time.
+    Strip,
+    /// The timestamps are served as written.
+    Keep,
+}
 
 /// What the reader needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +62,7 @@ impl ReadOptions {
         PrepareOptions {
             strip_timestamps: self.timestamps == TimestampPolicy::Strip,
             source_label: None,
+            reserved: &[],
         }
     }
 }
@@ -217,7 +228,7 @@ pub fn parse_bytes_prepared(
             match (options.timestamps, with_timestamp) {
                 (TimestampPolicy::Reject, Some(sample)) => Err(Error::Timestamp {
                     path: path.clone(),
-                    series: crate::exposition::describe_series(sample),
+                    series: promdrop_textformat::describe_series(sample),
                 }),
                 _ => {
                     let format = exposition.format;

@@ -1,0 +1,81 @@
+//! The writer of the exporter's own metrics (about the files, the process, the web
+//! configuration): one family at a time, in the classic format and OpenMetrics at once. It
+//! knows only the text formats and the table of the exporter's own names.
+
+use crate::names::OwnMetric;
+use promdrop_textformat::{MetricType, escape_help, escape_label_value, format_go_float};
+
+/// Writes metric families in both formats at once, for the exporter's own metrics.
+#[derive(Debug, Default)]
+pub struct MetaWriter {
+    /// The classic text.
+    pub classic: String,
+    /// The OpenMetrics text (without `# EOF`).
+    pub openmetrics: String,
+    counter: bool,
+    name: String,
+}
+
+impl MetaWriter {
+    /// Starts one of the exporter's own families, with its name, HELP and type from the table.
+    pub fn own(&mut self, metric: &OwnMetric) {
+        let name = match metric.metric_type {
+            MetricType::Counter => metric.name.strip_suffix("_total").unwrap_or(metric.name),
+            _ => metric.name,
+        };
+        self.family(name, metric.help, metric.metric_type);
+    }
+
+    /// Starts a family. A counter's `name` is given without `_total`.
+    pub fn family(&mut self, name: &str, help: &str, metric_type: MetricType) {
+        self.counter = metric_type == MetricType::Counter;
+        self.name.clear();
+        self.name.push_str(name);
+        if self.counter {
+            self.name.push_str("_total");
+        }
+        let classic_name = self.name.as_str();
+        self.classic.push_str("# HELP ");
+        self.classic.push_str(classic_name);
+        self.classic.push(' ');
+        escape_help(help, &mut self.classic);
+        self.classic.push_str("\n# TYPE ");
+        self.classic.push_str(classic_name);
+        self.classic.push(' ');
+        self.classic.push_str(metric_type.classic_name());
+        self.classic.push('\n');
+        self.openmetrics.push_str("# HELP ");
+        self.openmetrics.push_str(name);
+        self.openmetrics.push(' ');
+        escape_label_value(help, &mut self.openmetrics);
+        self.openmetrics.push_str("\n# TYPE ");
+        self.openmetrics.push_str(name);
+        self.openmetrics.push(' ');
+        self.openmetrics.push_str(metric_type.openmetrics_name());
+        self.openmetrics.push('\n');
+    }
+
+    /// Adds a sample to the current family.
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        let mut line = String::with_capacity(64);
+        line.push_str(&self.name);
+        if !labels.is_empty() {
+            line.push('{');
+            for (i, (name, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                line.push_str(name);
+                line.push_str("=\"");
+                escape_label_value(value, &mut line);
+                line.push('"');
+            }
+            line.push('}');
+        }
+        line.push(' ');
+        format_go_float(value, &mut line);
+        line.push('\n');
+        self.classic.push_str(&line);
+        self.openmetrics.push_str(&line);
+    }
+}

@@ -1,0 +1,305 @@
+//! What each endpoint answers, callable in-process: [`route`] takes a request and the
+//! [`State`] and gives the response, with no socket, as axum's `app()` + `oneshot` do. The
+//! server ([`crate::http`]) authorizes the request through its transport first.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `--web.telemetry-path` (`/metrics`) | the prepared exposition: classic or OpenMetrics by `Accept`, gzip by `Accept-Encoding` ([`crate::exposition::negotiate`]) |
+//! | `/-/healthy` | 200 while the process runs |
+//! | `/-/ready` | 200 once the first full scan is published, 503 before |
+//! | `/` | the status page (HTML) |
+//! | `/api/v1/files` | the status as JSON |
+//!
+//! Only GET and HEAD are answered (405 otherwise).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::exposition::{Shared, negotiate};
+use crate::status;
+
+/// What routing reads: the published exposition and the telemetry path.
+#[derive(Debug)]
+pub struct State {
+    /// What the engine publishes.
+    pub shared: Arc<Shared>,
+    /// `--web.telemetry-path`.
+    pub telemetry_path: String,
+}
+
+/// A body made of prepared chunks, sent without copying.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    /// A body of `chunks`.
+    pub fn new(chunks: Vec<Bytes>) -> Chunks {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Chunks {
+            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
+            remaining,
+        }
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.chunks.pop_front() {
+            Some(chunk) => {
+                self.remaining -= chunk.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Chunks> {
+    let body = body.into();
+    let mut response = Response::new(Chunks::new(vec![body]));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+async fn dispatch<B>(req: &Request<B>, state: &State) -> Response<Chunks> {
+    let path = req.uri().path();
+    if path == state.telemetry_path {
+        let (format, gzip) = negotiate(req.headers());
+        let published = state.shared.published.load_full();
+        let body = published
+            .body(format, gzip, &state.shared.scrape_metrics)
+            .await;
+        let mut response = Response::new(Chunks::new(body.chunks));
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(body.content_type),
+        );
+        h.insert(
+            header::VARY,
+            HeaderValue::from_static("Accept, Accept-Encoding"),
+        );
+        if body.gzip {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        return response;
+    }
+    match path {
+        "/-/healthy" => text_response(StatusCode::OK, TEXT, "Healthy\n"),
+        "/-/ready" => {
+            if state.shared.is_ready() {
+                text_response(StatusCode::OK, TEXT, "Ready\n")
+            } else {
+                text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    "Not ready: first scan running\n",
+                )
+            }
+        }
+        "/" => {
+            let published = state.shared.published.load();
+            let html = status::render_html(&published.status, SystemTime::now());
+            text_response(StatusCode::OK, "text/html; charset=utf-8", html)
+        }
+        "/api/v1/files" => {
+            let published = state.shared.published.load();
+            let mut model = (*published.status).clone();
+            model.ready = state.shared.is_ready();
+            let json = status::render_json(&model, SystemTime::now());
+            text_response(StatusCode::OK, "application/json", json)
+        }
+        _ => text_response(StatusCode::NOT_FOUND, TEXT, "Not found\n"),
+    }
+}
+
+/// The answer to a request refused before routing (`401` with its challenge, or `403`).
+pub fn unauthorized(status: StatusCode, challenge: Option<HeaderValue>) -> Response<Chunks> {
+    let mut r = text_response(status, TEXT, "Unauthorized\n");
+    if let Some(challenge) = challenge {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    r
+}
+
+/// Answers `req` from `state`: GET and HEAD on the endpoints above, `405` for other methods,
+/// `404` for other paths. A HEAD answer has the GET answer's headers and `Content-Length`, and
+/// no body.
+pub async fn route<B>(req: &Request<B>, state: &State) -> Response<Chunks> {
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
+        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, TEXT, "Only GET and HEAD\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let mut response = dispatch(req, state).await;
+    if head {
+        let len = hyper::body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        *response.body_mut() = Chunks::default();
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use promdrop_textformat::MetricType;
+
+    use super::*;
+    use crate::meta::MetaWriter;
+
+    fn state() -> State {
+        State {
+            shared: Arc::new(Shared::new("/metrics")),
+            telemetry_path: "/metrics".to_string(),
+        }
+    }
+
+    fn request(method: Method, path: &str, headers: &[(header::HeaderName, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            builder = builder.header(name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    async fn text(response: Response<Chunks>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn content_type(response: &Response<Chunks>) -> &str {
+        response.headers()[header::CONTENT_TYPE].to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn ready_turns_200_once_the_first_scan_is_published() {
+        let state = state();
+        let before = route(&request(Method::GET, "/-/ready", &[]), &state).await;
+        assert_eq!(before.status(), StatusCode::SERVICE_UNAVAILABLE);
+        state
+            .shared
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        let after = route(&request(Method::GET, "/-/ready", &[]), &state).await;
+        assert_eq!(after.status(), StatusCode::OK);
+        assert_eq!(text(after).await, "Ready\n");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_negotiated_by_accept() {
+        let state = state();
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let om = route(
+            &request(Method::GET, "/metrics", &[(header::ACCEPT, prometheus)]),
+            &state,
+        )
+        .await;
+        assert_eq!(om.status(), StatusCode::OK);
+        assert!(content_type(&om).starts_with("application/openmetrics-text; version=1.0.0"));
+        assert_eq!(om.headers()[header::VARY], "Accept, Accept-Encoding");
+        assert!(text(om).await.ends_with("# EOF\n"));
+
+        let classic = route(&request(Method::GET, "/metrics", &[]), &state).await;
+        assert!(content_type(&classic).starts_with("text/plain; version=0.0.4"));
+        assert!(classic.headers().get(header::CONTENT_ENCODING).is_none());
+        assert!(!text(classic).await.contains("# EOF"));
+    }
+
+    #[tokio::test]
+    async fn scrape_metrics_hooks_are_written_at_each_scrape() {
+        fn hook(w: &mut MetaWriter) {
+            w.family("test_hook_value", "A hook's metric.", MetricType::Gauge);
+            w.sample(&[], 7.0);
+        }
+        let mut shared = Shared::new("/metrics");
+        shared.scrape_metrics.push(hook);
+        let state = State {
+            shared: Arc::new(shared),
+            telemetry_path: "/metrics".to_string(),
+        };
+        let body = text(route(&request(Method::GET, "/metrics", &[]), &state).await).await;
+        assert!(
+            body.contains("# TYPE test_hook_value gauge\ntest_hook_value 7\n"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_get_and_head_are_answered() {
+        let state = state();
+        let post = route(&request(Method::POST, "/metrics", &[]), &state).await;
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(post.headers()[header::ALLOW], "GET, HEAD");
+
+        let head = route(&request(Method::HEAD, "/-/healthy", &[]), &state).await;
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(head.headers()[header::CONTENT_LENGTH], "8"); // "Healthy\n"
+        assert_eq!(text(head).await, "");
+
+        let missing = route(&request(Method::GET, "/nope", &[]), &state).await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn status_page_and_json() {
+        let state = state();
+        let page = route(&request(Method::GET, "/", &[]), &state).await;
+        assert_eq!(content_type(&page), "text/html; charset=utf-8");
+        let json = route(&request(Method::GET, "/api/v1/files", &[]), &state).await;
+        assert_eq!(content_type(&json), "application/json");
+        let value: serde_json::Value = serde_json::from_str(&text(json).await).unwrap();
+        assert_eq!(value["ready"], false);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_carries_its_challenge() {
+        let challenge = HeaderValue::from_static("Basic realm=\"promdrop\"");
+        let r = unauthorized(StatusCode::UNAUTHORIZED, Some(challenge.clone()));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], challenge);
+        assert_eq!(text(r).await, "Unauthorized\n");
+    }
+}

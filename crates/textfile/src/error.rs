@@ -1,0 +1,80 @@
+//! The crate's one error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// What went wrong with a file or a directory, with its path. Every message is a sentence an
+/// operator can act on; the exporter's status page and `promdrop inspect` show them as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file is larger than `--file.max-bytes`; it was not read past the limit.
+    #[error("{path} is larger than --file.max-bytes={limit} bytes ({size} bytes)")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size when it was checked (at least `limit + 1`).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// limit such as `--file.max-series`).
+    #[error("{path}:{source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error, with line and column.
+        source: promdrop_textformat::Error,
+    },
+    /// A file carries client-side timestamps and `--timestamps=reject` is in force.
+    #[error(
+        "{path}: sample {series} carries a client-side timestamp; with --timestamps=reject \
+         (the default, as in node_exporter) such files are not served: drop the timestamps \
+         or run with --timestamps=strip or keep"
+    )]
+    Timestamp {
+        /// The file.
+        path: PathBuf,
+        /// The first sample with a timestamp, as `name{labels}`.
+        series: String,
+    },
+    /// A symlink in a watched directory points outside it.
+    #[error("{path} is a symlink to {target}, outside {dir}: not served")]
+    SymlinkEscape {
+        /// The symlink.
+        path: PathBuf,
+        /// Where it resolves to.
+        target: PathBuf,
+        /// The directory it was found in.
+        dir: PathBuf,
+    },
+    /// scan.
+    #[error("{path} was replaced while it was being read; reading it again")]
+    Replaced {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A watched directory could not be listed.
+    #[error("cannot list {dir}: {source}")]
+    ListDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// An expired file could not be deleted.
+    #[error("cannot delete {path}: {source}")]
+    Delete {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
