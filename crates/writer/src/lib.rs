@@ -28,8 +28,9 @@
 //!   so that a job killed early never leaves the previous run's success behind.
 //!
 //! Supported versions of the crates the API takes, re-exported so that a job uses the same
-//! ones: [`prometheus`] 0.14 (feature `prometheus`, default), [`prometheus_client`] 0.26
-//! (feature `prometheus-client`), [`opentelemetry`] and [`opentelemetry_sdk`] 0.33 (feature
+//! ones: `promdrop_writer::prometheus` 0.14 (feature `prometheus`, default),
+//! `promdrop_writer::prometheus_client` 0.26 (feature `prometheus-client`),
+//! `promdrop_writer::opentelemetry` and `promdrop_writer::opentelemetry_sdk` 0.33 (feature
 //! `opentelemetry`). A job on other versions hands its text over with
 //! [`HandoffBuilder::text_source`] (its own crate's text encoder in a closure).
 //!
