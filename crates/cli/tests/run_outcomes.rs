@@ -333,3 +333,55 @@ fn a_missing_directory_is_named_as_such() {
     assert!(!err.contains(".lock"), "{err}");
     assert!(!missing.exists());
 }
+
+#[test]
+fn promdrop_run_sigkilled_at_two_seconds_leaves_a_running_snapshot() {
+    use std::os::unix::process::CommandExt;
+    require("python3", "python3");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.prom");
+    // A previous run that succeeded.
+    let port = free_port();
+    let out = run(dir.path(), &[], port, &["--serve-for", "0.1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(job_file(dir.path()).contains("promdrop_job_success{job_name=\"job\"} 1\n"));
+
+    // This run (the pod) is OOM-killed at 2 s, long before --flush-every (30 s).
+    let port = free_port();
+    let mut child = Command::new(PROMDROP)
+        .arg("run")
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--job", "job", "--"])
+        .arg("python3")
+        .arg(server_script())
+        .args(["--port", &port.to_string(), "--serve-for", "30"])
+        .env_remove("PROMDROP_DIR")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start promdrop run");
+    std::thread::sleep(Duration::from_secs(2));
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&path).expect("the job file");
+    assert_eq!(
+        value(&text, "promdrop_job_running", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "promdrop_job_success", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "promdrop_job_exit_reason", &[]),
+        None,
+        "{text}"
+    );
+}
