@@ -4,11 +4,11 @@
 //! answers, a scrape with sample timestamps and a repeated series, a missing directory. The job
 //! is `support/job_server.py` (Python's own http.server), run by python3.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use promdrop_test_support::process::free_port;
 use promdrop_textformat::{Format, parse};
 
 const PROMDROP: &str = env!("CARGO_BIN_EXE_promdrop");
@@ -26,14 +26,6 @@ fn require(tool: &str, package: &str) {
         found,
         "{tool} is needed for this test: install it (apt-get install {package})"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local address")
-        .port()
 }
 
 /// Runs `promdrop run --dir DIR ARGS -- python3 job_server.py --port PORT SERVER_ARGS` to its

@@ -36,7 +36,10 @@ fn write(dir: &Path, job: &str, input: &[u8]) -> (i32, String) {
 #[test]
 fn promdrop_write_refuses_what_the_exporter_would_not_serve_and_the_previous_file_stays_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let exporter = Exporter::start(&[format!("--textfile.directory={}", dir.path().display())]);
+    let exporter = Exporter::start(
+        &binaries().exporter,
+        &[format!("--textfile.directory={}", dir.path().display())],
+    );
 
     let (code, output) = write(
         dir.path(),
@@ -111,7 +114,10 @@ fn promdrop_run_around_a_federate_job_writes_a_file_the_exporter_serves_in_full(
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("carries a timestamp"), "{stderr}");
 
-    let exporter = Exporter::start(&[format!("--textfile.directory={}", dir.path().display())]);
+    let exporter = Exporter::start(
+        &binaries().exporter,
+        &[format!("--textfile.directory={}", dir.path().display())],
+    );
     wait_served(
         &exporter,
         &[
