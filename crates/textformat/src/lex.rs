@@ -213,6 +213,31 @@ pub(crate) enum Escapes {
     Lenient,
 }
 
+/// What a quoted string is, for the words of its errors.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quoted {
+    /// A label value.
+    LabelValue,
+    /// A metric or label name written in quotes (a UTF-8 name, Prometheus 3's syntax).
+    Name,
+}
+
+impl Quoted {
+    fn closing(self) -> &'static str {
+        match self {
+            Quoted::LabelValue => "'\"' closing the label value",
+            Quoted::Name => "'\"' closing the quoted name",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Quoted::LabelValue => "label value",
+            Quoted::Name => "quoted name",
+        }
+    }
+}
+
 /// Reads a quoted label value whose opening `"` is at `open`. Returns the unescaped value
 /// (borrowed when it has no escapes) and the offset just past the closing quote.
 #[inline]
@@ -221,11 +246,38 @@ pub(crate) fn scan_quoted<'a>(
     open: usize,
     escapes: Escapes,
 ) -> Result<(Cow<'a, str>, usize), Error> {
+    scan_string(line, open, escapes, Quoted::LabelValue)
+}
+
+/// Reads a quoted metric or label name (`"http.server.duration"`) whose opening `"` is at
+/// `open`, with the escapes of a label value. An empty name is an error.
+pub(crate) fn scan_quoted_name<'a>(
+    line: &Line<'a>,
+    open: usize,
+    escapes: Escapes,
+) -> Result<(Cow<'a, str>, usize), Error> {
+    let (name, after) = scan_string(line, open, escapes, Quoted::Name)?;
+    if name.is_empty() {
+        return Err(line.invalid(
+            open,
+            "empty quoted name: a metric or label name cannot be empty",
+        ));
+    }
+    Ok((name, after))
+}
+
+#[inline]
+fn scan_string<'a>(
+    line: &Line<'a>,
+    open: usize,
+    escapes: Escapes,
+    what: Quoted,
+) -> Result<(Cow<'a, str>, usize), Error> {
     let text = line.text;
     let start = open + 1;
     let first = match memchr::memchr2(b'"', b'\\', &text[start.min(text.len())..]) {
         Some(i) => start + i,
-        None => return Err(line.unexpected(text.len(), "'\"' closing the label value")),
+        None => return Err(line.unexpected(text.len(), what.closing())),
     };
     if text[first] == b'"' {
         return Ok((Cow::Borrowed(line.str(start, first)?), first + 1));
@@ -236,7 +288,7 @@ pub(crate) fn scan_quoted<'a>(
     let mut i = first;
     loop {
         match text.get(i) {
-            None => return Err(line.unexpected(i, "'\"' closing the label value")),
+            None => return Err(line.unexpected(i, what.closing())),
             Some(b'"') => break,
             Some(b'\\') => {
                 match text.get(i + 1) {
@@ -253,8 +305,9 @@ pub(crate) fn scan_quoted<'a>(
                             return Err(line.invalid(
                                 i,
                                 format!(
-                                    "invalid escape sequence {:?} in label value: only \\\\, \\\" and \\n are allowed",
-                                    String::from_utf8_lossy(&text[i..(i + 2).min(text.len())])
+                                    "invalid escape sequence {:?} in {}: only \\\\, \\\" and \\n are allowed",
+                                    String::from_utf8_lossy(&text[i..(i + 2).min(text.len())]),
+                                    what.noun()
                                 ),
                             ));
                         }
@@ -271,7 +324,7 @@ pub(crate) fn scan_quoted<'a>(
     let value = String::from_utf8(value).map_err(|e| {
         line.invalid(
             start + e.utf8_error().valid_up_to(),
-            "invalid UTF-8 in label value",
+            format!("invalid UTF-8 in {}", what.noun()),
         )
     })?;
     Ok((Cow::Owned(value), i + 1))

@@ -102,6 +102,7 @@ pub use number::format_go_float;
 pub use render::{
     FamilyView, canonicalize_bounds, escape_help, escape_label_value, render_classic,
     render_classic_into, render_openmetrics, render_openmetrics_into, write_classic_header,
+    write_label_name, write_metric_name,
 };
 
 /// Bounds on what one input may cost. Each is checked as the input is read, so a hostile input

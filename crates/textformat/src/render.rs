@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use crate::lex::{is_valid_label_name, is_valid_metric_name};
 use crate::number::format_go_float;
 use crate::{Label, MetricFamily, MetricType, Sample, Timestamp, Value};
 
@@ -110,24 +111,93 @@ fn escape(text: &str, out: &mut String, quote: bool) {
     }
 }
 
+/// Writes a metric name as the text formats want it: as it is when it is a legacy name
+/// (`[a-zA-Z_:][a-zA-Z0-9_:]*`), else quoted and escaped as a label value is
+/// (`"http.server.duration"`). A quoted metric name belongs inside the braces of a sample line
+/// (`{"a.b",le="1"} 3`); in `# HELP`, `# TYPE` and `# UNIT` lines it stands where a name does.
+///
+/// ```
+/// use promdrop_textformat::write_metric_name;
+///
+/// let mut out = String::new();
+/// write_metric_name("http_requests_total", &mut out);
+/// out.push(' ');
+/// write_metric_name("http.server.duration", &mut out);
+/// assert_eq!(out, "http_requests_total \"http.server.duration\"");
+/// ```
+pub fn write_metric_name(name: &str, out: &mut String) {
+    if is_valid_metric_name(name) {
+        out.push_str(name);
+    } else {
+        write_quoted(name, out);
+    }
+}
+
+/// Writes a label name: as it is when it is a legacy name (`[a-zA-Z_][a-zA-Z0-9_]*`), else
+/// quoted and escaped as a label value is (`"http.method"`).
+pub fn write_label_name(name: &str, out: &mut String) {
+    if is_valid_label_name(name) {
+        out.push_str(name);
+    } else {
+        write_quoted(name, out);
+    }
+}
+
+#[inline]
+fn write_quoted(text: &str, out: &mut String) {
+    out.push('"');
+    escape_label_value(text, out);
+    out.push('"');
+}
+
+/// Writes `name{labels}` for a sample named `name` + `suffix`, or `{"name",labels}` when that
+/// name is not a legacy one.
+#[inline]
+fn write_series(name: &str, suffix: &str, labels: &[Label<'_>], out: &mut String) {
+    if is_valid_metric_name(name) && suffix.bytes().all(crate::lex::is_metric_name_char) {
+        out.push_str(name);
+        out.push_str(suffix);
+        if !labels.is_empty() {
+            out.push('{');
+            write_label_list(labels, out);
+            out.push('}');
+        }
+        return;
+    }
+    out.push_str("{\"");
+    escape_label_value(name, out);
+    escape_label_value(suffix, out);
+    out.push('"');
+    if !labels.is_empty() {
+        out.push(',');
+        write_label_list(labels, out);
+    }
+    out.push('}');
+}
+
 #[inline]
 fn write_labels(labels: &[Label<'_>], out: &mut String) {
     if labels.is_empty() {
         return;
     }
     out.push('{');
+    write_label_list(labels, out);
+    out.push('}');
+}
+
+#[inline]
+fn write_label_list(labels: &[Label<'_>], out: &mut String) {
     let mut first = true;
     for label in labels {
         if !first {
             out.push(',');
         }
         first = false;
-        out.push_str(&label.name);
+        write_label_name(&label.name, out);
         out.push_str("=\"");
         escape_label_value(&label.value, out);
         out.push('"');
     }
-    out.push('}');
 }
 
 #[inline]
@@ -161,17 +231,18 @@ pub fn render_classic_into<F: FamilyView>(families: &[F], out: &mut String) {
 }
 
 /// Appends a classic family header: `# HELP name text` (when there is help, escaped) and
-/// `# TYPE name type`, each on its own line.
+/// `# TYPE name type`, each on its own line. A name that is not a legacy one is quoted
+/// (`# TYPE "http.requests" counter`), as text format 1.0.0 has it.
 pub fn write_classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
     if let Some(help) = help {
         out.push_str("# HELP ");
-        out.push_str(name);
+        write_metric_name(name, out);
         out.push(' ');
         escape_help(help, out);
         out.push('\n');
     }
     out.push_str("# TYPE ");
-    out.push_str(name);
+    write_metric_name(name, out);
     out.push(' ');
     out.push_str(type_name);
     out.push('\n');
@@ -179,8 +250,7 @@ pub fn write_classic_header(name: &str, help: Option<&str>, type_name: &str, out
 
 #[inline]
 fn write_classic_sample(sample: &Sample<'_>, out: &mut String) {
-    out.push_str(&sample.name);
-    write_labels(&sample.labels, out);
+    write_series(&sample.name, "", &sample.labels, out);
     out.push(' ');
     write_value(&sample.value, out);
     if let Some(ts) = sample.timestamp {
@@ -385,20 +455,20 @@ fn render_openmetrics_family<F: FamilyView>(
     let metric_type = om_type(family);
     if let Some(help) = family.help() {
         out.push_str("# HELP ");
-        out.push_str(om_name);
+        write_metric_name(om_name, out);
         out.push(' ');
         // OpenMetrics escapes `"` in HELP too (its ABNF's `escaped-string`); classic does not.
         escape_label_value(help, out);
         out.push('\n');
     }
     out.push_str("# TYPE ");
-    out.push_str(om_name);
+    write_metric_name(om_name, out);
     out.push(' ');
     out.push_str(metric_type.openmetrics_name());
     out.push('\n');
     if let Some(unit) = family.unit().filter(|u| !u.is_empty()) {
         out.push_str("# UNIT ");
-        out.push_str(om_name);
+        write_metric_name(om_name, out);
         out.push(' ');
         out.push_str(unit);
         out.push('\n');
@@ -435,9 +505,7 @@ fn render_openmetrics_family<F: FamilyView>(
 /// Writes one sample line, named `name` + `suffix` when a name is given, else as it is named
 /// plus `suffix`.
 fn write_om_sample(sample: &Sample<'_>, name: Option<&str>, suffix: &str, out: &mut String) {
-    out.push_str(name.unwrap_or(&sample.name));
-    out.push_str(suffix);
-    write_labels(&sample.labels, out);
+    write_series(name.unwrap_or(&sample.name), suffix, &sample.labels, out);
     out.push(' ');
     write_value(&sample.value, out);
     if let Some(ts) = sample.timestamp {
