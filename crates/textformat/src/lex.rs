@@ -193,12 +193,15 @@ pub(crate) fn scan_label_name(text: &[u8], pos: usize) -> usize {
     scan_class(text, pos, LABEL_START, LABEL_CHAR)
 }
 
-/// Whether `name` is a valid metric name.
+/// Whether `name` is a legacy metric name, `[a-zA-Z_:][a-zA-Z0-9_:]*`: one the text formats
+/// write unquoted and every Prometheus version reads. Any other non-empty UTF-8 name is valid
+/// too when quoted (see [`write_metric_name`](crate::write_metric_name)).
 pub fn is_valid_metric_name(name: &str) -> bool {
     !name.is_empty() && scan_metric_name(name.as_bytes(), 0) == name.len()
 }
 
-/// Whether `name` is a valid label name.
+/// Whether `name` is a legacy label name, `[a-zA-Z_][a-zA-Z0-9_]*`: one the text formats
+/// write unquoted. Any other non-empty UTF-8 name is valid too when quoted.
 pub fn is_valid_label_name(name: &str) -> bool {
     !name.is_empty() && scan_label_name(name.as_bytes(), 0) == name.len()
 }

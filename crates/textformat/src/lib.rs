@@ -15,6 +15,11 @@
 //!   text is written back as the token it was read from, so a round trip is exact.
 //! - [`merge`] combines the families of several sources into one exposition and reports the
 //!   conflicts between them for the caller to act on.
+//! - Names: both formats take any UTF-8 metric or label name, quoted where it is not a legacy
+//!   name (`{"http.server.duration","http.method"="GET"} 1`, Prometheus 3's syntax), and both
+//!   renderers quote exactly those ([`write_metric_name`], [`is_valid_metric_name`]).
+//!   [`EscapingScheme`] and [`escape_names`] rewrite names for a scraper that cannot take
+//!   UTF-8 names, as Prometheus's `escaping` negotiation asks.
 //! - [`WriterHeader`] reads and writes the `# promdrop:` comment with which promdrop-writer
 //!   tells the exporter when a file was written and how long it stays fresh.
 //!
@@ -83,6 +88,7 @@
 
 mod classic;
 mod error;
+mod escaping;
 mod header;
 mod lex;
 mod merge;
@@ -92,6 +98,7 @@ mod openmetrics;
 mod render;
 
 pub use error::Error;
+pub use escaping::{EscapingScheme, UnknownEscapingScheme, escape_names, is_legacy_label_name};
 pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};
 pub use lex::{is_valid_label_name, is_valid_metric_name};
 pub use merge::{Conflict, MergedFamily, MergedView, Source, describe_series, merge, series_hash};
