@@ -1,5 +1,5 @@
-//! A strict, fast parser and renderer for the Prometheus text exposition format 0.0.4
-//! ("classic") and OpenMetrics 1.0.
+//! A strict, fast parser and renderer for the Prometheus text exposition format ("classic":
+//! 0.0.4, and 1.0.0's quoted UTF-8 names) and OpenMetrics 1.0 (with the same quoted names).
 //!
 //! This crate is the one place where promdrop reads and writes the exposition format: the
 //! exporter parses every handed-off file with it, `promdrop check` validates with it, and the
@@ -39,6 +39,26 @@
 //!
 //! // Rendering what was parsed gives the same text back.
 //! assert_eq!(render_classic(&exposition.families).as_bytes(), text);
+//! # Ok::<(), promdrop_textformat::Error>(())
+//! ```
+//!
+//! # UTF-8 names
+//!
+//! ```
+//! use promdrop_textformat::{escape_names, parse, render_classic, EscapingScheme, Format};
+//!
+//! let text = "# TYPE \"http.requests\" counter\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n";
+//! let mut families = parse(text.as_bytes(), Format::Classic)?.families;
+//! assert_eq!(families[0].name, "http.requests");
+//! assert_eq!(families[0].samples[0].label("http.method"), Some("GET"));
+//! // Written back quoted, as read.
+//! assert_eq!(render_classic(&families), text);
+//! // For a scraper that cannot take UTF-8 names (`escaping=underscores`, the default):
+//! escape_names(&mut families, EscapingScheme::Underscores);
+//! assert_eq!(
+//!     render_classic(&families),
+//!     "# TYPE http_requests counter\nhttp_requests{http_method=\"GET\"} 3\n"
+//! );
 //! # Ok::<(), promdrop_textformat::Error>(())
 //! ```
 //!

@@ -14,28 +14,15 @@
 //! [`prometheus_client_agrees`] runs that parser (a real `python3` process) on every input:
 //! where both accept, they must read the same samples (names, labels and values).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use promdrop_textformat::{Format, MetricFamily, parse, render_openmetrics};
+use promdrop_textformat::{Format, parse, render_openmetrics};
 
-fn cases() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/openmetrics");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the cases in {}: {e}", dir.display()))
-        .map(|entry| entry.expect("reading the cases directory").path())
-        .filter(|path| path.is_dir())
-        .collect();
-    cases.sort();
-    assert!(!cases.is_empty(), "no cases in {}", dir.display());
-    cases
-}
+mod common;
+use common::{case_dirs, case_name as name, our_samples, python_samples, python3, same_samples};
 
-fn name(case: &Path) -> String {
-    case.file_name()
-        .expect("a case has a name")
-        .to_string_lossy()
-        .into_owned()
+fn cases() -> Vec<std::path::PathBuf> {
+    case_dirs("openmetrics")
 }
 
 fn input(case: &Path) -> Vec<u8> {
@@ -78,28 +65,6 @@ fn every_case_matches_its_golden_file() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Each sample as `name{label=value,...} value`, labels sorted, for comparing with Python.
-fn samples(families: &[MetricFamily<'_>]) -> Vec<String> {
-    let mut out = Vec::new();
-    for family in families {
-        for sample in &family.samples {
-            let mut labels: Vec<String> = sample
-                .labels
-                .iter()
-                .map(|l| format!("{:?}={:?}", l.name, l.value))
-                .collect();
-            labels.sort();
-            out.push(format!(
-                "{:?}{{{}}} {}",
-                sample.name,
-                labels.join(","),
-                sample.value.number
-            ));
-        }
-    }
-    out
-}
-
 /// Reads every case with prometheus_client's OpenMetrics parser, printing per case one JSON
 /// line: `null` when it rejects the input, else its samples.
 const PYTHON_READER: &str = r#"
@@ -114,23 +79,6 @@ for path in sys.argv[1:]:
         print("null")
 "#;
 
-/// Runs `script` with `args` in python3, failing clearly when python3 or prometheus_client is
-/// missing.
-fn python(script: &str, args: &[String]) -> String {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): it is needed to run prometheus_client; install python3 and pip install -r tests/requirements.txt"));
-    assert!(
-        output.status.success(),
-        "python3 failed (is prometheus_client 0.26 installed? pip install -r tests/requirements.txt):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("python3 prints UTF-8")
-}
-
 #[test]
 fn prometheus_client_agrees() {
     let cases = cases();
@@ -138,7 +86,9 @@ fn prometheus_client_agrees() {
         .iter()
         .map(|c| c.join("input.txt").to_string_lossy().into_owned())
         .collect();
-    let stdout = python(PYTHON_READER, &paths);
+    let mut args = vec!["-c", PYTHON_READER];
+    args.extend(paths.iter().map(String::as_str));
+    let stdout = python3(&args, b"");
     let verdicts: Vec<&str> = stdout.lines().collect();
     assert_eq!(verdicts.len(), cases.len(), "python3 printed:\n{stdout}");
     let mut failures = Vec::new();
@@ -166,33 +116,17 @@ fn prometheus_client_agrees() {
             ));
             continue;
         }
-        let (Ok(ours), Some(theirs)) = (ours, theirs.as_array()) else {
+        let Ok(ours) = ours else {
             continue;
         };
-        let mut python_samples: Vec<String> = theirs
-            .iter()
-            .map(|s| {
-                let mut labels: Vec<String> = s[1]
-                    .as_object()
-                    .expect("labels")
-                    .iter()
-                    .map(|(k, v)| format!("{k:?}={:?}", v.as_str().expect("a label value")))
-                    .collect();
-                labels.sort();
-                format!(
-                    "{:?}{{{}}} {}",
-                    s[0].as_str().expect("a name"),
-                    labels.join(","),
-                    s[2].as_f64().expect("a value")
-                )
-            })
-            .collect();
-        let mut our_samples = samples(&ours.families);
-        python_samples.sort();
-        our_samples.sort();
-        if python_samples != our_samples {
+        if theirs.is_null() {
+            continue;
+        }
+        let ours = our_samples(&ours.families);
+        let theirs = python_samples(&theirs);
+        if !same_samples(&ours, &theirs) {
             failures.push(format!(
-                "{}: samples differ\n  ours:   {our_samples:?}\n  python: {python_samples:?}",
+                "{}: samples differ\n  ours:   {ours:?}\n  python: {theirs:?}",
                 name(case)
             ));
         }

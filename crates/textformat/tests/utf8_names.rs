@@ -6,59 +6,25 @@
 //!   classic encoder (`generate_latest(escaping=allow-utf-8)`) and its OpenMetrics encoder,
 //!   parse here to exactly the samples prometheus_client's own parsers read from them.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-use promdrop_textformat::{EscapingScheme, Format, MetricFamily, parse};
+use promdrop_textformat::{EscapingScheme, Format, parse};
+use proptest::collection::vec;
+use proptest::sample::select;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::TestRunner;
 use serde_json::Value as Json;
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/utf8_names.py")
-}
+mod common;
+use common::{our_samples, python_samples, python3, same_samples};
 
-/// Runs the script with `args` and `stdin`, and returns what it printed as JSON.
+/// Runs `tests/python/utf8_names.py ARGS...` with `stdin`; returns what it printed, as JSON.
 fn python(args: &[&str], stdin: &[u8]) -> Json {
-    let mut child = Command::new("python3")
-        .arg(script())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}): it is needed to run prometheus_client; install python3 and pip install -r tests/requirements.txt")
-        });
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(stdin)
-        .expect("write to python3");
-    let output = child.wait_with_output().expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "python3 {} {args:?} failed (is prometheus_client 0.26 installed? pip install -r tests/requirements.txt):\n{}",
-        script().display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
-}
-
-/// A small deterministic generator, so that a failing name can be reproduced.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/utf8_names.py");
+    let script = script.to_string_lossy();
+    let mut all = vec![script.as_ref()];
+    all.extend_from_slice(args);
+    serde_json::from_str(&python3(&all, stdin)).expect("the script prints JSON")
 }
 
 /// Random names built from pieces that matter to the schemes: dots, dashes, colons, digits
@@ -70,7 +36,6 @@ fn random_names(count: usize) -> Vec<String> {
         "a", "Z", "_", "__", ".", "-", ":", "0", "9", "é", "ü", "✓", "😀", " ", "_dot_", "U__",
         "http", "\"", "\\", "x_", "\u{7f}", "\t", "ß",
     ];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut names: Vec<String> = [
         "a",
         "_",
@@ -91,12 +56,14 @@ fn random_names(count: usize) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // proptest's deterministic generator: the same names on every run.
+    let mut runner = TestRunner::deterministic();
+    let name = vec(select(PIECES), 1..=6).prop_map(|pieces| pieces.concat());
     while names.len() < count {
-        let pieces = 1 + rng.below(6);
         names.push(
-            (0..pieces)
-                .map(|_| PIECES[rng.below(PIECES.len())])
-                .collect(),
+            name.new_tree(&mut runner)
+                .expect("a name is always generated")
+                .current(),
         );
     }
     names
@@ -145,58 +112,6 @@ fn escaping_matches_prometheus_client_on_random_names() {
     );
 }
 
-/// A sample as `"name"{"label"="value",...}` with sorted labels, and its value.
-fn ours(families: &[MetricFamily<'_>]) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    for family in families {
-        for sample in &family.samples {
-            let mut labels: Vec<String> = sample
-                .labels
-                .iter()
-                .map(|l| format!("{:?}={:?}", l.name, l.value))
-                .collect();
-            labels.sort();
-            out.push((
-                format!("{:?}{{{}}}", sample.name, labels.join(",")),
-                sample.value.number,
-            ));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-fn theirs(samples: &Json) -> Vec<(String, f64)> {
-    let mut out: Vec<(String, f64)> = samples
-        .as_array()
-        .expect("a list of samples")
-        .iter()
-        .map(|s| {
-            let mut labels: Vec<String> = s[1]
-                .as_object()
-                .expect("labels")
-                .iter()
-                .map(|(k, v)| format!("{k:?}={:?}", v.as_str().expect("a label value")))
-                .collect();
-            labels.sort();
-            let name = s[0].as_str().expect("a name");
-            (
-                format!("{name:?}{{{}}}", labels.join(",")),
-                s[2].as_f64().expect("a value"),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-fn same_samples(ours: &[(String, f64)], theirs: &[(String, f64)]) -> bool {
-    ours.len() == theirs.len()
-        && ours.iter().zip(theirs).all(|(a, b)| {
-            a.0 == b.0 && (a.1 == b.1 || (a.1 - b.1).abs() <= 1e-12 * a.1.abs().max(1.0))
-        })
-}
-
 #[test]
 fn prometheus_client_utf8_files_parse_to_its_own_samples() {
     for seed in 1..=12 {
@@ -211,8 +126,8 @@ fn prometheus_client_utf8_files_parse_to_its_own_samples() {
                 panic!("seed {seed}: prometheus_client's {key} text does not parse: {e}\n{text}")
             });
             assert_eq!(exposition.format, format, "seed {seed}: {key}");
-            let ours = ours(&exposition.families);
-            let theirs = theirs(&written[format!("{key}_samples")]);
+            let ours = our_samples(&exposition.families);
+            let theirs = python_samples(&written[format!("{key}_samples")]);
             assert!(
                 same_samples(&ours, &theirs),
                 "seed {seed}: {key} samples differ from prometheus_client's parser\nours:   {ours:?}\ntheirs: {theirs:?}\n{text}"
