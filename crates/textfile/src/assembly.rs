@@ -25,7 +25,7 @@ use bytes::Bytes;
 use promdrop_textformat::{MetricType, escape_label_value};
 
 use crate::prepared::{Prepared, split_suffixes};
-use crate::staleness::ConflictRecord;
+use crate::conflict::ConflictRecord;
 
 /// The lines slots of a group: the classic main block, the two split-off classic gauges, the
 /// OpenMetrics lines.

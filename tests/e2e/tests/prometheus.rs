@@ -104,7 +104,7 @@ fn every_kind_of_job_reaches_prometheus_with_its_values_and_labels() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let exporter = Exporter::start(&[dir_arg(dir)]);
+    let exporter = Exporter::start(&binaries().exporter, &[dir_arg(dir)]);
     let proxy = RecordingProxy::start(&exporter.address);
     let prometheus = Prometheus::start(&[
         ScrapeTarget::new("promdrop", &exporter.address),
@@ -156,14 +156,16 @@ fn every_kind_of_job_reaches_prometheus_with_its_values_and_labels() {
             r#"promdrop_job_exit_reason{job_name="descheduler",reason="error"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler",reason="panic"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler",reason="signal"} 0"#,
+            r#"promdrop_job_exit_reason{job_name="descheduler",reason="unfinished"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="success"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="error"} 1"#,
             r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="panic"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="signal"} 0"#,
+            r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="unfinished"} 0"#,
         ],
     );
     let visible_after = unix_now() - t_written;
-    assert_eq!(outcome.len(), 12);
+    assert_eq!(outcome.len(), 14);
 
     // Timestamps: written by this run, and a last success only for the job that succeeded.
     let stamps = prometheus
@@ -477,11 +479,14 @@ fn stale_then_expired_files_leave_prometheus_and_the_meta_metrics_say_why() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let exporter = Exporter::start(&[
-        dir_arg(dir),
-        "--stale-after=3s".into(),
-        "--expire-after=6s".into(),
-    ]);
+    let exporter = Exporter::start(
+        &binaries().exporter,
+        &[
+            dir_arg(dir),
+            "--stale-after=3s".into(),
+            "--expire-after=6s".into(),
+        ],
+    );
     let prometheus = Prometheus::start(&[ScrapeTarget::new("promdrop", &exporter.address)]);
     prometheus.wait_for_query("the exporter up", "up == 1", DEADLINE, |r| r.len() == 1);
 
