@@ -32,7 +32,7 @@ use crate::watch::WatchEvent;
 use promdrop_textfile::Error;
 use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::discovery::{self, FileIdentity};
-use promdrop_textfile::prepared::SeriesIndex;
+use promdrop_textfile::prepared::{Prepared, SeriesIndex};
 use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions};
 use promdrop_textfile::staleness::{self, Deleted, FileState, FileView, Policy, Timing};
 
@@ -811,24 +811,34 @@ impl Engine {
                 meta: Arc::new(MetaChunk::build(part, compat)),
             }));
         }
-        // The series index follows the data chunks that came and went.
+        // The series index follows the files that came and went (a rebuilt chunk keeps most
+        // of its files: only the prepared forms that differ are counted again).
         let ptr = |c: &Arc<EngineChunk>| Arc::as_ptr(&c.data) as usize;
         let before: HashSet<usize> = previous.iter().map(ptr).collect();
         let after: HashSet<usize> = chunks.iter().map(ptr).collect();
-        for c in &previous {
-            if !after.contains(&ptr(c)) {
-                for p in c.data.prepared() {
-                    self.index.remove(p);
-                }
+        let gone: HashMap<usize, &Arc<Prepared>> = previous
+            .iter()
+            .filter(|c| !after.contains(&ptr(c)))
+            .flat_map(|c| c.data.prepared())
+            .map(|p| (Arc::as_ptr(p) as usize, p))
+            .collect();
+        let came: HashMap<usize, &Arc<Prepared>> = chunks
+            .iter()
+            .filter(|c| !before.contains(&ptr(c)))
+            .flat_map(|c| c.data.prepared())
+            .map(|p| (Arc::as_ptr(p) as usize, p))
+            .collect();
+        for (k, p) in &gone {
+            if !came.contains_key(k) {
+                self.index.remove(p);
             }
         }
-        for c in &chunks {
-            if !before.contains(&ptr(c)) {
-                for p in c.data.prepared() {
-                    self.index.add(p);
-                }
+        for (k, p) in &came {
+            if !gone.contains_key(k) {
+                self.index.add(p);
             }
         }
+        drop((gone, came));
         drop(old);
         drop(previous);
         let data_chunks: Vec<Arc<DataChunk>> = chunks.iter().map(|c| Arc::clone(&c.data)).collect();

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use promdrop_textformat::{MetricType, escape_label_value};
 
-use crate::prepared::{Prepared, split_suffixes};
 use crate::conflict::ConflictRecord;
+use crate::prepared::{Prepared, split_suffixes};
 
 /// The lines slots of a group: the classic main block, the two split-off classic gauges, the
 /// OpenMetrics lines.
