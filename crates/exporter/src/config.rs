@@ -116,7 +116,7 @@ pub struct Config {
         long = "max-total-bytes",
         env = "PROMDROP_MAX_TOTAL_BYTES",
         value_name = "SIZE",
-        default_value = "128MiB",
+        default_value = "80MiB",
         value_parser = byte_size
     )]
     pub max_total_bytes: u64,
@@ -126,7 +126,7 @@ pub struct Config {
         long = "max-total-series",
         env = "PROMDROP_MAX_TOTAL_SERIES",
         value_name = "N",
-        default_value = "2000000",
+        default_value = "1000000",
         value_parser = series_limit
     )]
     pub max_total_series: usize,
