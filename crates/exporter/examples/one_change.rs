@@ -85,6 +85,11 @@ fn publish(
     };
     let prepare = options.prepare_options();
     let mut next = Vec::with_capacity(cache.len());
+    // The previous chunks by their files (the engine keys them by the first file).
+    let mut old: std::collections::HashMap<Vec<usize>, _> = cache
+        .drain(..)
+        .map(|c| (c.0.clone(), c))
+        .collect();
     let mut start = 0;
     for i in 0..views.len() {
         if !ends_chunk(&views[i].snapshot.path, CHUNK_BITS) && i + 1 != views.len() {
@@ -96,8 +101,8 @@ fn publish(
             .map(|v| Arc::as_ptr(&v.snapshot) as usize)
             .collect();
         start = i + 1;
-        match cache.iter().position(|(k, _, _)| *k == key) {
-            Some(at) => next.push(cache.swap_remove(at)),
+        match old.remove(&key) {
+            Some(kept) => next.push(kept),
             None => {
                 let served = part.iter().map(|v| Arc::clone(&v.snapshot)).collect();
                 let data = Arc::new(DataChunk::build(served, &prepare));
@@ -108,7 +113,7 @@ fn publish(
             }
         }
     }
-    for (_, data, _) in cache.drain(..) {
+    for (_, (_, data, _)) in old.drain() {
         for p in data.prepared() {
             index.remove(p);
         }

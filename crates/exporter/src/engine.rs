@@ -142,6 +142,10 @@ pub struct Engine {
     prepare: Arc<promdrop_textfile::prepared::PrepareOptions>,
     /// Directories to scan again soon (a file was replaced while being read).
     retry: BTreeSet<usize>,
+    /// The earliest state change or deletion retry of any file, as last walked (`None`: walk
+    /// again). Kept up to date when a file is read; files that go only make it early, which
+    /// costs a wake-up that walks again.
+    wake: Option<Option<Instant>>,
 }
 
 /// How many files are read at once.
@@ -168,6 +172,7 @@ impl Engine {
             headers: Arc::new(HeaderCache::default()),
             prepare,
             retry: BTreeSet::new(),
+            wake: None,
         }
     }
 
@@ -253,23 +258,36 @@ impl Engine {
         }
     }
 
-    fn next_wakeup(&self) -> Option<Instant> {
-        let now = SystemTime::now();
-        let now_instant = Instant::now();
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        if !self.retry.is_empty() {
-            consider(now_instant + Duration::from_millis(50));
-        }
-        for tracked in self.files.values() {
-            if let Some(t) = tracked.timing.next_change(now, now_instant.into_std()) {
-                consider(Instant::from_std(t));
+    /// The next instant a file's state changes or a deletion is retried (and soon, when a
+    /// directory is to be scanned again). Walks every file only when the last walk's answer
+    /// may be stale ([`Engine::wake`]); a change to one file updates it in place.
+    fn next_wakeup(&mut self) -> Option<Instant> {
+        let files = match self.wake {
+            Some(known) => known,
+            None => {
+                let now = SystemTime::now();
+                let now_instant = Instant::now();
+                let mut next: Option<Instant> = None;
+                for tracked in self.files.values() {
+                    for t in tracked
+                        .timing
+                        .next_change(now, now_instant.into_std())
+                        .map(Instant::from_std)
+                        .into_iter()
+                        .chain(tracked.delete_retry)
+                    {
+                        next = Some(next.map_or(t, |n| n.min(t)));
+                    }
+                }
+                self.wake = Some(next);
+                next
             }
-            if let Some(t) = tracked.delete_retry {
-                consider(t);
-            }
+        };
+        if self.retry.is_empty() {
+            return files;
         }
-        next
+        let soon = Instant::now() + Duration::from_millis(50);
+        Some(files.map_or(soon, |t| t.min(soon)))
     }
 
     /// Lists the directories in `dirs` and reads what changed. Returns whether anything did.
@@ -659,6 +677,12 @@ impl Engine {
         let timing = Timing::of(&snapshot, &self.settings.policy);
         let state = timing.state(SystemTime::now());
         let ends_chunk = crate::exposition::ends_chunk(&snapshot.path, CHUNK_BITS);
+        if let Some(known) = &mut self.wake
+            && let Some(t) = timing.next_change(SystemTime::now(), std::time::Instant::now())
+        {
+            let t = Instant::from_std(t);
+            *known = Some(known.map_or(t, |k| k.min(t)));
+        }
         self.files.insert(
             key,
             Tracked {
@@ -675,6 +699,13 @@ impl Engine {
     /// Recomputes every file's state and deletes the files due. Returns whether anything
     /// changed.
     async fn update_states(&mut self) -> bool {
+        // Nothing can be due before the earliest instant the last walk found.
+        if let Some(known) = self.wake
+            && known.is_none_or(|t| t > Instant::now())
+        {
+            return false;
+        }
+        self.wake = None;
         let now = SystemTime::now();
         let mut changed = false;
         let mut due: Vec<(Key, PathBuf, FileIdentity)> = Vec::new();
