@@ -10,11 +10,24 @@ use std::time::{Duration, Instant};
 /// Runs `promdrop ARGS` with `stdin` (a file) as standard input, else none; fails the test if
 /// it runs for more than 10 s (killing it). Returns (exit code, stderr).
 fn promdrop_with(args: &[&str], stdin: Option<&Path>) -> (Option<i32>, String) {
+    promdrop_as(&[], args, stdin)
+}
+
+/// [`promdrop_with`], run through `prefix` (such as `setpriv` to drop root).
+fn promdrop_as(prefix: &[&str], args: &[&str], stdin: Option<&Path>) -> (Option<i32>, String) {
     let input = match stdin {
         Some(path) => Stdio::from(std::fs::File::open(path).expect("open the input")),
         None => Stdio::null(),
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_promdrop"))
+    let mut command = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_promdrop"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_promdrop")),
+    };
+    let mut child = command
         .args(args)
         .env_remove("PROMDROP_DIR")
         .env_remove("JOB_COMPLETION_INDEX")
@@ -92,6 +105,31 @@ fn write_gives_up_on_a_fifo_or_a_symlink_at_the_lock_path() {
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("not a regular file"), "{err}");
     assert!(!dir.path().join("fifo.prom").exists());
+
+    // As a user that cannot open the lock for writing (the FIFO belongs to root), the writer
+    // used to fall back to a read-only open that waits for a writer for ever: the hang the
+    // probe found. Run as `nobody` through setpriv when the test runs as root.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (code, err) = promdrop_as(
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+            ],
+            &["write", "--dir", d, "--job", "fifo"],
+            Some(&input),
+        );
+        assert_ne!(code, Some(0), "{err}");
+        assert!(err.contains("not a regular file"), "as nobody: {err}");
+    }
 
     // A symlink at the lock path: before, its target was created.
     let target = dir.path().join("created-through-the-link");
