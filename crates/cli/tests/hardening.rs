@@ -60,19 +60,11 @@ fn promdrop(args: &[&str]) -> (Option<i32>, String) {
     promdrop_with(args, None)
 }
 
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("run mkfifo (coreutils)");
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
 #[test]
 fn check_refuses_fifos_devices_and_files_over_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo.prom");
-    mkfifo(&fifo);
+    promdrop_test_support::mkfifo(&fifo);
     let zero = dir.path().join("zero.prom");
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     for path in [&fifo, &zero] {
@@ -98,7 +90,7 @@ fn write_gives_up_on_a_fifo_or_a_symlink_at_the_lock_path() {
     let d = dir.path().to_str().unwrap();
     // A FIFO at the lock path: before, `open` blocked for ever (past the lock timeout and
     // SIGTERM).
-    mkfifo(&dir.path().join(".fifo.prom.lock"));
+    promdrop_test_support::mkfifo(&dir.path().join(".fifo.prom.lock"));
     let input = dir.path().join("input.prom");
     std::fs::write(&input, "# TYPE x gauge\nx 1\n").unwrap();
     let (code, err) = promdrop_with(&["write", "--dir", d, "--job", "fifo"], Some(&input));

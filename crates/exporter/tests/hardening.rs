@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Exporter, Metrics, arg, dir_arg, write_atomic};
+use common::{Metrics, arg, dir_arg, write_atomic};
 
 /// A metrics file of about `series` lines (~40 bytes each).
 fn big_file(dir: &Path, name: &str, series: usize) {
@@ -79,7 +79,7 @@ fn clients_that_never_read_cannot_lock_out_a_scrape() {
     let dir = tempfile::tempdir().unwrap();
     // ~1 MB of metrics: far more than the socket buffers hold.
     big_file(dir.path(), "big.prom", 25_000);
-    let exporter = Exporter::start(&[dir_arg(dir.path()), arg("web.write-timeout", "3s")]);
+    let exporter = common::start(&[dir_arg(dir.path()), arg("web.write-timeout", "3s")]);
     let (status, len) = scrape(&exporter.address, Duration::from_secs(10)).unwrap();
     assert_eq!(status, 200);
     assert!(len > 800_000, "{len}");
@@ -139,7 +139,7 @@ fn clients_that_never_read_cannot_lock_out_a_scrape() {
 fn over_the_connection_limit_a_client_gets_503() {
     let dir = tempfile::tempdir().unwrap();
     write_atomic(dir.path(), "a.prom", "a 1\n");
-    let exporter = Exporter::start(&[dir_arg(dir.path()), arg("web.max-connections", 2)]);
+    let exporter = common::start(&[dir_arg(dir.path()), arg("web.max-connections", 2)]);
     let addr: SocketAddr = exporter.address.parse().unwrap();
     // Two idle connections take both slots (until the header timeout).
     let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -193,7 +193,7 @@ fn a_flood_of_wrong_passwords_does_not_lock_out_the_right_one() {
     let web = dir.path().join("web.yml");
     let hash = bcrypt::hash("right", COST).unwrap();
     std::fs::write(&web, format!("basic_auth_users:\n  prometheus: {hash}\n")).unwrap();
-    let exporter = Exporter::spawn(&[dir_arg(dir.path()), arg("web.config.file", web.display())]);
+    let exporter = common::spawn(&[dir_arg(dir.path()), arg("web.config.file", web.display())]);
     let address = exporter.address.clone();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -276,14 +276,6 @@ fn set_mtime(path: &Path, ago: Duration) {
         .unwrap();
 }
 
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("run mkfifo (coreutils)");
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
 /// With `--delete-after`, a FIFO at `.<file>.prom.lock` froze the exporter in `open()` (never
 /// ready, changes ignored, deaf to SIGTERM) and a symlink there was followed (its target
 /// created). Now both are refused: the exporter starts, keeps following changes, leaves the
@@ -299,11 +291,11 @@ fn a_fifo_or_a_symlink_at_a_lock_path_freezes_nothing() {
     // Different series so that the two files do not conflict.
     write_atomic(dir.path(), "link.prom", "# TYPE old2 gauge\nold2 1\n");
     set_mtime(&dir.path().join("link.prom"), Duration::from_secs(7200));
-    mkfifo(&dir.path().join(".fifo.prom.lock"));
+    promdrop_test_support::mkfifo(&dir.path().join(".fifo.prom.lock"));
     let target = outside.path().join("created-through-the-link");
     std::os::unix::fs::symlink(&target, dir.path().join(".link.prom.lock")).unwrap();
 
-    let exporter = Exporter::start(&[
+    let exporter = common::start(&[
         dir_arg(dir.path()),
         arg("delete-after", "1h"),
         arg("stale-after", "off"),
@@ -348,7 +340,7 @@ fn a_missing_directory_is_an_error_metrics_and_the_status_page_show() {
     std::fs::create_dir(&good).unwrap();
     write_atomic(&good, "a.prom", "a 1\n");
     let missing = dir.path().join("missing");
-    let exporter = Exporter::start(&[
+    let exporter = common::start(&[
         dir_arg(&good),
         dir_arg(&missing),
         "--compat.node-exporter".to_string(),
@@ -404,7 +396,7 @@ fn a_written_at_in_the_future_does_not_make_a_file_immortal() {
         "victim.prom",
         "# TYPE promdrop_job_success gauge\npromdrop_job_success{job_name=\"victim\"} 0\n",
     );
-    let exporter = Exporter::start(&[dir_arg(dir.path()), arg("stale-after", "1d")]);
+    let exporter = common::start(&[dir_arg(dir.path()), arg("stale-after", "1d")]);
     let liar = dir.path().join("liar.prom");
     let m = Metrics::parse(&exporter.metrics());
     assert_eq!(
@@ -450,7 +442,7 @@ fn names_with_different_invalid_utf8_get_different_labels() {
         )
         .unwrap();
     }
-    let exporter = Exporter::start(&[dir_arg(dir.path()), arg("source-label", "source")]);
+    let exporter = common::start(&[dir_arg(dir.path()), arg("source-label", "source")]);
     let m = Metrics::parse(&exporter.metrics());
     let d = dir.path().display();
     assert_eq!(
@@ -487,7 +479,7 @@ fn a_symlink_flipper_does_not_flood_the_log() {
     let outside = tempfile::tempdir().unwrap();
     write_atomic(dir.path(), "inside.txt", "x 1\n");
     write_atomic(outside.path(), "secret.prom", "secret 1\n");
-    let exporter = Exporter::start(&[dir_arg(dir.path())]);
+    let exporter = common::start(&[dir_arg(dir.path())]);
     let link = dir.path().join("flip.prom");
     let tmp = dir.path().join(".flip.tmp");
     let started = Instant::now();

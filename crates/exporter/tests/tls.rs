@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::pki::write_test_pki;
 use common::{Exporter, Metrics, arg, dir_arg, write_atomic};
+use promdrop_test_support::poll;
 
 const CURL: &str = "/usr/bin/curl";
 
@@ -68,7 +69,7 @@ impl Setup {
             arg("web.config.file", self.config_path().display()),
         ];
         args.extend_from_slice(extra);
-        Exporter::spawn(&args)
+        common::spawn(&args)
     }
 
     fn ca(&self) -> String {
@@ -150,20 +151,17 @@ fn wait_until(
     mut attempt: impl FnMut() -> Curl,
     check: impl Fn(&Curl) -> bool,
 ) -> Curl {
-    let deadline = Instant::now() + timeout;
-    loop {
+    poll(what, timeout, || {
         let answer = attempt();
         if check(&answer) {
-            return answer;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\nlast answer: {answer:#?}\n--- log ---\n{}",
+            Ok(answer)
+        } else {
+            Err(format!(
+                "last answer: {answer:#?}\n--- log ---\n{}",
                 exporter.log()
-            );
+            ))
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 /// `/metrics` with basic auth, parsed.
@@ -359,15 +357,15 @@ fn mutual_tls() {
     );
 }
 
-#[test]
-fn reloads_on_change_and_on_sighup() {
+/// An exporter with TLS and the user alice (password `alice-pw`), checking its web config
+/// every 200 ms, once alice gets the metrics.
+fn start_with_alice() -> (Setup, Exporter) {
     let setup = Setup::new();
     setup.write_config(&tls_with_user("alice", "alice-pw"));
     let exporter = setup.start(&[arg("web.config.reload-interval", "200ms")]);
     let ca = setup.ca();
-    let url = https(&exporter, "/metrics");
     let alice = ["--cacert", ca.as_str(), "-u", "alice:alice-pw"];
-    let bob = ["--cacert", ca.as_str(), "-u", "bob:bob-pw"];
+    let url = https(&exporter, "/metrics");
     wait_until(
         &exporter,
         "alice to get in",
@@ -375,6 +373,16 @@ fn reloads_on_change_and_on_sighup() {
         || curl(&url, &alice),
         |r| r.status == 200 && r.body.contains(SAMPLE),
     );
+    (setup, exporter)
+}
+
+#[test]
+fn reloads_on_change_and_on_sighup() {
+    let (setup, exporter) = start_with_alice();
+    let ca = setup.ca();
+    let url = https(&exporter, "/metrics");
+    let alice = ["--cacert", ca.as_str(), "-u", "alice:alice-pw"];
+    let bob = ["--cacert", ca.as_str(), "-u", "bob:bob-pw"];
     assert_eq!(curl(&url, &bob).status, 401);
 
     // Another user: picked up within a few seconds, without a restart.
@@ -495,19 +503,10 @@ fn reloads_on_change_and_on_sighup() {
 /// previous configuration keeps serving, and plain HTTP without credentials gets nothing.
 #[test]
 fn a_reload_that_removes_tls_or_auth_is_refused() {
-    let setup = Setup::new();
-    setup.write_config(&tls_with_user("alice", "alice-pw"));
-    let exporter = setup.start(&[arg("web.config.reload-interval", "200ms")]);
+    let (setup, exporter) = start_with_alice();
     let ca = setup.ca();
     let url = https(&exporter, "/metrics");
     let alice = ["--cacert", ca.as_str(), "-u", "alice:alice-pw"];
-    wait_until(
-        &exporter,
-        "alice to get in",
-        Duration::from_secs(20),
-        || curl(&url, &alice),
-        |r| r.status == 200 && r.body.contains(SAMPLE),
-    );
     let plain = format!("http://{}/metrics", exporter.address);
     let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
     let users = format!("basic_auth_users:\n  alice: {}\n", bcrypt_hash("alice-pw"));
