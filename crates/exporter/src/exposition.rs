@@ -540,9 +540,11 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     w.own(&names::PROMDROP_FILE_BYTES);
     per_file(&mut w, &|f| Some(f.snapshot.identity.size as f64));
 
-    w.own(&names::PROMDROP_DIRECTORY_ERROR);
-    for (directory, error) in &counters.directories {
-        w.sample(&[("directory", directory)], flag(*error));
+    if !counters.directories.is_empty() {
+        w.own(&names::PROMDROP_DIRECTORY_ERROR);
+        for (directory, error) in &counters.directories {
+            w.sample(&[("directory", directory)], flag(*error));
+        }
     }
     w.own(&names::PROMDROP_FILES);
     let mut states = [0u64; 4];
