@@ -37,14 +37,16 @@ fn promdrop_as(prefix: &[&str], args: &[&str], stdin: Option<&Path>) -> (Option<
         .spawn()
         .expect("start promdrop");
     let deadline = Instant::now() + Duration::from_secs(10);
+    // Read stderr as it comes, so that a long report cannot fill the pipe and stall the child.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            let mut err = String::new();
-            let _ = child
-                .stderr
-                .take()
-                .expect("stderr")
-                .read_to_string(&mut err);
+            let err = reader.join().unwrap_or_default();
             return (status.code(), err);
         }
         if Instant::now() > deadline {
@@ -73,7 +75,8 @@ fn check_refuses_fifos_devices_and_files_over_the_limit() {
         assert!(err.contains("not a regular file"), "{err}");
     }
     let big = dir.path().join("big.prom");
-    std::fs::write(&big, "up 1\n".repeat(1000)).unwrap();
+    let lines: String = (0..1000).map(|i| format!("up{{i=\"{i}\"}} 1\n")).collect();
+    std::fs::write(&big, lines).unwrap();
     let (code, err) = promdrop(&["check", "--file.max-bytes=1KiB", big.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("larger than --file.max-bytes=1024"), "{err}");
