@@ -86,10 +86,8 @@ fn publish(
     let prepare = options.prepare_options();
     let mut next = Vec::with_capacity(cache.len());
     // The previous chunks by their files (the engine keys them by the first file).
-    let mut old: std::collections::HashMap<Vec<usize>, _> = cache
-        .drain(..)
-        .map(|c| (c.0.clone(), c))
-        .collect();
+    let mut old: std::collections::HashMap<Vec<usize>, _> =
+        cache.drain(..).map(|c| (c.0.clone(), c)).collect();
     let mut start = 0;
     for i in 0..views.len() {
         if !ends_chunk(&views[i].snapshot.path, CHUNK_BITS) && i + 1 != views.len() {

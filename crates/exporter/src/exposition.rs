@@ -142,15 +142,7 @@ pub fn render_data(
     out: &mut String,
 ) -> Vec<ConflictRecord> {
     // The label values of --source-label, borrowed by the samples below.
-    let names: Vec<String> = files
-        .iter()
-        .map(|f| {
-            f.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    let names: Vec<String> = files.iter().map(|f| snapshot::file_name(&f.path)).collect();
     // Parse on every core: parsing is most of the cost, and files are independent.
     let prepare = options.prepare_options();
     let prepared = parse_all(files, &prepare, &names);
@@ -166,7 +158,7 @@ pub fn render_data(
                 family: family.into(),
                 series: None,
                 kept_file: None,
-                other_file: files[index].path.display().to_string(),
+                other_file: snapshot::file_label(&files[index].path),
             });
         }
         parsed.push((index, families));
@@ -179,7 +171,7 @@ pub fn render_data(
         })
         .collect();
     let merged = merge(&sources);
-    let path_of = |source: usize| files[parsed[source].0].path.display().to_string();
+    let path_of = |source: usize| snapshot::file_label(&files[parsed[source].0].path);
     for conflict in &merged.conflicts {
         conflicts.push(match conflict {
             Conflict::TypeMismatch {
@@ -360,7 +352,10 @@ impl DataChunk {
                 Some((f, p))
             })
             .unzip();
-        let paths = files.iter().map(|f| f.path.display().to_string()).collect();
+        let paths = files
+            .iter()
+            .map(|f| snapshot::file_label(&f.path))
+            .collect();
         let plan = ChunkPlan::build(prepared, paths);
         let segments = plan
             .groups
@@ -716,16 +711,23 @@ pub struct Counters {
     pub reloads_failure: u64,
     /// Conflicts by kind, each counted when it first appears.
     pub conflicts: BTreeMap<&'static str, u64>,
+    /// The watched directories as their `directory` label shows them, and whether each is
+    /// missing or cannot be listed now (`promdrop_directory_error`); set by the engine.
+    pub directories: Vec<(String, bool)>,
 }
 
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
 pub const CONFLICT_KINDS: [&str; 4] = ["type", "help", "duplicate_series", "reserved"];
 
+/// How many meta families have one sample per file ([`per_file_metrics`]).
+const PER_FILE: usize = 8;
+
 /// The meta families with one sample per file, in body order (the last only with
 /// `--compat.node-exporter`).
-fn per_file_metrics() -> [&'static names::OwnMetric; 7] {
+fn per_file_metrics() -> [&'static names::OwnMetric; PER_FILE] {
     [
         &names::PROMDROP_FILE_MTIME_SECONDS,
+        &names::PROMDROP_FILE_REFERENCE_TIME_SECONDS,
         &names::PROMDROP_FILE_STALE,
         &names::PROMDROP_FILE_EXPIRED,
         &names::PROMDROP_FILE_ERROR,
@@ -740,11 +742,12 @@ fn per_file_value(k: usize, f: &FileView) -> Option<f64> {
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     match k {
         0 => Some(f.snapshot.identity.mtime_seconds()),
-        1 => Some(flag(f.state != FileState::Fresh)),
-        2 => Some(flag(f.state == FileState::Expired)),
-        3 => Some(flag(f.snapshot.content.is_err())),
-        4 => Some(f.snapshot.series() as f64),
-        5 => Some(f.snapshot.identity.size as f64),
+        1 => Some(f.timing.reference),
+        2 => Some(flag(f.state != FileState::Fresh)),
+        3 => Some(flag(f.state == FileState::Expired)),
+        4 => Some(flag(f.snapshot.content.is_err())),
+        5 => Some(f.snapshot.series() as f64),
+        6 => Some(f.snapshot.identity.size as f64),
         _ => f
             .snapshot
             .content
@@ -761,15 +764,15 @@ fn per_file_lines(k: usize, files: &[FileView]) -> String {
     w.openmetrics.clear();
     for f in files {
         if let Some(v) = per_file_value(k, f) {
-            w.sample(&[("file", &f.snapshot.path.display().to_string())], v);
+            w.sample(&[("file", &snapshot::file_label(&f.snapshot.path))], v);
         }
     }
     w.classic
 }
 
 /// The headers of the per-file meta families, classic and OpenMetrics.
-fn per_file_headers() -> &'static [(Arc<Segment>, Arc<Segment>); 7] {
-    static HEADERS: OnceLock<[(Arc<Segment>, Arc<Segment>); 7]> = OnceLock::new();
+fn per_file_headers() -> &'static [(Arc<Segment>, Arc<Segment>); PER_FILE] {
+    static HEADERS: OnceLock<[(Arc<Segment>, Arc<Segment>); PER_FILE]> = OnceLock::new();
     HEADERS.get_or_init(|| {
         per_file_metrics().map(|m| {
             let mut w = MetaWriter::default();
@@ -790,6 +793,12 @@ fn render_meta_totals(
     compat_node: bool,
 ) -> [MetaWriter; 2] {
     let mut w = MetaWriter::default();
+    if !counters.directories.is_empty() {
+        w.own(&names::PROMDROP_DIRECTORY_ERROR);
+        for (directory, error) in &counters.directories {
+            w.sample(&[("directory", directory)], if *error { 1.0 } else { 0.0 });
+        }
+    }
     w.own(&names::PROMDROP_FILES);
     let mut states = [0u64; 4];
     for f in files {
@@ -828,8 +837,10 @@ fn render_meta_totals(
     let mut end = MetaWriter::default();
     if compat_node {
         end.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
-        let flag = files.iter().any(|f| f.snapshot.content.is_err());
-        end.sample(&[], if flag { 1.0 } else { 0.0 });
+        // As node_exporter: 1 when a file or a directory cannot be read.
+        let error = files.iter().any(|f| f.snapshot.content.is_err())
+            || counters.directories.iter().any(|(_, e)| *e);
+        end.sample(&[], if error { 1.0 } else { 0.0 });
     }
     [w, end]
 }
@@ -846,7 +857,7 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
 /// The per-file meta lines of one chunk of files.
 #[derive(Debug)]
 pub struct MetaChunk {
-    lines: [Arc<Segment>; 7],
+    lines: [Arc<Segment>; PER_FILE],
 }
 
 impl MetaChunk {
@@ -854,7 +865,7 @@ impl MetaChunk {
     pub fn build(files: &[FileView], compat_node: bool) -> MetaChunk {
         MetaChunk {
             lines: std::array::from_fn(|k| {
-                let text = if k < 6 || compat_node {
+                let text = if k < PER_FILE - 1 || compat_node {
                     per_file_lines(k, files)
                 } else {
                     String::new()
@@ -903,13 +914,13 @@ impl MetaPart {
                 }
             }
         };
-        for k in 0..6 {
+        for k in 0..PER_FILE - 1 {
             family(k, &mut classic, &mut openmetrics);
         }
         classic.push(Arc::new(Segment::new(totals.classic)));
         openmetrics.push(Arc::new(Segment::new(totals.openmetrics)));
         if compat_node {
-            family(6, &mut classic, &mut openmetrics);
+            family(PER_FILE - 1, &mut classic, &mut openmetrics);
             classic.push(Arc::new(Segment::new(end.classic)));
             openmetrics.push(Arc::new(Segment::new(end.openmetrics)));
         }
