@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use promdrop_textformat::{
-    Conflict, Format, MetricFamily, Source, merge, parse, render_classic_into,
+    Conflict, EscapingScheme, Format, MetricFamily, Source, merge, parse, render_classic_into,
     render_openmetrics_into,
 };
 
@@ -277,6 +277,9 @@ pub struct DataPart {
     options: ExpositionOptions,
     /// The conflicts found merging them.
     pub conflicts: Vec<ConflictRecord>,
+    /// The variants with escaped names (`underscores`, `dots`, `values`), each made on first
+    /// demand ([`DataPart::escaped`]); `None` when it is this part itself.
+    escaped: [tokio::sync::OnceCell<Option<Arc<DataPart>>>; 3],
 }
 
 /// `file`'s prepared form for `wanted`: the one made when it was read, or (when the options
@@ -353,6 +356,7 @@ impl DataPart {
             concatenable,
             options,
             conflicts,
+            escaped: Default::default(),
         }
     }
 
@@ -378,6 +382,43 @@ impl DataPart {
         let mut text = String::with_capacity(self.classic.plain.len() + 1024);
         render_data(&self.files, &self.options, Format::OpenMetrics, &mut text);
         Bytes::from(text)
+    }
+
+    /// This part as a scraper asking for `scheme` gets it: itself for `allow-utf-8` or when no
+    /// name changes, else the same publication run over the files with escaped names
+    /// (`escaped::build`), made on a blocking thread on first demand and kept until the
+    /// next change. Names that collide once escaped are conflicts of the variant, counted in
+    /// `promdrop_escaping_conflicts_total`.
+    pub async fn escaped(self: &Arc<Self>, scheme: EscapingScheme) -> Arc<DataPart> {
+        let slot = match scheme {
+            EscapingScheme::AllowUtf8 => return Arc::clone(self),
+            EscapingScheme::Underscores => 0,
+            EscapingScheme::Dots => 1,
+            EscapingScheme::Values => 2,
+        };
+        let this = Arc::clone(self);
+        let variant = self.escaped[slot]
+            .get_or_init(|| async move {
+                let built = tokio::task::spawn_blocking(move || {
+                    let variant = escaped::build(&this, scheme).map(Arc::new);
+                    if let Some(v) = &variant {
+                        escaped::record_conflicts(&this, v, scheme);
+                        v.classic.compress();
+                    }
+                    variant
+                })
+                .await;
+                // A variant that failed to build is served as an empty data part, never as
+                // the unescaped one.
+                built.unwrap_or_else(|_| {
+                    Some(Arc::new(DataPart::build(
+                        Vec::new(),
+                        ExpositionOptions::default(),
+                    )))
+                })
+            })
+            .await;
+        variant.clone().unwrap_or_else(|| Arc::clone(self))
     }
 
     /// The OpenMetrics rendering, made on first use on a blocking thread and kept; its gzip
@@ -424,7 +465,7 @@ impl Shared {
                 ..StatusModel::default()
             })),
             ready: AtomicBool::new(false),
-            scrape_metrics: Vec::new(),
+            scrape_metrics: vec![escaped::write_metrics],
         }
     }
 
@@ -434,41 +475,130 @@ impl Shared {
     }
 }
 
-/// Whether `accept` prefers OpenMetrics to the classic text format.
+/// What a scrape asked for with its `Accept` and `Accept-Encoding` headers, as promhttp
+/// negotiates it (prometheus/common `expfmt.NegotiateIncludingOpenMetrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Classic text or OpenMetrics.
+    pub format: Format,
+    /// The format's version named in the `Content-Type`: `0.0.4` or `1.0.0` for the classic
+    /// text, `0.0.1` or `1.0.0` for OpenMetrics (the body is the same).
+    pub version: &'static str,
+    /// How names that are not legacy ones are written.
+    pub escaping: EscapingScheme,
+    /// Whether gzip is allowed.
+    pub gzip: bool,
+}
+
+/// `base; escaping=<scheme>` for every scheme, in [`EscapingScheme::ALL`]'s order.
+macro_rules! with_escaping {
+    ($base:literal) => {
+        [
+            concat!($base, "; escaping=allow-utf-8"),
+            concat!($base, "; escaping=underscores"),
+            concat!($base, "; escaping=dots"),
+            concat!($base, "; escaping=values"),
+        ]
+    };
+}
+
+const TEXT_0_0_4: [&str; 4] = with_escaping!("text/plain; version=0.0.4; charset=utf-8");
+const TEXT_1_0_0: [&str; 4] = with_escaping!("text/plain; version=1.0.0; charset=utf-8");
+const OPENMETRICS_0_0_1: [&str; 4] =
+    with_escaping!("application/openmetrics-text; version=0.0.1; charset=utf-8");
+const OPENMETRICS_1_0_0: [&str; 4] =
+    with_escaping!("application/openmetrics-text; version=1.0.0; charset=utf-8");
+
+impl Negotiated {
+    /// The `Content-Type`, saying which escaping was applied as promhttp does
+    /// (`text/plain; version=0.0.4; charset=utf-8; escaping=underscores`).
+    pub fn content_type(&self) -> &'static str {
+        let table = match (self.format, self.version) {
+            (Format::OpenMetrics, "0.0.1") => &OPENMETRICS_0_0_1,
+            (Format::OpenMetrics, _) => &OPENMETRICS_1_0_0,
+            (_, "1.0.0") => &TEXT_1_0_0,
+            _ => &TEXT_0_0_4,
+        };
+        let index = EscapingScheme::ALL
+            .iter()
+            .position(|s| *s == self.escaping)
+            .unwrap_or(1);
+        table[index]
+    }
+}
+
+/// The format, version and escaping `accept` asks for.
 ///
-/// Each media range gets its `q` (default 1); OpenMetrics is chosen when its best `q` is above
-/// zero and above that of `text/plain` (or `text/*`, `*/*`), as Prometheus asks with
-/// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`.
-pub fn prefers_openmetrics(accept: &str) -> bool {
-    let mut om: f32 = 0.0;
-    let mut plain: f32 = 0.0;
-    for range in accept.split(',') {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let mut q: f32 = 1.0;
-        let mut version: Option<String> = None;
-        for param in parts {
-            if let Some((k, v)) = param.split_once('=') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "q" => q = v.trim().parse().unwrap_or(0.0),
-                    "version" => version = Some(v.trim().to_string()),
-                    _ => {}
+/// The media ranges are taken by decreasing `q` (ranges with `q=0` are refused); the first
+/// that names `text/plain` (version `0.0.4`, `1.0.0` or none), `application/openmetrics-text`
+/// (version `1.0.0`, `0.0.1` or none, which means `0.0.1`), `text/*` or `*/*` is chosen, and
+/// the classic text `0.0.4` when none does. The escaping is the last known `escaping`
+/// parameter met on the way, up to the chosen range included, as in promhttp; without one a
+/// scraper gets [`EscapingScheme::default`] (`underscores`), so a Prometheus 2 server, which
+/// never sends it, gets legacy names only.
+pub fn negotiate_accept(accept: &str) -> (Format, &'static str, EscapingScheme) {
+    struct Range<'a> {
+        media: String,
+        q: f32,
+        version: Option<&'a str>,
+        escaping: Option<&'a str>,
+    }
+    let mut ranges: Vec<Range<'_>> = accept
+        .split(',')
+        .map(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let mut r = Range {
+                media,
+                q: 1.0,
+                version: None,
+                escaping: None,
+            };
+            for param in parts {
+                if let Some((k, v)) = param.split_once('=') {
+                    let v = v.trim().trim_matches('"');
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "q" => r.q = v.parse().unwrap_or(0.0),
+                        "version" => r.version = Some(v),
+                        "escaping" => r.escaping = Some(v),
+                        _ => {}
+                    }
                 }
             }
+            r
+        })
+        .filter(|r| r.q > 0.0 && !r.media.is_empty())
+        .collect();
+    // Stable: ranges of equal q keep their order.
+    ranges.sort_by(|a, b| b.q.total_cmp(&a.q));
+    let mut escaping = EscapingScheme::default();
+    for range in &ranges {
+        if let Some(scheme) = range.escaping.and_then(EscapingScheme::from_param) {
+            escaping = scheme;
         }
-        match media.as_str() {
-            "application/openmetrics-text"
-                if version
-                    .as_deref()
-                    .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
-            {
-                om = om.max(q)
+        let chosen = match (range.media.as_str(), range.version) {
+            ("text/plain", None | Some("0.0.4")) | ("text/*" | "*/*", _) => {
+                Some((Format::Classic, "0.0.4"))
             }
-            "text/plain" | "text/*" | "*/*" => plain = plain.max(q),
-            _ => {}
+            ("text/plain", Some("1.0.0")) => Some((Format::Classic, "1.0.0")),
+            ("application/openmetrics-text", None | Some("0.0.1")) => {
+                Some((Format::OpenMetrics, "0.0.1"))
+            }
+            ("application/openmetrics-text", Some("1.0.0")) => Some((Format::OpenMetrics, "1.0.0")),
+            _ => None,
+        };
+        if let Some((format, version)) = chosen {
+            return (format, version, escaping);
         }
     }
-    om > 0.0 && om > plain
+    (Format::Classic, "0.0.4", escaping)
+}
+
+/// Whether `accept` prefers OpenMetrics to the classic text format ([`negotiate_accept`]), as
+/// Prometheus asks with
+/// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`.
+pub fn prefers_openmetrics(accept: &str) -> bool {
+    negotiate_accept(accept).0 == Format::OpenMetrics
 }
 
 /// Whether `accept_encoding` allows gzip.
@@ -484,21 +614,22 @@ pub fn accepts_gzip(accept_encoding: &str) -> bool {
     })
 }
 
-/// The format and compression a request asks for with its `Accept` and `Accept-Encoding`
-/// headers, as [`Published::body`] takes them.
-pub fn negotiate(headers: &hyper::HeaderMap) -> (Format, bool) {
+/// The format, escaping and compression a request asks for with its `Accept` and
+/// `Accept-Encoding` headers, as [`Published::negotiated_body`] takes them.
+pub fn negotiate(headers: &hyper::HeaderMap) -> Negotiated {
     let header = |name| {
         headers
             .get(name)
             .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
             .unwrap_or("")
     };
-    let format = if prefers_openmetrics(header(hyper::header::ACCEPT)) {
-        Format::OpenMetrics
-    } else {
-        Format::Classic
-    };
-    (format, accepts_gzip(header(hyper::header::ACCEPT_ENCODING)))
+    let (format, version, escaping) = negotiate_accept(header(hyper::header::ACCEPT));
+    Negotiated {
+        format,
+        version,
+        escaping,
+        gzip: accepts_gzip(header(hyper::header::ACCEPT_ENCODING)),
+    }
 }
 
 /// Counters that live as long as the process.
@@ -626,7 +757,7 @@ pub struct Published {
 /// A response body: its content type, whether it is gzip-encoded, and its chunks.
 #[derive(Debug)]
 pub struct Body {
-    /// The `Content-Type`.
+    /// The `Content-Type`, with the escaping applied ([`Negotiated::content_type`]).
     pub content_type: &'static str,
     /// Whether the chunks are gzip-compressed.
     pub gzip: bool,
@@ -663,26 +794,49 @@ impl Published {
         self.meta.openmetrics.compress();
     }
 
-    /// The `/metrics` body in `format`, gzip-compressed when `gzip` is allowed and the
-    /// compressed parts are ready. Process metrics are added now; everything else was
-    /// prepared before.
+    /// The `/metrics` body in `format` with the default escaping (`underscores`), as
+    /// [`Published::negotiated_body`] gives it.
     pub async fn body(
         &self,
         format: Format,
         gzip: bool,
         scrape_metrics: &[fn(&mut MetaWriter)],
     ) -> Body {
-        let openmetrics = format == Format::OpenMetrics;
+        let negotiated = Negotiated {
+            format,
+            version: if format == Format::OpenMetrics {
+                "1.0.0"
+            } else {
+                "0.0.4"
+            },
+            escaping: EscapingScheme::default(),
+            gzip,
+        };
+        self.negotiated_body(&negotiated, scrape_metrics).await
+    }
+
+    /// The `/metrics` body as `negotiated`: the data part with its names escaped as asked
+    /// ([`DataPart::escaped`]), gzip-compressed when allowed and the compressed parts are
+    /// ready. Process metrics are added now; everything else was prepared before. The meta
+    /// part's names are legacy ones, served as they are under every scheme.
+    pub async fn negotiated_body(
+        &self,
+        negotiated: &Negotiated,
+        scrape_metrics: &[fn(&mut MetaWriter)],
+    ) -> Body {
+        let gzip = negotiated.gzip;
+        let openmetrics = negotiated.format == Format::OpenMetrics;
+        let data = self.data.escaped(negotiated.escaping).await;
         let (data, meta) = if openmetrics {
-            (self.data.openmetrics().await, &self.meta.openmetrics)
+            (data.openmetrics().await, &self.meta.openmetrics)
         } else {
-            (Arc::clone(&self.data.classic), &self.meta.classic)
+            (Arc::clone(&data.classic), &self.meta.classic)
         };
         let mut tail = crate::process::render(openmetrics, scrape_metrics);
         if openmetrics {
             tail.push_str("# EOF\n");
         }
-        let content_type = format.content_type();
+        let content_type = negotiated.content_type();
         if gzip && let (Some(d), Some(m)) = (data.deflated(), meta.deflated()) {
             return Body {
                 content_type,
@@ -754,6 +908,10 @@ pub fn render_classic_body(
     out
 }
 
+mod escaped;
+
+pub use escaped::may_have_quoted_names;
+
 #[cfg(test)]
 mod fast_path_tests;
 
@@ -782,5 +940,196 @@ mod tests {
         assert!(!accepts_gzip("gzip;q=0"));
         assert!(!accepts_gzip("identity"));
         assert!(!accepts_gzip(""));
+    }
+}
+
+#[cfg(test)]
+mod escaping_tests {
+    use super::*;
+    use promdrop_textfile::discovery::FileIdentity;
+    use promdrop_textfile::snapshot::{ReadOptions, parse_bytes};
+
+    #[test]
+    fn accept_names_the_format_version_and_escaping() {
+        use EscapingScheme::*;
+        let cases = [
+            ("", Format::Classic, "0.0.4", Underscores),
+            (
+                "text/plain;version=0.0.4",
+                Format::Classic,
+                "0.0.4",
+                Underscores,
+            ),
+            (
+                "text/plain;version=1.0.0;escaping=allow-utf-8",
+                Format::Classic,
+                "1.0.0",
+                AllowUtf8,
+            ),
+            (
+                "text/plain;version=1.0.0;escaping=dots",
+                Format::Classic,
+                "1.0.0",
+                Dots,
+            ),
+            (
+                "text/plain;version=1.0.0;escaping=nope",
+                Format::Classic,
+                "1.0.0",
+                Underscores,
+            ),
+            (
+                "application/openmetrics-text;version=1.0.0;escaping=values,text/plain;q=0.5",
+                Format::OpenMetrics,
+                "1.0.0",
+                Values,
+            ),
+            (
+                "application/openmetrics-text",
+                Format::OpenMetrics,
+                "0.0.1",
+                Underscores,
+            ),
+            // Prometheus 3's default scrape protocols with UTF-8 names allowed.
+            (
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
+                Format::OpenMetrics,
+                "1.0.0",
+                AllowUtf8,
+            ),
+            // An escaping on a refused range still counts, as promhttp has it.
+            (
+                "application/openmetrics-text;version=9.9.9;escaping=dots,text/plain;q=0.5",
+                Format::Classic,
+                "0.0.4",
+                Dots,
+            ),
+        ];
+        for (accept, format, version, escaping) in cases {
+            assert_eq!(
+                negotiate_accept(accept),
+                (format, version, escaping),
+                "{accept}"
+            );
+        }
+        let n = Negotiated {
+            format: Format::Classic,
+            version: "1.0.0",
+            escaping: AllowUtf8,
+            gzip: false,
+        };
+        assert_eq!(
+            n.content_type(),
+            "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
+        );
+    }
+
+    fn data_of(files: &[(&str, &str)]) -> Arc<DataPart> {
+        let options = ReadOptions {
+            max_bytes: 1 << 20,
+            max_series: 1000,
+            timestamps: TimestampPolicy::Reject,
+        };
+        let identity = FileIdentity {
+            dev: 1,
+            ino: 1,
+            size: 0,
+            mtime_ns: 0,
+        };
+        let snapshots = files
+            .iter()
+            .map(|(path, text)| {
+                let s = parse_bytes(
+                    (*path).into(),
+                    identity,
+                    Bytes::from(text.to_string()),
+                    &options,
+                );
+                assert!(s.content.is_ok(), "{:?}", s.content);
+                Arc::new(s)
+            })
+            .collect();
+        Arc::new(DataPart::build(snapshots, ExpositionOptions::default()))
+    }
+
+    #[tokio::test]
+    async fn a_scraper_gets_the_names_it_asked_for() {
+        let data = data_of(&[
+            (
+                "/d/a.prom",
+                "# TYPE \"http.requests\" gauge\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n",
+            ),
+            ("/d/b.prom", "# TYPE plain_one gauge\nplain_one 1\n"),
+        ]);
+        let text = |d: &Arc<DataPart>| String::from_utf8(d.classic.plain.to_vec()).unwrap();
+        assert!(text(&data).contains("{\"http.requests\",\"http.method\"=\"GET\"} 3"));
+        let under = data.escaped(EscapingScheme::Underscores).await;
+        assert_eq!(
+            text(&under),
+            "# TYPE http_requests gauge\nhttp_requests{http_method=\"GET\"} 3\n# TYPE plain_one gauge\nplain_one 1\n"
+        );
+        // Made once, kept.
+        assert!(Arc::ptr_eq(
+            &under,
+            &data.escaped(EscapingScheme::Underscores).await
+        ));
+        let dots = data.escaped(EscapingScheme::Dots).await;
+        assert!(text(&dots).contains("http_dot_requests{http_dot_method=\"GET\"} 3\n"));
+        assert!(text(&dots).contains("plain__one 1\n"));
+        let values = data.escaped(EscapingScheme::Values).await;
+        assert!(text(&values).contains("U__http_2e_requests{U__http_2e_method=\"GET\"} 3\n"));
+        assert!(Arc::ptr_eq(
+            &data,
+            &data.escaped(EscapingScheme::AllowUtf8).await
+        ));
+        let om = under.openmetrics().await;
+        assert!(
+            String::from_utf8_lossy(&om.plain).contains("http_requests{http_method=\"GET\"} 3\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn legacy_files_are_shared_by_every_variant_but_dots() {
+        let data = data_of(&[("/d/b.prom", "# TYPE plain gauge\nplain{a=\"{\\\"x\"} 1\n")]);
+        assert!(Arc::ptr_eq(
+            &data,
+            &data.escaped(EscapingScheme::Underscores).await
+        ));
+        assert!(Arc::ptr_eq(
+            &data,
+            &data.escaped(EscapingScheme::Values).await
+        ));
+    }
+
+    #[tokio::test]
+    async fn names_that_collide_once_escaped_are_conflicts() {
+        let data = data_of(&[
+            ("/d/a.prom", "# TYPE \"a.b\" gauge\n{\"a.b\"} 1\n"),
+            ("/d/b.prom", "# TYPE a_b gauge\na_b 2\n"),
+        ]);
+        assert!(data.conflicts.is_empty());
+        let under = data.escaped(EscapingScheme::Underscores).await;
+        assert_eq!(under.conflicts.len(), 1, "{:?}", under.conflicts);
+        assert_eq!(under.conflicts[0].kind, "duplicate_series");
+        let served = String::from_utf8(under.classic.plain.to_vec()).unwrap();
+        assert_eq!(
+            served.lines().filter(|l| l.starts_with("a_b ")).count(),
+            1,
+            "{served}"
+        );
+        let mut w = MetaWriter::default();
+        escaped::write_metrics(&mut w);
+        assert!(
+            w.classic
+                .contains("promdrop_escaping_conflicts_total{escaping=\"underscores\"} "),
+            "{}",
+            w.classic
+        );
+        assert!(
+            !w.classic
+                .contains("promdrop_escaping_conflicts_total{escaping=\"underscores\"} 0\n"),
+            "{}",
+            w.classic
+        );
     }
 }

@@ -69,6 +69,12 @@ pub const PROMDROP_CONFLICTS_TOTAL: OwnMetric = OwnMetric {
     help: "Conflicts between files found while merging, each counted when it appears: type (family dropped from the later file), help (first HELP kept), duplicate_series (served from the newer file), reserved (a file uses an exporter metric name).",
     metric_type: MetricType::Counter,
 };
+/// `promdrop_escaping_conflicts_total`.
+pub const PROMDROP_ESCAPING_CONFLICTS_TOTAL: OwnMetric = OwnMetric {
+    name: "promdrop_escaping_conflicts_total",
+    help: "Conflicts that appear only once names are escaped for a scraper that cannot take UTF-8 names (a.b and a_b under underscores), by escaping scheme, counted each time the escaped exposition is built (once per change and scheme asked for); resolved as other conflicts are.",
+    metric_type: MetricType::Counter,
+};
 /// `promdrop_reloads_total`.
 pub const PROMDROP_RELOADS_TOTAL: OwnMetric = OwnMetric {
     name: "promdrop_reloads_total",
@@ -149,7 +155,7 @@ pub const PROMDROP_WEB_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: OwnMetric =
 };
 
 /// Every family of the exporter's own, in the order the documentation lists them.
-pub const OWN_METRICS: [OwnMetric; 21] = [
+pub const OWN_METRICS: [OwnMetric; 22] = [
     PROMDROP_FILE_MTIME_SECONDS,
     PROMDROP_FILE_STALE,
     PROMDROP_FILE_EXPIRED,
@@ -158,6 +164,7 @@ pub const OWN_METRICS: [OwnMetric; 21] = [
     PROMDROP_FILE_BYTES,
     PROMDROP_FILES,
     PROMDROP_CONFLICTS_TOTAL,
+    PROMDROP_ESCAPING_CONFLICTS_TOTAL,
     PROMDROP_RELOADS_TOTAL,
     PROMDROP_BUILD_INFO,
     PROCESS_CPU_SECONDS_TOTAL,

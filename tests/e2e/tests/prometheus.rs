@@ -431,7 +431,8 @@ fn every_kind_of_job_reaches_prometheus_with_its_values_and_labels() {
     let direct_type = direct.header("content-type").unwrap_or("");
     let direct_encoding = direct.header("content-encoding").unwrap_or("");
     assert_eq!(
-        direct_type, "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        direct_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores",
         "Content-Type for Prometheus's Accept"
     );
     assert_eq!(direct_encoding, "gzip");
