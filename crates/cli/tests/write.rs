@@ -299,3 +299,37 @@ fn timestamps_and_a_repeated_series_are_refused_with_line_and_column() {
     assert_eq!(std::fs::read(&path).expect("job file"), previous);
     assert_eq!(entries(dir.path()), [".fed.prom.lock", "fed.prom"]);
 }
+
+#[test]
+fn utf8_names_are_accepted_and_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let input = "# TYPE \"http.server.requests_total\" counter\n{\"http.server.requests_total\",\"http.method\"=\"GET\"} 3\n# TYPE legacy gauge\nlegacy{\"région\"=\"eu\"} 1\n";
+    let out = promdrop_write(
+        &[
+            "--dir",
+            d,
+            "--job",
+            "utf8",
+            "--label",
+            "deployment.environment=prod",
+        ],
+        &[],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("utf8.prom")).expect("job file");
+    let body = text.split_once('\n').expect("header line").1;
+    assert_eq!(
+        body,
+        "# TYPE \"http.server.requests_total\" counter\n{\"http.server.requests_total\",\"http.method\"=\"GET\",job_name=\"utf8\",\"deployment.environment\"=\"prod\"} 3\n# TYPE legacy gauge\nlegacy{\"région\"=\"eu\",job_name=\"utf8\",\"deployment.environment\"=\"prod\"} 1\n"
+    );
+    parse(text.as_bytes(), Format::Classic).expect("the file parses");
+    // An empty label name is still refused.
+    let out = promdrop_write(
+        &["--dir", d, "--job", "utf8", "--label", "=x"],
+        &[],
+        input.as_bytes(),
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -1062,7 +1062,20 @@ mod escaping_tests {
             ("/d/b.prom", "# TYPE plain_one gauge\nplain_one 1\n"),
         ]);
         let text = |d: &Arc<DataPart>| String::from_utf8(d.classic.plain.to_vec()).unwrap();
-        assert!(text(&data).contains("{\"http.requests\",\"http.method\"=\"GET\"} 3"));
+        assert!(
+            text(&data).starts_with(
+                "# TYPE \"http.requests\" gauge\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n"
+            ),
+            "{}",
+            text(&data)
+        );
+        let om = String::from_utf8(data.openmetrics().await.plain.to_vec()).unwrap();
+        assert!(
+            om.starts_with(
+                "# TYPE \"http.requests\" gauge\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n"
+            ),
+            "{om}"
+        );
         let under = data.escaped(EscapingScheme::Underscores).await;
         assert_eq!(
             text(&under),
@@ -1099,6 +1112,23 @@ mod escaping_tests {
             &data,
             &data.escaped(EscapingScheme::Values).await
         ));
+    }
+
+    #[tokio::test]
+    async fn a_series_with_a_label_twice_once_escaped_is_left_out() {
+        let data = data_of(&[(
+            "/d/a.prom",
+            "# TYPE x gauge\nx{\"a.b\"=\"1\",a_b=\"2\"} 1\nx{\"a.b\"=\"3\"} 2\n",
+        )]);
+        let under = data.escaped(EscapingScheme::Underscores).await;
+        let served = String::from_utf8(under.classic.plain.to_vec()).unwrap();
+        assert_eq!(served, "# TYPE x gauge\nx{a_b=\"3\"} 2\n");
+        let values = data.escaped(EscapingScheme::Values).await;
+        let served = String::from_utf8(values.classic.plain.to_vec()).unwrap();
+        assert!(
+            served.contains("x{U__a_2e_b=\"1\",a_b=\"2\"} 1\n"),
+            "{served}"
+        );
     }
 
     #[tokio::test]

@@ -172,6 +172,48 @@ struct Block {
     samples: Range<usize>,
 }
 
+/// The length of the name at the start of `rest` (the rest of a `# TYPE` line): up to the first
+/// space, or a quoted name with its quotes (`"a b"`, escapes skipped).
+fn name_token_len(rest: &str) -> usize {
+    let bytes = rest.as_bytes();
+    if bytes.first() != Some(&b'"') {
+        return rest.find(' ').unwrap_or(0);
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    0
+}
+
+/// The name a `# TYPE` line's name token stands for: the token, or a quoted one unquoted and
+/// unescaped (as the renderer quotes UTF-8 names).
+fn token_name(token: &str) -> Cow<'_, str> {
+    match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if inner.contains('\\') => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '\\') {
+                    (_, true) => match chars.next() {
+                        Some('n') => out.push('\n'),
+                        Some(other) => out.push(other),
+                        None => {}
+                    },
+                    (c, false) => out.push(c),
+                }
+            }
+            Cow::Owned(out)
+        }
+        Some(inner) => Cow::Borrowed(inner),
+        None => Cow::Borrowed(token),
+    }
+}
+
 /// Splits rendered text into blocks: header lines (`# HELP`, `# TYPE`, `# UNIT`), then
 /// sample lines. A new block starts at `# HELP`, or at `# TYPE` when the block has one.
 fn blocks(text: &str, base: usize) -> Vec<Block> {
@@ -203,7 +245,7 @@ fn blocks(text: &str, base: usize) -> Vec<Block> {
                 if is_type {
                     has_type = true;
                     let name_start = pos + "# TYPE ".len();
-                    let name_len = text[name_start..end].find(' ').unwrap_or(0);
+                    let name_len = name_token_len(&text[name_start..end]);
                     block.name = base + name_start..base + name_start + name_len;
                 }
                 block.samples = base + end..base + end;
@@ -255,7 +297,8 @@ impl Prepared {
             let mut ranges: [Range<u32>; 3] = [0..0, 0..0, 0..0];
             let mut main_name = None;
             for block in blocks(&classic[start..], start) {
-                let name = &classic[block.name.clone()];
+                let name = token_name(&classic[block.name.clone()]);
+                let name = name.as_ref();
                 let slot = suffixes
                     .iter()
                     .position(|s| name.strip_prefix(family.name.as_ref()) == Some(*s))
@@ -312,7 +355,7 @@ impl Prepared {
                 continue;
             }
             match next.next() {
-                Some(block) if openmetrics[block.name.clone()] == *om_name => {
+                Some(block) if token_name(&openmetrics[block.name.clone()]) == *om_name => {
                     match to_u32(block.samples.clone()) {
                         Some(r) => p.om = r,
                         None => om_ok = false,
@@ -685,19 +728,19 @@ pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
         header.clear();
         if let Some(help) = m.help {
             header.push_str("# HELP ");
-            header.push_str(om_name);
+            promdrop_textformat::write_metric_name(om_name, &mut header);
             header.push(' ');
             escape_label_value(help, &mut header);
             header.push('\n');
         }
         header.push_str("# TYPE ");
-        header.push_str(om_name);
+        promdrop_textformat::write_metric_name(om_name, &mut header);
         header.push(' ');
         header.push_str(om_types[i].openmetrics_name());
         header.push('\n');
         if let Some(unit) = m.unit.filter(|u| !u.is_empty()) {
             header.push_str("# UNIT ");
-            header.push_str(om_name);
+            promdrop_textformat::write_metric_name(om_name, &mut header);
             header.push(' ');
             header.push_str(unit);
             header.push('\n');

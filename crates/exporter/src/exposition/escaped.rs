@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::conflict::ConflictRecord;
-use promdrop_textfile::snapshot::{FileSnapshot, ReadOptions, parse_bytes_prepared};
+use promdrop_textfile::prepared::Prepared;
+use promdrop_textfile::snapshot::{Content, FileSnapshot, file_name};
 use promdrop_textformat::{
     EscapingScheme, Format, Label, MetricFamily, escape_names, parse, render_classic,
     render_openmetrics,
@@ -77,9 +77,9 @@ fn changes(families: &[MetricFamily<'_>], scheme: EscapingScheme) -> bool {
     })
 }
 
-/// `file` as a scraper asking for `scheme` gets it: the same snapshot when no name changes,
-/// else a snapshot of its escaped text, prepared as `data` prepares files. `None` for a file
-/// that cannot be served (it is left out, as the default publication leaves it out).
+/// `file` as a scraper asking for `scheme` gets it, and whether it changed: the same snapshot
+/// when no name changes, else a snapshot of its escaped text, prepared as `data` prepares
+/// files. `None` for a file that is not served.
 fn escaped_file(
     file: &Arc<FileSnapshot>,
     scheme: EscapingScheme,
@@ -95,29 +95,52 @@ fn escaped_file(
         return Some((Arc::clone(file), false));
     }
     escape_names(&mut families, scheme);
-    let text = match content.format {
+    let dropped = drop_repeated_labels(&mut families);
+    if dropped > 0 {
+        tracing::warn!(
+            file = %file.path.display(),
+            escaping = %scheme,
+            series = dropped,
+            "label names that are the same once escaped: those series are left out of this \
+             escaping's exposition"
+        );
+        if let Some(counter) = slot(scheme) {
+            counter.fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+    let text = Bytes::from(match content.format {
         Format::OpenMetrics => render_openmetrics(&families),
         _ => render_classic(&families),
-    };
-    drop(families);
-    // Limits and the timestamp policy were applied when the file was read.
-    let read = ReadOptions {
-        max_bytes: u64::MAX,
-        max_series: usize::MAX,
-        timestamps: TimestampPolicy::Keep,
-    };
-    let mut escaped = parse_bytes_prepared(
-        file.path.clone(),
-        file.identity,
-        Bytes::from(text),
-        &read,
-        &data.options.prepare_options(),
-    );
-    escaped.header = file.header;
-    if let Ok(c) = &mut escaped.content {
-        c.header = content.header;
+    });
+    // Prepared from the escaped families, not by parsing the escaped text: escaping can make
+    // a label name that the parser refuses (`-x.y` is `__x_y` under underscores, as
+    // prometheus_client writes it too). Only the full merge (a series in two files) parses
+    // files again; it then leaves such a file out, with a warning.
+    if parse(&text, content.format).is_err() {
+        tracing::warn!(
+            file = %file.path.display(),
+            escaping = %scheme,
+            "escaped names that the parser refuses (a label name starting with __): the file \
+             is left out of this escaping's exposition when a series repeats across files"
+        );
     }
-    escaped.content.is_ok().then(|| (Arc::new(escaped), true))
+    let series = families.iter().map(|f| f.samples.len()).sum();
+    let name = file_name(&file.path);
+    let prepare = data.options.prepare_options();
+    let prepared = Prepared::build(families, &text, &name, &prepare);
+    let escaped = FileSnapshot {
+        path: file.path.clone(),
+        identity: file.identity,
+        content: Ok(Content {
+            bytes: text,
+            prepared: Arc::new(prepared),
+            format: content.format,
+            series,
+            header: content.header,
+        }),
+        header: file.header,
+    };
+    Some((Arc::new(escaped), true))
 }
 
 /// The data part of `data`'s files with their names escaped under `scheme`, or `None` when no
@@ -130,26 +153,54 @@ pub(super) fn build(data: &DataPart, scheme: EscapingScheme) -> Option<DataPart>
     let files: Vec<Arc<FileSnapshot>> = data
         .files()
         .iter()
-        .filter_map(|f| {
-            let (file, c) = escaped_file(f, scheme, data)?;
-            changed |= c;
-            Some(file)
+        .filter_map(|f| match escaped_file(f, scheme, data) {
+            Some((file, c)) => {
+                changed |= c;
+                Some(file)
+            }
+            None => {
+                // Left out: the variant differs from `data`.
+                changed = true;
+                None
+            }
         })
         .collect();
     changed.then(|| DataPart::build(files, data.options.clone()))
 }
 
-/// Conflicts found only in escaped variants, by scheme (`underscores`, `dots`, `values`).
+/// Conflicts found only in escaped variants (and series left out for a label name twice), by
+/// scheme (`underscores`, `dots`, `values`).
 static ESCAPING_CONFLICTS: [AtomicU64; 3] =
     [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Removes the samples with a label name twice (two names the same once escaped: `a.b` and
+/// `a_b` under `underscores`), which no parser reads; returns how many.
+fn drop_repeated_labels(families: &mut [MetricFamily<'_>]) -> u64 {
+    let mut dropped = 0;
+    for family in families {
+        family.samples.retain(|sample| {
+            let labels = &sample.labels;
+            let repeated = labels
+                .iter()
+                .enumerate()
+                .any(|(i, l)| labels[..i].iter().any(|m| m.name == l.name));
+            dropped += u64::from(repeated);
+            !repeated
+        });
+    }
+    dropped
+}
+
+/// The counter of `scheme` (none for `allow-utf-8`).
+fn slot(scheme: EscapingScheme) -> Option<&'static AtomicU64> {
+    let index = EscapingScheme::ALL.iter().position(|s| *s == scheme)?;
+    ESCAPING_CONFLICTS.get(index.checked_sub(1)?)
+}
 
 /// Counts the conflicts `variant` has beyond those of `data` (kind by kind): names that collide
 /// once escaped.
 pub(super) fn record_conflicts(data: &DataPart, variant: &DataPart, scheme: EscapingScheme) {
-    let Some(slot) = EscapingScheme::ALL.iter().position(|s| *s == scheme) else {
-        return;
-    };
-    let Some(counter) = slot.checked_sub(1).and_then(|i| ESCAPING_CONFLICTS.get(i)) else {
+    let Some(counter) = slot(scheme) else {
         return;
     };
     let count = |conflicts: &[ConflictRecord]| {
