@@ -1102,6 +1102,36 @@ mod escaping_tests {
     }
 
     #[tokio::test]
+    async fn a_files_escaped_form_is_kept_with_its_snapshot() {
+        let first = data_of(&[
+            ("/d/a.prom", "# TYPE \"kept.one\" gauge\n{\"kept.one\"} 1\n"),
+            (
+                "/d/b.prom",
+                "# TYPE \"changing.one\" gauge\n{\"changing.one\"} 1\n",
+            ),
+        ]);
+        let changed = data_of(&[(
+            "/d/b.prom",
+            "# TYPE \"changing.one\" gauge\n{\"changing.one\"} 2\n",
+        )]);
+        // The next publication: a.prom's snapshot unchanged, b.prom's new.
+        let files = vec![
+            Arc::clone(&first.files()[0]),
+            Arc::clone(&changed.files()[0]),
+        ];
+        let second = Arc::new(DataPart::build(files, ExpositionOptions::default()));
+        let a = first.escaped(EscapingScheme::Values).await;
+        let b = second.escaped(EscapingScheme::Values).await;
+        assert!(Arc::ptr_eq(&a.files()[0], &b.files()[0]));
+        assert!(!Arc::ptr_eq(&a.files()[1], &b.files()[1]));
+        assert!(
+            String::from_utf8_lossy(&b.classic.plain).contains("U__changing_2e_one 2\n"),
+            "{}",
+            String::from_utf8_lossy(&b.classic.plain)
+        );
+    }
+
+    #[tokio::test]
     async fn legacy_files_are_shared_by_every_variant_but_dots() {
         let data = data_of(&[("/d/b.prom", "# TYPE plain gauge\nplain{a=\"{\\\"x\"} 1\n")]);
         assert!(Arc::ptr_eq(

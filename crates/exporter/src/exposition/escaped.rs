@@ -9,8 +9,8 @@
 //! variant is the published data part itself.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 use promdrop_textfile::conflict::ConflictRecord;
@@ -143,6 +143,50 @@ fn escaped_file(
     Some((Arc::new(escaped), true))
 }
 
+/// One file's escaped form, kept while the snapshot it was made from lives: the snapshot, the
+/// options it was prepared with, and the escaped snapshot (`None`: the same as the original,
+/// or not served).
+struct Cached {
+    original: Weak<FileSnapshot>,
+    options: super::ExpositionOptions,
+    escaped: Option<(Arc<FileSnapshot>, bool)>,
+}
+
+/// Escaped forms by snapshot (its address while it lives) and scheme, so that a change in one
+/// file escapes that file only: the engine keeps an unchanged file's snapshot from one
+/// publication to the next.
+static CACHE: Mutex<Vec<((usize, EscapingScheme), Cached)>> = Mutex::new(Vec::new());
+
+/// [`escaped_file`], from [`CACHE`] when the same snapshot was escaped before.
+fn escaped_file_cached(
+    file: &Arc<FileSnapshot>,
+    scheme: EscapingScheme,
+    data: &DataPart,
+) -> Option<(Arc<FileSnapshot>, bool)> {
+    let key = (Arc::as_ptr(file) as usize, scheme);
+    let hit = |c: &Cached| {
+        c.options == data.options && c.original.upgrade().is_some_and(|o| Arc::ptr_eq(&o, file))
+    };
+    {
+        let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, c)) = cache.iter().find(|(k, c)| *k == key && hit(c)) {
+            return c.escaped.clone();
+        }
+    }
+    let escaped = escaped_file(file, scheme, data);
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    cache.retain(|(k, c)| *k != key && c.original.strong_count() > 0);
+    cache.push((
+        key,
+        Cached {
+            original: Arc::downgrade(file),
+            options: data.options.clone(),
+            escaped: escaped.clone(),
+        },
+    ));
+    escaped
+}
+
 /// The data part of `data`'s files with their names escaped under `scheme`, or `None` when no
 /// name changes (the variant is `data` itself). Blocking.
 pub(super) fn build(data: &DataPart, scheme: EscapingScheme) -> Option<DataPart> {
@@ -153,7 +197,7 @@ pub(super) fn build(data: &DataPart, scheme: EscapingScheme) -> Option<DataPart>
     let files: Vec<Arc<FileSnapshot>> = data
         .files()
         .iter()
-        .filter_map(|f| match escaped_file(f, scheme, data) {
+        .filter_map(|f| match escaped_file_cached(f, scheme, data) {
             Some((file, c)) => {
                 changed |= c;
                 Some(file)
