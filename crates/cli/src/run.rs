@@ -21,9 +21,10 @@ use crate::target::{TargetArgs, check_dir, describe_write_error, parse_duration_
 /// The default `--scrape-max-bytes`: 16 MiB.
 const DEFAULT_MAX_BYTES: u64 = 16 << 20;
 
-/// What the scraper asks for: the classic text format first, OpenMetrics accepted.
-const ACCEPT: &str =
-    "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+/// What the scraper asks for: the classic text format first, OpenMetrics accepted, UTF-8 names
+/// as written (`escaping=allow-utf-8`, as Prometheus 3 asks) so that the job file keeps them;
+/// a server that knows neither text 1.0.0 nor the escaping parameter answers 0.0.4.
+const ACCEPT: &str = "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.9,text/plain;version=0.0.4;q=0.8,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,*/*;q=0.1";
 
 /// How long after a failed scrape the child's exit may become known for the failure to be
 /// put down to the exit (and not reported).

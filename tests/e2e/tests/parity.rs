@@ -220,6 +220,7 @@ fn is_own_metric(name: &str) -> bool {
     const NAMES: &[&str] = &[
         "promdrop_files",
         "promdrop_conflicts_total",
+        "promdrop_escaping_conflicts_total",
         "promdrop_reloads_total",
         "promdrop_build_info",
     ];
