@@ -75,7 +75,9 @@ enum Command {
     /// descheduler's metrics change only during its descheduling loop, so the scrapes after
     /// the loop, while it shuts down, hold the final values.
     ///
-    /// Each scrape is asked for gzip (Accept-Encoding: gzip, as Prometheus asks) and decoded.
+    /// Each scrape is asked for gzip (Accept-Encoding: gzip, as Prometheus asks) and decoded,
+    /// and for UTF-8 names as written (escaping=allow-utf-8, as Prometheus 3 asks), which the
+    /// job file keeps.
     /// Sample timestamps in a scrape (a /federate endpoint) are stripped and a repeated series
     /// is kept once (its first sample, as Prometheus keeps it), with one warning: the file is
     /// always served in full by promdrop-exporter with default flags, outcome included.
