@@ -167,6 +167,21 @@ pub(crate) fn is_metric_name_char(b: u8) -> bool {
     NAME_CLASSES[b as usize] & METRIC_CHAR != 0
 }
 
+/// Whether the label name at `pos` is `name`, a label name read before: whether
+/// [`scan_label_name`] would find exactly `name` there. Cheaper than scanning when a line
+/// repeats the previous one's names; false for an empty `name`.
+#[inline(always)]
+pub(crate) fn label_name_at(text: &[u8], pos: usize, name: &str) -> bool {
+    let end = pos + name.len();
+    !name.is_empty()
+        && text
+            .get(pos..end)
+            .is_some_and(|here| same_bytes(here, name.as_bytes()))
+        && text
+            .get(end)
+            .is_none_or(|b| NAME_CLASSES[*b as usize] & LABEL_CHAR == 0)
+}
+
 #[inline]
 fn scan_class(text: &[u8], pos: usize, start: u8, rest: u8) -> usize {
     match text.get(pos) {
@@ -261,19 +276,6 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         i += 8;
     }
     word(a, len - 8) == word(b, len - 8)
-}
-
-/// A word that, with its length, says exactly what a name of fewer than eight bytes is (for
-/// longer names, what its first bytes are).
-#[inline(always)]
-pub(crate) fn name_key(bytes: &[u8]) -> u64 {
-    if bytes.len() < 8 {
-        short_word(bytes, 0)
-    } else {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[..8]);
-        u64::from_le_bytes(word)
-    }
 }
 
 /// A name of fewer than eight bytes as one word: its first and last halves, overlapping,
@@ -518,9 +520,6 @@ mod tests {
         for a in &names {
             for b in &names {
                 assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
-                if a.len() == b.len() && a.len() < 8 {
-                    assert_eq!(name_key(a) == name_key(b), a == b, "{a:?} {b:?}");
-                }
             }
         }
     }

@@ -152,27 +152,37 @@ fn write_quoted(text: &str, out: &mut String) {
     out.push('"');
 }
 
-/// The names of the previous sample line that were found to be legacy ones. Consecutive
-/// samples mostly repeat their metric and label names, and comparing a name with the previous
-/// one is cheaper than checking it again: this keeps deciding where quotes go off the
-/// renderers' profile.
+/// The names of the previous sample line that were found to be legacy ones, remembered by
+/// identity: a name that is the very same `&str` as a remembered one (same address, same
+/// length) is legacy too, which two comparisons decide. The parsers hand a name that repeats
+/// the previous line's the same slice of the input (see `classic::Parser::sample`), so for
+/// parsed families almost no name is checked byte by byte at render time; other names (built
+/// by hand, owned, or merely equal) are checked as [`is_valid_metric_name`] and
+/// [`is_valid_label_name`] do.
 #[derive(Default)]
 struct LegacyNames<'s> {
-    metric: &'s str,
-    /// Label names by position, each with its [`crate::lex::name_key`].
-    labels: [(&'s str, u64); 8],
+    metric: Option<&'s str>,
+    /// Label names by position.
+    labels: [Option<&'s str>; 8],
+}
+
+/// Whether `a` and `b` are the same slice: the same bytes at the same address. Such names are
+/// equal, and stay equal while the families are borrowed for rendering.
+#[inline(always)]
+fn same_slice(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.as_ptr() == b.as_ptr() && a.len() == b.len())
 }
 
 impl<'s> LegacyNames<'s> {
     /// Whether `name` is a legacy metric name.
     #[inline(always)]
     fn metric(&mut self, name: &'s str) -> bool {
-        if !name.is_empty() && same_name(name, self.metric) {
+        if same_slice(self.metric, name) {
             return true;
         }
         let legacy = is_valid_metric_name(name);
         if legacy {
-            self.metric = name;
+            self.metric = Some(name);
         }
         legacy
     }
@@ -180,30 +190,18 @@ impl<'s> LegacyNames<'s> {
     /// Whether `name`, the `index`th label of its sample, is a legacy label name.
     #[inline(always)]
     fn label(&mut self, index: usize, name: &'s str) -> bool {
-        let Some((known, known_key)) = self.labels.get_mut(index) else {
+        let Some(known) = self.labels.get_mut(index) else {
             return is_valid_label_name(name);
         };
-        let key = crate::lex::name_key(name.as_bytes());
-        if !name.is_empty()
-            && name.len() == known.len()
-            && key == *known_key
-            && (name.len() < 8 || same_name(name, known))
-        {
+        if same_slice(*known, name) {
             return true;
         }
         let legacy = is_valid_label_name(name);
         if legacy {
-            (*known, *known_key) = (name, key);
+            *known = Some(name);
         }
         legacy
     }
-}
-
-/// `a == b` for names, without a call to `memcmp`: eight bytes at a time (see
-/// [`crate::lex::same_bytes`]).
-#[inline(always)]
-fn same_name(a: &str, b: &str) -> bool {
-    crate::lex::same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 /// Writes `name{labels}` for a sample named `name` + `suffix`, or `{"name",labels}` when that
