@@ -95,9 +95,7 @@ pub fn escape_label_value(value: &str, out: &mut String) {
 
 #[inline]
 fn escape(text: &str, out: &mut String, quote: bool) {
-    let bytes = text.as_bytes();
-    let needs = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
-    if !bytes.iter().any(|b| needs(*b)) {
+    if !crate::lex::has_escapable(text.as_bytes(), quote) {
         out.push_str(text);
         return;
     }
@@ -186,22 +184,6 @@ impl<'s> LegacyNames<'s> {
         }
         legacy
     }
-
-    /// Whether `name`, the `index`th label of its sample, is a legacy label name.
-    #[inline(always)]
-    fn label(&mut self, index: usize, name: &'s str) -> bool {
-        let Some(known) = self.labels.get_mut(index) else {
-            return is_valid_label_name(name);
-        };
-        if same_slice(*known, name) {
-            return true;
-        }
-        let legacy = is_valid_label_name(name);
-        if legacy {
-            *known = Some(name);
-        }
-        legacy
-    }
 }
 
 /// Writes `name{labels}` for a sample named `name` + `suffix`, or `{"name",labels}` when that
@@ -259,18 +241,45 @@ fn write_labels(labels: &[Label<'_>], out: &mut String) {
 
 #[inline(always)]
 fn write_label_list<'s>(labels: &'s [Label<'_>], known: &mut LegacyNames<'s>, out: &mut String) {
+    if labels.len() > known.labels.len() {
+        return write_many_labels(labels, out);
+    }
+    // Each label with the name remembered at its position, the first without a comma.
+    let mut pairs = labels.iter().zip(known.labels.iter_mut());
+    if let Some((label, slot)) = pairs.next() {
+        write_label(label, slot, out);
+    }
+    for (label, slot) in pairs {
+        out.push(',');
+        write_label(label, slot, out);
+    }
+}
+
+/// `name="value"`, the name quoted when it is not a legacy one; `slot` remembers the label
+/// name at this position of the previous sample (see [`LegacyNames`]).
+#[inline(always)]
+fn write_label<'s>(label: &'s Label<'_>, slot: &mut Option<&'s str>, out: &mut String) {
+    let name: &'s str = &label.name;
+    if same_slice(*slot, name) || is_valid_label_name(name) {
+        *slot = Some(name);
+        out.push_str(name);
+    } else {
+        write_quoted(name, out);
+    }
+    out.push_str("=\"");
+    escape_label_value(&label.value, out);
+    out.push('"');
+}
+
+/// [`write_label_list`] for more labels than [`LegacyNames`] remembers: each name checked.
+#[cold]
+#[inline(never)]
+fn write_many_labels(labels: &[Label<'_>], out: &mut String) {
     for (index, label) in labels.iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
-        if known.label(index, &label.name) {
-            out.push_str(&label.name);
-        } else {
-            write_quoted(&label.name, out);
-        }
-        out.push_str("=\"");
-        escape_label_value(&label.value, out);
-        out.push('"');
+        write_label(label, &mut None, out);
     }
 }
 
