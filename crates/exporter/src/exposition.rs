@@ -141,15 +141,7 @@ pub fn render_data(
     out: &mut String,
 ) -> Vec<ConflictRecord> {
     // The label values of --source-label, borrowed by the samples below.
-    let names: Vec<String> = files
-        .iter()
-        .map(|f| {
-            f.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    let names: Vec<String> = files.iter().map(|f| snapshot::file_name(&f.path)).collect();
     // Parse on every core: parsing is most of the cost, and files are independent.
     let prepare = options.prepare_options();
     let prepared = parse_all(files, &prepare, &names);
@@ -165,7 +157,7 @@ pub fn render_data(
                 family: family.into(),
                 series: None,
                 kept_file: None,
-                other_file: files[index].path.display().to_string(),
+                other_file: snapshot::file_label(&files[index].path),
             });
         }
         parsed.push((index, families));
@@ -178,7 +170,7 @@ pub fn render_data(
         })
         .collect();
     let merged = merge(&sources);
-    let path_of = |source: usize| files[parsed[source].0].path.display().to_string();
+    let path_of = |source: usize| snapshot::file_label(&files[parsed[source].0].path);
     for conflict in &merged.conflicts {
         conflicts.push(match conflict {
             Conflict::TypeMismatch {
@@ -335,7 +327,7 @@ impl DataPart {
                 .map(|c| c.bytes.len() + 64)
                 .sum();
             let mut text = Vec::with_capacity(capacity);
-            let path_of = |i: usize| files[i].path.display().to_string();
+            let path_of = |i: usize| snapshot::file_label(&files[i].path);
             let conflicts = prepared::render_classic(&prepared, &path_of, &mut text);
             (Bytes::from(text), conflicts)
         } else {
@@ -641,6 +633,9 @@ pub struct Counters {
     pub reloads_failure: u64,
     /// Conflicts by kind, each counted when it first appears.
     pub conflicts: BTreeMap<&'static str, u64>,
+    /// The watched directories as their `directory` label shows them, and whether each is
+    /// missing or cannot be listed now (`promdrop_directory_error`); set by the engine.
+    pub directories: Vec<(String, bool)>,
 }
 
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
@@ -651,7 +646,7 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     let mut w = MetaWriter::default();
     let paths: Vec<String> = files
         .iter()
-        .map(|f| f.snapshot.path.display().to_string())
+        .map(|f| snapshot::file_label(&f.snapshot.path))
         .collect();
     let per_file = |w: &mut MetaWriter, value: &dyn Fn(&FileView) -> Option<f64>| {
         for (file, path) in files.iter().zip(&paths) {
@@ -663,6 +658,8 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     w.own(&names::PROMDROP_FILE_MTIME_SECONDS);
     per_file(&mut w, &|f| Some(f.snapshot.identity.mtime_seconds()));
+    w.own(&names::PROMDROP_FILE_REFERENCE_TIME_SECONDS);
+    per_file(&mut w, &|f| Some(f.timing.reference));
     w.own(&names::PROMDROP_FILE_STALE);
     per_file(&mut w, &|f| Some(flag(f.state != FileState::Fresh)));
     w.own(&names::PROMDROP_FILE_EXPIRED);
@@ -674,6 +671,12 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     w.own(&names::PROMDROP_FILE_BYTES);
     per_file(&mut w, &|f| Some(f.snapshot.identity.size as f64));
 
+    if !counters.directories.is_empty() {
+        w.own(&names::PROMDROP_DIRECTORY_ERROR);
+        for (directory, error) in &counters.directories {
+            w.sample(&[("directory", directory)], flag(*error));
+        }
+    }
     w.own(&names::PROMDROP_FILES);
     let mut states = [0u64; 4];
     for f in files {
@@ -718,7 +721,10 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
                 .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64)
         });
         w.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
-        w.sample(&[], flag(files.iter().any(|f| f.snapshot.content.is_err())));
+        // As node_exporter: 1 when a file or a directory cannot be read.
+        let error = files.iter().any(|f| f.snapshot.content.is_err())
+            || counters.directories.iter().any(|(_, e)| *e);
+        w.sample(&[], flag(error));
     }
     w
 }

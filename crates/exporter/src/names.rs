@@ -57,6 +57,18 @@ pub const PROMDROP_FILE_BYTES: OwnMetric = OwnMetric {
     help: "Size of the file in bytes.",
     metric_type: MetricType::Gauge,
 };
+/// `promdrop_file_reference_time_seconds`.
+pub const PROMDROP_FILE_REFERENCE_TIME_SECONDS: OwnMetric = OwnMetric {
+    name: "promdrop_file_reference_time_seconds",
+    help: "The time the file's age counts from, in seconds since the Unix epoch: the header's written_at when trusted (not later than the mtime plus 5 minutes), else the mtime.",
+    metric_type: MetricType::Gauge,
+};
+/// `promdrop_directory_error`.
+pub const PROMDROP_DIRECTORY_ERROR: OwnMetric = OwnMetric {
+    name: "promdrop_directory_error",
+    help: "Whether the watched directory is missing or cannot be listed (1): none of its files are served.",
+    metric_type: MetricType::Gauge,
+};
 /// `promdrop_files`.
 pub const PROMDROP_FILES: OwnMetric = OwnMetric {
     name: "promdrop_files",
@@ -155,13 +167,15 @@ pub const PROMDROP_WEB_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: OwnMetric =
 };
 
 /// Every family of the exporter's own, in the order the documentation lists them.
-pub const OWN_METRICS: [OwnMetric; 22] = [
+pub const OWN_METRICS: [OwnMetric; 24] = [
     PROMDROP_FILE_MTIME_SECONDS,
+    PROMDROP_FILE_REFERENCE_TIME_SECONDS,
     PROMDROP_FILE_STALE,
     PROMDROP_FILE_EXPIRED,
     PROMDROP_FILE_ERROR,
     PROMDROP_FILE_SERIES,
     PROMDROP_FILE_BYTES,
+    PROMDROP_DIRECTORY_ERROR,
     PROMDROP_FILES,
     PROMDROP_CONFLICTS_TOTAL,
     PROMDROP_ESCAPING_CONFLICTS_TOTAL,

@@ -95,9 +95,7 @@ pub fn escape_label_value(value: &str, out: &mut String) {
 
 #[inline]
 fn escape(text: &str, out: &mut String, quote: bool) {
-    let bytes = text.as_bytes();
-    let needs = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
-    if !bytes.iter().any(|b| needs(*b)) {
+    if !crate::lex::has_escapable(text.as_bytes(), quote) {
         out.push_str(text);
         return;
     }
@@ -152,58 +150,40 @@ fn write_quoted(text: &str, out: &mut String) {
     out.push('"');
 }
 
-/// The names of the previous sample line that were found to be legacy ones. Consecutive
-/// samples mostly repeat their metric and label names, and comparing a name with the previous
-/// one is cheaper than checking it again: this keeps deciding where quotes go off the
-/// renderers' profile.
+/// The names of the previous sample line that were found to be legacy ones, remembered by
+/// identity: a name that is the very same `&str` as a remembered one (same address, same
+/// length) is legacy too, which two comparisons decide. The parsers hand a name that repeats
+/// the previous line's the same slice of the input (see `classic::Parser::sample`), so for
+/// parsed families almost no name is checked byte by byte at render time; other names (built
+/// by hand, owned, or merely equal) are checked as [`is_valid_metric_name`] and
+/// [`is_valid_label_name`] do.
 #[derive(Default)]
 struct LegacyNames<'s> {
-    metric: &'s str,
-    /// Label names by position, each with its [`crate::lex::name_key`].
-    labels: [(&'s str, u64); 8],
+    metric: Option<&'s str>,
+    /// Label names by position.
+    labels: [Option<&'s str>; 8],
+}
+
+/// Whether `a` and `b` are the same slice: the same bytes at the same address. Such names are
+/// equal, and stay equal while the families are borrowed for rendering.
+#[inline(always)]
+fn same_slice(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.as_ptr() == b.as_ptr() && a.len() == b.len())
 }
 
 impl<'s> LegacyNames<'s> {
     /// Whether `name` is a legacy metric name.
     #[inline(always)]
     fn metric(&mut self, name: &'s str) -> bool {
-        if !name.is_empty() && same_name(name, self.metric) {
+        if same_slice(self.metric, name) {
             return true;
         }
         let legacy = is_valid_metric_name(name);
         if legacy {
-            self.metric = name;
+            self.metric = Some(name);
         }
         legacy
     }
-
-    /// Whether `name`, the `index`th label of its sample, is a legacy label name.
-    #[inline(always)]
-    fn label(&mut self, index: usize, name: &'s str) -> bool {
-        let Some((known, known_key)) = self.labels.get_mut(index) else {
-            return is_valid_label_name(name);
-        };
-        let key = crate::lex::name_key(name.as_bytes());
-        if !name.is_empty()
-            && name.len() == known.len()
-            && key == *known_key
-            && (name.len() < 8 || same_name(name, known))
-        {
-            return true;
-        }
-        let legacy = is_valid_label_name(name);
-        if legacy {
-            (*known, *known_key) = (name, key);
-        }
-        legacy
-    }
-}
-
-/// `a == b` for names, without a call to `memcmp`: eight bytes at a time (see
-/// [`crate::lex::same_bytes`]).
-#[inline(always)]
-fn same_name(a: &str, b: &str) -> bool {
-    crate::lex::same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 /// Writes `name{labels}` for a sample named `name` + `suffix`, or `{"name",labels}` when that
@@ -261,18 +241,45 @@ fn write_labels(labels: &[Label<'_>], out: &mut String) {
 
 #[inline(always)]
 fn write_label_list<'s>(labels: &'s [Label<'_>], known: &mut LegacyNames<'s>, out: &mut String) {
+    if labels.len() > known.labels.len() {
+        return write_many_labels(labels, out);
+    }
+    // Each label with the name remembered at its position, the first without a comma.
+    let mut pairs = labels.iter().zip(known.labels.iter_mut());
+    if let Some((label, slot)) = pairs.next() {
+        write_label(label, slot, out);
+    }
+    for (label, slot) in pairs {
+        out.push(',');
+        write_label(label, slot, out);
+    }
+}
+
+/// `name="value"`, the name quoted when it is not a legacy one; `slot` remembers the label
+/// name at this position of the previous sample (see [`LegacyNames`]).
+#[inline(always)]
+fn write_label<'s>(label: &'s Label<'_>, slot: &mut Option<&'s str>, out: &mut String) {
+    let name: &'s str = &label.name;
+    if same_slice(*slot, name) || is_valid_label_name(name) {
+        *slot = Some(name);
+        out.push_str(name);
+    } else {
+        write_quoted(name, out);
+    }
+    out.push_str("=\"");
+    escape_label_value(&label.value, out);
+    out.push('"');
+}
+
+/// [`write_label_list`] for more labels than [`LegacyNames`] remembers: each name checked.
+#[cold]
+#[inline(never)]
+fn write_many_labels(labels: &[Label<'_>], out: &mut String) {
     for (index, label) in labels.iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
-        if known.label(index, &label.name) {
-            out.push_str(&label.name);
-        } else {
-            write_quoted(&label.name, out);
-        }
-        out.push_str("=\"");
-        escape_label_value(&label.value, out);
-        out.push('"');
+        write_label(label, &mut None, out);
     }
 }
 

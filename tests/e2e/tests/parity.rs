@@ -223,6 +223,7 @@ fn is_own_metric(name: &str) -> bool {
         "promdrop_escaping_conflicts_total",
         "promdrop_reloads_total",
         "promdrop_build_info",
+        "promdrop_directory_error",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
