@@ -158,12 +158,21 @@ pub fn delete_under_lock(
         path: path.to_path_buf(),
         source,
     };
-    let lock = OpenOptions::new()
+    let lock_path = lock_path(path);
+    // A lock file that a writer of another UID created cannot be opened for writing: open it
+    // read-only then, as the writer does (flock needs no write access).
+    let lock = match OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(lock_path(path))
-        .map_err(delete_error)?;
+        .open(&lock_path)
+    {
+        Ok(lock) => lock,
+        Err(first) if first.kind() == std::io::ErrorKind::PermissionDenied => {
+            File::open(&lock_path).map_err(|_| delete_error(first))?
+        }
+        Err(e) => return Err(delete_error(e)),
+    };
     if !acquire(&lock, wait).map_err(delete_error)? {
         return Ok(Deleted::Busy);
     }
