@@ -11,7 +11,7 @@
 //! rescans, the engine wakes at the next staleness transition of any file, so states change
 //! on time and not only when something is scraped.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -137,6 +137,10 @@ pub struct Engine {
     retry: BTreeSet<usize>,
     /// With tenancy: the files over a namespace's cap, and why (not served).
     capped: BTreeMap<Key, String>,
+    /// With tenancy: the publication count, and since which one each (family, namespace)
+    /// has been declared with its TYPE (see [`Engine::withhold_cross_tenant_types`]).
+    generation: u64,
+    first_declared: HashMap<(String, String), (u64, MetricType)>,
 }
 
 /// How many files are read at once.
@@ -149,19 +153,25 @@ impl Engine {
     pub fn new(settings: Settings, shared: Arc<Shared>) -> Engine {
         let dirs = settings.directories.len();
         let prepare = Arc::new(settings.exposition.prepare_options());
+        let tenancy_label = settings.exposition.tenancy_label.clone();
         Engine {
             settings,
             shared,
             files: BTreeMap::new(),
             dir_errors: vec![None; dirs],
             refused: BTreeMap::new(),
-            counters: Counters::default(),
+            counters: Counters {
+                tenancy_label,
+                ..Counters::default()
+            },
             conflicts: HashSet::new(),
             data: None,
             index: SeriesIndex::default(),
             prepare,
             retry: BTreeSet::new(),
             capped: BTreeMap::new(),
+            generation: 0,
+            first_declared: HashMap::new(),
         }
     }
 
@@ -499,6 +509,7 @@ impl Engine {
                 }
                 Ok(Err(e)) => {
                     self.counters.file_delete_errors += 1;
+                    changed = true; // the counter is served
                     tracing::warn!(error = %e, "cannot delete an expired file; retrying later");
                     if let Some(t) = self.files.get_mut(&key) {
                         t.delete_retry = Some(Instant::now() + Duration::from_secs(30));
@@ -688,25 +699,23 @@ impl Engine {
         self.capped = capped;
     }
 
-    /// The files served now, in serving order, with their namespaces.
-    fn served_tenants(&self) -> Vec<(Key, String)> {
+    /// The files that declare families (parsed, within their namespace's caps; expired ones
+    /// too, so that a family does not change hands while its file is only old), in serving
+    /// order, with their namespaces.
+    fn declaring_files(&self) -> Vec<(Key, String)> {
         self.files
             .iter()
-            .filter(|(key, t)| {
-                t.state != FileState::Expired
-                    && t.snapshot.content.is_ok()
-                    && !self.capped.contains_key(*key)
-            })
+            .filter(|(key, t)| t.snapshot.content.is_ok() && !self.capped.contains_key(*key))
             .map(|(key, t)| (key.clone(), t.snapshot.origin().tenant))
             .collect()
     }
 
     /// For each family, the TYPE each namespace gives it (the first of its files, in serving
-    /// order, to declare it) and the namespaces' files declaring it.
+    /// order, to declare it) and the files declaring it.
     fn family_types(&self) -> BTreeMap<String, (BTreeMap<String, MetricType>, Vec<Key>)> {
         let mut families: BTreeMap<String, (BTreeMap<String, MetricType>, Vec<Key>)> =
             BTreeMap::new();
-        for (key, tenant) in self.served_tenants() {
+        for (key, tenant) in self.declaring_files() {
             let Some(t) = self.files.get(&key) else {
                 continue;
             };
@@ -719,23 +728,71 @@ impl Engine {
         families
     }
 
-    /// With tenancy: a family that two namespaces declare with different TYPEs is withheld
-    /// from every file that declares it, in every namespace. One exposition holds one TYPE per
-    /// family, so one of them would have to lose it; which one must not depend on names
-    /// (a namespace or file that sorts first) or on anything a file says about itself, so
-    /// none keeps it, and the conflict is reported for each file (`type`). Within a namespace,
-    /// the first file in serving order fixes the TYPE, as without tenancy. The files concerned
-    /// are prepared again (their families left out) when the set changes.
+    /// With tenancy: the rule for a family that two namespaces declare with different TYPEs
+    /// (one exposition holds one TYPE per family). The family stays with the namespace that
+    /// has declared it longest, with its TYPE, since this process started; it is withheld from
+    /// the files of a namespace that declares it later with another TYPE. Namespaces first
+    /// seen declaring it at the same time (in one scan: at start-up, both files already there)
+    /// with different TYPEs all have it withheld, until one of them changes. So no namespace
+    /// takes a family from another by coming first in name order, or by anything its file
+    /// says about itself (times in it can be forged); and every withheld family is reported
+    /// for its file (a `type` conflict, on the status page and in
+    /// `promdrop_current_conflicts`). Within a namespace, the first file in serving order fixes
+    /// the TYPE, as without tenancy. The files concerned are prepared again (the families
+    /// left out) when what they withhold changes.
     async fn withhold_cross_tenant_types(&mut self) {
+        self.generation += 1;
+        let families = self.family_types();
+        // Seniority: when each namespace started declaring each family with its TYPE.
+        let mut seen: HashMap<(String, String), (u64, MetricType)> = HashMap::new();
+        for (name, (types, _)) in &families {
+            for (tenant, metric_type) in types {
+                let id = (name.clone(), tenant.clone());
+                let since = match self.first_declared.get(&id) {
+                    Some((since, t)) if t == metric_type => *since,
+                    _ => self.generation,
+                };
+                seen.insert(id, (since, *metric_type));
+            }
+        }
+        self.first_declared = seen;
         let mut wanted: BTreeMap<Key, Vec<Box<str>>> = BTreeMap::new();
-        for (name, (types, files)) in self.family_types() {
+        for (name, (types, files)) in &families {
             let mut distinct: Vec<MetricType> = types.values().copied().collect();
             distinct.sort_by_key(|t| *t as u8);
             distinct.dedup();
-            if distinct.len() > 1 {
-                for key in files {
+            if distinct.len() < 2 {
+                continue;
+            }
+            let since = |tenant: &String| {
+                self.first_declared
+                    .get(&(name.clone(), tenant.clone()))
+                    .map_or(u64::MAX, |(s, _)| *s)
+            };
+            let eldest = types.keys().map(since).min().unwrap_or(u64::MAX);
+            let mut owner_types: Vec<MetricType> = types
+                .iter()
+                .filter(|(tenant, _)| since(tenant) == eldest)
+                .map(|(_, t)| *t)
+                .collect();
+            owner_types.sort_by_key(|t| *t as u8);
+            owner_types.dedup();
+            let kept = match owner_types[..] {
+                [only] => Some(only),
+                _ => None, // a tie between TYPEs: none keeps it
+            };
+            // Withheld from the files that give it another TYPE than the one kept.
+            for key in files {
+                let own = self.files.get(key).and_then(|t| {
+                    t.snapshot
+                        .declared()
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, ty)| *ty)
+                });
+                if kept.is_none() || own != kept {
                     wanted
-                        .entry(key)
+                        .entry(key.clone())
                         .or_default()
                         .push(Box::from(name.as_str()));
                 }
@@ -796,7 +853,7 @@ impl Engine {
         }
         let families = self.family_types();
         let mut out = Vec::new();
-        for (key, tenant) in self.served_tenants() {
+        for (key, tenant) in self.declaring_files() {
             let Some(t) = self.files.get(&key) else {
                 continue;
             };

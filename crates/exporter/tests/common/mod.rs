@@ -56,7 +56,27 @@ impl Exporter {
     /// Starts the binary like [`Exporter::start`] but returns once it has logged its address,
     /// without asking `/-/ready` (for servers that plain HTTP cannot reach: TLS, basic auth).
     pub fn spawn(args: &[String]) -> Exporter {
-        let mut child = Command::new(BINARY)
+        Exporter::spawn_via(&[], args)
+    }
+
+    /// Starts the binary under `wrapper` (a command that runs the one after it, such as
+    /// `setpriv --reuid 65534 ...`), like [`Exporter::start`].
+    pub fn start_via(wrapper: &[&str], args: &[String]) -> Exporter {
+        let exporter = Exporter::spawn_via(wrapper, args);
+        exporter.wait_ready();
+        exporter
+    }
+
+    fn spawn_via(wrapper: &[&str], args: &[String]) -> Exporter {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BINARY);
+                c
+            }
+            None => Command::new(BINARY),
+        };
+        let mut child = command
             .args(args)
             .arg("--web.listen-address=127.0.0.1:0")
             .arg("--log.level=debug")
