@@ -761,6 +761,7 @@ pub fn render_classic_body(
     let conflicts = data.conflicts;
     for c in &conflicts {
         *counters.conflicts.entry(c.kind).or_default() += 1;
+        *counters.current_conflicts.entry(c.kind).or_default() += 1;
     }
     for f in files {
         if f.snapshot.content.is_ok() {
