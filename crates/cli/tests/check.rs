@@ -1,26 +1,13 @@
 //! `promdrop check` run as a real process on real files.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use promdrop_test_support::process::run;
 
 fn promdrop(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_promdrop"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start promdrop");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("wait for promdrop")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_promdrop"));
+    command.args(args);
+    run(command, stdin.unwrap_or_default())
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {

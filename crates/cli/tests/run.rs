@@ -3,11 +3,11 @@
 //! certificate (as the descheduler does on port 10258), counts ticks, then exits with a code
 //! or waits for a signal. The job is this test binary started again (see [`metrics_server`]).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use promdrop_test_support::process::free_port;
 use promdrop_textformat::{Format, parse};
 
 #[path = "support/metrics_server.rs"]
@@ -18,15 +18,6 @@ const PROMDROP: &str = env!("CARGO_BIN_EXE_promdrop");
 const SERVER_ENV: &str = "PROMDROP_TEST_SERVER_ARGS";
 /// How long anything may take on a loaded machine before a test gives up.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A free loopback port: bind port 0, read the port, let it go.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local address")
-        .port()
-}
 
 /// A running `promdrop run`, killed (with its process group) if the test ends early.
 struct Running {

@@ -1,9 +1,9 @@
 //! `promdrop write` run as a real process on real directories.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use promdrop_test_support::process::run;
 use promdrop_textformat::{Format, parse};
 
 fn promdrop_write(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
@@ -13,19 +13,12 @@ fn promdrop_write(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
         .args(args)
         .env_remove("PROMDROP_DIR")
         .env_remove("JOB_COMPLETION_INDEX")
-        .env_remove("POD_NAMESPACE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("POD_NAMESPACE");
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.spawn().expect("start promdrop write");
-    let mut input = child.stdin.take().expect("stdin");
-    // The process may refuse the input before reading all of it: ignore a broken pipe.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().expect("wait for promdrop write")
+    // The process may refuse the input before reading all of it: `run` ignores a broken pipe.
+    run(command, stdin)
 }
 
 fn stderr(out: &Output) -> String {

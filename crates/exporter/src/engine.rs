@@ -27,12 +27,11 @@ use crate::exposition::{Counters, DataPart, ExpositionOptions, MetaPart, Publish
 use crate::status::{DirStatus, FileStatus, MAX_LISTED_CONFLICTS, StatusModel};
 use crate::watch::WatchEvent;
 use promdrop_textfile::Error;
+use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::discovery::{self, FileIdentity};
 use promdrop_textfile::prepared::SeriesIndex;
 use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions};
-use promdrop_textfile::staleness::{
-    self, ConflictRecord, Deleted, FileState, FileView, Policy, Timing,
-};
+use promdrop_textfile::staleness::{self, Deleted, FileState, FileView, Policy, Timing};
 use promdrop_textformat::MetricType;
 
 /// What the engine needs from the configuration.

@@ -31,11 +31,12 @@ use crate::meta::MetaWriter;
 use crate::names;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
+use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::prepared::{
     self, Origin, PrepareOptions, Prepared, SeriesIndex, apply_options,
 };
 use promdrop_textfile::snapshot::FileSnapshot;
-use promdrop_textfile::staleness::{ConflictRecord, FileState, FileView};
+use promdrop_textfile::staleness::{FileState, FileView};
 
 /// How files are turned into the served samples.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use promdrop_textfile::staleness::{ConflictRecord, FileView};
+use promdrop_textfile::conflict::ConflictRecord;
+use promdrop_textfile::staleness::FileView;
 
 /// How many conflicts the status views list (all are counted in the metrics).
 pub const MAX_LISTED_CONFLICTS: usize = 100;

@@ -9,17 +9,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use common::{Exporter, Metrics, dir_arg, write_atomic};
+use common::{Metrics, dir_arg, write_atomic};
+use promdrop_test_support::peers::NodeExporter;
+use promdrop_test_support::process::try_run_with_stdin;
 use promdrop_textformat::{Format, parse};
 
 const WAIT: Duration = Duration::from_secs(10);
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 const OPENMETRICS_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
@@ -54,29 +52,13 @@ fn mixed_directory() -> tempfile::TempDir {
 }
 
 fn run_with_stdin(program: &str, args: &[&str], input: &[u8], missing: &str) -> (i32, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}: {missing}"));
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    try_run_with_stdin(program, args, input).unwrap_or_else(|e| panic!("{program}: {e}: {missing}"))
 }
 
 #[test]
 fn promtool_check_metrics_accepts_the_classic_body() {
     let dir = mixed_directory();
-    let exporter = Exporter::start(&[dir_arg(dir.path()), "--compat.node-exporter".into()]);
+    let exporter = common::start(&[dir_arg(dir.path()), "--compat.node-exporter".into()]);
     let body = exporter.metrics();
     assert!(body.contains("z_histogram_seconds_bucket"), "{body}");
     let (code, output) = run_with_stdin(
@@ -105,7 +87,7 @@ fn promtool_check_metrics_accepts_the_classic_body() {
 #[test]
 fn python_openmetrics_parser_accepts_the_openmetrics_body() {
     let dir = mixed_directory();
-    let exporter = Exporter::start(&[dir_arg(dir.path()), "--compat.node-exporter".into()]);
+    let exporter = common::start(&[dir_arg(dir.path()), "--compat.node-exporter".into()]);
     let response = exporter.get("/metrics", &[("Accept", OPENMETRICS_ACCEPT)]);
     assert!(
         response
@@ -140,71 +122,6 @@ fn python_openmetrics_parser_accepts_the_openmetrics_body() {
 
 // ---------------------------------------------------------------------------------------------
 // Side by side with node_exporter.
-
-struct NodeExporter {
-    child: Child,
-    port: u16,
-}
-
-impl NodeExporter {
-    fn start(dir: &Path) -> NodeExporter {
-        assert!(
-            Path::new(NODE_EXPORTER).is_file(),
-            "node_exporter not found at {NODE_EXPORTER}: install the Debian package \
-             prometheus-node-exporter (apt-get install -y prometheus-node-exporter); this test \
-             compares promdrop-exporter with it and does not skip"
-        );
-        for _ in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new(NODE_EXPORTER)
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--collector.disable-defaults")
-                .arg("--collector.textfile")
-                .arg(format!("--collector.textfile.directory={}", dir.display()))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting node_exporter");
-            let mut node = NodeExporter { child, port };
-            let deadline = Instant::now() + WAIT;
-            while Instant::now() < deadline {
-                if node.metrics().is_ok() {
-                    return node;
-                }
-                if !matches!(node.child.try_wait(), Ok(None)) {
-                    break; // the port was taken: try another
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("node_exporter did not start");
-    }
-
-    fn metrics(&self) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(WAIT))?;
-        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
-        let response = common::parse_response(&raw)?;
-        if response.status != 200 {
-            return Err(std::io::Error::other(format!("status {}", response.status)));
-        }
-        Ok(response.text())
-    }
-}
-
-impl Drop for NodeExporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Cases where node_exporter re-encodes a histogram or summary through client_golang's
 /// protobuf model, so that its `_bucket`, `_sum` and `_count` samples are not the file's: it
@@ -307,7 +224,7 @@ fn every_file_node_exporter_accepts_is_served_with_the_same_samples() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let node = NodeExporter::start(dir);
-    let exporter = Exporter::start(&[dir_arg(dir), "--rescan-interval=1s".into()]);
+    let exporter = common::start(&[dir_arg(dir), "--rescan-interval=1s".into()]);
 
     let mut cases = accepted_cases();
     // Our own: the bundled examples, and job files as the writer writes them.

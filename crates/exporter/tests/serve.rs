@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
-use common::{Exporter, Metrics, arg, dir_arg, unix_now, write_atomic};
+use common::{Metrics, arg, dir_arg, unix_now, write_atomic};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -30,7 +30,7 @@ fn files_added_replaced_truncated_invalid_valid_and_deleted() {
         "keeper.prom",
         "# TYPE keeper_up gauge\nkeeper_up{job=\"keeper\"} 1\n",
     );
-    let exporter = Exporter::start(&[dir_arg(dir), arg("rescan-interval", "5s")]);
+    let exporter = common::start(&[dir_arg(dir), arg("rescan-interval", "5s")]);
     let a = dir.join("a.prom");
 
     let m = exporter.metrics();
@@ -138,7 +138,7 @@ fn temp_files_hidden_files_and_subdirectories_are_ignored() {
     }
     std::fs::create_dir(dir.join("sub.prom")).unwrap();
     std::fs::write(dir.join("sub.prom/inner.prom"), "tmp_e 1\n").unwrap();
-    let exporter = Exporter::start(&[dir_arg(dir)]);
+    let exporter = common::start(&[dir_arg(dir)]);
     let m = Metrics::parse(&exporter.metrics());
     assert!(keeper_present(&m));
     assert!(m.with_prefix("tmp_").is_empty(), "{}", m.body);
@@ -151,7 +151,7 @@ fn a_directory_removed_and_created_again_is_followed() {
     let dir = tmp.path().join("textfiles");
     std::fs::create_dir(&dir).unwrap();
     write_atomic(&dir, "a.prom", "a_value 1\n");
-    let exporter = Exporter::start(&[dir_arg(&dir), arg("rescan-interval", "300ms")]);
+    let exporter = common::start(&[dir_arg(&dir), arg("rescan-interval", "300ms")]);
     exporter.wait_for("a.prom", WAIT, |m| m.get("a_value", &[]) == Some(1.0));
 
     std::fs::remove_dir_all(&dir).unwrap();
@@ -188,7 +188,7 @@ fn symlinks_are_followed_only_inside_the_directory() {
     symlink("..data/cm.prom", dir.join("cm.prom")).unwrap();
     write_atomic(&dir, "keeper.prom", "keeper_up{job=\"keeper\"} 1\n");
 
-    let exporter = Exporter::start(&[dir_arg(&dir), arg("rescan-interval", "300ms")]);
+    let exporter = common::start(&[dir_arg(&dir), arg("rescan-interval", "300ms")]);
     let m = Metrics::parse(&exporter.metrics());
     assert!(keeper_present(&m));
     assert_eq!(m.get("cm_value", &[]), Some(1.0));
@@ -230,7 +230,7 @@ fn a_20_mb_file_and_a_binary_file_fail_alone() {
     let binary: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 256) as u8).collect();
     std::fs::write(dir.join("binary.prom"), &binary).unwrap();
 
-    let exporter = Exporter::start(&[dir_arg(dir)]);
+    let exporter = common::start(&[dir_arg(dir)]);
     let m = Metrics::parse(&exporter.metrics());
     assert!(keeper_present(&m));
     assert!(m.with_prefix("big_value").is_empty());
@@ -254,7 +254,7 @@ fn a_20_mb_file_and_a_binary_file_fail_alone() {
 
     // With a larger limit the same file is served, whole.
     drop(exporter);
-    let exporter = Exporter::start(&[
+    let exporter = common::start(&[
         dir_arg(dir),
         arg("file.max-bytes", "32MiB"),
         arg("file.max-series", "1000000"),
@@ -291,7 +291,7 @@ fn duplicate_series_and_type_conflicts_across_files() {
         "c.prom",
         "# TYPE shared counter\nshared{k=\"c\"} 30\n# TYPE c_only gauge\nc_only 3\n",
     );
-    let exporter = Exporter::start(&[dir_arg(dir)]);
+    let exporter = common::start(&[dir_arg(dir)]);
     let m = Metrics::parse(&exporter.metrics());
     assert_eq!(
         m.get("shared", &[("k", "v")]),
@@ -362,7 +362,7 @@ fn poll_mode_sees_changes_within_one_rescan_interval() {
     let tmp = tempdir();
     let dir = tmp.path();
     write_atomic(dir, "keeper.prom", "keeper_up{job=\"keeper\"} 1\n");
-    let exporter = Exporter::start(&[
+    let exporter = common::start(&[
         dir_arg(dir),
         arg("watch.events", "false"),
         arg("rescan-interval", "500ms"),
@@ -400,7 +400,7 @@ fn stale_then_expired_then_deleted_each_at_its_time() {
             unix_now() + 3600.0
         ),
     );
-    let exporter = Exporter::start(&[
+    let exporter = common::start(&[
         dir_arg(dir),
         arg("stale-after", "1s"),
         arg("expire-after", "2s"),
@@ -496,7 +496,7 @@ fn the_writer_header_overrides_the_flags_for_its_file() {
         .unwrap()
         .set_modified(hour_ago)
         .unwrap();
-    let exporter = Exporter::start(&[
+    let exporter = common::start(&[
         dir_arg(dir),
         arg("stale-after", "1s"),
         arg("expire-after", "30m"),
@@ -526,7 +526,7 @@ fn deletion_waits_for_the_writers_lock() {
     // A writer holds the lock (as promdrop-writer does during a write).
     let lock = File::create(promdrop_writer::lock_path(&path)).unwrap();
     lock.lock().unwrap();
-    let exporter = Exporter::start(&[dir_arg(dir), arg("delete-after", "500ms")]);
+    let exporter = common::start(&[dir_arg(dir), arg("delete-after", "500ms")]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(path.exists(), "deleted while the writer held the lock");
     // The writer renames a fresh file in and releases the lock: the fresh file is kept
@@ -557,7 +557,7 @@ fn http_endpoints_methods_formats_and_limits() {
         "a.prom",
         "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n",
     );
-    let exporter = Exporter::start(&[dir_arg(dir), "--compat.node-exporter".to_string()]);
+    let exporter = common::start(&[dir_arg(dir), "--compat.node-exporter".to_string()]);
 
     assert_eq!(exporter.get("/-/healthy", &[]).status, 200);
     assert_eq!(exporter.get("/-/ready", &[]).status, 200);
@@ -693,7 +693,7 @@ fn source_label_and_timestamp_policies() {
     write_atomic(dir, "a.prom", "a_value{job=\"x\"} 1\n");
     write_atomic(dir, "ts.prom", "ts_value 1 1700000000000\n");
 
-    let exporter = Exporter::start(&[dir_arg(dir), arg("source-label", "source_file")]);
+    let exporter = common::start(&[dir_arg(dir), arg("source-label", "source_file")]);
     let m = Metrics::parse(&exporter.metrics());
     assert_eq!(
         m.get("a_value", &[("job", "x"), ("source_file", "a.prom")]),
@@ -707,12 +707,12 @@ fn source_label_and_timestamp_policies() {
     assert!(m.with_prefix("ts_value").is_empty());
     drop(exporter);
 
-    let exporter = Exporter::start(&[dir_arg(dir), arg("timestamps", "strip")]);
+    let exporter = common::start(&[dir_arg(dir), arg("timestamps", "strip")]);
     let body = exporter.metrics();
     assert!(body.contains("\nts_value 1\n"), "{body}");
     drop(exporter);
 
-    let exporter = Exporter::start(&[dir_arg(dir), arg("timestamps", "keep")]);
+    let exporter = common::start(&[dir_arg(dir), arg("timestamps", "keep")]);
     let body = exporter.metrics();
     assert!(body.contains("\nts_value 1 1700000000000\n"), "{body}");
 }
@@ -720,7 +720,7 @@ fn source_label_and_timestamp_policies() {
 #[test]
 fn sigterm_shuts_down_gracefully_and_bad_flags_fail_readably() {
     let tmp = tempdir();
-    let exporter = Exporter::start(&[dir_arg(tmp.path())]);
+    let exporter = common::start(&[dir_arg(tmp.path())]);
     let status = exporter.terminate();
     assert!(status.success(), "exit status {status:?}");
 

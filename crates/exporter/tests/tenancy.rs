@@ -54,7 +54,7 @@ fn a_hostile_namespace_tries_every_spoof_and_the_victims_series_are_served_uncha
     std::fs::create_dir(&hostile).unwrap();
     let now = unix_now();
     write_atomic(&victim, "backup.prom", &victim_file(now, 100));
-    let exporter = Exporter::start(&tenancy_args(dir));
+    let exporter = common::start(&tenancy_args(dir));
     let before = Metrics::parse(&exporter.metrics());
     let victims = series_of(&before, "victim");
     assert_eq!(
@@ -243,7 +243,7 @@ fn a_type_conflict_between_namespaces_at_start_up_is_withheld_from_both_until_re
             &format!("# TYPE shared {ty}\nshared 1\n# TYPE {ns}_own gauge\n{ns}_own 2\n"),
         );
     }
-    let exporter = Exporter::start(&tenancy_args(dir));
+    let exporter = common::start(&tenancy_args(dir));
     let m = Metrics::parse(&exporter.metrics());
     // Neither wins by sorting first: both withheld, both reported; the rest is served.
     assert!(!m.body.contains("shared"), "{}", m.body);
@@ -298,7 +298,7 @@ fn one_namespace_cannot_starve_the_others() {
     args.push(arg("textfile.tenant.max-files", 3));
     args.push(arg("textfile.tenant.max-series", 5));
     args.push(arg("textfile.tenant.max-bytes", "1KiB"));
-    let exporter = Exporter::start(&args);
+    let exporter = common::start(&args);
     let m = Metrics::parse(&exporter.metrics());
     // noisy: j0, j1 (4 series); j2 would make 6 series; k fits (5 series, 3 files).
     for (job, served) in [("j0", true), ("j1", true), ("j2", false), ("k", true)] {
@@ -352,7 +352,7 @@ fn job_name_from_path_without_tenancy_and_indexed_jobs() {
         "job-7.prom",
         "promdrop_job_success{job_name=\"other\"} 1\n",
     );
-    let exporter = Exporter::start(&[dir_arg(dir), "--textfile.job-name-from-path".into()]);
+    let exporter = common::start(&[dir_arg(dir), "--textfile.job-name-from-path".into()]);
     let m = Metrics::parse(&exporter.metrics());
     assert_eq!(
         m.get(
@@ -390,13 +390,25 @@ fn sh_as(uid: u32, command: &str) -> std::process::Child {
         .unwrap_or_else(|e| panic!("setpriv (util-linux) is needed for this test: {e}"))
 }
 
-fn nobody() -> [&'static str; 4] {
-    [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-    ]
+/// Starts the exporter as UID 65534 (nobody), through a script that runs it under setpriv
+/// (`exec` all the way: the PID the harness kills is the exporter's).
+fn start_as_nobody(scripts: &Path, args: &[String]) -> Exporter {
+    let wrapper = scripts.join("exporter-as-nobody");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh
+exec setpriv --reuid=65534 --regid=65534 --clear-groups '{}' \"$@\"
+",
+            common::BINARY
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Exporter::launcher(&wrapper)
+        .args(args)
+        .args(&["--log.level=debug"])
+        .start()
 }
 
 #[test]
@@ -427,7 +439,11 @@ fn deletion_takes_the_lock_of_a_writer_of_another_uid_and_counts_failures() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(200)); // flock taken
-    let exporter = Exporter::start_via(&nobody(), &[dir_arg(&dir), arg("delete-after", "300ms")]);
+    let scripts = tempfile::tempdir().unwrap();
+    let exporter = start_as_nobody(
+        scripts.path(),
+        &[dir_arg(&dir), arg("delete-after", "300ms")],
+    );
     std::thread::sleep(Duration::from_millis(1000));
     assert!(path.exists(), "deleted while the writer held the lock");
     let m = Metrics::parse(&exporter.metrics());
@@ -459,7 +475,10 @@ fn deletion_takes_the_lock_of_a_writer_of_another_uid_and_counts_failures() {
         ),
     );
     assert!(writer.wait().unwrap().success());
-    let exporter = Exporter::start_via(&nobody(), &[dir_arg(&dir), arg("delete-after", "300ms")]);
+    let exporter = start_as_nobody(
+        scripts.path(),
+        &[dir_arg(&dir), arg("delete-after", "300ms")],
+    );
     let m = exporter.wait_for("a failed deletion", WAIT, |m| {
         m.get("promdrop_file_delete_errors_total", &[]) == Some(1.0)
     });

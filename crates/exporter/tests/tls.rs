@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::pki::write_test_pki;
 use common::{Exporter, Metrics, arg, dir_arg, write_atomic};
+use promdrop_test_support::poll;
 
 const CURL: &str = "/usr/bin/curl";
 
@@ -68,7 +69,7 @@ impl Setup {
             arg("web.config.file", self.config_path().display()),
         ];
         args.extend_from_slice(extra);
-        Exporter::spawn(&args)
+        common::spawn(&args)
     }
 
     fn ca(&self) -> String {
@@ -150,20 +151,17 @@ fn wait_until(
     mut attempt: impl FnMut() -> Curl,
     check: impl Fn(&Curl) -> bool,
 ) -> Curl {
-    let deadline = Instant::now() + timeout;
-    loop {
+    poll(what, timeout, || {
         let answer = attempt();
         if check(&answer) {
-            return answer;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\nlast answer: {answer:#?}\n--- log ---\n{}",
+            Ok(answer)
+        } else {
+            Err(format!(
+                "last answer: {answer:#?}\n--- log ---\n{}",
                 exporter.log()
-            );
+            ))
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 /// `/metrics` with basic auth, parsed.

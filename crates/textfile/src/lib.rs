@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod conflict;
 pub mod discovery;
 mod error;
 pub mod flags;

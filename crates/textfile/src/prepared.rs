@@ -32,7 +32,7 @@ use promdrop_textformat::{
     om_family_name, om_folding, om_type, render_classic_into, render_openmetrics_into, series_hash,
 };
 
-use crate::staleness::ConflictRecord;
+use crate::conflict::ConflictRecord;
 
 /// The exposition options that change what a file's prepared text is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

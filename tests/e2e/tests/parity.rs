@@ -240,10 +240,13 @@ fn node_exporter_and_promdrop_serve_the_same_samples_for_the_whole_corpus() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut node = NodeExporter::start(dir);
-    let exporter = Exporter::start(&[
-        format!("--textfile.directory={}", dir.display()),
-        "--rescan-interval=1s".into(),
-    ]);
+    let exporter = Exporter::start(
+        &binaries().exporter,
+        &[
+            format!("--textfile.directory={}", dir.display()),
+            "--rescan-interval=1s".into(),
+        ],
+    );
 
     let cases = corpus();
     let known: BTreeMap<&str, &KnownDifference> =

@@ -104,7 +104,7 @@ fn every_kind_of_job_reaches_prometheus_with_its_values_and_labels() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let exporter = Exporter::start(&[dir_arg(dir)]);
+    let exporter = Exporter::start(&binaries().exporter, &[dir_arg(dir)]);
     let proxy = RecordingProxy::start(&exporter.address);
     let prometheus = Prometheus::start(&[
         ScrapeTarget::new("promdrop", &exporter.address),
@@ -477,11 +477,14 @@ fn stale_then_expired_files_leave_prometheus_and_the_meta_metrics_say_why() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let exporter = Exporter::start(&[
-        dir_arg(dir),
-        "--stale-after=3s".into(),
-        "--expire-after=6s".into(),
-    ]);
+    let exporter = Exporter::start(
+        &binaries().exporter,
+        &[
+            dir_arg(dir),
+            "--stale-after=3s".into(),
+            "--expire-after=6s".into(),
+        ],
+    );
     let prometheus = Prometheus::start(&[ScrapeTarget::new("promdrop", &exporter.address)]);
     prometheus.wait_for_query("the exporter up", "up == 1", DEADLINE, |r| r.len() == 1);
 

@@ -182,17 +182,25 @@ pub fn scrape_loop(
                 continue;
             }
         };
+        let body = match response.decoded() {
+            Ok(body) => body,
+            Err(e) => {
+                figures.failures += 1;
+                errors.add(format!("{name}: decoding the gzip body of /metrics: {e}"));
+                continue;
+            }
+        };
         if let Some(l) = latency.as_deref_mut() {
             l.push(took);
         }
         figures.scrapes += 1;
-        figures.gzipped += u64::from(response.gzipped);
+        figures.gzipped += u64::from(response.gzipped());
         let context = format!(
             "{name} scrape {} ({})",
             figures.scrapes,
-            if response.gzipped { "gzip" } else { "plain" }
+            if response.gzipped() { "gzip" } else { "plain" }
         );
-        let seen = check::check_body(&response.body, spec, &context, errors);
+        let seen = check::check_body(&body, spec, &context, errors);
         figures.samples += seen.samples;
         figures.violations += seen.violations;
         for (fid, version) in seen.versions.iter().enumerate() {
@@ -328,7 +336,7 @@ pub fn run(config: &Config) -> Result<Report> {
     );
     let mut rng = Rng::derive(config.seed, 0);
     seed_files(dir, config.files, config.max_series, &mut rng)?;
-    let mut exporter = Exporter::start(
+    let mut exporter = crate::harness::start_exporter(
         dir,
         &[format!("--source-label={}", check::SOURCE_LABEL)],
         Duration::from_secs(60),
@@ -340,7 +348,7 @@ pub fn run(config: &Config) -> Result<Report> {
     let deadline = Instant::now() + config.duration;
     let written = AtomicU64::new(0);
     let spec = spec(config.files);
-    let address = exporter.address;
+    let address = exporter.socket_addr();
     let max_scrapes = config.duration.as_secs().max(1) * 2000;
 
     let figures = std::thread::scope(|s| {

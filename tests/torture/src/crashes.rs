@@ -187,8 +187,8 @@ pub fn run(config: &Config) -> Result<Report> {
         Arc::new((0..config.files).map(|_| AtomicU64::new(1)).collect());
     let exporter_args = [format!("--source-label={}", check::SOURCE_LABEL)];
     let ready_within = Duration::from_secs(60);
-    let mut exporter = Exporter::start(dir, &exporter_args, ready_within)?;
-    let shared: Mutex<(u64, SocketAddr)> = Mutex::new((0, exporter.address));
+    let mut exporter = crate::harness::start_exporter(dir, &exporter_args, ready_within)?;
+    let shared: Mutex<(u64, SocketAddr)> = Mutex::new((0, exporter.socket_addr()));
     let down = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
     let spec = churn::spec(config.files);
@@ -252,13 +252,13 @@ pub fn run(config: &Config) -> Result<Report> {
                     down.store(true, Ordering::SeqCst);
                     exporter.kill();
                     let t = Instant::now();
-                    exporter = Exporter::start(dir, &exporter_args, ready_within)?;
+                    exporter = crate::harness::start_exporter(dir, &exporter_args, ready_within)?;
                     restart_times.push(t.elapsed());
                     exporter_restarts += 1;
                     check_after_restart(&exporter, &spec, &before, exporter_restarts, &errors);
                     {
                         let mut current = shared.lock().unwrap_or_else(|e| e.into_inner());
-                        *current = (current.0 + 1, exporter.address);
+                        *current = (current.0 + 1, exporter.socket_addr());
                     }
                     down.store(false, Ordering::SeqCst);
                     exporter_kill_at = Instant::now()
@@ -289,7 +289,7 @@ pub fn run(config: &Config) -> Result<Report> {
         &errors,
     );
     exporter.kill();
-    let exporter = Exporter::start(dir, &exporter_args, ready_within)?;
+    let exporter = crate::harness::start_exporter(dir, &exporter_args, ready_within)?;
     let after_restart = churn::settle(&exporter, dir, config.files, Duration::ZERO, &errors);
     let debris = churn::debris(dir);
     if errors.count() > 0 {

@@ -19,7 +19,6 @@ use anyhow::{Context, Result, bail};
 
 use crate::check;
 use crate::churn::{self, Generations, ScrapeFigures};
-use crate::harness::Exporter;
 use crate::{Errors, Report, Rng};
 
 /// The disk-full scenario's settings.
@@ -166,7 +165,8 @@ pub fn run(config: &Config) -> Result<Report> {
         expected.push(text);
     }
     let exporter_args = [format!("--source-label={}", check::SOURCE_LABEL)];
-    let mut exporter = Exporter::start(&dir, &exporter_args, Duration::from_secs(60))?;
+    let mut exporter =
+        crate::harness::start_exporter(&dir, &exporter_args, Duration::from_secs(60))?;
     let generations = Generations::new(config.files, 1);
     let stop = AtomicBool::new(false);
     let spec = churn::spec(config.files);
@@ -180,7 +180,7 @@ pub fn run(config: &Config) -> Result<Report> {
     let mut at_create = 0u64;
     let mut identical_checks = 0u64;
     let mut settles: Vec<Duration> = Vec::new();
-    let address = exporter.address;
+    let address = exporter.socket_addr();
     let figures = std::thread::scope(|s| -> Result<ScrapeFigures> {
         let scraper = {
             let (errors, stop, spec, generations) = (&errors, &stop, &spec, &generations);

@@ -25,6 +25,7 @@ use promdrop_textformat::{Format, ParseLimits, parse, parse_with_limits};
 
 use crate::harness::{Client, Exporter};
 use crate::{Errors, Report, Rng, mib};
+use promdrop_test_support::metrics::{Series, samples};
 
 /// The exporter's default `--file.max-bytes` (16 MiB) and `--file.max-series` (100,000).
 const MAX_BYTES: usize = 16 << 20;
@@ -272,22 +273,10 @@ fn corpus(dir: &Path, config: &Config, rng: &mut Rng) -> Result<Vec<Entry>> {
 }
 
 /// `/metrics` reduced to samples: (name, labels) -> value.
-type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
+type Samples = BTreeMap<Series, f64>;
 
 fn samples_of(body: &[u8]) -> Result<Samples, String> {
-    let exposition = parse(body, Format::Classic).map_err(|e| e.to_string())?;
-    let mut out = Samples::new();
-    for family in &exposition.families {
-        for s in &family.samples {
-            let labels = s
-                .labels
-                .iter()
-                .map(|l| (l.name.to_string(), l.value.to_string()))
-                .collect();
-            out.insert((s.name.to_string(), labels), s.value.number);
-        }
-    }
-    Ok(out)
+    samples(body, Format::Classic)
 }
 
 fn meta(samples: &Samples, name: &str, file: &Path) -> Option<f64> {
@@ -369,7 +358,9 @@ fn missing_samples(path: &Path, name: &str, samples: &Samples) -> Option<String>
 /// Gets `path`; an error message when it fails or does not answer 200.
 fn get_ok(client: &mut Client, path: &str, gzip: bool) -> Result<Vec<u8>, String> {
     match client.get(path, gzip) {
-        Ok(r) if r.status == 200 => Ok(r.body),
+        Ok(r) if r.status == 200 => r
+            .decoded()
+            .map_err(|e| format!("GET {path}: decoding the gzip body: {e}")),
         Ok(r) => Err(format!("GET {path}: {}", r.status)),
         Err(e) => Err(format!("GET {path}: {e:#}")),
     }
@@ -483,7 +474,7 @@ pub fn run(config: &Config) -> Result<Report> {
     let canary_text = |g: u64| format!("# TYPE torture_canary gauge\ntorture_canary {g}\n");
     promdrop_writer::write_atomic(&canary, canary_text(1))?;
 
-    let exporter = Exporter::start(
+    let exporter = crate::harness::start_exporter(
         &dir,
         &["--source-label=src".to_string()],
         Duration::from_secs(120),
@@ -501,7 +492,7 @@ pub fn run(config: &Config) -> Result<Report> {
     let mutations = AtomicU64::new(0);
     let requests = AtomicU64::new(0);
     let max_lag_ms = AtomicU64::new(0);
-    let address = exporter.address;
+    let address = exporter.socket_addr();
     std::thread::scope(|s| {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {

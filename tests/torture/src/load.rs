@@ -14,7 +14,6 @@ use anyhow::Result;
 
 use crate::check;
 use crate::churn::{self, Generations};
-use crate::harness::Exporter;
 use crate::{Errors, Report, Rng, mib, percentile};
 
 /// The load scenario's settings.
@@ -70,7 +69,7 @@ pub fn run(config: &Config) -> Result<Report> {
     );
     let mut rng = Rng::derive(config.seed, 0);
     churn::seed_files(dir, config.files, config.max_series, &mut rng)?;
-    let mut exporter = Exporter::start(
+    let mut exporter = crate::harness::start_exporter(
         dir,
         &[format!("--source-label={}", check::SOURCE_LABEL)],
         Duration::from_secs(60),
@@ -79,7 +78,7 @@ pub fn run(config: &Config) -> Result<Report> {
     let generations = Generations::new(config.files, 1);
     let stop = AtomicBool::new(false);
     let spec = churn::spec(config.files);
-    let address = exporter.address;
+    let address = exporter.socket_addr();
     let changes = AtomicU64::new(0);
     let rss: Mutex<Vec<(Duration, u64)>> = Mutex::new(Vec::new());
     let latencies: Mutex<Vec<Duration>> = Mutex::new(Vec::new());

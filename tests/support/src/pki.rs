@@ -1,4 +1,5 @@
-//! Test certificates made at run time with rcgen: a CA, and leaves signed by it.
+//! Test certificates made at run time with rcgen: a certificate authority, and leaves signed
+//! by it.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -7,7 +8,9 @@ use rcgen::{
 
 /// A certificate authority: its PEM certificate and what signs leaves with it.
 pub struct Ca {
+    /// What signs leaves.
     pub issuer: Issuer<'static, KeyPair>,
+    /// The CA's certificate, PEM.
     pub pem: String,
 }
 

@@ -1,0 +1,57 @@
+//! A conflict between files found while merging their families: which family or series, which
+//! file's version is served and which file lost. A leaf: produced by the merge (prepared.rs and
+//! the exporter's publication), counted by the engine, shown on the status page.
+
+/// A conflict between files found while merging, with file paths instead of indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ConflictRecord {
+    /// `type`, `help`, `duplicate_series` or `reserved` (a file declares a family that the
+    /// exporter's own metrics use).
+    pub kind: &'static str,
+    /// The family.
+    pub family: String,
+    /// The series (duplicates only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    /// The file whose version is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_file: Option<String>,
+    /// The file whose family or sample was left out (for `help`, the file whose text was not
+    /// used; its samples are served).
+    pub other_file: String,
+}
+
+impl std::fmt::Display for ConflictRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            "type" => write!(
+                f,
+                "family {} in {} has another TYPE than in {}: dropped from {}",
+                self.family,
+                self.other_file,
+                self.kept_file.as_deref().unwrap_or("?"),
+                self.other_file
+            ),
+            "help" => write!(
+                f,
+                "family {} in {} has another HELP than in {}: the first is served",
+                self.family,
+                self.other_file,
+                self.kept_file.as_deref().unwrap_or("?")
+            ),
+            "duplicate_series" => write!(
+                f,
+                "series {} is in {} and {}: served from {}",
+                self.series.as_deref().unwrap_or(&self.family),
+                self.kept_file.as_deref().unwrap_or("?"),
+                self.other_file,
+                self.kept_file.as_deref().unwrap_or("?")
+            ),
+            _ => write!(
+                f,
+                "family {} in {} has a name the exporter's own metrics use: dropped",
+                self.family, self.other_file
+            ),
+        }
+    }
+}
