@@ -493,3 +493,20 @@ fn nix_is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+#[test]
+fn a_namespaces_directory_is_watched_without_waiting_for_a_rescan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("team-a")).unwrap();
+    let exporter = common::start(&[
+        dir_arg(dir),
+        "--textfile.tenancy".to_string(),
+        arg("rescan-interval", "1h"),
+    ]);
+    // inotify on the namespace's directory: seen long before the next rescan.
+    write_atomic(&dir.join("team-a"), "job.prom", "seen 1\n");
+    exporter.wait_for("a change inside team-a/", WAIT, |m| {
+        m.get("seen", &[("namespace", "team-a")]) == Some(1.0)
+    });
+}
