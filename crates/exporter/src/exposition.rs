@@ -540,6 +540,8 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     w.own(&names::PROMDROP_FILE_MTIME_SECONDS);
     per_file(&mut w, &|f| Some(f.snapshot.identity.mtime_seconds()));
+    w.own(&names::PROMDROP_FILE_REFERENCE_TIME_SECONDS);
+    per_file(&mut w, &|f| Some(f.timing.reference));
     w.own(&names::PROMDROP_FILE_STALE);
     per_file(&mut w, &|f| Some(flag(f.state != FileState::Fresh)));
     w.own(&names::PROMDROP_FILE_EXPIRED);

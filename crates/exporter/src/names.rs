@@ -27,6 +27,12 @@ pub const PROMDROP_FILE_MTIME_SECONDS: OwnMetric = OwnMetric {
     help: "Modification time of the file, in seconds since the Unix epoch.",
     metric_type: MetricType::Gauge,
 };
+/// `promdrop_file_reference_time_seconds`.
+pub const PROMDROP_FILE_REFERENCE_TIME_SECONDS: OwnMetric = OwnMetric {
+    name: "promdrop_file_reference_time_seconds",
+    help: "The time the file's age counts from: the writer's written_at when its header has one, else its modification time, in seconds since the Unix epoch.",
+    metric_type: MetricType::Gauge,
+};
 /// `promdrop_file_stale`.
 pub const PROMDROP_FILE_STALE: OwnMetric = OwnMetric {
     name: "promdrop_file_stale",
@@ -167,8 +173,9 @@ pub const PROMDROP_WEB_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: OwnMetric =
 };
 
 /// Every family of the exporter's own, in the order the documentation lists them.
-pub const OWN_METRICS: [OwnMetric; 24] = [
+pub const OWN_METRICS: [OwnMetric; 25] = [
     PROMDROP_FILE_MTIME_SECONDS,
+    PROMDROP_FILE_REFERENCE_TIME_SECONDS,
     PROMDROP_FILE_STALE,
     PROMDROP_FILE_EXPIRED,
     PROMDROP_FILE_ERROR,

@@ -71,6 +71,17 @@ fn a_hostile_namespace_tries_every_spoof_and_the_victims_series_are_served_uncha
         before.body
     );
     assert_eq!(victims.len(), 2, "{victims:?}");
+    // The file's age counts from the writer's written_at, which the dashboard reads.
+    let reference = before
+        .file(
+            "promdrop_file_reference_time_seconds",
+            &victim.join("backup.prom"),
+        )
+        .expect("promdrop_file_reference_time_seconds");
+    assert!(
+        (reference - (now - 5.0)).abs() < 0.01,
+        "{reference} vs {now}"
+    );
 
     // The hostile namespace, all at once:
     // - a file that sorts first and declares the victim's family with another TYPE;
