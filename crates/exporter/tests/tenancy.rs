@@ -208,9 +208,22 @@ fn a_hostile_namespace_tries_every_spoof_and_the_victims_series_are_served_uncha
         None
     );
     assert_eq!(m.file("promdrop_file_series", &dir.join("root.prom")), None);
-    let json = exporter.get("/api/v1/files", &[]).text();
-    for refused in ["stolen.prom", "root.prom"] {
-        assert!(json.contains(refused), "{refused} not reported: {json}");
+    // Refused entries are listed on the status page (written last: wait for them).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let json = exporter.get("/api/v1/files", &[]).text();
+        let missing: Vec<&str> = ["stolen.prom", "root.prom"]
+            .into_iter()
+            .filter(|r| !json.contains(r))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing:?} not reported: {json}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 
     // The victim writes again: still its family, its values.
