@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use promdrop_textformat::{Error as ParseError, Format, parse};
+use promdrop_textfile::flags::{byte_size, series_limit};
+use promdrop_textfile::snapshot::open_regular;
+use promdrop_textformat::{Error as ParseError, Format, ParseLimits, parse_with_limits};
 use promdrop_writer::servable;
 use serde::Serialize;
 
@@ -20,6 +22,12 @@ pub struct CheckArgs {
     /// Print a JSON report on standard output (per file: valid, families, series, errors).
     #[arg(long)]
     json: bool,
+    /// Largest file read, as the exporter's --file.max-bytes (KiB, MiB, GiB suffixes).
+    #[arg(long = "file.max-bytes", default_value = "16MiB", value_parser = byte_size, value_name = "SIZE")]
+    max_bytes: u64,
+    /// Most series in a file, as the exporter's --file.max-series.
+    #[arg(long = "file.max-series", default_value = "100000", value_parser = series_limit, value_name = "N")]
+    max_series: usize,
     /// Files to check; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -73,14 +81,27 @@ struct Report {
     files: Vec<FileReport>,
 }
 
-fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Reads at most `max_bytes` of `path` (or standard input), as the exporter does: a file that
+/// is not a regular file (a FIFO, `/dev/zero` behind a symlink) is refused without waiting,
+/// and a larger one is refused without reading it all.
+fn read_input(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    let mut buffer = Vec::new();
     if path.as_os_str() == "-" {
-        let mut buffer = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut buffer)?;
-        Ok(buffer)
+        std::io::stdin()
+            .lock()
+            .take(max_bytes + 1)
+            .read_to_end(&mut buffer)?;
     } else {
-        std::fs::read(path)
+        let (file, _) = open_regular(path)?;
+        file.take(max_bytes + 1).read_to_end(&mut buffer)?;
     }
+    if buffer.len() as u64 > max_bytes {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than --file.max-bytes={max_bytes}; the exporter would not serve it"),
+        ));
+    }
+    Ok(buffer)
 }
 
 fn display_name(path: &Path) -> String {
@@ -91,9 +112,9 @@ fn display_name(path: &Path) -> String {
     }
 }
 
-fn check_one(path: &Path, format: Format) -> FileReport {
+fn check_one(path: &Path, format: Format, limits: &ParseLimits) -> FileReport {
     let file = display_name(path);
-    let bytes = match read_input(path) {
+    let bytes = match read_input(path, limits.max_bytes as u64) {
         Ok(bytes) => bytes,
         Err(e) => {
             return FileReport {
@@ -108,7 +129,7 @@ fn check_one(path: &Path, format: Format) -> FileReport {
         }
     };
     let resolved = format.resolve(&bytes);
-    match parse(&bytes, resolved) {
+    match parse_with_limits(&bytes, resolved, limits) {
         Ok(exposition) => {
             // Valid text that a default exporter would still not serve in full (the rule
             // promdrop write and the writer apply too).
@@ -156,7 +177,16 @@ fn problem(e: &ParseError) -> Problem {
 /// Runs `promdrop check` and returns its exit status.
 pub fn run(args: &CheckArgs) -> ExitCode {
     let format = Format::from(args.format);
-    let files: Vec<FileReport> = args.files.iter().map(|p| check_one(p, format)).collect();
+    let limits = ParseLimits {
+        max_bytes: usize::try_from(args.max_bytes).unwrap_or(usize::MAX),
+        max_series: args.max_series,
+        ..ParseLimits::default()
+    };
+    let files: Vec<FileReport> = args
+        .files
+        .iter()
+        .map(|p| check_one(p, format, &limits))
+        .collect();
     let mut stderr = std::io::stderr().lock();
     for report in &files {
         if let Some(io_error) = &report.io_error {

@@ -264,6 +264,48 @@ pub struct Config {
     )]
     pub web_config_file: Option<PathBuf>,
 
+    /// Most connections served at once; one more is answered 503 and closed.
+    #[arg(
+        long = "web.max-connections",
+        env = "PROMDROP_WEB_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value = "512",
+        value_parser = connection_limit
+    )]
+    pub max_connections: usize,
+
+    /// Most requests for the metrics in flight (until the response is written), as
+    /// node_exporter's flag; one more is answered 503. 0: no limit.
+    #[arg(
+        long = "web.max-requests",
+        env = "PROMDROP_WEB_MAX_REQUESTS",
+        value_name = "N",
+        default_value = "40"
+    )]
+    pub max_requests: usize,
+
+    /// How long writing one response may take; a client that does not read it in time loses
+    /// its connection.
+    #[arg(
+        long = "web.write-timeout",
+        env = "PROMDROP_WEB_WRITE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = positive_duration
+    )]
+    pub write_timeout: Duration,
+
+    /// /-/healthy fails (503) once the engine has made no progress for this long, so that a
+    /// liveness probe restarts a process stuck on a file system.
+    #[arg(
+        long = "watchdog.timeout",
+        env = "PROMDROP_WATCHDOG_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "2m",
+        value_parser = positive_duration
+    )]
+    pub watchdog_timeout: Duration,
+
     /// How often --web.config.file is checked for changes (for tests).
     #[arg(
         long = "web.config.reload-interval",
@@ -398,6 +440,17 @@ impl Config {
     }
 }
 
+/// `--web.max-connections`: at least 1.
+fn connection_limit(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "{text:?} is not a number of connections such as 512"
+        )),
+    }
+}
+
 /// The addresses `--web.listen-address` names: `host:port`, or `:port` for every interface
 /// (IPv6 and IPv4 when the system allows, else IPv4).
 pub fn parse_listen_address(address: &str) -> Result<Vec<String>, Error> {
@@ -454,6 +507,10 @@ mod tests {
         assert!(!c.compat_node_exporter);
         assert_eq!(c.web_config_file, None);
         assert_eq!(c.web_config_reload_interval, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 512);
+        assert_eq!(c.max_requests, 40);
+        assert_eq!(c.write_timeout, Duration::from_secs(30));
+        assert_eq!(c.watchdog_timeout, Duration::from_secs(120));
         assert!(!c.tenancy);
         assert_eq!(c.tenancy_label, "namespace");
         assert!(!c.job_name_from_path);
@@ -535,6 +592,8 @@ mod tests {
             &["--file.max-bytes=12XB"],
             &["--timestamps=maybe"],
             &["--web.config.reload-interval=0"],
+            &["--web.max-connections=0"],
+            &["--web.write-timeout=0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }

@@ -24,8 +24,10 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::exposition::{Counters, DataPart, ExpositionOptions, MetaPart, Published, Shared};
+use crate::logging::Throttle;
 use crate::status::{DirStatus, FileStatus, MAX_LISTED_CONFLICTS, StatusModel};
 use crate::watch::WatchEvent;
+use crate::watchdog::Watchdog;
 use promdrop_textfile::Error;
 use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::discovery::{self, FileIdentity};
@@ -140,7 +142,15 @@ pub struct Engine {
     /// has been declared with its TYPE (see [`Engine::withhold_cross_tenant_types`]).
     generation: u64,
     first_declared: HashMap<(String, String), (u64, MetricType)>,
+    /// Beaten as the engine makes progress.
+    watchdog: Arc<Watchdog>,
+    /// Rate-limits the lines logged about each file.
+    throttle: Throttle,
 }
+
+/// Files smaller than this together are read in parallel whatever their sizes (see
+/// `scan_dir`).
+const READ_BUDGET_FLOOR: u64 = 1 << 20;
 
 /// How many files are read at once.
 fn read_parallelism() -> usize {
@@ -171,7 +181,15 @@ impl Engine {
             capped: BTreeMap::new(),
             generation: 0,
             first_declared: HashMap::new(),
+            watchdog: Arc::new(Watchdog::new(Duration::from_secs(60))),
+            throttle: Throttle::default(),
         }
+    }
+
+    /// Beats `watchdog` as the engine makes progress (else a watchdog of its own).
+    pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Engine {
+        self.watchdog = watchdog;
+        self
     }
 
     /// Scans everything, publishes, marks ready, then follows `events` until `shutdown`
@@ -198,7 +216,10 @@ impl Engine {
         self.publish().await;
         self.shared.ready.store(true, Ordering::Release);
         tracing::info!(files = self.files.len(), "first scan done, ready");
+        let mut heartbeat = tokio::time::interval(self.watchdog.interval());
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.watchdog.beat();
             let wake = self.next_wakeup();
             let mut dirty = BTreeSet::new();
             let add = |event: WatchEvent, dirty: &mut BTreeSet<usize>| match event {
@@ -224,6 +245,7 @@ impl Engine {
                     }
                 }
                 _ = sleep_until(wake) => {}
+                _ = heartbeat.tick() => continue,
             }
             dirty.extend(std::mem::take(&mut self.retry));
             let scan_started = Instant::now();
@@ -315,7 +337,9 @@ impl Engine {
             .collect();
         for (key, message) in &refused_now {
             if self.refused.get(key) != Some(message) {
-                tracing::warn!(error = %message, "refusing a file");
+                if let Some(suppressed) = self.throttle.allow("refused", message) {
+                    tracing::warn!(error = %message, suppressed, "refusing a file");
+                }
                 changed = true;
             }
         }
@@ -341,7 +365,10 @@ impl Engine {
                 continue;
             }
             if let Some(t) = self.files.remove(&key) {
-                tracing::info!(file = %t.snapshot.path.display(), "file removed");
+                let file = promdrop_textfile::snapshot::file_label(&t.snapshot.path);
+                if let Some(suppressed) = self.throttle.allow("removed", &file) {
+                    tracing::info!(file, suppressed, "file removed");
+                }
                 changed = true;
             }
         }
@@ -356,24 +383,46 @@ impl Engine {
                     .is_none_or(|t| t.snapshot.identity != f.identity)
             })
             .collect();
-        let mut pending = to_read.into_iter();
-        let mut reads: JoinSet<(OsString, Result<FileSnapshot, Error>)> = JoinSet::new();
+        // Reading a file takes a few times its size in memory for a moment (its bytes, the
+        // parsed samples, the prepared text): files are read in parallel only as long as the
+        // bytes being read add up to no more than the largest of them, so the peak is a small
+        // multiple of the largest file, not of all of them.
+        let budget = to_read
+            .iter()
+            .map(|f| f.identity.size)
+            .max()
+            .unwrap_or(0)
+            .max(READ_BUDGET_FLOOR);
+        let mut pending = to_read.into_iter().peekable();
+        let mut reads: JoinSet<(OsString, u64, Result<FileSnapshot, Error>)> = JoinSet::new();
+        let mut reading: u64 = 0;
         let limit = read_parallelism();
         loop {
             while reads.len() < limit {
+                let Some(next) = pending.peek() else { break };
+                if !reads.is_empty() && reading + next.identity.size > budget {
+                    break;
+                }
                 let Some(found) = pending.next() else { break };
                 let options = self.settings.read;
                 let prepare = Arc::clone(&self.prepare);
+                let size = found.identity.size;
+                reading += size;
                 reads.spawn_blocking(move || {
                     let result =
                         snapshot::read_prepared(&found.path, found.identity, &options, &prepare);
-                    (found.name, result)
+                    (found.name, size, result)
                 });
             }
             let Some(joined) = reads.join_next().await else {
                 break;
             };
-            let Ok((name, result)) = joined else { continue };
+            self.watchdog.beat();
+            let Ok((name, size, result)) = joined else {
+                // A read task that panicked: its bytes are counted until the scan ends.
+                continue;
+            };
+            reading -= size;
             let key = (index, name);
             match result {
                 Ok(snapshot) => {
@@ -424,21 +473,29 @@ impl Engine {
 
     fn install(&mut self, key: Key, snapshot: FileSnapshot) {
         let previous = self.files.get(&key).map(|t| &t.snapshot);
+        let file = promdrop_textfile::snapshot::file_label(&snapshot.path);
         match (&snapshot.content, previous.map(|p| &p.content)) {
             (Ok(content), prev) => {
                 self.counters.reloads_success += 1;
+                let series = content.series;
                 if matches!(prev, Some(Err(_))) {
-                    tracing::info!(file = %snapshot.path.display(), series = content.series, "file parses again");
+                    if let Some(suppressed) = self.throttle.allow("parses again", &file) {
+                        tracing::info!(file, series, suppressed, "file parses again");
+                    }
                 } else if prev.is_none() {
-                    tracing::info!(file = %snapshot.path.display(), series = content.series, "new file");
+                    if let Some(suppressed) = self.throttle.allow("new", &file) {
+                        tracing::info!(file, series, suppressed, "new file");
+                    }
                 } else {
-                    tracing::debug!(file = %snapshot.path.display(), series = content.series, "file changed");
+                    tracing::debug!(file, series, "file changed");
                 }
             }
             (Err(message), prev) => {
                 self.counters.reloads_failure += 1;
-                if !matches!(prev, Some(Err(m)) if m == message) {
-                    tracing::warn!(error = %message, "file not served");
+                if !matches!(prev, Some(Err(m)) if m == message)
+                    && let Some(suppressed) = self.throttle.allow("not served", &file)
+                {
+                    tracing::warn!(error = %message, suppressed, "file not served");
                 }
             }
         }
@@ -583,6 +640,13 @@ impl Engine {
         let mut conflicts = data.conflicts.clone();
         conflicts.extend(self.withheld_conflicts());
         self.count_conflicts(&conflicts);
+        self.counters.directories = self
+            .settings
+            .directories
+            .iter()
+            .zip(&self.dir_errors)
+            .map(|(d, e)| (promdrop_textfile::snapshot::file_label(d), e.is_some()))
+            .collect();
         let meta = MetaPart::build(
             &views,
             &self.counters,
@@ -868,7 +932,7 @@ impl Engine {
                                 .declared()
                                 .iter()
                                 .any(|(n, ty)| *n == &**name && ty != metric_type);
-                        differs.then(|| o.snapshot.path.display().to_string())
+                        differs.then(|| snapshot::file_label(&o.snapshot.path))
                     })
                 });
                 out.push(ConflictRecord {
@@ -876,7 +940,7 @@ impl Engine {
                     family: name.to_string(),
                     series: None,
                     kept_file: other,
-                    other_file: t.snapshot.path.display().to_string(),
+                    other_file: snapshot::file_label(&t.snapshot.path),
                 });
             }
         }
@@ -892,7 +956,7 @@ impl Engine {
                 .iter()
                 .zip(&self.dir_errors)
                 .map(|(d, e)| DirStatus {
-                    path: d.display().to_string(),
+                    path: promdrop_textfile::snapshot::file_label(d),
                     error: e.clone(),
                 })
                 .collect(),

@@ -35,7 +35,7 @@ use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::prepared::{
     self, Origin, PrepareOptions, Prepared, SeriesIndex, apply_options,
 };
-use promdrop_textfile::snapshot::FileSnapshot;
+use promdrop_textfile::snapshot::{self, FileSnapshot};
 use promdrop_textfile::staleness::{FileState, FileView};
 
 /// How files are turned into the served samples.
@@ -165,7 +165,7 @@ pub fn render_data(
                 family: family.into(),
                 series: None,
                 kept_file: None,
-                other_file: files[index].path.display().to_string(),
+                other_file: snapshot::file_label(&files[index].path),
             });
         }
         parsed.push((index, families));
@@ -178,7 +178,7 @@ pub fn render_data(
         })
         .collect();
     let merged = merge(&sources);
-    let path_of = |source: usize| files[parsed[source].0].path.display().to_string();
+    let path_of = |source: usize| snapshot::file_label(&files[parsed[source].0].path);
     for conflict in &merged.conflicts {
         conflicts.push(match conflict {
             Conflict::TypeMismatch {
@@ -332,7 +332,7 @@ impl DataPart {
                 .map(|c| c.bytes.len() + 64)
                 .sum();
             let mut text = Vec::with_capacity(capacity);
-            let path_of = |i: usize| files[i].path.display().to_string();
+            let path_of = |i: usize| snapshot::file_label(&files[i].path);
             let conflicts = prepared::render_classic(&prepared, &path_of, &mut text);
             (Bytes::from(text), conflicts)
         } else {
@@ -518,6 +518,9 @@ pub struct Counters {
     pub tenant_files_refused: BTreeMap<String, u64>,
     /// With tenancy: the label naming the namespace (`--textfile.tenancy-label`).
     pub tenancy_label: Option<String>,
+    /// The watched directories as their `directory` label shows them, and whether each is
+    /// missing or cannot be listed now (`promdrop_directory_error`); set by the engine.
+    pub directories: Vec<(String, bool)>,
 }
 
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
@@ -528,7 +531,7 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     let mut w = MetaWriter::default();
     let paths: Vec<String> = files
         .iter()
-        .map(|f| f.snapshot.path.display().to_string())
+        .map(|f| snapshot::file_label(&f.snapshot.path))
         .collect();
     let per_file = |w: &mut MetaWriter, value: &dyn Fn(&FileView) -> Option<f64>| {
         for (file, path) in files.iter().zip(&paths) {
@@ -553,6 +556,12 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     w.own(&names::PROMDROP_FILE_BYTES);
     per_file(&mut w, &|f| Some(f.snapshot.identity.size as f64));
 
+    if !counters.directories.is_empty() {
+        w.own(&names::PROMDROP_DIRECTORY_ERROR);
+        for (directory, error) in &counters.directories {
+            w.sample(&[("directory", directory)], flag(*error));
+        }
+    }
     w.own(&names::PROMDROP_FILES);
     let mut states = [0u64; 4];
     for f in files {
@@ -610,7 +619,10 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
                 .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64)
         });
         w.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
-        w.sample(&[], flag(files.iter().any(|f| f.snapshot.content.is_err())));
+        // As node_exporter: 1 when a file or a directory cannot be read.
+        let error = files.iter().any(|f| f.snapshot.content.is_err())
+            || counters.directories.iter().any(|(_, e)| *e);
+        w.sample(&[], flag(error));
     }
     w
 }

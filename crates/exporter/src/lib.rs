@@ -75,6 +75,7 @@ pub mod routes;
 pub mod status;
 pub mod transport;
 pub mod watch;
+pub mod watchdog;
 
 use std::sync::Arc;
 
@@ -118,15 +119,27 @@ pub async fn run(config: Config) -> Result<(), Error> {
         config.rescan_interval,
         events_tx,
     ));
-    let engine = tokio::spawn(
-        engine::Engine::new(settings, Arc::clone(&shared)).run(events_rx, stop_rx.clone()),
+    let watchdog = Arc::new(watchdog::Watchdog::new(config.watchdog_timeout));
+    let mut engine = tokio::spawn(
+        engine::Engine::new(settings, Arc::clone(&shared))
+            .with_watchdog(Arc::clone(&watchdog))
+            .run(events_rx, stop_rx.clone()),
     );
     let reloaders = web.spawn_reloading(config.web_config_reload_interval);
+    let state = routes::State {
+        shared,
+        telemetry_path: config.telemetry_path.clone(),
+        watchdog,
+    };
     let server = tokio::spawn(http::serve(
         listener,
         web,
-        shared,
-        config.telemetry_path.clone(),
+        state,
+        http::Limits {
+            max_connections: config.max_connections,
+            max_requests: config.max_requests,
+            write_timeout: config.write_timeout,
+        },
         stop_rx,
     ));
 
@@ -136,7 +149,16 @@ pub async fn run(config: Config) -> Result<(), Error> {
     watcher.abort();
     reloaders.iter().for_each(|task| task.abort());
     let _ = server.await;
-    let _ = engine.await;
+    // An engine stuck in a blocking call (the watchdog's case) must not keep the process
+    // alive: give it a moment, then leave it (the binary shuts the runtime down with a
+    // timeout, so a blocked thread does not hold the exit either).
+    if tokio::time::timeout(http::SHUTDOWN_GRACE, &mut engine)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the engine did not stop in time; exiting without it");
+        engine.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

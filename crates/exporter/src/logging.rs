@@ -1,7 +1,8 @@
 //! Logging with `tracing`: logfmt (as Go exporters write it) or JSON, to standard error.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -17,6 +18,48 @@ fn level(level: LogLevel) -> Level {
         LogLevel::Info => Level::INFO,
         LogLevel::Warn => Level::WARN,
         LogLevel::Error => Level::ERROR,
+    }
+}
+
+/// How often the same line about the same file may be logged (see [`Throttle`]).
+pub const THROTTLE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Most (line, file) pairs remembered by a [`Throttle`]; past it, the oldest are forgotten.
+const THROTTLE_KEYS: usize = 10_000;
+
+/// Rate-limits repeated log lines: a line of one kind about one file is logged at most once
+/// per [`THROTTLE_PERIOD`]; the next one logged says how many were left out meanwhile. A job
+/// that flips a symlink or rewrites a broken file in a loop thus costs a line per file every
+/// few seconds, not thousands a second.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    seen: HashMap<(&'static str, String), (Instant, u64)>,
+}
+
+impl Throttle {
+    /// Whether to log the line `kind` about `key` now: `Some(n)` with the number of such lines
+    /// left out since the last one logged, or `None` to leave this one out.
+    pub fn allow(&mut self, kind: &'static str, key: &str) -> Option<u64> {
+        let now = Instant::now();
+        if let Some((last, suppressed)) = self.seen.get_mut(&(kind, key.to_string())) {
+            if now.duration_since(*last) < THROTTLE_PERIOD {
+                *suppressed += 1;
+                return None;
+            }
+            let n = *suppressed;
+            *last = now;
+            *suppressed = 0;
+            return Some(n);
+        }
+        if self.seen.len() >= THROTTLE_KEYS {
+            self.seen
+                .retain(|_, (last, _)| now.duration_since(*last) < THROTTLE_PERIOD);
+            if self.seen.len() >= THROTTLE_KEYS {
+                self.seen.clear();
+            }
+        }
+        self.seen.insert((kind, key.to_string()), (now, 0));
+        Some(0)
     }
 }
 
@@ -143,6 +186,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_lets_one_line_per_file_through_per_period() {
+        let mut t = Throttle::default();
+        assert_eq!(t.allow("refused", "/d/a.prom"), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(t.allow("refused", "/d/a.prom"), None);
+        }
+        assert_eq!(t.allow("refused", "/d/b.prom"), Some(0));
+        assert_eq!(t.allow("not served", "/d/a.prom"), Some(0));
+    }
     use std::time::Duration;
 
     #[test]

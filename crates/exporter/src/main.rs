@@ -30,5 +30,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     // The library's errors name what failed (`cannot load web config ...`,
     // `cannot listen on ...`): no further context.
-    Ok(runtime.block_on(promdrop_exporter::run(config))?)
+    let result = runtime.block_on(promdrop_exporter::run(config));
+    // A blocking task stuck in the kernel (a hung file system) must not keep the process from
+    // exiting on SIGTERM: dropping the runtime would wait for it for ever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(result?)
 }

@@ -27,12 +27,6 @@ pub const PROMDROP_FILE_MTIME_SECONDS: OwnMetric = OwnMetric {
     help: "Modification time of the file, in seconds since the Unix epoch.",
     metric_type: MetricType::Gauge,
 };
-/// `promdrop_file_reference_time_seconds`.
-pub const PROMDROP_FILE_REFERENCE_TIME_SECONDS: OwnMetric = OwnMetric {
-    name: "promdrop_file_reference_time_seconds",
-    help: "The time the file's age counts from: the writer's written_at when its header has one, else its modification time, in seconds since the Unix epoch.",
-    metric_type: MetricType::Gauge,
-};
 /// `promdrop_file_stale`.
 pub const PROMDROP_FILE_STALE: OwnMetric = OwnMetric {
     name: "promdrop_file_stale",
@@ -61,6 +55,18 @@ pub const PROMDROP_FILE_SERIES: OwnMetric = OwnMetric {
 pub const PROMDROP_FILE_BYTES: OwnMetric = OwnMetric {
     name: "promdrop_file_bytes",
     help: "Size of the file in bytes.",
+    metric_type: MetricType::Gauge,
+};
+/// `promdrop_file_reference_time_seconds`.
+pub const PROMDROP_FILE_REFERENCE_TIME_SECONDS: OwnMetric = OwnMetric {
+    name: "promdrop_file_reference_time_seconds",
+    help: "The time the file's age counts from, in seconds since the Unix epoch: the header's written_at when trusted (not later than the mtime plus 5 minutes), else the mtime.",
+    metric_type: MetricType::Gauge,
+};
+/// `promdrop_directory_error`.
+pub const PROMDROP_DIRECTORY_ERROR: OwnMetric = OwnMetric {
+    name: "promdrop_directory_error",
+    help: "Whether the watched directory is missing or cannot be listed (1): none of its files are served.",
     metric_type: MetricType::Gauge,
 };
 /// `promdrop_files`.
@@ -173,7 +179,7 @@ pub const PROMDROP_WEB_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: OwnMetric =
 };
 
 /// Every family of the exporter's own, in the order the documentation lists them.
-pub const OWN_METRICS: [OwnMetric; 25] = [
+pub const OWN_METRICS: [OwnMetric; 26] = [
     PROMDROP_FILE_MTIME_SECONDS,
     PROMDROP_FILE_REFERENCE_TIME_SECONDS,
     PROMDROP_FILE_STALE,
@@ -181,6 +187,7 @@ pub const OWN_METRICS: [OwnMetric; 25] = [
     PROMDROP_FILE_ERROR,
     PROMDROP_FILE_SERIES,
     PROMDROP_FILE_BYTES,
+    PROMDROP_DIRECTORY_ERROR,
     PROMDROP_FILES,
     PROMDROP_CONFLICTS_TOTAL,
     PROMDROP_CURRENT_CONFLICTS,

@@ -5,8 +5,8 @@
 //! | path | answer |
 //! |---|---|
 //! | `--web.telemetry-path` (`/metrics`) | the prepared exposition: classic or OpenMetrics by `Accept`, gzip by `Accept-Encoding` ([`crate::exposition::negotiate`]) |
-//! | `/-/healthy` | 200 while the process runs |
-//! | `/-/ready` | 200 once the first full scan is published, 503 before |
+//! | `/-/healthy` | 200 while the engine makes progress; 503 once it has made none for `--watchdog.timeout` (stuck: restart it) |
+//! | `/-/ready` | 200 once the first full scan is published, 503 before (a missing directory does not make it 503: see `promdrop_directory_error`) |
 //! | `/` | the status page (HTML) |
 //! | `/api/v1/files` | the status as JSON |
 //!
@@ -26,6 +26,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::exposition::{Shared, negotiate};
 use crate::status;
+use crate::watchdog::Watchdog;
 
 /// What routing reads: the published exposition and the telemetry path.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub struct State {
     pub shared: Arc<Shared>,
     /// `--web.telemetry-path`.
     pub telemetry_path: String,
+    /// The engine's heartbeat (`/-/healthy` fails when it stops).
+    pub watchdog: Arc<Watchdog>,
 }
 
 /// A body made of prepared chunks, sent without copying.
@@ -120,7 +123,17 @@ async fn dispatch<B>(req: &Request<B>, state: &State) -> Response<Chunks> {
         return response;
     }
     match path {
-        "/-/healthy" => text_response(StatusCode::OK, TEXT, "Healthy\n"),
+        "/-/healthy" => match state.watchdog.stalled() {
+            None => text_response(StatusCode::OK, TEXT, "Healthy\n"),
+            Some(since) => text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!(
+                    "Unhealthy: the engine has made no progress for {:.0} s (--watchdog.timeout)\n",
+                    since.as_secs_f64()
+                ),
+            ),
+        },
         "/-/ready" => {
             if state.shared.is_ready() {
                 text_response(StatusCode::OK, TEXT, "Ready\n")
@@ -193,6 +206,7 @@ mod tests {
         State {
             shared: Arc::new(Shared::new("/metrics")),
             telemetry_path: "/metrics".to_string(),
+            watchdog: Arc::new(Watchdog::new(std::time::Duration::from_secs(60))),
         }
     }
 
@@ -259,6 +273,7 @@ mod tests {
         let state = State {
             shared: Arc::new(shared),
             telemetry_path: "/metrics".to_string(),
+            watchdog: Arc::new(Watchdog::new(std::time::Duration::from_secs(60))),
         };
         let body = text(route(&request(Method::GET, "/metrics", &[]), &state).await).await;
         assert!(

@@ -39,6 +39,9 @@ pub struct FileStatus {
     pub mtime: f64,
     /// What its age counts from (the writer's `written_at`, else the mtime).
     pub reference_time: f64,
+    /// The header's `written_at` is later than the mtime (plus the allowed clock skew): not
+    /// trusted, the mtime counts.
+    pub written_at_distrusted: bool,
     /// When it turns stale, if ever.
     pub stale_at: Option<f64>,
     /// When it expires, if ever.
@@ -52,13 +55,14 @@ impl FileStatus {
     pub fn of(view: &FileView) -> FileStatus {
         let s = &view.snapshot;
         FileStatus {
-            path: s.path.display().to_string(),
+            path: promdrop_textfile::snapshot::file_label(&s.path),
             state: view.state.as_str(),
             error: s.content.as_ref().err().cloned(),
             series: s.series(),
             bytes: s.identity.size,
             mtime: s.identity.mtime_seconds(),
             reference_time: view.timing.reference,
+            written_at_distrusted: s.written_at_distrusted(),
             stale_at: view.timing.at(view.timing.stale_after),
             expire_at: view.timing.at(view.timing.expire_after),
             delete_at: view.timing.at(view.timing.delete_after),
@@ -222,6 +226,10 @@ pub fn render_html(model: &StatusModel, now: SystemTime) -> String {
                 out.push_str(" class=\"error\">");
                 html_escape(e, &mut out);
             }
+            None if f.written_at_distrusted => out.push_str(
+                " class=\"error\">written_at in the header is later than the file's \
+                 modification time: not trusted, its age counts from the modification time",
+            ),
             None => out.push('>'),
         }
         out.push_str("</td></tr>\n");
@@ -266,6 +274,7 @@ mod tests {
                 bytes: 12,
                 mtime: 100.0,
                 reference_time: 100.0,
+                written_at_distrusted: false,
                 stale_at: Some(160.0),
                 expire_at: None,
                 delete_at: None,

@@ -29,7 +29,8 @@ use crate::http::{Refusal, Transport};
 use crate::meta::MetaWriter;
 use crate::names;
 use promdrop_webconfig::{
-    self as webconfig, ReloadOutcome, WWW_AUTHENTICATE, WebConfigError, WebConfigHandle, WebStream,
+    self as webconfig, AuthError, ReloadOutcome, WWW_AUTHENTICATE, WebConfigError, WebConfigHandle,
+    WebStream,
 };
 
 /// The [`Transport`] of `--web.config.file`: TLS, mutual TLS, basic auth and response headers
@@ -171,14 +172,27 @@ impl Transport for WebTransport {
             .map_err(std::io::Error::other)
     }
 
-    async fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        self.handle.authorize(headers).await.map_err(|e| {
-            tracing::debug!(reason = %e, "request refused");
-            Refusal {
-                status: StatusCode::UNAUTHORIZED,
-                www_authenticate: Some(HeaderValue::from_static(WWW_AUTHENTICATE)),
-            }
-        })
+    async fn authorize(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<(), Refusal> {
+        self.handle
+            .authorize_from(headers, peer.ip())
+            .await
+            .map_err(|e| {
+                tracing::debug!(reason = %e, peer = %peer, "request refused");
+                match e {
+                    AuthError::TooManyAttempts => Refusal {
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        www_authenticate: None,
+                    },
+                    _ => Refusal {
+                        status: StatusCode::UNAUTHORIZED,
+                        www_authenticate: Some(HeaderValue::from_static(WWW_AUTHENTICATE)),
+                    },
+                }
+            })
+    }
+
+    fn answers_in_clear(&self) -> bool {
+        !self.handle.current().tls_enabled()
     }
 
     fn decorate(&self, headers: &mut HeaderMap) {

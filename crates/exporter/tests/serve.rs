@@ -391,13 +391,14 @@ fn poll_mode_sees_changes_within_one_rescan_interval() {
 fn stale_then_expired_then_deleted_each_at_its_time() {
     let tmp = tempdir();
     let dir = tmp.path();
-    // The keeper says it was written an hour from now: it stays fresh throughout.
+    // The keeper says it was written four minutes from now (within the five minutes of clock
+    // skew a header may claim): it stays fresh throughout.
     write_atomic(
         dir,
         "keeper.prom",
         &format!(
             "# promdrop: written_at={:.3}\nkeeper_up{{job=\"keeper\"}} 1\n",
-            unix_now() + 3600.0
+            unix_now() + 240.0
         ),
     );
     let exporter = common::start(&[

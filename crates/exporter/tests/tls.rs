@@ -357,15 +357,15 @@ fn mutual_tls() {
     );
 }
 
-#[test]
-fn reloads_on_change_and_on_sighup() {
+/// An exporter with TLS and the user alice (password `alice-pw`), checking its web config
+/// every 200 ms, once alice gets the metrics.
+fn start_with_alice() -> (Setup, Exporter) {
     let setup = Setup::new();
     setup.write_config(&tls_with_user("alice", "alice-pw"));
     let exporter = setup.start(&[arg("web.config.reload-interval", "200ms")]);
     let ca = setup.ca();
-    let url = https(&exporter, "/metrics");
     let alice = ["--cacert", ca.as_str(), "-u", "alice:alice-pw"];
-    let bob = ["--cacert", ca.as_str(), "-u", "bob:bob-pw"];
+    let url = https(&exporter, "/metrics");
     wait_until(
         &exporter,
         "alice to get in",
@@ -373,6 +373,16 @@ fn reloads_on_change_and_on_sighup() {
         || curl(&url, &alice),
         |r| r.status == 200 && r.body.contains(SAMPLE),
     );
+    (setup, exporter)
+}
+
+#[test]
+fn reloads_on_change_and_on_sighup() {
+    let (setup, exporter) = start_with_alice();
+    let ca = setup.ca();
+    let url = https(&exporter, "/metrics");
+    let alice = ["--cacert", ca.as_str(), "-u", "alice:alice-pw"];
+    let bob = ["--cacert", ca.as_str(), "-u", "bob:bob-pw"];
     assert_eq!(curl(&url, &bob).status, 401);
 
     // Another user: picked up within a few seconds, without a restart.
@@ -486,6 +496,53 @@ fn reloads_on_change_and_on_sighup() {
     assert!(after > before, "{before} then {after}");
     // SIGHUP did not stop the exporter.
     assert!(exporter.terminate().success());
+}
+
+/// Finding 4 of issue 14: emptying the web config, or rewriting it without TLS or without
+/// basic auth, must not turn protection off on a running server. Each is a failed reload; the
+/// previous configuration keeps serving, and plain HTTP without credentials gets nothing.
+#[test]
+fn a_reload_that_removes_tls_or_auth_is_refused() {
+    let (setup, exporter) = start_with_alice();
+    let ca = setup.ca();
+    let url = https(&exporter, "/metrics");
+    let alice = ["--cacert", ca.as_str(), "-u", "alice:alice-pw"];
+    let plain = format!("http://{}/metrics", exporter.address);
+    let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    let users = format!("basic_auth_users:\n  alice: {}\n", bcrypt_hash("alice-pw"));
+    for (failures, yaml) in [
+        (1.0, String::new()),
+        (2.0, "# emptied by a template\n".to_string()),
+        (3.0, "{}\n".to_string()),
+        (4.0, users.clone()),
+        (5.0, tls.to_string()),
+    ] {
+        setup.write_config(&yaml);
+        let m = wait_until(
+            &exporter,
+            &format!("reload of {yaml:?} to fail"),
+            Duration::from_secs(10),
+            || curl(&url, &alice),
+            |r| r.status == 200 && reloads(&Metrics::parse(&r.body), "failure") == failures,
+        );
+        let m = Metrics::parse(&m.body);
+        assert_eq!(reloads(&m, "success"), 0.0, "{yaml:?}\n{}", m.body);
+        assert_eq!(
+            m.get("promdrop_web_config_last_reload_successful", &[]),
+            Some(0.0)
+        );
+        let r = curl(&plain, &[]);
+        assert_ne!(
+            r.status, 200,
+            "{yaml:?}: plain HTTP got the metrics: {r:#?}"
+        );
+        let r = curl(&url, &["--cacert", ca.as_str()]);
+        assert_eq!(r.status, 401, "{yaml:?}: no credentials: {r:#?}");
+    }
+    let log = exporter.log();
+    assert!(log.contains("is empty"), "{log}");
+    assert!(log.contains("turns TLS off"), "{log}");
+    assert!(log.contains("turns basic auth off"), "{log}");
 }
 
 #[test]

@@ -577,7 +577,11 @@ fn spawn_reloader_picks_up_changes_and_rotated_certificates() {
     );
 
     // A failure is reported once.
-    pki.write_config("tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n");
+    pki.write_config(&format!(
+        "tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n\
+         basic_auth_users:\n  bob: {}\n",
+        bcrypt_hash("second")
+    ));
     let outcome = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(
         outcome.as_ref().is_err_and(|e| e.contains("missing.crt")),
@@ -590,7 +594,17 @@ fn spawn_reloader_picks_up_changes_and_rotated_certificates() {
         rx.recv_timeout(Duration::from_secs(10)).unwrap(),
         Ok(ReloadOutcome::Reloaded)
     );
-    assert!(!handle.current().basic_auth_enabled());
+    assert!(handle.current().basic_auth_enabled());
+    // Dropping basic auth is refused (issue 14: a reload never turns a protection off).
+    pki.write_config("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
+    let outcome = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        outcome
+            .as_ref()
+            .is_err_and(|e| e.contains("turns basic auth off")),
+        "{outcome:?}"
+    );
+    assert!(handle.current().basic_auth_enabled());
     pki.write_config(&format!(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
          basic_auth_users:\n  bob: {}\n",

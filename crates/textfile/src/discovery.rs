@@ -198,6 +198,39 @@ pub fn list_tenants(dir: &Path) -> Result<Listing, Error> {
     Ok(listing)
 }
 
+/// `bytes` (a path or a file name) as a label value that tells every name apart: valid UTF-8
+/// as is, each byte of invalid UTF-8 as `\xNN`, and a backslash as `\\` (so that an escape
+/// cannot be mistaken for a name that spells one). Two names that differ only in invalid bytes
+/// get different labels, where a lossy conversion would give both the same `U+FFFD`.
+///
+/// ```
+/// use std::ffi::OsStr;
+/// use std::os::unix::ffi::OsStrExt;
+/// use promdrop_textfile::discovery::label_value;
+///
+/// assert_eq!(label_value(OsStr::new("/d/job.prom")), "/d/job.prom");
+/// assert_eq!(label_value(OsStr::from_bytes(b"/d/\xff.prom")), "/d/\\xff.prom");
+/// assert_ne!(label_value(OsStr::from_bytes(b"\xfe")), label_value(OsStr::from_bytes(b"\xff")));
+/// assert_eq!(label_value(OsStr::new("a\\b")), "a\\\\b");
+/// ```
+pub fn label_value(bytes: &std::ffi::OsStr) -> String {
+    let bytes = bytes.as_encoded_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 /// The identity of the directory itself (to notice it being deleted and created again).
 pub fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))

@@ -75,10 +75,8 @@ pub struct Origin {
 impl Origin {
     /// The origin of the file at `path`, nothing withheld.
     pub fn of(path: &std::path::Path) -> Origin {
-        let name = |p: Option<&std::ffi::OsStr>| {
-            p.map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
+        let name =
+            |p: Option<&std::ffi::OsStr>| p.map(crate::discovery::label_value).unwrap_or_default();
         Origin {
             file_name: name(path.file_name()),
             tenant: name(path.parent().and_then(|p| p.file_name())),

@@ -22,6 +22,10 @@ use crate::Error;
 use crate::discovery::FileIdentity;
 use crate::prepared::{Origin, PrepareOptions, Prepared};
 
+/// How much later than a file's modification time its header's `written_at` may be (clock
+/// skew between the writer's host and the file system's) and still be trusted.
+pub const WRITTEN_AT_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What to do with samples that carry a client-side timestamp (`--timestamps`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TimestampPolicy {
@@ -113,12 +117,25 @@ impl FileSnapshot {
         self.content.as_ref().map_or(0, |c| c.series)
     }
 
-    /// The time its age is counted from: the writer's `written_at` when the header has one,
-    /// else the modification time, in seconds since the Unix epoch.
+    /// The time its age is counted from, in seconds since the Unix epoch: the writer's
+    /// `written_at` when the header has one and it is not later than the modification time
+    /// plus [`WRITTEN_AT_SKEW`], else the modification time. A file cannot make itself younger
+    /// than it is (fresh for ever, and the winner of every duplicate series) by claiming a
+    /// time in the future: the file system's time bounds it.
     pub fn reference_time(&self) -> f64 {
+        let mtime = self.identity.mtime_seconds();
+        match self.header.and_then(|h| h.written_at) {
+            Some(written) if written <= mtime + WRITTEN_AT_SKEW.as_secs_f64() => written,
+            _ => mtime,
+        }
+    }
+
+    /// Whether the header's `written_at` is later than the modification time plus
+    /// [`WRITTEN_AT_SKEW`], and so not trusted (shown on the status page).
+    pub fn written_at_distrusted(&self) -> bool {
         self.header
             .and_then(|h| h.written_at)
-            .unwrap_or_else(|| self.identity.mtime_seconds())
+            .is_some_and(|w| w > self.identity.mtime_seconds() + WRITTEN_AT_SKEW.as_secs_f64())
     }
 
     /// The modification time.
@@ -181,6 +198,26 @@ impl FileSnapshot {
     }
 }
 
+/// Opens `path` for reading without ever waiting (`O_NONBLOCK`: a FIFO or a device put in a
+/// file's place must not block the open, and the reader with it) and checks, on the open file,
+/// that it is a regular file; anything else is refused with an error that says so. A symlink
+/// is followed (the caller decides which symlinks to open). Reading a regular file ignores
+/// the flag. Every reader of files in a shared directory opens them through this function.
+pub fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, socket or device); refused",
+        ));
+    }
+    Ok((file, metadata))
+}
+
 /// Reads `path`, expected to be the file `listed` describes, and parses it. Blocking: call it
 /// on a blocking thread. Never reads more than `options.max_bytes + 1` bytes.
 ///
@@ -206,15 +243,7 @@ pub fn read_prepared(
         path: path.to_path_buf(),
         source,
     };
-    // O_NONBLOCK: a FIFO put in the file's place after the listing must not block the open
-    // (it would wait for a writer forever, and the engine with it); it fails the identity
-    // check below instead. Reading a regular file ignores the flag.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(read_error)?;
-    let metadata = file.metadata().map_err(read_error)?;
+    let (file, metadata) = open_regular(path).map_err(read_error)?;
     let identity = FileIdentity::of(&metadata);
     if !identity.same_inode(&listed) {
         return Err(Error::Replaced {
@@ -314,11 +343,18 @@ pub fn parse_bytes_prepared(
     }
 }
 
-/// The file name of `path`, the value of `--source-label`.
+/// The file name of `path`, the value of `--source-label` (invalid UTF-8 escaped, see
+/// [`label_value`](crate::discovery::label_value)).
 pub fn file_name(path: &Path) -> String {
     path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(crate::discovery::label_value)
         .unwrap_or_default()
+}
+
+/// The path of a file as its `file` label shows it (invalid UTF-8 escaped, see
+/// [`label_value`](crate::discovery::label_value)).
+pub fn file_label(path: &Path) -> String {
+    crate::discovery::label_value(path.as_os_str())
 }
 
 #[cfg(test)]
@@ -370,6 +406,12 @@ mod tests {
         std::fs::write(&path, "# promdrop: written_at=100 stale_after=1m\nup 1\n").unwrap();
         let snapshot = read(&path, identity_of(&path), &options()).unwrap();
         assert_eq!(snapshot.reference_time(), 100.0);
+        assert!(!snapshot.written_at_distrusted());
+        // A written_at in the future is not trusted: the modification time counts.
+        std::fs::write(&path, "# promdrop: written_at=99999999999\nup 1\n").unwrap();
+        let snapshot = read(&path, identity_of(&path), &options()).unwrap();
+        assert_eq!(snapshot.reference_time(), snapshot.identity.mtime_seconds());
+        assert!(snapshot.written_at_distrusted());
 
         // Timestamps are kept or stripped on request.
         std::fs::write(&path, "up 1 1700000000000\n").unwrap();

@@ -1,13 +1,14 @@
 //! Per-file staleness: the state a file is in at a given time, when it next changes, and
 //! deleting an expired file under the writer's lock.
 //!
-//! A file's age is the time since the writer's header `written_at` when the file has one, else
-//! since its modification time. Past `stale_after` it is *stale* (samples still served,
+//! A file's age is the time since the writer's header `written_at` when the file has one (and
+//! it is not later than the modification time plus
+//! [`WRITTEN_AT_SKEW`](crate::snapshot::WRITTEN_AT_SKEW)), else since its modification time. Past `stale_after` it is *stale* (samples still served,
 //! `promdrop_file_stale` 1); past `expire_after` it is *expired* (samples withheld, meta
 //! metrics remain); past `delete_after` it is deleted. The header's `stale_after` and
 //! `expire_after` override the flags for its file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -158,21 +159,8 @@ pub fn delete_under_lock(
         path: path.to_path_buf(),
         source,
     };
-    let lock_path = lock_path(path);
-    // A lock file that a writer of another UID created cannot be opened for writing: open it
-    // read-only then, as the writer does (flock needs no write access).
-    let lock = match OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-    {
-        Ok(lock) => lock,
-        Err(first) if first.kind() == std::io::ErrorKind::PermissionDenied => {
-            File::open(&lock_path).map_err(|_| delete_error(first))?
-        }
-        Err(e) => return Err(delete_error(e)),
-    };
+    // No symlink followed, no FIFO waited on, a regular file only: the directory is shared.
+    let lock = promdrop_writer::open_lock_file(&lock_path(path)).map_err(delete_error)?;
     if !acquire(&lock, wait).map_err(delete_error)? {
         return Ok(Deleted::Busy);
     }
@@ -270,7 +258,8 @@ mod tests {
             stale_after: Some(Duration::from_secs(100)),
             expire_after: None,
         };
-        let t = Timing::of(&snapshot(1000, Some(header)), &policy);
+        // Written (header) at 2000, renamed into place (mtime) at 1900: within the skew.
+        let t = Timing::of(&snapshot(1900, Some(header)), &policy);
         assert_eq!(t.reference, 2000.0);
         assert_eq!(t.state(at(2019)), FileState::Fresh);
         assert_eq!(t.state(at(2020)), FileState::Expired); // the flag's expire-after

@@ -85,10 +85,11 @@
 //!
 //! [exporter-toolkit]: https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
@@ -126,6 +127,15 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many successful basic auth verifications are remembered so that bcrypt does not run
 /// on every scrape. Past that the memory is emptied and refilled.
 const AUTH_CACHE_CAPACITY: usize = 256;
+
+/// Most bcrypt verifications queued or running for one client address: more are refused at
+/// once with [`AuthError::TooManyAttempts`], so that a flood of wrong passwords from a few
+/// addresses cannot make the queue long enough to starve a right one from another address.
+pub const MAX_PENDING_CHECKS_PER_CLIENT: usize = 2;
+
+/// Most bcrypt verifications queued or running in all: a bound on the queue (and on the tasks
+/// that hold it) however many addresses a flood comes from.
+pub const MAX_PENDING_CHECKS: usize = 64;
 
 /// What the server answers, in clear text, to a client that speaks plain HTTP to a TLS
 /// listener (the same words as Go's `net/http`).
@@ -196,10 +206,23 @@ pub enum WebConfigError {
     /// The background reload task failed (it panicked or was cancelled).
     #[error("web config reload task failed: {0}")]
     ReloadTask(String),
+    /// A reload would turn TLS or basic auth off on a listener that has it: refused, the
+    /// previous configuration stays in use. Restart the process to drop a protection on purpose.
+    #[error(
+        "web config {path}: the new configuration turns {what} off; refused, the previous \
+         configuration stays in use (restart to remove it on purpose)"
+    )]
+    Downgrade {
+        /// The configuration file.
+        path: PathBuf,
+        /// `TLS`, `basic auth` or `client certificate verification`.
+        what: &'static str,
+    },
 }
 
-/// Why [`WebConfigHandle::authorize`] refused a request. Every variant is answered with
-/// `401 Unauthorized` and `WWW-Authenticate: `[`WWW_AUTHENTICATE`]; the variants only serve logs.
+/// Why [`WebConfigHandle::authorize`] refused a request. Every variant but
+/// [`AuthError::TooManyAttempts`] is answered with `401 Unauthorized` and
+/// `WWW-Authenticate: `[`WWW_AUTHENTICATE`]; they only serve logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -212,6 +235,11 @@ pub enum AuthError {
     /// Unknown user or wrong password (deliberately not told apart).
     #[error("wrong user name or password")]
     InvalidCredentials,
+    /// The client already has [`MAX_PENDING_CHECKS_PER_CLIENT`] password checks queued or
+    /// running (or all clients [`MAX_PENDING_CHECKS`]): refused without a check. Answered
+    /// `429 Too Many Requests` by promdrop.
+    #[error("too many password checks in progress for this client")]
+    TooManyAttempts,
 }
 
 /// `tls_server_config.client_auth_type`: whether and how clients must present a certificate.
@@ -450,17 +478,26 @@ impl WebConfig {
     }
 
     fn parse(text: &str, base_dir: &Path, origin: &str) -> Result<WebConfig, WebConfigError> {
-        // An empty file (or one of comments only) is a valid, empty configuration, as in Go.
+        let invalid = |setting: &str, message: String| WebConfigError::Invalid {
+            origin: origin.to_string(),
+            setting: setting.to_string(),
+            message,
+        };
+        // An empty file (or one of comments only) is an error, not an empty configuration: a
+        // file emptied by accident (a failed template, a truncated ConfigMap) must not turn TLS
+        // and authentication off. `{}` says "nothing" on purpose.
         let raw: Option<RawConfig> =
             serde_norway::from_str(text).map_err(|source| WebConfigError::Yaml {
                 origin: origin.to_string(),
                 source,
             })?;
-        let raw = raw.unwrap_or_default();
-        let invalid = |setting: &str, message: String| WebConfigError::Invalid {
-            origin: origin.to_string(),
-            setting: setting.to_string(),
-            message,
+        let Some(raw) = raw else {
+            return Err(invalid(
+                "(file)",
+                "the file is empty (or only comments); write `{}` for a configuration that \
+                 enables nothing"
+                    .to_string(),
+            ));
         };
 
         if raw.rate_limit.is_some() {
@@ -1194,11 +1231,12 @@ impl WebConfigHandleBuilder {
                 loaded: fingerprint,
                 failed: None,
             }),
-            auth_cache: AuthCache {
+            auth_cache: Arc::new(AuthCache {
                 key: cache_key,
                 verified: Mutex::new(HashSet::new()),
-            },
-            bcrypt_gate: tokio::sync::Semaphore::new(1),
+            }),
+            bcrypt_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            pending: Arc::new(Mutex::new(HashMap::new())),
         }))
     }
 }
@@ -1211,10 +1249,13 @@ pub struct WebConfigHandle {
     handshake_timeout: Duration,
     current: ArcSwap<WebConfig>,
     reload_state: Mutex<ReloadState>,
-    auth_cache: AuthCache,
+    auth_cache: Arc<AuthCache>,
     /// bcrypt is slow on purpose: one verification at a time (as the Go toolkit does), so that
     /// a flood of bad passwords takes one core, not all.
-    bcrypt_gate: tokio::sync::Semaphore,
+    bcrypt_gate: Arc<tokio::sync::Semaphore>,
+    /// Verifications queued or running, per client address (see
+    /// [`WebConfigHandle::authorize_from`]).
+    pending: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl fmt::Debug for WebConfigHandle {
@@ -1398,7 +1439,13 @@ impl WebConfigHandle {
         fingerprint: digest::Digest,
         state: &mut ReloadState,
     ) -> Result<ReloadOutcome, WebConfigError> {
-        match WebConfig::load(path) {
+        match WebConfig::load(path).and_then(|config| match downgrade(&self.current(), &config) {
+            Some(what) => Err(WebConfigError::Downgrade {
+                path: path.to_path_buf(),
+                what,
+            }),
+            None => Ok(config),
+        }) {
             Ok(config) => {
                 state.loaded = Some(fingerprint);
                 state.failed = None;
@@ -1450,41 +1497,132 @@ impl WebConfigHandle {
     }
 
     /// Checks a request's basic auth credentials against `basic_auth_users`. Succeeds at once
-    /// when no users are configured.
-    ///
-    /// bcrypt runs on the blocking thread pool, one verification at a time; a successful
-    /// verification is remembered (until the next reload) so that later requests with the
-    /// same credentials skip bcrypt. Unknown users are checked against a dummy hash of the same
-    /// cost, so that response times do not tell which users exist.
+    /// when no users are configured. Like [`Self::authorize_from`] without a per-client bound.
     pub async fn authorize(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+        self.check(headers, None).await
+    }
+
+    /// Checks a request's basic auth credentials, from the client at `client`.
+    ///
+    /// Credentials verified before are found in a cache (an HMAC of user, password and stored
+    /// hash, until the next reload) without bcrypt. Otherwise bcrypt runs on the blocking
+    /// thread pool, one verification at a time, in a task of its own: a client that gives up
+    /// does not waste the work, a right password verified for it is remembered for its next
+    /// request. Each client address has at most [`MAX_PENDING_CHECKS_PER_CLIENT`]
+    /// verifications queued or running (and all clients [`MAX_PENDING_CHECKS`]); more are
+    /// refused at once with [`AuthError::TooManyAttempts`], so a flood of wrong passwords delays
+    /// a right one from another address by a few verifications at most. Unknown users are
+    /// checked against a dummy hash of the same cost, so that response times do not tell which
+    /// users exist.
+    pub async fn authorize_from(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+    ) -> Result<(), AuthError> {
+        self.check(headers, Some(client)).await
+    }
+
+    async fn check(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<(), AuthError> {
         let config = self.current();
         if config.users.is_empty() {
             return Ok(());
         }
         let (user, password) = basic_credentials(headers)?;
-        let known = config.users.get(&user);
-        let stored = known.unwrap_or(&config.dummy_hash).clone();
+        let known = config.users.contains_key(&user);
+        let stored = config
+            .users
+            .get(&user)
+            .unwrap_or(&config.dummy_hash)
+            .clone();
         let tag = self.auth_cache.tag(&user, &password, &stored);
-        if known.is_some() && self.auth_cache.contains(&tag) {
+        if known && self.auth_cache.contains(&tag) {
             return Ok(());
         }
-        let Ok(_permit) = self.bcrypt_gate.acquire().await else {
-            return Err(AuthError::InvalidCredentials);
+        let slot = match client {
+            Some(client) => {
+                Some(PendingSlot::take(&self.pending, client).ok_or(AuthError::TooManyAttempts)?)
+            }
+            None => None,
         };
-        // Another request may have verified the same credentials meanwhile.
-        if known.is_some() && self.auth_cache.contains(&tag) {
-            return Ok(());
-        }
-        let matches = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(&password, &stored).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        if matches && known.is_some() {
-            self.auth_cache.insert(tag);
+        let gate = Arc::clone(&self.bcrypt_gate);
+        let cache = Arc::clone(&self.auth_cache);
+        let verification = tokio::spawn(async move {
+            let _slot = slot;
+            let Ok(_permit) = gate.acquire_owned().await else {
+                return false;
+            };
+            // Another request may have verified the same credentials meanwhile.
+            if known && cache.contains(&tag) {
+                return true;
+            }
+            let matches = tokio::task::spawn_blocking(move || {
+                bcrypt::verify(&password, &stored).unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+            if matches && known {
+                cache.insert(tag);
+            }
+            matches && known
+        });
+        if verification.await.unwrap_or(false) {
             Ok(())
         } else {
             Err(AuthError::InvalidCredentials)
+        }
+    }
+}
+
+/// What `new` turns off that `old` had: TLS, basic auth, or the verification of client
+/// certificates (mutual TLS is authentication too), if anything.
+fn downgrade(old: &WebConfig, new: &WebConfig) -> Option<&'static str> {
+    let verified =
+        |c: &WebConfig| c.client_auth() == Some(ClientAuthType::RequireAndVerifyClientCert);
+    if old.tls_enabled() && !new.tls_enabled() {
+        Some("TLS")
+    } else if old.basic_auth_enabled() && !new.basic_auth_enabled() {
+        Some("basic auth")
+    } else if verified(old) && !verified(new) {
+        Some("client certificate verification")
+    } else {
+        None
+    }
+}
+
+/// One queued or running verification of a client address, given back when dropped.
+struct PendingSlot {
+    pending: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    client: IpAddr,
+}
+
+impl PendingSlot {
+    /// A slot for `client`, or `None` when it (or everyone) has too many already.
+    fn take(pending: &Arc<Mutex<HashMap<IpAddr, usize>>>, client: IpAddr) -> Option<PendingSlot> {
+        let mut map = pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: usize = map.values().sum();
+        let mine = map.entry(client).or_insert(0);
+        if *mine >= MAX_PENDING_CHECKS_PER_CLIENT || total >= MAX_PENDING_CHECKS {
+            if *mine == 0 {
+                map.remove(&client);
+            }
+            return None;
+        }
+        *mine += 1;
+        Some(PendingSlot {
+            pending: Arc::clone(pending),
+            client,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut map = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.client);
+            }
         }
     }
 }

@@ -80,6 +80,50 @@ fn split_target(target: &Path) -> Result<(&Path, &OsStr), Error> {
     Ok((dir, name))
 }
 
+/// Opens (creating it if needed) the lock file at `path`, safely in a directory that other
+/// users can write to: a symlink is refused (`O_NOFOLLOW`: no target is created or locked
+/// elsewhere), the open never waits (`O_NONBLOCK`: a FIFO planted there would block `open`
+/// for ever), and what was opened must be a regular file. A lock file that exists but cannot
+/// be opened for writing (it belongs to another user) is opened read-only: `flock` does not
+/// need write access. The exporter opens lock files through this function too.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(flags)
+        .open(path)
+        .or_else(|first| {
+            if first.raw_os_error() == Some(libc::ELOOP) {
+                return Err(first);
+            }
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)
+                .map_err(|_| first)
+        });
+    let file = match opened {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the lock file is a symbolic link; refused (remove it)",
+            ));
+        }
+        other => other?,
+    };
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the lock file is not a regular file (a FIFO, socket or device); refused (remove it)",
+        ));
+    }
+    Ok(file)
+}
+
 /// An exclusive lock on a target's [`lock_path`], held until dropped.
 ///
 /// Writers hold it while they write; the exporter holds it while it deletes an expired file.
@@ -104,20 +148,8 @@ impl TargetLock {
             path: lock_path.clone(),
             source,
         };
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&lock_path)
-        {
-            Ok(file) => file,
-            Err(first) => match File::open(&lock_path) {
-                Ok(file) => file,
-                Err(_) => return Err(missing_dir(target).unwrap_or_else(|| lock_err(first))),
-            },
-        };
+        let file = open_lock_file(&lock_path)
+            .map_err(|first| missing_dir(target).unwrap_or_else(|| lock_err(first)))?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {

@@ -131,8 +131,8 @@ pub mod servable;
 mod source;
 
 pub use atomic::{
-    TargetLock, WriteOptions, lock_path, write_atomic, write_atomic_with, write_registry,
-    write_registry_with,
+    TargetLock, WriteOptions, lock_path, open_lock_file, write_atomic, write_atomic_with,
+    write_registry, write_registry_with,
 };
 pub use error::Error;
 pub use handoff::{

@@ -67,3 +67,13 @@ pub fn write_atomic(dir: &Path, name: &str, content: &str) {
     std::fs::rename(&tmp, dir.join(name))
         .unwrap_or_else(|e| panic!("renaming {} into place: {e}", tmp.display()));
 }
+
+/// Makes a FIFO (named pipe) at `path` with `mkfifo` (coreutils): what a hostile neighbour
+/// plants where a regular file is expected.
+pub fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| panic!("running mkfifo (coreutils): {e}"));
+    assert!(status.success(), "mkfifo {} failed", path.display());
+}

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use promdrop_textfile::discovery::label_value;
 use promdrop_textformat::{Format, ParseLimits, parse, parse_with_limits};
 
 use crate::harness::{Client, Exporter};
@@ -280,7 +281,8 @@ fn samples_of(body: &[u8]) -> Result<Samples, String> {
 }
 
 fn meta(samples: &Samples, name: &str, file: &Path) -> Option<f64> {
-    let labels = BTreeMap::from([("file".to_string(), file.to_string_lossy().into_owned())]);
+    // The label as the exporter writes it: bytes that are not UTF-8 escaped as `\xNN`.
+    let labels = BTreeMap::from([("file".to_string(), label_value(file.as_os_str()))]);
     samples.get(&(name.to_string(), labels)).copied()
 }
 
@@ -297,7 +299,7 @@ fn check_entries(
     let mut checked = 0;
     for entry in entries {
         let path = dir.join(&entry.name);
-        let name = entry.name.to_string_lossy();
+        let name = label_value(&entry.name);
         let error = meta(samples, "promdrop_file_error", &path);
         let problem = match entry.expect {
             Expect::Served => match error {
@@ -311,7 +313,7 @@ fn check_entries(
             Expect::Ignored => error.map(|v| format!("listed (promdrop_file_error {v})")),
             Expect::Refused => match error {
                 Some(v) => Some(format!("served as a file (promdrop_file_error {v})")),
-                None if !status_json.contains(name.as_ref()) => {
+                None if !status_json.contains(name.as_str()) => {
                     Some("not listed as refused in /api/v1/files".to_string())
                 }
                 None => None,
@@ -563,7 +565,7 @@ pub fn run(config: &Config) -> Result<Report> {
                     };
                     for entry in &valid {
                         let path = dir.join(&entry.name);
-                        if let Some(p) = missing_samples(&path, &entry.name.to_string_lossy(), &samples) {
+                        if let Some(p) = missing_samples(&path, &label_value(&entry.name), &samples) {
                             errors.add(format!(
                                 "checker {k}: {} no longer served: {p}",
                                 entry.name.to_string_lossy()
