@@ -32,7 +32,9 @@ use crate::names;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::conflict::ConflictRecord;
-use promdrop_textfile::prepared::{self, PrepareOptions, Prepared, SeriesIndex, apply_options};
+use promdrop_textfile::prepared::{
+    self, Origin, PrepareOptions, Prepared, SeriesIndex, apply_options,
+};
 use promdrop_textfile::snapshot::{self, FileSnapshot};
 use promdrop_textfile::staleness::{FileState, FileView};
 
@@ -45,6 +47,10 @@ pub struct ExpositionOptions {
     pub source_label: Option<String>,
     /// `--compat.node-exporter`.
     pub compat_node_exporter: bool,
+    /// `--textfile.tenancy-label`, when `--textfile.tenancy` is on.
+    pub tenancy_label: Option<String>,
+    /// `--textfile.job-name-from-path`.
+    pub job_name_from_path: bool,
 }
 
 impl ExpositionOptions {
@@ -55,6 +61,8 @@ impl ExpositionOptions {
             strip_timestamps: self.timestamps == Some(TimestampPolicy::Strip),
             source_label: self.source_label.as_deref().map(Box::from),
             reserved: &crate::names::RESERVED_FAMILIES,
+            tenancy_label: self.tenancy_label.as_deref().map(Box::from),
+            job_name_from_path: self.job_name_from_path,
         }
     }
 }
@@ -71,7 +79,7 @@ type Parsed<'a> = Option<(Vec<MetricFamily<'a>>, Vec<Box<str>>)>;
 fn prepare_file<'a>(
     file: &'a FileSnapshot,
     options: &'a PrepareOptions,
-    name: &'a str,
+    name: &'a Origin,
 ) -> Parsed<'a> {
     let content = file.content.as_ref().ok()?;
     // It parsed when it was read; the same bytes parse the same way.
@@ -86,7 +94,7 @@ fn prepare_file<'a>(
 fn parse_all<'a>(
     files: &'a [Arc<FileSnapshot>],
     options: &'a PrepareOptions,
-    names: &'a [String],
+    names: &'a [Origin],
 ) -> Vec<Parsed<'a>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let total: usize = files
@@ -140,8 +148,8 @@ pub fn render_data(
     format: Format,
     out: &mut String,
 ) -> Vec<ConflictRecord> {
-    // The label values of --source-label, borrowed by the samples below.
-    let names: Vec<String> = files.iter().map(|f| snapshot::file_name(&f.path)).collect();
+    // The label values of --source-label and tenancy, borrowed by the samples below.
+    let names: Vec<Origin> = files.iter().map(|f| f.origin()).collect();
     // Parse on every core: parsing is most of the cost, and files are independent.
     let prepare = options.prepare_options();
     let prepared = parse_all(files, &prepare, &names);
@@ -283,7 +291,7 @@ fn prepared_for(file: &FileSnapshot, wanted: &PrepareOptions) -> Option<Arc<Prep
     Some(Arc::new(Prepared::build(
         exposition.families,
         &content.bytes,
-        &snapshot::file_name(&file.path),
+        &file.origin(),
         wanted,
     )))
 }
@@ -502,6 +510,14 @@ pub struct Counters {
     pub reloads_failure: u64,
     /// Conflicts by kind, each counted when it first appears.
     pub conflicts: BTreeMap<&'static str, u64>,
+    /// Conflicts by kind present in the last publication.
+    pub current_conflicts: BTreeMap<&'static str, u64>,
+    /// Deletions under `--delete-after` that failed.
+    pub file_delete_errors: u64,
+    /// With tenancy: files over a per-namespace cap, by namespace.
+    pub tenant_files_refused: BTreeMap<String, u64>,
+    /// With tenancy: the label naming the namespace (`--textfile.tenancy-label`).
+    pub tenancy_label: Option<String>,
     /// The watched directories as their `directory` label shows them, and whether each is
     /// missing or cannot be listed now (`promdrop_directory_error`); set by the engine.
     pub directories: Vec<(String, bool)>,
@@ -562,6 +578,19 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
     for kind in CONFLICT_KINDS {
         let n = counters.conflicts.get(kind).copied().unwrap_or(0);
         w.sample(&[("kind", kind)], n as f64);
+    }
+    w.own(&names::PROMDROP_CURRENT_CONFLICTS);
+    for kind in CONFLICT_KINDS {
+        let n = counters.current_conflicts.get(kind).copied().unwrap_or(0);
+        w.sample(&[("kind", kind)], n as f64);
+    }
+    w.own(&names::PROMDROP_FILE_DELETE_ERRORS_TOTAL);
+    w.sample(&[], counters.file_delete_errors as f64);
+    if let Some(label) = &counters.tenancy_label {
+        w.own(&names::PROMDROP_TENANT_FILES_REFUSED);
+        for (tenant, n) in &counters.tenant_files_refused {
+            w.sample(&[(label, tenant)], *n as f64);
+        }
     }
     w.own(&names::PROMDROP_RELOADS_TOTAL);
     w.sample(&[("result", "success")], counters.reloads_success as f64);
@@ -747,6 +776,7 @@ pub fn render_classic_body(
     let conflicts = data.conflicts;
     for c in &conflicts {
         *counters.conflicts.entry(c.kind).or_default() += 1;
+        *counters.current_conflicts.entry(c.kind).or_default() += 1;
     }
     for f in files {
         if f.snapshot.content.is_ok() {

@@ -115,6 +115,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let watcher = tokio::spawn(watch::run(
         settings.directories.clone(),
         config.watch_events,
+        config.tenancy,
         config.rescan_interval,
         events_tx,
     ));

@@ -81,6 +81,24 @@ pub const PROMDROP_CONFLICTS_TOTAL: OwnMetric = OwnMetric {
     help: "Conflicts between files found while merging, each counted when it appears: type (family dropped from the later file), help (first HELP kept), duplicate_series (served from the newer file), reserved (a file uses an exporter metric name).",
     metric_type: MetricType::Counter,
 };
+/// `promdrop_current_conflicts`.
+pub const PROMDROP_CURRENT_CONFLICTS: OwnMetric = OwnMetric {
+    name: "promdrop_current_conflicts",
+    help: "Conflicts between files present now, by kind (as promdrop_conflicts_total); 0 once the files agree.",
+    metric_type: MetricType::Gauge,
+};
+/// `promdrop_file_delete_errors_total`.
+pub const PROMDROP_FILE_DELETE_ERRORS_TOTAL: OwnMetric = OwnMetric {
+    name: "promdrop_file_delete_errors_total",
+    help: "Deletions under --delete-after that failed (the file stays and is tried again later).",
+    metric_type: MetricType::Counter,
+};
+/// `promdrop_tenant_files_refused`.
+pub const PROMDROP_TENANT_FILES_REFUSED: OwnMetric = OwnMetric {
+    name: "promdrop_tenant_files_refused",
+    help: "With --textfile.tenancy: files of the namespace not served because they would go over a --textfile.tenant.max-* cap.",
+    metric_type: MetricType::Gauge,
+};
 /// `promdrop_reloads_total`.
 pub const PROMDROP_RELOADS_TOTAL: OwnMetric = OwnMetric {
     name: "promdrop_reloads_total",
@@ -161,7 +179,7 @@ pub const PROMDROP_WEB_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: OwnMetric =
 };
 
 /// Every family of the exporter's own, in the order the documentation lists them.
-pub const OWN_METRICS: [OwnMetric; 23] = [
+pub const OWN_METRICS: [OwnMetric; 26] = [
     PROMDROP_FILE_MTIME_SECONDS,
     PROMDROP_FILE_REFERENCE_TIME_SECONDS,
     PROMDROP_FILE_STALE,
@@ -172,6 +190,9 @@ pub const OWN_METRICS: [OwnMetric; 23] = [
     PROMDROP_DIRECTORY_ERROR,
     PROMDROP_FILES,
     PROMDROP_CONFLICTS_TOTAL,
+    PROMDROP_CURRENT_CONFLICTS,
+    PROMDROP_FILE_DELETE_ERRORS_TOTAL,
+    PROMDROP_TENANT_FILES_REFUSED,
     PROMDROP_RELOADS_TOTAL,
     PROMDROP_BUILD_INFO,
     PROCESS_CPU_SECONDS_TOTAL,

@@ -206,25 +206,18 @@ fn corpus() -> Vec<Case> {
 }
 
 /// Each exporter's own metrics, left out of the comparison: node_exporter's (`node_*`, Go
-/// runtime, process, promhttp) and promdrop-exporter's meta and process metrics. The job
-/// outcome metrics that files carry (`promdrop_job_*`) are compared.
+/// runtime, process, promhttp) and promdrop-exporter's (its table of own metrics,
+/// crates/exporter/own-metrics.txt). The job outcome metrics that files carry
+/// (`promdrop_job_*`) are compared.
 fn is_own_metric(name: &str) -> bool {
-    const PREFIXES: &[&str] = &[
-        "node_",
-        "go_",
-        "process_",
-        "promhttp_",
-        "promdrop_file_",
-        "promdrop_web_config_",
-    ];
-    const NAMES: &[&str] = &[
-        "promdrop_files",
-        "promdrop_conflicts_total",
-        "promdrop_reloads_total",
-        "promdrop_build_info",
-        "promdrop_directory_error",
-    ];
-    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
+    const PREFIXES: &[&str] = &["node_", "go_", "process_", "promhttp_"];
+    const OWN: &str = include_str!("../../../crates/exporter/own-metrics.txt");
+    PREFIXES.iter().any(|p| name.starts_with(p))
+        || OWN
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next())
+            .any(|own| own == name)
 }
 
 /// The value of `name{file="<path>"}` in a classic body.
