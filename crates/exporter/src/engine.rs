@@ -75,6 +75,7 @@ impl Settings {
                 timestamps: Some(config.timestamps),
                 source_label: config.source_label.clone(),
                 compat_node_exporter: config.compat_node_exporter,
+                web_config: config.web_config_file.is_some(),
             },
             debounce: config.debounce,
             telemetry_path: config.telemetry_path.clone(),
@@ -527,6 +528,7 @@ impl Engine {
             &views,
             &self.counters,
             self.settings.exposition.compat_node_exporter,
+            &data.adopted,
         );
         let status = self.status_model(&views, &data.conflicts);
         let published = Arc::new(Published {

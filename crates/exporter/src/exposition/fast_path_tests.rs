@@ -103,6 +103,7 @@ fn concatenating_prepared_text_equals_the_full_merge() {
             timestamps: Some(timestamps),
             source_label,
             compat_node_exporter: false,
+            web_config: false,
         };
         let all: Vec<Arc<FileSnapshot>> = (0..POOL.len()).map(|i| snapshot(i, &read)).collect();
         let mut orders: Vec<Vec<usize>> = (0..POOL.len()).map(|i| vec![i]).collect();
