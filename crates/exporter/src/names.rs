@@ -385,8 +385,9 @@ mod tests {
     /// The table as `own-metrics.txt` holds it.
     fn listing() -> String {
         let mut text = String::from(
-            "# The exporter's own metric families: classic name and type, one a line; files may\n\
-             # not use them. Written from crates/exporter/src/names.rs by its test: do not edit.\n",
+            "# The exporter's own metric families: classic name and type, one a line; a file's\n\
+             # series of them are served in the exporter's block, unless they would collide\n\
+             # (see names.rs). Written from crates/exporter/src/names.rs by its test: do not edit.\n",
         );
         for metric in OWN_METRICS {
             text.push_str(metric.name);
