@@ -1,4 +1,6 @@
-//! `promdrop check`: validate files with the parser the exporter uses.
+//! `promdrop check`: validate files with the parser the exporter uses, and say what an
+//! exporter with default flags would not serve in full (sample timestamps, a series twice:
+//! promdrop-writer's `servable` rule).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -6,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use promdrop_textformat::{Error as ParseError, Format, parse};
+use promdrop_writer::servable;
 use serde::Serialize;
 
 /// Arguments of `promdrop check`.
@@ -106,15 +109,30 @@ fn check_one(path: &Path, format: Format) -> FileReport {
     };
     let resolved = format.resolve(&bytes);
     match parse(&bytes, resolved) {
-        Ok(exposition) => FileReport {
-            file,
-            valid: true,
-            format: Some(resolved.to_string()),
-            families: exposition.families.len(),
-            series: exposition.sample_count(),
-            errors: Vec::new(),
-            io_error: None,
-        },
+        Ok(exposition) => {
+            // Valid text that a default exporter would still not serve in full (the rule
+            // promdrop write and the writer apply too).
+            let errors: Vec<Problem> = servable::find(&exposition.families)
+                .iter()
+                .map(|problem| {
+                    let (line, column) = servable::locate(&bytes, problem).unwrap_or((1, 1));
+                    Problem {
+                        line,
+                        column,
+                        message: problem.to_string(),
+                    }
+                })
+                .collect();
+            FileReport {
+                file,
+                valid: errors.is_empty(),
+                format: Some(resolved.to_string()),
+                families: exposition.families.len(),
+                series: exposition.sample_count(),
+                errors,
+                io_error: None,
+            }
+        }
         Err(e) => FileReport {
             file,
             valid: false,

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod inspect;
 mod run;
+mod scrape_tls;
 mod target;
 mod write;
 
@@ -27,6 +28,10 @@ struct Cli {
 enum Command {
     /// Validate exposition files (classic text format 0.0.4 or OpenMetrics 1.0).
     ///
+    /// Valid means what promdrop-exporter with default flags serves in full: a file that
+    /// parses but has sample timestamps (which the default --timestamps=reject refuses, the
+    /// whole file) or a series twice (served once) is reported as FILE:LINE:COL too.
+    ///
     /// Exit status: 0 when every input is valid, 1 when any is invalid (one line per problem
     /// on stderr, as FILE:LINE:COL: message), 2 for usage or I/O errors.
     Check(check::CheckArgs),
@@ -39,9 +44,14 @@ enum Command {
     /// temporary file in the same directory, fsync, rename over the target, fsync of the
     /// directory, with a `# promdrop:` header line. The file is always classic text format.
     ///
-    /// Exit status: 0 when written; 1 when the input is refused (invalid, as
-    /// stdin:LINE:COL: message on stderr, or larger than --max-bytes), and then the previous
-    /// file is untouched; 2 for usage or I/O errors (a missing or read-only directory).
+    /// What is written with exit 0 is served in full by promdrop-exporter with default
+    /// flags: input with sample timestamps (as /federate writes them), which the exporter
+    /// would refuse whole, or with a series twice, of which it would serve one, is refused.
+    ///
+    /// Exit status: 0 when written; 1 when the input is refused (invalid, with sample
+    /// timestamps or a series twice, as stdin:LINE:COL: message on stderr, or larger than
+    /// --max-bytes), and then the previous file is untouched; 2 for usage or I/O errors (a
+    /// missing directory, "does not exist (is the volume mounted?)", or a read-only one).
     Write(write::WriteArgs),
     /// Run a job as a child process and hand its metrics and outcome to <DIR>/<JOB>.prom.
     ///
@@ -64,6 +74,11 @@ enum Command {
     /// briefly (one or two intervals) after its last update before it exits. The
     /// descheduler's metrics change only during its descheduling loop, so the scrapes after
     /// the loop, while it shuts down, hold the final values.
+    ///
+    /// Each scrape is asked for gzip (Accept-Encoding: gzip, as Prometheus asks) and decoded.
+    /// Sample timestamps in a scrape (a /federate endpoint) are stripped and a repeated series
+    /// is kept once (its first sample, as Prometheus keeps it), with one warning: the file is
+    /// always served in full by promdrop-exporter with default flags, outcome included.
     ///
     /// Exit status: the child's, exit code passed through, 128 + N when signal N killed it
     /// (143 for SIGTERM), 127 when CMD is not found, 126 when it cannot be run; 2 for usage

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use promdrop_textformat::{Format, ParseLimits, parse_with_limits, render_classic};
-use promdrop_writer::ProcessExit;
+use promdrop_writer::{ProcessExit, servable};
 
+use crate::scrape_tls::{self, PinnedTlsConnector};
 use crate::target::{TargetArgs, check_dir, describe_write_error, parse_duration_arg};
 
 /// The default `--scrape-max-bytes`: 16 MiB.
@@ -23,6 +24,13 @@ const DEFAULT_MAX_BYTES: u64 = 16 << 20;
 /// What the scraper asks for: the classic text format first, OpenMetrics accepted.
 const ACCEPT: &str =
     "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+
+/// How long after a failed scrape the child's exit may become known for the failure to be
+/// put down to the exit (and not reported).
+const SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
+
+/// How long the scraper gets to end once the child has exited.
+const SCRAPER_GRACE: Duration = Duration::from_millis(500);
 
 /// The signals forwarded to the child.
 const FORWARDED: [i32; 6] = [
@@ -56,9 +64,13 @@ pub struct RunArgs {
     /// descheduler's, on a loopback address).
     #[arg(long)]
     scrape_insecure_skip_verify: bool,
-    /// Verify the endpoint's certificate against the CA certificates in this PEM file only
-    /// (the default trusts the Mozilla roots). It is read at the first scrape that finds it,
-    /// so a job may write its own self-signed certificate there when it starts.
+    /// Trust exactly the certificates in this PEM file (the default trusts the Mozilla
+    /// roots): a server presenting one of them as its own certificate is trusted as it is,
+    /// whether it is a CA, a leaf or a self-signed certificate made by `openssl req -x509`
+    /// (its names and dates are not checked: the byte equality is); any other server
+    /// certificate must chain to one of them and name the host. It is read at the first
+    /// scrape that finds it, so a job may write its own self-signed certificate there when it
+    /// starts.
     #[arg(
         long,
         value_name = "FILE",
@@ -119,9 +131,22 @@ fn run_job(args: &RunArgs) -> Result<i32, String> {
         .install()
         .map_err(|e| e.to_string())?;
     let path = guard.path().to_path_buf();
-    if let Err(line) = check_dir(&path) {
+    match check_dir(&path) {
         // The job matters more than its metrics: run it anyway.
-        eprintln!("promdrop run: warning: {line}; the job runs, but its metrics cannot be written");
+        Err(line) => eprintln!(
+            "promdrop run: warning: {line}; the job runs, but its metrics cannot be written"
+        ),
+        // A first snapshot (promdrop_job_running 1, the start time): if promdrop run itself
+        // is killed (the pod's OOM kill) before the first --flush-every, the file says the
+        // run started and never ended, not what the previous run said.
+        Ok(()) => {
+            if let Err(e) = guard.flush() {
+                eprintln!(
+                    "promdrop run: snapshot: {}",
+                    describe_write_error(&path, &e)
+                );
+            }
+        }
     }
 
     // Catch the signals before the child exists, so that none is lost in between.
@@ -152,6 +177,7 @@ fn run_job(args: &RunArgs) -> Result<i32, String> {
                 forward(pid, signal);
             }
             let (stop, stopped) = mpsc::channel::<()>();
+            let (done, scraper_done) = mpsc::channel::<()>();
             let scraping = scraper.map(|scraper| {
                 let last_good = Arc::clone(&last_good);
                 thread::Builder::new()
@@ -159,6 +185,7 @@ fn run_job(args: &RunArgs) -> Result<i32, String> {
                     .spawn(move || {
                         let mut scraper = scraper;
                         scraper.run(&last_good, &stopped);
+                        drop(done);
                     })
             });
             let scraping = match scraping {
@@ -178,7 +205,18 @@ fn run_job(args: &RunArgs) -> Result<i32, String> {
             let status = child.wait();
             drop(stop);
             if let Some(handle) = scraping {
-                let _ = handle.join();
+                // A scrape in flight when the child exited normally fails at once (its
+                // sockets are closed); one that hangs (a grandchild kept the port) is not
+                // waited for beyond SCRAPER_GRACE: its result could only be older news.
+                match scraper_done.recv_timeout(SCRAPER_GRACE) {
+                    Err(RecvTimeoutError::Timeout) => eprintln!(
+                        "promdrop run: warning: a scrape was still in flight {} ms after the job exited; writing the last good scrape",
+                        SCRAPER_GRACE.as_millis()
+                    ),
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                        let _ = handle.join();
+                    }
+                }
             }
             match status {
                 Ok(status) => process_exit(status),
@@ -275,6 +313,8 @@ struct Scraper {
     timeout: Duration,
     interval: Duration,
     max_bytes: u64,
+    /// Whether a scrape with timestamps or a repeated series was reported (once per run).
+    adjusted_reported: bool,
 }
 
 impl Scraper {
@@ -297,6 +337,7 @@ impl Scraper {
             timeout,
             interval: args.scrape_interval,
             max_bytes: args.scrape_max_bytes,
+            adjusted_reported: false,
         };
         // Without a CA file to wait for, a configuration problem shows now.
         if scraper.ca.is_none() {
@@ -308,13 +349,10 @@ impl Scraper {
     /// The HTTP agent, built on first use.
     fn agent(&mut self) -> Result<&ureq::Agent, String> {
         if self.agent.is_none() {
-            let mut tls = ureq::tls::TlsConfig::builder()
+            let tls = ureq::tls::TlsConfig::builder()
                 .provider(ureq::tls::TlsProvider::Rustls)
                 .disable_verification(self.skip_verify);
-            if let Some(ca) = &self.ca {
-                tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&read_ca(ca)?));
-            }
-            let agent = ureq::Agent::config_builder()
+            let config = ureq::Agent::config_builder()
                 .tls_config(tls.build())
                 .timeout_global(Some(self.timeout))
                 .http_status_as_error(false)
@@ -322,8 +360,26 @@ impl Scraper {
                 // through the HTTP(S)_PROXY of the job's environment.
                 .proxy(None)
                 .user_agent(concat!("promdrop-run/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .new_agent();
+                .build();
+            let agent = match &self.ca {
+                None => config.new_agent(),
+                // --scrape-ca: the file's certificates, trusted exactly (scrape_tls).
+                Some(ca) => {
+                    use ureq::unversioned::transport::{Connector, TcpConnector};
+                    let pinned = read_ca(ca)?
+                        .iter()
+                        .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                        .collect();
+                    let connector = ()
+                        .chain(TcpConnector::default())
+                        .chain(PinnedTlsConnector::new(scrape_tls::client_config(pinned)?));
+                    ureq::Agent::with_parts(
+                        config,
+                        connector,
+                        ureq::unversioned::resolver::DefaultResolver::default(),
+                    )
+                }
+            };
             self.agent = Some(agent);
         }
         self.agent
@@ -351,6 +407,14 @@ impl Scraper {
                     succeeded = true;
                 }
                 Err(e) => {
+                    // A scrape that fails because the child is exiting (a connection reset or
+                    // refused) says nothing about the job: give the exit a moment to be known
+                    // before the failure counts, so that the final warning names the last
+                    // real cause.
+                    match stop.recv_timeout(SHUTDOWN_MARGIN) {
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
                     let say = (succeeded || started.elapsed() >= quiet_for)
                         && reported.as_deref() != Some(e.as_str());
                     if say {
@@ -434,11 +498,26 @@ impl Scraper {
                 e.message()
             )
         })?;
-        if exposition.format == Format::Classic {
-            drop(exposition);
+        let mut families = exposition.families;
+        let adjusted = servable::make_servable(&mut families);
+        if let Some(problem) = adjusted.first()
+            && !self.adjusted_reported
+        {
+            self.adjusted_reported = true;
+            let more = match adjusted.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more)"),
+            };
+            eprintln!(
+                "promdrop run: warning: scraping {}: {problem}{more}; written without it, so that the exporter serves the file in full",
+                self.url
+            );
+        }
+        if exposition.format == Format::Classic && adjusted.is_empty() {
+            drop(families);
             String::from_utf8(body).map_err(|_| "the body is not UTF-8".to_string())
         } else {
-            Ok(render_classic(&exposition.families))
+            Ok(render_classic(&families))
         }
     }
 }

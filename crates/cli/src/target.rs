@@ -37,11 +37,12 @@ pub struct TargetArgs {
 
 impl TargetArgs {
     /// A handoff builder for this job: directory, grouping labels and header durations set;
-    /// no periodic snapshots, no panic hook and no signal handling (the commands do their
-    /// own).
+    /// no snapshots (periodic or at install), no panic hook and no signal handling (the
+    /// commands do their own).
     pub fn builder(&self) -> HandoffBuilder {
         let mut builder = Handoff::builder(self.job.clone())
             .flush_every(Duration::ZERO)
+            .snapshot_at_start(false)
             .panic_hook(false)
             .signals(false);
         if let Some(dir) = &self.dir {
@@ -89,8 +90,9 @@ pub fn describe_write_error(path: &std::path::Path, error: &WriteError) -> Strin
     }
 }
 
-/// Why the directory cannot take the job file, if it visibly cannot: it is missing or is not
-/// a directory. Other problems (permissions, a read-only file system) show when writing.
+/// Why the directory cannot take the job file, if it visibly cannot: it is missing (as
+/// promdrop-writer's `Error::MissingDir` says it: "directory X does not exist (is the volume
+/// mounted?)") or is not a directory. Other problems (permissions, a read-only file system) show when writing.
 pub fn check_dir(path: &std::path::Path) -> Result<(), String> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -98,6 +100,11 @@ pub fn check_dir(path: &std::path::Path) -> Result<(), String> {
     };
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "cannot write {}: directory {} does not exist (is the volume mounted?)",
+            path.display(),
+            dir.display()
+        )),
         Ok(_) => Err(format!(
             "cannot write {}: {} is not a directory",
             path.display(),

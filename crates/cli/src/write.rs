@@ -80,6 +80,13 @@ fn write(args: &WriteArgs) -> Result<(), Failure> {
             e.message()
         ))
     })?;
+    // What a default exporter would not serve in full is refused, as invalid input is.
+    if let Some(problem) = promdrop_writer::servable::find(&exposition.families).first() {
+        let (line, column) = promdrop_writer::servable::locate(&input, problem).unwrap_or((1, 1));
+        return Err(Failure::Invalid(format!(
+            "stdin:{line}:{column}: {problem}; nothing was written"
+        )));
+    }
     let reserved: Vec<String> = exposition
         .families
         .iter()

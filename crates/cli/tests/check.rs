@@ -121,3 +121,31 @@ fn json_report_counts_families_and_series() {
             .contains("TYPE reported after samples")
     );
 }
+
+#[test]
+fn what_a_default_exporter_would_not_serve_in_full_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let federated = write(
+        &dir,
+        "federate.prom",
+        "# TYPE up gauge\nup{instance=\"a\"} 1 1764259200000\nup{instance=\"b\"} 1\nup{instance=\"b\"} 0\n",
+    );
+    let out = promdrop(&["check", &federated], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{federated}:2:20: sample up{{instance=\"a\"}} carries a timestamp"
+        )),
+        "{err}"
+    );
+    assert!(lines[0].contains("refuses the whole file"), "{err}");
+    assert!(
+        lines[1].starts_with(&format!(
+            "{federated}:4:1: series up{{instance=\"b\"}} appears more than once"
+        )),
+        "{err}"
+    );
+}

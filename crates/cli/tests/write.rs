@@ -178,7 +178,7 @@ fn a_missing_directory_exits_two_with_one_line() {
     let err = stderr(&out);
     assert!(
         err.starts_with(&format!(
-            "promdrop write: cannot write {m}/etl.prom: directory {m}: "
+            "promdrop write: cannot write {m}/etl.prom: directory {m} does not exist (is the volume mounted?)"
         )),
         "{err}"
     );
@@ -261,4 +261,41 @@ fn usage_errors_exit_two() {
         stderr(&out)
     );
     assert_eq!(entries(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn timestamps_and_a_repeated_series_are_refused_with_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let path = dir.path().join("fed.prom");
+    let out = promdrop_write(&["--dir", d, "--job", "fed"], &[], b"ok 1\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let previous = std::fs::read(&path).expect("job file");
+
+    let out = promdrop_write(
+        &["--dir", d, "--job", "fed"],
+        &[],
+        b"# TYPE up gauge\nup{instance=\"a\"} 1\nup{instance=\"b\"} 1 1764259200000\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("stdin:3:20: sample up{instance=\"b\"} carries a timestamp"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let out = promdrop_write(
+        &["--dir", d, "--job", "fed"],
+        &[],
+        b"up{instance=\"a\"} 1\nup{instance=\"a\"} 2\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("stdin:2:1: series up{instance=\"a\"} appears more than once"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&path).expect("job file"), previous);
+    assert_eq!(entries(dir.path()), [".fed.prom.lock", "fed.prom"]);
 }

@@ -15,6 +15,15 @@
 //!   refuses; promdrop's exporter refuses them by default;
 //! - it rejects what crashes node_exporter 1.5: a label name starting with `__` and a sample of
 //!   a `gauge_histogram` family (a `# TYPE x gauge_histogram` line alone is accepted, as there).
+//! - it reads the quoted UTF-8 names of text format 1.0.0 (Prometheus 3, and node_exporter since
+//!   its pull request #3729), which node_exporter 1.5 rejects: `{"http.server.duration",
+//!   "http.method"="GET"} 1`, a quoted label name after a legacy metric name
+//!   (`a{"b.c"="d"} 1`), and quoted names in HELP and TYPE lines (`# TYPE "a.b" counter`). A
+//!   quoted metric name stands first in the braces of a line that starts with `{`; escapes in
+//!   it are those of a label value. As in Prometheus's parser, a second name, a quoted name
+//!   after a label, an empty name and an unterminated quote are errors; a quoted name outside
+//!   the braces (`"a.b" 1`, which Go's `expfmt` takes) is refused: the format puts a quoted
+//!   metric name inside the braces, and that is the only form promdrop writes.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -45,10 +54,12 @@ struct Parser<'a, 'l> {
     limits: &'l ParseLimits,
     families: Vec<MetricFamily<'a>>,
     states: Vec<FamilyState>,
-    by_name: HashMap<&'a str, usize>,
+    by_name: HashMap<Cow<'a, str>, usize>,
     series: usize,
-    /// The family of the previous sample line and its name: most lines continue it.
-    last: Option<(&'a str, usize, Role)>,
+    /// The family of the previous sample line and its name: most lines continue it. The flag
+    /// says the name was written unquoted, so that the next line may be matched against it
+    /// byte for byte.
+    last: Option<(Cow<'a, str>, usize, Role, bool)>,
     /// Where a sample's labels are gathered before they are moved into it.
     label_buffer: Vec<Label<'a>>,
 }
@@ -115,15 +126,17 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
-    fn family_index(&mut self, name: &'a str) -> usize {
-        if let Some(&index) = self.by_name.get(name) {
+    // A `&Cow` rather than a `&str`: cloning it keeps a name borrowed from the input borrowed.
+    #[allow(clippy::ptr_arg)]
+    fn family_index(&mut self, name: &Cow<'a, str>) -> usize {
+        if let Some(&index) = self.by_name.get(name.as_ref()) {
             return index;
         }
         let index = self.families.len();
         self.families
-            .push(MetricFamily::new(name, MetricType::Unknown));
+            .push(MetricFamily::new(name.clone(), MetricType::Unknown));
         self.states.push(FamilyState::default());
-        self.by_name.insert(name, index);
+        self.by_name.insert(name.clone(), index);
         index
     }
 
@@ -142,7 +155,15 @@ impl<'a> Parser<'a, '_> {
         if name_start == text.len() {
             return Ok(()); // "# HELP" alone, or followed by blanks: the text parser ignores it.
         }
-        let name_end = lex::scan_metric_name(text, name_start);
+        let (name, name_end) = if text[name_start] == b'"' {
+            // A UTF-8 name, quoted (text format 1.0.0): `# TYPE "http.requests" counter`.
+            let line = line.validated()?;
+            lex::scan_quoted_name(&line, name_start, Escapes::Strict)?
+        } else {
+            let name_end = lex::scan_metric_name(text, name_start);
+            // Valid ASCII by construction.
+            (Cow::Borrowed(line.str(name_start, name_end)?), name_end)
+        };
         if name_end == text.len() && name_end > name_start {
             return Ok(()); // "# HELP name" with nothing after it: ignored, as by the text parser.
         }
@@ -152,16 +173,14 @@ impl<'a> Parser<'a, '_> {
                 "a metric name followed by a space in the HELP or TYPE line",
             ));
         }
-        // Valid ASCII by construction.
-        let name = line.str(name_start, name_end)?;
         // The name is filed as a sample name is: `x_count` names the summary `x` if there is one.
-        let (index, _) = self.resolve_uncached(name);
+        let (index, _) = self.resolve_uncached(&name);
         let rest_start = skip_blanks(text, name_end);
         if rest_start == text.len() {
             return Ok(()); // "# TYPE name " with nothing after it: ignored too.
         }
         let family_name = &self.families[index].name;
-        let named_as = if family_name == name {
+        let named_as = if *family_name == name {
             String::new()
         } else {
             format!(" (named by its sample name {name:?})")
@@ -239,19 +258,23 @@ impl<'a> Parser<'a, '_> {
     /// Files a sample name under its family, as the text parser does: an existing family of
     /// that exact name first, then the summary or histogram it is a `_sum`, `_count` or
     /// `_bucket` of, else a new untyped family.
-    fn resolve(&mut self, name: &'a str) -> (usize, Role) {
-        if let Some((last_name, index, role)) = self.last
+    // A `&Cow` rather than a `&str`: cloning it keeps a name borrowed from the input borrowed.
+    #[allow(clippy::ptr_arg)]
+    fn resolve(&mut self, name: &Cow<'a, str>, unquoted: bool) -> (usize, Role) {
+        if let Some((last_name, index, role, _)) = &self.last
             && last_name == name
         {
-            return (index, role);
+            return (*index, *role);
         }
         let resolved = self.resolve_uncached(name);
-        self.last = Some((name, resolved.0, resolved.1));
+        self.last = Some((name.clone(), resolved.0, resolved.1, unquoted));
         resolved
     }
 
-    fn resolve_uncached(&mut self, name: &'a str) -> (usize, Role) {
-        if let Some(&index) = self.by_name.get(name) {
+    // A `&Cow` rather than a `&str`: cloning it keeps a name borrowed from the input borrowed.
+    #[allow(clippy::ptr_arg)]
+    fn resolve_uncached(&mut self, name: &Cow<'a, str>) -> (usize, Role) {
+        if let Some(&index) = self.by_name.get(name.as_ref()) {
             return (index, Role::Plain);
         }
         for (suffix, role) in [
@@ -277,23 +300,58 @@ impl<'a> Parser<'a, '_> {
         // Every piece of a sample line must be UTF-8: check the line once.
         let line = line.validated()?;
         let text = line.text;
-        // Most lines continue the previous line's metric: try its name before scanning.
-        let name_end = match self.last {
-            Some((last_name, _, _))
-                if text[start..].starts_with(last_name.as_bytes())
-                    && !text
-                        .get(start + last_name.len())
-                        .is_some_and(|b| lex::is_metric_name_char(*b)) =>
-            {
-                start + last_name.len()
+        // `{"name", labels...}` (text format 1.0.0): the metric name, quoted, leads the braces.
+        let in_braces = text[start] == b'{';
+        let (name, name_end) = if in_braces {
+            let open = skip_blanks(text, start + 1);
+            if text.get(open) != Some(&b'"') {
+                return Err(line.unexpected(
+                    open,
+                    "a quoted metric name after '{' (a sample line that starts with '{' names its metric first in the braces)",
+                ));
             }
-            _ => lex::scan_metric_name(text, start),
+            let (name, after) = lex::scan_quoted_name(&line, open, Escapes::Strict)?;
+            let after = skip_blanks(text, after);
+            match text.get(after) {
+                Some(b',' | b'}') => {}
+                Some(b'=') => {
+                    return Err(line.invalid(
+                        open,
+                        format!(
+                            "label {name:?} before the metric name: a sample line that starts with '{{' names its metric first, as in {{\"metric\", {name:?}=\"value\"}}"
+                        ),
+                    ));
+                }
+                _ => {
+                    return Err(line.unexpected(after, "',' or '}' after the quoted metric name"));
+                }
+            }
+            (name, after)
+        } else {
+            // Most lines continue the previous line's metric: try its name before scanning.
+            let name_end = match &self.last {
+                Some((last_name, _, _, true))
+                    if text[start..].starts_with(last_name.as_bytes())
+                        && !text
+                            .get(start + last_name.len())
+                            .is_some_and(|b| lex::is_metric_name_char(*b)) =>
+                {
+                    start + last_name.len()
+                }
+                _ => lex::scan_metric_name(text, start),
+            };
+            if name_end == start {
+                if text[start] == b'"' {
+                    return Err(line.unexpected(
+                        start,
+                        "a metric name (a quoted name goes inside the braces: {\"name\", label=\"value\"})",
+                    ));
+                }
+                return Err(line.unexpected(start, "a metric name, a comment or a blank line"));
+            }
+            (Cow::Borrowed(line.str(start, name_end)?), name_end)
         };
-        if name_end == start {
-            return Err(line.unexpected(start, "a metric name, a comment or a blank line"));
-        }
-        let name = line.str(start, name_end)?;
-        let (index, role) = self.resolve(name);
+        let (index, role) = self.resolve(&name, !in_braces);
         let metric_type = self.families[index].metric_type;
         if metric_type == MetricType::GaugeHistogram {
             // node_exporter 1.5 panics on such a sample; Prometheus refuses the type.
@@ -313,7 +371,12 @@ impl<'a> Parser<'a, '_> {
         labels.clear();
         let mut le_seen = false;
         let mut quantile_seen = false;
-        if text.get(pos) == Some(&b'{') {
+        // In the braces form `pos` stands on the ',' or '}' after the name, which the loop reads
+        // as it reads the one after a label value.
+        let has_labels = in_braces || text.get(pos) == Some(&b'{');
+        if in_braces && text.get(pos) == Some(&b'}') {
+            pos = skip_blanks(text, pos + 1);
+        } else if has_labels {
             pos += 1;
             loop {
                 pos = skip_blanks(text, pos);
@@ -321,13 +384,24 @@ impl<'a> Parser<'a, '_> {
                     pos += 1;
                     break;
                 }
-                let label_end = lex::scan_label_name(text, pos);
-                if label_end == pos {
-                    return Err(line.unexpected(pos, "a label name or '}'"));
-                }
-                let label_name = line.str(pos, label_end)?;
+                let (label_name, label_end) = if text.get(pos) == Some(&b'"') {
+                    lex::scan_quoted_name(&line, pos, Escapes::Strict)?
+                } else {
+                    let label_end = lex::scan_label_name(text, pos);
+                    if label_end == pos {
+                        return Err(line.unexpected(pos, "a label name or '}'"));
+                    }
+                    (Cow::Borrowed(line.str(pos, label_end)?), label_end)
+                };
+                let label_start = pos;
                 pos = skip_blanks(text, label_end);
                 if text.get(pos) != Some(&b'=') {
+                    if in_braces && matches!(text.get(pos), Some(b',' | b'}')) {
+                        return Err(line.invalid(
+                            label_start,
+                            format!("a second metric name {label_name:?} for metric {name:?}: a label name must be followed by '='"),
+                        ));
+                    }
                     return Err(line.unexpected(pos, "'=' after a label name"));
                 }
                 if label_name.starts_with("__") {
@@ -339,17 +413,17 @@ impl<'a> Parser<'a, '_> {
                              Prometheus's internal use"
                         )
                     };
-                    return Err(line.invalid(label_end - label_name.len(), message));
+                    return Err(line.invalid(label_start, message));
                 }
                 if labels.iter().any(|l| l.name == label_name) {
                     return Err(line.invalid(
-                        label_end - label_name.len(),
+                        label_start,
                         format!("duplicate label name {label_name:?} for metric {name:?}"),
                     ));
                 }
                 if labels.len() >= self.limits.max_labels_per_sample {
                     return Err(line.limit(
-                        label_end - label_name.len(),
+                        label_start,
                         "number of labels on a sample",
                         self.limits.max_labels_per_sample,
                     ));
@@ -367,7 +441,7 @@ impl<'a> Parser<'a, '_> {
                         self.limits.max_label_value_length,
                     ));
                 }
-                let is_bound = match (metric_type, label_name) {
+                let is_bound = match (metric_type, label_name.as_ref()) {
                     (MetricType::Histogram, "le") => {
                         le_seen = true;
                         true
@@ -387,7 +461,7 @@ impl<'a> Parser<'a, '_> {
                     ));
                 }
                 labels.push(Label {
-                    name: Cow::Borrowed(label_name),
+                    name: label_name,
                     value,
                 });
                 pos = skip_blanks(text, after);
@@ -401,7 +475,7 @@ impl<'a> Parser<'a, '_> {
                 }
             }
             pos = skip_blanks(text, pos);
-        } else if pos == name_end && pos < text.len() {
+        } else if !in_braces && pos == name_end && pos < text.len() {
             // The name must be followed by a blank or a label set.
             return Err(line.unexpected(pos, "a space or '{' after the metric name"));
         }
@@ -470,7 +544,7 @@ impl<'a> Parser<'a, '_> {
         #[allow(clippy::drain_collect)]
         let labels_of_sample: Vec<Label<'a>> = labels.drain(..).collect();
         self.families[index].samples.push(Sample {
-            name: Cow::Borrowed(name),
+            name,
             labels: labels_of_sample,
             value: Value {
                 number,

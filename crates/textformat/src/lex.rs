@@ -193,14 +193,134 @@ pub(crate) fn scan_label_name(text: &[u8], pos: usize) -> usize {
     scan_class(text, pos, LABEL_START, LABEL_CHAR)
 }
 
-/// Whether `name` is a valid metric name.
+/// Whether `name` is a legacy metric name, `[a-zA-Z_:][a-zA-Z0-9_:]*`: one the text formats
+/// write unquoted and every Prometheus version reads. Any other non-empty UTF-8 name is valid
+/// too when quoted (see [`write_metric_name`](crate::write_metric_name)).
+#[inline]
 pub fn is_valid_metric_name(name: &str) -> bool {
-    !name.is_empty() && scan_metric_name(name.as_bytes(), 0) == name.len()
+    name.as_bytes().first().is_some_and(|b| !b.is_ascii_digit())
+        && all_name_chars(name.as_bytes(), true)
 }
 
-/// Whether `name` is a valid label name.
+/// Whether `name` is a legacy label name, `[a-zA-Z_][a-zA-Z0-9_]*`: one the text formats
+/// write unquoted. Any other non-empty UTF-8 name is valid too when quoted.
+#[inline]
 pub fn is_valid_label_name(name: &str) -> bool {
-    !name.is_empty() && scan_label_name(name.as_bytes(), 0) == name.len()
+    name.as_bytes().first().is_some_and(|b| !b.is_ascii_digit())
+        && all_name_chars(name.as_bytes(), false)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` set where that byte is at least `c`. Exact for ASCII
+/// bytes (no carry crosses a byte); callers rule out the others first.
+#[inline(always)]
+fn at_least(word: u64, c: u8) -> u64 {
+    word.wrapping_add(ONES * (0x80 - c as u64)) & HIGHS
+}
+
+/// Whether the eight bytes of `word` are all `[a-zA-Z0-9_]`, or `[a-zA-Z0-9_:]` for a metric
+/// name. The renderers ask this of every name they write, so it checks eight bytes at a time
+/// without branches or table lookups.
+#[inline(always)]
+fn word_of_name_chars(word: u64, metric: bool) -> bool {
+    if word & HIGHS != 0 {
+        return false;
+    }
+    let folded = word | (ONES * 0x20); // 'A'..='Z' onto 'a'..='z'
+    let letters = at_least(folded, b'a') & !at_least(folded, b'z' + 1);
+    let last_digit = if metric { b':' } else { b'9' };
+    let digits = at_least(word, b'0') & !at_least(word, last_digit + 1);
+    let t = word ^ (ONES * u64::from(b'_'));
+    let underscores = !((t & !HIGHS).wrapping_add(!HIGHS) | t) & HIGHS;
+    (letters | digits | underscores) == HIGHS
+}
+
+/// `a == b`, eight bytes at a time (the last word overlapping the one before it), which for
+/// names of a few dozen bytes is cheaper than a call to `memcmp`.
+#[inline(always)]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    if len < 8 {
+        return short_word(a, 0) == short_word(b, 0);
+    }
+    let word = |bytes: &[u8], at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    let mut i = 0;
+    while i + 8 < len {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, len - 8) == word(b, len - 8)
+}
+
+/// A word that, with its length, says exactly what a name of fewer than eight bytes is (for
+/// longer names, what its first bytes are).
+#[inline(always)]
+pub(crate) fn name_key(bytes: &[u8]) -> u64 {
+    if bytes.len() < 8 {
+        short_word(bytes, 0)
+    } else {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[..8]);
+        u64::from_le_bytes(word)
+    }
+}
+
+/// A name of fewer than eight bytes as one word: its first and last halves, overlapping,
+/// with the bytes it does not fill set to `filler`.
+#[inline(always)]
+fn short_word(bytes: &[u8], filler: u8) -> u64 {
+    let len = bytes.len();
+    if len >= 4 {
+        let mut first = [0u8; 4];
+        let mut last = [0u8; 4];
+        first.copy_from_slice(&bytes[..4]);
+        last.copy_from_slice(&bytes[len - 4..]);
+        u64::from(u32::from_le_bytes(first)) | u64::from(u32::from_le_bytes(last)) << 32
+    } else if len >= 2 {
+        let first = u64::from(u16::from_le_bytes([bytes[0], bytes[1]]));
+        let last = u64::from(u16::from_le_bytes([bytes[len - 2], bytes[len - 1]]));
+        first | last << 16 | (ONES * u64::from(filler)) << 32
+    } else if len == 1 {
+        u64::from(bytes[0]) | (ONES * u64::from(filler)) << 8
+    } else {
+        ONES * u64::from(filler)
+    }
+}
+
+/// Whether every byte of `bytes` is a name character (see [`word_of_name_chars`]).
+#[inline]
+pub(crate) fn all_name_chars(bytes: &[u8], metric: bool) -> bool {
+    let word_at = |i: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(word)
+    };
+    let len = bytes.len();
+    if len < 8 {
+        // A short name as one word, padded with a name character.
+        let word = short_word(bytes, b'a');
+        return word_of_name_chars(word, metric);
+    }
+    let mut i = 0;
+    while i + 8 < bytes.len() {
+        if !word_of_name_chars(word_at(i), metric) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last eight bytes, overlapping the previous word where the length is not a multiple.
+    word_of_name_chars(word_at(bytes.len() - 8), metric)
 }
 
 /// How backslash escapes in a quoted label value are read.
@@ -213,6 +333,31 @@ pub(crate) enum Escapes {
     Lenient,
 }
 
+/// What a quoted string is, for the words of its errors.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quoted {
+    /// A label value.
+    LabelValue,
+    /// A metric or label name written in quotes (a UTF-8 name, Prometheus 3's syntax).
+    Name,
+}
+
+impl Quoted {
+    fn closing(self) -> &'static str {
+        match self {
+            Quoted::LabelValue => "'\"' closing the label value",
+            Quoted::Name => "'\"' closing the quoted name",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Quoted::LabelValue => "label value",
+            Quoted::Name => "quoted name",
+        }
+    }
+}
+
 /// Reads a quoted label value whose opening `"` is at `open`. Returns the unescaped value
 /// (borrowed when it has no escapes) and the offset just past the closing quote.
 #[inline]
@@ -221,11 +366,38 @@ pub(crate) fn scan_quoted<'a>(
     open: usize,
     escapes: Escapes,
 ) -> Result<(Cow<'a, str>, usize), Error> {
+    scan_string(line, open, escapes, Quoted::LabelValue)
+}
+
+/// Reads a quoted metric or label name (`"http.server.duration"`) whose opening `"` is at
+/// `open`, with the escapes of a label value. An empty name is an error.
+pub(crate) fn scan_quoted_name<'a>(
+    line: &Line<'a>,
+    open: usize,
+    escapes: Escapes,
+) -> Result<(Cow<'a, str>, usize), Error> {
+    let (name, after) = scan_string(line, open, escapes, Quoted::Name)?;
+    if name.is_empty() {
+        return Err(line.invalid(
+            open,
+            "empty quoted name: a metric or label name cannot be empty",
+        ));
+    }
+    Ok((name, after))
+}
+
+#[inline]
+fn scan_string<'a>(
+    line: &Line<'a>,
+    open: usize,
+    escapes: Escapes,
+    what: Quoted,
+) -> Result<(Cow<'a, str>, usize), Error> {
     let text = line.text;
     let start = open + 1;
     let first = match memchr::memchr2(b'"', b'\\', &text[start.min(text.len())..]) {
         Some(i) => start + i,
-        None => return Err(line.unexpected(text.len(), "'\"' closing the label value")),
+        None => return Err(line.unexpected(text.len(), what.closing())),
     };
     if text[first] == b'"' {
         return Ok((Cow::Borrowed(line.str(start, first)?), first + 1));
@@ -236,7 +408,7 @@ pub(crate) fn scan_quoted<'a>(
     let mut i = first;
     loop {
         match text.get(i) {
-            None => return Err(line.unexpected(i, "'\"' closing the label value")),
+            None => return Err(line.unexpected(i, what.closing())),
             Some(b'"') => break,
             Some(b'\\') => {
                 match text.get(i + 1) {
@@ -253,8 +425,9 @@ pub(crate) fn scan_quoted<'a>(
                             return Err(line.invalid(
                                 i,
                                 format!(
-                                    "invalid escape sequence {:?} in label value: only \\\\, \\\" and \\n are allowed",
-                                    String::from_utf8_lossy(&text[i..(i + 2).min(text.len())])
+                                    "invalid escape sequence {:?} in {}: only \\\\, \\\" and \\n are allowed",
+                                    String::from_utf8_lossy(&text[i..(i + 2).min(text.len())]),
+                                    what.noun()
                                 ),
                             ));
                         }
@@ -271,7 +444,7 @@ pub(crate) fn scan_quoted<'a>(
     let value = String::from_utf8(value).map_err(|e| {
         line.invalid(
             start + e.utf8_error().valid_up_to(),
-            "invalid UTF-8 in label value",
+            format!("invalid UTF-8 in {}", what.noun()),
         )
     })?;
     Ok((Cow::Owned(value), i + 1))
@@ -325,4 +498,82 @@ pub(crate) fn unescape_help<'a>(
     String::from_utf8(help)
         .map(Cow::Owned)
         .map_err(|e| line.invalid(start, format!("invalid UTF-8 in HELP text: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_is_equality() {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for len in 0..=20 {
+            names.push(vec![b'a'; len]);
+            for at in 0..len {
+                let mut name = vec![b'a'; len];
+                name[at] = b'b';
+                names.push(name);
+            }
+        }
+        for a in &names {
+            for b in &names {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+                if a.len() == b.len() && a.len() < 8 {
+                    assert_eq!(name_key(a) == name_key(b), a == b, "{a:?} {b:?}");
+                }
+            }
+        }
+    }
+
+    /// The word-at-a-time checks agree with the scanners the parsers use, for every byte at
+    /// every position of names up to two words and a bit long.
+    #[test]
+    fn name_checks_agree_with_the_scanners() {
+        let by_scan_metric = |s: &[u8]| !s.is_empty() && scan_metric_name(s, 0) == s.len();
+        let by_scan_label = |s: &[u8]| !s.is_empty() && scan_label_name(s, 0) == s.len();
+        for len in 1..=19 {
+            for position in 0..len {
+                for byte in 0..=255u8 {
+                    for filler in [b'a', b'Z', b'_', b'9', b':'] {
+                        let mut name = vec![filler; len];
+                        name[position] = byte;
+                        let Ok(text) = std::str::from_utf8(&name) else {
+                            continue;
+                        };
+                        assert_eq!(
+                            is_valid_metric_name(text),
+                            by_scan_metric(&name),
+                            "metric {text:?}"
+                        );
+                        assert_eq!(
+                            is_valid_label_name(text),
+                            by_scan_label(&name),
+                            "label {text:?}"
+                        );
+                    }
+                }
+            }
+        }
+        for text in [
+            "",
+            "é",
+            "aé",
+            "a.b",
+            "http_requests_total",
+            "0a",
+            "_0",
+            "ab\u{7f}",
+        ] {
+            assert_eq!(
+                is_valid_metric_name(text),
+                by_scan_metric(text.as_bytes()),
+                "{text:?}"
+            );
+            assert_eq!(
+                is_valid_label_name(text),
+                by_scan_label(text.as_bytes()),
+                "{text:?}"
+            );
+        }
+    }
 }

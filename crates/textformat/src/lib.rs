@@ -1,5 +1,5 @@
-//! A strict, fast parser and renderer for the Prometheus text exposition format 0.0.4
-//! ("classic") and OpenMetrics 1.0.
+//! A strict, fast parser and renderer for the Prometheus text exposition format ("classic":
+//! 0.0.4, and 1.0.0's quoted UTF-8 names) and OpenMetrics 1.0 (with the same quoted names).
 //!
 //! This crate is the one place where promdrop reads and writes the exposition format: the
 //! exporter parses every handed-off file with it, `promdrop check` validates with it, and the
@@ -15,6 +15,11 @@
 //!   text is written back as the token it was read from, so a round trip is exact.
 //! - [`merge`] combines the families of several sources into one exposition and reports the
 //!   conflicts between them for the caller to act on.
+//! - Names: both formats take any UTF-8 metric or label name, quoted where it is not a legacy
+//!   name (`{"http.server.duration","http.method"="GET"} 1`, Prometheus 3's syntax), and both
+//!   renderers quote exactly those ([`write_metric_name`], [`is_valid_metric_name`]).
+//!   [`EscapingScheme`] and [`escape_names`] rewrite names for a scraper that cannot take
+//!   UTF-8 names, as Prometheus's `escaping` negotiation asks.
 //! - [`WriterHeader`] reads and writes the `# promdrop:` comment with which promdrop-writer
 //!   tells the exporter when a file was written and how long it stays fresh.
 //!
@@ -34,6 +39,26 @@
 //!
 //! // Rendering what was parsed gives the same text back.
 //! assert_eq!(render_classic(&exposition.families).as_bytes(), text);
+//! # Ok::<(), promdrop_textformat::Error>(())
+//! ```
+//!
+//! # UTF-8 names
+//!
+//! ```
+//! use promdrop_textformat::{escape_names, parse, render_classic, EscapingScheme, Format};
+//!
+//! let text = "# TYPE \"http.requests\" counter\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n";
+//! let mut families = parse(text.as_bytes(), Format::Classic)?.families;
+//! assert_eq!(families[0].name, "http.requests");
+//! assert_eq!(families[0].samples[0].label("http.method"), Some("GET"));
+//! // Written back quoted, as read.
+//! assert_eq!(render_classic(&families), text);
+//! // For a scraper that cannot take UTF-8 names (`escaping=underscores`, the default):
+//! escape_names(&mut families, EscapingScheme::Underscores);
+//! assert_eq!(
+//!     render_classic(&families),
+//!     "# TYPE http_requests counter\nhttp_requests{http_method=\"GET\"} 3\n"
+//! );
 //! # Ok::<(), promdrop_textformat::Error>(())
 //! ```
 //!
@@ -83,6 +108,7 @@
 
 mod classic;
 mod error;
+mod escaping;
 mod header;
 mod lex;
 mod merge;
@@ -92,6 +118,7 @@ mod openmetrics;
 mod render;
 
 pub use error::Error;
+pub use escaping::{EscapingScheme, UnknownEscapingScheme, escape_names, is_legacy_label_name};
 pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};
 pub use lex::{is_valid_label_name, is_valid_metric_name};
 pub use merge::{
@@ -105,7 +132,7 @@ pub use number::format_go_float;
 pub use render::{
     FamilyView, OpenMetricsPlan, canonicalize_bounds, escape_help, escape_label_value,
     om_family_name, om_folding, om_type, render_classic, render_classic_into, render_openmetrics,
-    render_openmetrics_into, write_classic_header,
+    render_openmetrics_into, write_classic_header, write_label_name, write_metric_name,
 };
 
 /// Bounds on what one input may cost. Each is checked as the input is read, so a hostile input

@@ -10,7 +10,8 @@ use std::fmt;
 /// Which text format a body is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Format {
-    /// The Prometheus text format 0.0.4, as Prometheus's own `expfmt` text parser reads it.
+    /// The Prometheus text format 0.0.4 (and 1.0.0, which adds quoted UTF-8 names), as
+    /// Prometheus's own `expfmt` text parser reads it.
     Classic,
     /// OpenMetrics 1.0.0 text, which ends with `# EOF`.
     OpenMetrics,

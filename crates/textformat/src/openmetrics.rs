@@ -30,7 +30,7 @@ fn suffixes(metric_type: MetricType) -> &'static [&'static str] {
 /// The family being read and what has been seen of it.
 struct Current<'a> {
     index: usize,
-    name: &'a str,
+    name: Cow<'a, str>,
     type_seen: bool,
     help_seen: bool,
     unit_seen: bool,
@@ -146,7 +146,14 @@ impl<'a> Parser<'a, '_> {
     }
 
     /// Starts a new family named `name`, ending the current one.
-    fn start_family(&mut self, line: &Line<'a>, pos: usize, name: &'a str) -> Result<(), Error> {
+    // A `&Cow` rather than a `&str`: cloning it keeps a name borrowed from the input borrowed.
+    #[allow(clippy::ptr_arg)]
+    fn start_family(
+        &mut self,
+        line: &Line<'a>,
+        pos: usize,
+        name: &Cow<'a, str>,
+    ) -> Result<(), Error> {
         self.finish_family()?;
         if self.claimed.contains(name) {
             return Err(line.invalid(
@@ -154,13 +161,13 @@ impl<'a> Parser<'a, '_> {
                 format!("metric family {name:?} clashes with an earlier family: a family's lines must be contiguous and its names unique"),
             ));
         }
-        self.claimed.insert(Cow::Borrowed(name));
+        self.claimed.insert(name.clone());
         let index = self.families.len();
         self.families
-            .push(MetricFamily::new(name, MetricType::Unknown));
+            .push(MetricFamily::new(name.clone(), MetricType::Unknown));
         self.current = Some(Current {
             index,
-            name,
+            name: name.clone(),
             type_seen: false,
             help_seen: false,
             unit_seen: false,
@@ -202,19 +209,24 @@ impl<'a> Parser<'a, '_> {
             ));
         }
         let name_start = keyword_end + 1;
-        let name_end = lex::scan_metric_name(text, name_start.min(text.len()));
-        if name_start >= text.len() || name_end == name_start {
-            return Err(line.unexpected(name_start.min(text.len()), "a metric name"));
-        }
+        let (name, name_end) = if text.get(name_start) == Some(&b'"') {
+            // A UTF-8 name, quoted: `# TYPE "http.requests" counter`.
+            lex::scan_quoted_name(&line, name_start, Escapes::Lenient)?
+        } else {
+            let name_end = lex::scan_metric_name(text, name_start.min(text.len()));
+            if name_start >= text.len() || name_end == name_start {
+                return Err(line.unexpected(name_start.min(text.len()), "a metric name"));
+            }
+            (Cow::Borrowed(line.str(name_start, name_end)?), name_end)
+        };
         if text.get(name_end) != Some(&b' ') {
             return Err(line.unexpected(name_end, "' ' after the metric name"));
         }
-        let name = line.str(name_start, name_end)?;
         let value_start = name_end + 1;
 
         let same_family = self.current.as_ref().is_some_and(|c| c.name == name);
         if !same_family {
-            self.start_family(&line, name_start, name)?;
+            self.start_family(&line, name_start, &name)?;
         }
         let Some(current) = self.current.as_mut() else {
             return Ok(()); // start_family always sets it
@@ -314,21 +326,40 @@ impl<'a> Parser<'a, '_> {
         Ok(())
     }
 
-    /// Reads `{name="value",...}` at `pos` (which holds `{`); returns the labels and the offset
-    /// past `}`.
-    fn labels(&self, line: &Line<'a>, mut pos: usize) -> Result<(Vec<Label<'a>>, usize), Error> {
+    /// Reads `{name="value",...}` at `pos` (which holds `{`, or the `,` after a metric name
+    /// quoted in the braces); returns the labels and the offset past `}`. `metric` is the
+    /// metric name quoted in the braces, if there was one.
+    fn labels(
+        &self,
+        line: &Line<'a>,
+        mut pos: usize,
+        metric: Option<&str>,
+    ) -> Result<(Vec<Label<'a>>, usize), Error> {
         let text = line.text;
         let mut labels: Vec<Label<'a>> = Vec::new();
         pos += 1;
-        if text.get(pos) == Some(&b'}') {
+        if text.get(pos) == Some(&b'}') && metric.is_none() {
             return Ok((labels, pos + 1));
         }
         loop {
-            let name_end = lex::scan_label_name(text, pos);
-            if name_end == pos {
-                return Err(line.unexpected(pos, "a label name"));
-            }
-            let name = line.str(pos, name_end)?;
+            let (name, name_end) = if text.get(pos) == Some(&b'"') {
+                let (name, name_end) = lex::scan_quoted_name(line, pos, Escapes::Lenient)?;
+                if let Some(metric) = metric
+                    && matches!(text.get(name_end), Some(b',' | b'}'))
+                {
+                    return Err(line.invalid(
+                        pos,
+                        format!("a second metric name {name:?} for metric {metric:?}: a label name must be followed by '='"),
+                    ));
+                }
+                (name, name_end)
+            } else {
+                let name_end = lex::scan_label_name(text, pos);
+                if name_end == pos {
+                    return Err(line.unexpected(pos, "a label name"));
+                }
+                (Cow::Borrowed(line.str(pos, name_end)?), name_end)
+            };
             if labels.iter().any(|l| l.name == name) {
                 return Err(line.invalid(pos, format!("duplicate label name {name:?}")));
             }
@@ -353,10 +384,7 @@ impl<'a> Parser<'a, '_> {
                     self.limits.max_label_value_length,
                 ));
             }
-            labels.push(Label {
-                name: Cow::Borrowed(name),
-                value,
-            });
+            labels.push(Label { name, value });
             match text.get(after) {
                 Some(b',') => pos = after + 1,
                 Some(b'}') => return Ok((labels, after + 1)),
@@ -367,15 +395,49 @@ impl<'a> Parser<'a, '_> {
 
     fn sample(&mut self, line: Line<'a>) -> Result<(), Error> {
         let text = line.text;
-        let name_end = lex::scan_metric_name(text, 0);
-        if name_end == 0 {
-            return Err(line.unexpected(0, "a metric name or '#'"));
-        }
-        let name = line.str(0, name_end)?;
-        let (labels, mut pos) = if text.get(name_end) == Some(&b'{') {
-            self.labels(&line, name_end)?
+        let (name, labels, mut pos) = if text[0] == b'{' {
+            // `{"name",labels...}`: a UTF-8 metric name, quoted, leads the braces.
+            if text.get(1) != Some(&b'"') {
+                return Err(line.unexpected(
+                    1,
+                    "a quoted metric name after '{' (a sample line that starts with '{' names its metric first in the braces)",
+                ));
+            }
+            let (name, after) = lex::scan_quoted_name(&line, 1, Escapes::Lenient)?;
+            match text.get(after) {
+                Some(b'}') => (name, Vec::new(), after + 1),
+                Some(b',') => {
+                    let (labels, pos) = self.labels(&line, after, Some(&name))?;
+                    (name, labels, pos)
+                }
+                Some(b'=') => {
+                    return Err(line.invalid(
+                        1,
+                        format!(
+                            "label {name:?} before the metric name: a sample line that starts with '{{' names its metric first, as in {{\"metric\",{name:?}=\"value\"}}"
+                        ),
+                    ));
+                }
+                _ => return Err(line.unexpected(after, "',' or '}' after the quoted metric name")),
+            }
         } else {
-            (Vec::new(), name_end)
+            let name_end = lex::scan_metric_name(text, 0);
+            if name_end == 0 {
+                if text[0] == b'"' {
+                    return Err(line.unexpected(
+                        0,
+                        "a metric name (a quoted name goes inside the braces: {\"name\",label=\"value\"})",
+                    ));
+                }
+                return Err(line.unexpected(0, "a metric name or '#'"));
+            }
+            let name = Cow::Borrowed(line.str(0, name_end)?);
+            let (labels, pos) = if text.get(name_end) == Some(&b'{') {
+                self.labels(&line, name_end, None)?
+            } else {
+                (Vec::new(), name_end)
+            };
+            (name, labels, pos)
         };
         if text.get(pos) != Some(&b' ') {
             return Err(line.unexpected(pos, "a single ' ' before the value"));
@@ -417,20 +479,20 @@ impl<'a> Parser<'a, '_> {
         // File the sample under the current family, or start a new one.
         let belongs = self.current.as_ref().is_some_and(|c| {
             let family_type = self.families[c.index].metric_type;
-            name.strip_prefix(c.name)
+            name.strip_prefix(c.name.as_ref())
                 .is_some_and(|suffix| suffixes(family_type).contains(&suffix))
         });
         if !belongs {
-            self.start_family(&line, 0, name)?;
+            self.start_family(&line, 0, &name)?;
         }
         let Some(current) = self.current.as_mut() else {
             return Ok(()); // start_family always sets it
         };
         let family = &mut self.families[current.index];
-        let suffix = &name[current.name.len()..];
+        let suffix_start = current.name.len();
         let metric_type = family.metric_type;
         let sample = Sample {
-            name: Cow::Borrowed(name),
+            name,
             labels,
             value: Value {
                 number,
@@ -439,13 +501,14 @@ impl<'a> Parser<'a, '_> {
             timestamp: timestamp.map(Timestamp::Seconds),
             exemplar,
         };
-        check_sample(&line, current.name, metric_type, suffix, &sample)?;
+        let suffix = &sample.name[suffix_start..];
+        check_sample(&line, &current.name, metric_type, suffix, &sample)?;
 
         // Metric points must be contiguous, and within one, timestamps must not go back.
         let excluded = match (metric_type, suffix) {
             (MetricType::Histogram | MetricType::GaugeHistogram, "_bucket") => Some("le"),
             (MetricType::Summary, "") => Some("quantile"),
-            (MetricType::StateSet, _) => Some(current.name),
+            (MetricType::StateSet, _) => Some(current.name.as_ref()),
             _ => None,
         };
         let group = group_hash(&sample.labels, excluded, metric_type == MetricType::Info);
@@ -472,7 +535,10 @@ impl<'a> Parser<'a, '_> {
                 {
                     return Err(line.invalid(
                         0,
-                        format!("duplicate sample for series {name:?} with these labels"),
+                        format!(
+                            "duplicate sample for series {:?} with these labels",
+                            sample.name
+                        ),
                     ));
                 }
             }
@@ -506,7 +572,7 @@ impl<'a> Parser<'a, '_> {
         if text.get(pos) != Some(&b'{') {
             return Err(line.unexpected(pos, "'{' opening the exemplar's labels"));
         }
-        let (labels, mut pos) = self.labels(line, pos)?;
+        let (labels, mut pos) = self.labels(line, pos, None)?;
         let chars: usize = labels
             .iter()
             .map(|l| l.name.chars().count() + l.value.chars().count())

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
+use crate::lex::{is_valid_label_name, is_valid_metric_name};
 use crate::number::format_go_float;
 use crate::{Label, MetricFamily, MetricType, Sample, Timestamp, Value};
 
@@ -216,24 +217,169 @@ fn escape(text: &str, out: &mut String, quote: bool) {
     }
 }
 
+/// Writes a metric name as the text formats want it: as it is when it is a legacy name
+/// (`[a-zA-Z_:][a-zA-Z0-9_:]*`), else quoted and escaped as a label value is
+/// (`"http.server.duration"`). A quoted metric name belongs inside the braces of a sample line
+/// (`{"a.b",le="1"} 3`); in `# HELP`, `# TYPE` and `# UNIT` lines it stands where a name does.
+///
+/// ```
+/// use promdrop_textformat::write_metric_name;
+///
+/// let mut out = String::new();
+/// write_metric_name("http_requests_total", &mut out);
+/// out.push(' ');
+/// write_metric_name("http.server.duration", &mut out);
+/// assert_eq!(out, "http_requests_total \"http.server.duration\"");
+/// ```
+#[inline]
+pub fn write_metric_name(name: &str, out: &mut String) {
+    if is_valid_metric_name(name) {
+        out.push_str(name);
+    } else {
+        write_quoted(name, out);
+    }
+}
+
+/// Writes a label name: as it is when it is a legacy name (`[a-zA-Z_][a-zA-Z0-9_]*`), else
+/// quoted and escaped as a label value is (`"http.method"`).
+#[inline(always)]
+pub fn write_label_name(name: &str, out: &mut String) {
+    if is_valid_label_name(name) {
+        out.push_str(name);
+    } else {
+        write_quoted(name, out);
+    }
+}
+
+#[cold]
+fn write_quoted(text: &str, out: &mut String) {
+    out.push('"');
+    escape_label_value(text, out);
+    out.push('"');
+}
+
+/// The names of the previous sample line that were found to be legacy ones. Consecutive
+/// samples mostly repeat their metric and label names, and comparing a name with the previous
+/// one is cheaper than checking it again: this keeps deciding where quotes go off the
+/// renderers' profile.
+#[derive(Default)]
+struct LegacyNames<'s> {
+    metric: &'s str,
+    /// Label names by position, each with its [`crate::lex::name_key`].
+    labels: [(&'s str, u64); 8],
+}
+
+impl<'s> LegacyNames<'s> {
+    /// Whether `name` is a legacy metric name.
+    #[inline(always)]
+    fn metric(&mut self, name: &'s str) -> bool {
+        if !name.is_empty() && same_name(name, self.metric) {
+            return true;
+        }
+        let legacy = is_valid_metric_name(name);
+        if legacy {
+            self.metric = name;
+        }
+        legacy
+    }
+
+    /// Whether `name`, the `index`th label of its sample, is a legacy label name.
+    #[inline(always)]
+    fn label(&mut self, index: usize, name: &'s str) -> bool {
+        let Some((known, known_key)) = self.labels.get_mut(index) else {
+            return is_valid_label_name(name);
+        };
+        let key = crate::lex::name_key(name.as_bytes());
+        if !name.is_empty()
+            && name.len() == known.len()
+            && key == *known_key
+            && (name.len() < 8 || same_name(name, known))
+        {
+            return true;
+        }
+        let legacy = is_valid_label_name(name);
+        if legacy {
+            (*known, *known_key) = (name, key);
+        }
+        legacy
+    }
+}
+
+/// `a == b` for names, without a call to `memcmp`: eight bytes at a time (see
+/// [`crate::lex::same_bytes`]).
+#[inline(always)]
+fn same_name(a: &str, b: &str) -> bool {
+    crate::lex::same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// Writes `name{labels}` for a sample named `name` + `suffix`, or `{"name",labels}` when that
+/// name is not a legacy one.
+#[inline(always)]
+fn write_series<'s>(
+    name: &'s str,
+    suffix: &str,
+    labels: &'s [Label<'_>],
+    known: &mut LegacyNames<'s>,
+    out: &mut String,
+) {
+    let legacy = if suffix.is_empty() {
+        known.metric(name)
+    } else {
+        is_valid_metric_name(name) && crate::lex::all_name_chars(suffix.as_bytes(), true)
+    };
+    if legacy {
+        out.push_str(name);
+        out.push_str(suffix);
+        if !labels.is_empty() {
+            out.push('{');
+            write_label_list(labels, known, out);
+            out.push('}');
+        }
+        return;
+    }
+    write_quoted_series(name, suffix, labels, out);
+}
+
+/// `{"name",labels}`: the rare case of [`write_series`], kept out of its way.
+#[cold]
+#[inline(never)]
+fn write_quoted_series(name: &str, suffix: &str, labels: &[Label<'_>], out: &mut String) {
+    out.push_str("{\"");
+    escape_label_value(name, out);
+    escape_label_value(suffix, out);
+    out.push('"');
+    if !labels.is_empty() {
+        out.push(',');
+        write_label_list(labels, &mut LegacyNames::default(), out);
+    }
+    out.push('}');
+}
+
 #[inline]
 fn write_labels(labels: &[Label<'_>], out: &mut String) {
     if labels.is_empty() {
         return;
     }
     out.push('{');
-    let mut first = true;
-    for label in labels {
-        if !first {
+    write_label_list(labels, &mut LegacyNames::default(), out);
+    out.push('}');
+}
+
+#[inline(always)]
+fn write_label_list<'s>(labels: &'s [Label<'_>], known: &mut LegacyNames<'s>, out: &mut String) {
+    for (index, label) in labels.iter().enumerate() {
+        if index > 0 {
             out.push(',');
         }
-        first = false;
-        out.push_str(&label.name);
+        if known.label(index, &label.name) {
+            out.push_str(&label.name);
+        } else {
+            write_quoted(&label.name, out);
+        }
         out.push_str("=\"");
         escape_label_value(&label.value, out);
         out.push('"');
     }
-    out.push('}');
 }
 
 #[inline]
@@ -267,26 +413,26 @@ pub fn render_classic_into<F: FamilyView>(families: &[F], out: &mut String) {
 }
 
 /// Appends a classic family header: `# HELP name text` (when there is help, escaped) and
-/// `# TYPE name type`, each on its own line.
+/// `# TYPE name type`, each on its own line. A name that is not a legacy one is quoted
+/// (`# TYPE "http.requests" counter`), as text format 1.0.0 has it.
 pub fn write_classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
     if let Some(help) = help {
         out.push_str("# HELP ");
-        out.push_str(name);
+        write_metric_name(name, out);
         out.push(' ');
         escape_help(help, out);
         out.push('\n');
     }
     out.push_str("# TYPE ");
-    out.push_str(name);
+    write_metric_name(name, out);
     out.push(' ');
     out.push_str(type_name);
     out.push('\n');
 }
 
 #[inline]
-fn write_classic_sample(sample: &Sample<'_>, out: &mut String) {
-    out.push_str(&sample.name);
-    write_labels(&sample.labels, out);
+fn write_classic_sample<'s>(sample: &'s Sample<'_>, known: &mut LegacyNames<'s>, out: &mut String) {
+    write_series(&sample.name, "", &sample.labels, known, out);
     out.push(' ');
     write_value(&sample.value, out);
     if let Some(ts) = sample.timestamp {
@@ -296,6 +442,7 @@ fn write_classic_sample(sample: &Sample<'_>, out: &mut String) {
 }
 
 fn render_classic_family<F: FamilyView>(family: &F, out: &mut String) {
+    let mut known = LegacyNames::default();
     let name = family.name();
     let metric_type = family.metric_type();
     // Samples that classic clients write as gauges of their own.
@@ -326,7 +473,7 @@ fn render_classic_family<F: FamilyView>(family: &F, out: &mut String) {
     if has_main || split_suffixes.is_empty() {
         write_classic_header(&main_name, family.help(), metric_type.classic_name(), out);
         for sample in family.samples().filter(|s| !is_split(s)) {
-            write_classic_sample(sample, out);
+            write_classic_sample(sample, &mut known, out);
         }
     }
     for suffix in split_suffixes {
@@ -337,7 +484,7 @@ fn render_classic_family<F: FamilyView>(family: &F, out: &mut String) {
         }
         write_classic_header(&split_name, family.help(), "gauge", out);
         for sample in samples {
-            write_classic_sample(sample, out);
+            write_classic_sample(sample, &mut known, out);
         }
     }
 }
@@ -531,23 +678,24 @@ fn render_openmetrics_family<F: FamilyView>(
     created: Option<&F>,
     out: &mut String,
 ) {
+    let mut known = LegacyNames::default();
     let metric_type = om_type(family);
     if let Some(help) = family.help() {
         out.push_str("# HELP ");
-        out.push_str(om_name);
+        write_metric_name(om_name, out);
         out.push(' ');
         // OpenMetrics escapes `"` in HELP too (its ABNF's `escaped-string`); classic does not.
         escape_label_value(help, out);
         out.push('\n');
     }
     out.push_str("# TYPE ");
-    out.push_str(om_name);
+    write_metric_name(om_name, out);
     out.push(' ');
     out.push_str(metric_type.openmetrics_name());
     out.push('\n');
     if let Some(unit) = family.unit().filter(|u| !u.is_empty()) {
         out.push_str("# UNIT ");
-        out.push_str(om_name);
+        write_metric_name(om_name, out);
         out.push(' ');
         out.push_str(unit);
         out.push('\n');
@@ -567,7 +715,7 @@ fn render_openmetrics_family<F: FamilyView>(
         .unwrap_or_default();
     let mut samples = family.samples().peekable();
     while let Some(sample) = samples.next() {
-        write_om_sample(sample, None, "", out);
+        write_om_sample(sample, None, "", &mut known, out);
         if created.is_empty() {
             continue;
         }
@@ -576,17 +724,27 @@ fn render_openmetrics_family<F: FamilyView>(
             .peek()
             .is_none_or(|next| point_key(&next.labels, excluded) != key);
         if point_ends && let Some(created_sample) = created.get(&key) {
-            write_om_sample(created_sample, Some(om_name), "_created", out);
+            write_om_sample(created_sample, Some(om_name), "_created", &mut known, out);
         }
     }
 }
 
 /// Writes one sample line, named `name` + `suffix` when a name is given, else as it is named
 /// plus `suffix`.
-fn write_om_sample(sample: &Sample<'_>, name: Option<&str>, suffix: &str, out: &mut String) {
-    out.push_str(name.unwrap_or(&sample.name));
-    out.push_str(suffix);
-    write_labels(&sample.labels, out);
+fn write_om_sample<'s>(
+    sample: &'s Sample<'_>,
+    name: Option<&'s str>,
+    suffix: &str,
+    known: &mut LegacyNames<'s>,
+    out: &mut String,
+) {
+    write_series(
+        name.unwrap_or(&sample.name),
+        suffix,
+        &sample.labels,
+        known,
+        out,
+    );
     out.push(' ');
     write_value(&sample.value, out);
     if let Some(ts) = sample.timestamp {

@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use promdrop_textformat::{Format, parse, render_classic};
 
+mod common;
+use common::{case_dirs, case_name};
+
 /// The files a case folder may hold.
 const CASE_FILES: [&str; 4] = [
     "input.prom",
@@ -36,28 +39,9 @@ const CASE_FILES: [&str; 4] = [
     "parser_differs",
 ];
 
-fn cases_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/classic")
-}
-
 /// Every case folder, sorted by name.
 fn cases() -> Vec<PathBuf> {
-    let dir = cases_dir();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the classic cases in {}: {e}", dir.display()))
-        .map(|entry| entry.expect("reading the cases directory").path())
-        .filter(|path| path.is_dir())
-        .collect();
-    cases.sort();
-    assert!(!cases.is_empty(), "no cases in {}", dir.display());
-    cases
-}
-
-fn case_name(case: &Path) -> String {
-    case.file_name()
-        .expect("a case folder has a name")
-        .to_string_lossy()
-        .into_owned()
+    case_dirs("classic")
 }
 
 /// node_exporter's recorded verdict on a case.

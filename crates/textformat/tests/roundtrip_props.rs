@@ -23,20 +23,29 @@ type Labels = Vec<(String, String)>;
 // Pieces shared by both formats.
 
 /// A metric name, often ending in one of the suffixes the formats give meaning to.
+/// Legacy names sometimes, UTF-8 names (written quoted) other times: dots, dashes, spaces,
+/// braces, quotes, backslashes, newlines, non-ASCII, a leading digit.
 fn metric_name() -> impl Strategy<Value = String> {
-    let name = "[a-zA-Z_:][a-zA-Z0-9_:]{0,12}";
+    let name = prop_oneof![
+        3 => "[a-zA-Z_:][a-zA-Z0-9_:]{0,12}",
+        1 => "[a-zA-Z0-9_:.\\- é✓😀{}=,#\"\\\\\n]{1,12}",
+    ];
     let suffix = select(vec![
         "_total", "_created", "_bucket", "_count", "_sum", "_gcount", "_gsum", "_info",
     ]);
     prop_oneof![
-        3 => name,
+        3 => name.clone(),
         1 => (name, suffix).prop_map(|(name, suffix)| format!("{name}{suffix}")),
     ]
 }
 
-/// A label name; not starting with `__`, which the classic parser refuses as reserved.
+/// A label name, legacy or UTF-8; not starting with `__`, which the classic parser refuses as
+/// reserved.
 fn label_name() -> impl Strategy<Value = String> {
-    "[a-zA-Z][a-zA-Z0-9_]{0,8}|_[a-zA-Z0-9][a-zA-Z0-9_]{0,7}"
+    prop_oneof![
+        3 => "[a-zA-Z][a-zA-Z0-9_]{0,8}|_[a-zA-Z0-9][a-zA-Z0-9_]{0,7}",
+        1 => "[a-zA-Z0-9.\\- é✓😀{}=,#\"\\\\\n][a-zA-Z0-9_:.\\- é✓😀{}=,#\"\\\\\n]{0,7}",
+    ]
 }
 
 /// Characters that need escaping or that a parser could trip on.

@@ -115,7 +115,7 @@ impl TargetLock {
             Ok(file) => file,
             Err(first) => match File::open(&lock_path) {
                 Ok(file) => file,
-                Err(_) => return Err(lock_err(first)),
+                Err(_) => return Err(missing_dir(target).unwrap_or_else(|| lock_err(first))),
             },
         };
         let start = Instant::now();
@@ -319,6 +319,23 @@ pub fn write_registry_with(
     let path = path.as_ref();
     let text = collect_classic(source, path)?;
     write_atomic_with(path, text.as_bytes(), options)
+}
+
+/// [`Error::MissingDir`] when the target's directory does not exist (the usual reason why the
+/// lock file cannot be created: an unmounted volume), so that the error names the directory
+/// rather than the lock file.
+fn missing_dir(target: &Path) -> Option<Error> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Error::MissingDir {
+            dir: dir.to_path_buf(),
+            target: target.to_path_buf(),
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use promdrop_textformat::{
 };
 
 use crate::Error;
+use crate::servable::{Unservable, make_servable};
 use crate::source::{Collected, Source, collect};
 
 /// Families whose names start with this are written by the handoff itself; a source's
@@ -18,6 +19,9 @@ pub(crate) const RESERVED_PREFIX: &str = "promdrop_job_";
 
 /// Name of the family carried forward from the previous file.
 pub(crate) const LAST_SUCCESS: &str = "promdrop_job_last_success_timestamp_seconds";
+
+/// Every value of the `reason` label of `promdrop_job_exit_reason`, in the order written.
+pub(crate) const REASONS: [&str; 5] = ["success", "error", "panic", "signal", "unfinished"];
 
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +33,9 @@ pub(crate) enum Reason {
     /// [`HandoffGuard::finish_process`](crate::HandoffGuard::finish_process) for a child
     /// killed by a signal.
     Signal(i32),
+    /// The guard was dropped without an outcome (a job that returned `Err` through `?`, or
+    /// ended `main` without calling `finish`): not a success.
+    Unfinished,
 }
 
 impl Reason {
@@ -38,6 +45,7 @@ impl Reason {
             Reason::Error => "error",
             Reason::Panic => "panic",
             Reason::Signal(_) => "signal",
+            Reason::Unfinished => "unfinished",
         }
     }
 }
@@ -106,13 +114,15 @@ fn add_labels_prometheus(
 }
 
 /// Collects every source and renders their metrics as classic text with `labels` added,
-/// appending to `out`.
+/// appending to `out`. Sample timestamps and repeated series are left out
+/// ([`servable::make_servable`](crate::servable::make_servable)) and returned, so that the
+/// exporter serves the file in full.
 pub(crate) fn body(
     sources: &[Box<dyn Source>],
     labels: &[(String, String)],
     path: &Path,
     out: &mut String,
-) -> Result<(), Error> {
+) -> Result<Vec<Unservable>, Error> {
     let mut collected = Vec::with_capacity(sources.len());
     for source in sources {
         collected.push(collect(source.as_ref(), path)?);
@@ -124,7 +134,9 @@ pub(crate) fn body(
         && let Some(Collected::Prometheus(mut families)) = collected.pop()
     {
         add_labels_prometheus(&mut families, labels);
-        return crate::source::encode_prometheus_into(&families, path, out);
+        let stripped = strip_prometheus_timestamps(&mut families);
+        crate::source::encode_prometheus_into(&families, path, out)?;
+        return Ok(stripped);
     }
     let mut texts = Vec::with_capacity(collected.len());
     for c in collected {
@@ -139,6 +151,7 @@ pub(crate) fn body(
         });
     }
     let mut parsed = Vec::with_capacity(texts.len());
+    let mut unservable = Vec::new();
     for text in &texts {
         let mut exposition =
             parse(text.as_bytes(), Format::Auto).map_err(|source| Error::InvalidText {
@@ -148,6 +161,7 @@ pub(crate) fn body(
         exposition
             .families
             .retain(|f| !f.name.starts_with(RESERVED_PREFIX));
+        unservable.extend(make_servable(&mut exposition.families));
         add_labels(&mut exposition.families, labels);
         parsed.push(exposition.families);
     }
@@ -162,7 +176,31 @@ pub(crate) fn body(
             render_classic_into(&merge(&sources).families, out);
         }
     }
-    Ok(())
+    Ok(unservable)
+}
+
+/// Clears the timestamps a `prometheus` registry's collectors may set (a registry never
+/// gathers a series twice), returning them as [`Unservable::Timestamp`].
+#[cfg(feature = "prometheus")]
+fn strip_prometheus_timestamps(
+    families: &mut [prometheus::proto::MetricFamily],
+) -> Vec<Unservable> {
+    let mut stripped = Vec::new();
+    let mut index = 0;
+    for family in families.iter_mut() {
+        let name = family.name().to_string();
+        for metric in family.mut_metric().iter_mut() {
+            if metric.timestamp_ms() != 0 {
+                metric.set_timestamp_ms(0);
+                stripped.push(Unservable::Timestamp {
+                    series: name.clone(),
+                    index,
+                });
+            }
+            index += 1;
+        }
+    }
+    stripped
 }
 
 /// The header line, with its newline.
@@ -253,7 +291,7 @@ pub(crate) fn outcome(outcome: &Outcome, labels: &[(String, String)], out: &mut 
             "promdrop_job_exit_reason",
             "Why this run of the job ended: 1 for the reason that applies, 0 for the others.",
         );
-        for candidate in ["success", "error", "panic", "signal"] {
+        for candidate in REASONS {
             let value = if candidate == reason.label() {
                 1.0
             } else {
@@ -473,7 +511,11 @@ mod tests {
         let source: Box<dyn Source> =
             Box::new(crate::TextSource::new(move || Ok(text.to_string())));
         let mut out = String::new();
-        body(&[source], &labels(), Path::new("x.prom"), &mut out).unwrap();
+        assert!(
+            body(&[source], &labels(), Path::new("x.prom"), &mut out)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             out,
             "# TYPE x counter\nx{job_name=\"own\"} 1\nx{a=\"b\",job_name=\"copy\"} 2\nx{job_name=\"copy\"} 3\n"

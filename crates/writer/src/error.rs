@@ -51,6 +51,15 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// The target's directory does not exist: usually the shared volume is not mounted, or
+    /// the directory is misspelt. Nothing was written.
+    #[error("directory {dir} does not exist (is the volume mounted?); {target} was not written")]
+    MissingDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The target file.
+        target: PathBuf,
+    },
     /// The lock file could not be created or opened, or locking it failed.
     #[error("{path}: cannot take the writer lock: {source}")]
     Lock {
@@ -129,6 +138,21 @@ pub enum Error {
         path: PathBuf,
         /// Where and why the text failed to parse.
         source: promdrop_textformat::Error,
+    },
+    /// Not an error of the write, which succeeded: a source's text had sample timestamps or
+    /// a repeated series, which an exporter with default flags would not serve in full, so
+    /// the file was written without them (see [`servable`](crate::servable)). Reported to
+    /// `on_error` once per run.
+    #[error(
+        "{path}: {problem}; written without it{more} so that the exporter serves the file in full"
+    )]
+    Adjusted {
+        /// The file written.
+        path: PathBuf,
+        /// The first thing left out.
+        problem: crate::servable::Unservable,
+        /// `""`, or how many more were left out, as `" (and 3 more)"`.
+        more: String,
     },
     /// A background part of the handoff (the periodic flusher, the signal handler, the panic
     /// hook) could not be started.

@@ -34,6 +34,13 @@ pub enum Outcome {
     Failure,
 }
 
+impl<T, E> From<&Result<T, E>> for Outcome {
+    /// `Ok` is [`Outcome::Success`], `Err` is [`Outcome::Failure`].
+    fn from(result: &Result<T, E>) -> Self {
+        Outcome::from(result.is_ok())
+    }
+}
+
 impl From<bool> for Outcome {
     /// `true` is [`Outcome::Success`].
     fn from(success: bool) -> Self {
@@ -107,14 +114,19 @@ impl Handoff {
             stale_after: None,
             expire_after: None,
             outcome_metrics: true,
+            snapshot_at_start: true,
             panic_hook: true,
             #[cfg(feature = "signals")]
             signals: true,
             #[cfg(feature = "signals")]
             on_signal: None,
+            #[cfg(feature = "signals")]
+            graceful: None,
             on_error: Arc::new(|e: &Error| eprintln!("promdrop-writer: {e}")),
             #[cfg(feature = "opentelemetry")]
             exporters: Vec::new(),
+            #[cfg(feature = "opentelemetry")]
+            meter_provider: None,
         }
     }
 }
@@ -138,14 +150,20 @@ pub struct HandoffBuilder {
     stale_after: Option<Duration>,
     expire_after: Option<Duration>,
     outcome_metrics: bool,
+    snapshot_at_start: bool,
     panic_hook: bool,
     #[cfg(feature = "signals")]
     signals: bool,
     #[cfg(feature = "signals")]
     on_signal: Option<SignalCallback>,
+    /// `Some(deadline)`: a signal is only recorded; the final write waits for the job.
+    #[cfg(feature = "signals")]
+    graceful: Option<Duration>,
     on_error: ErrorCallback,
     #[cfg(feature = "opentelemetry")]
     exporters: Vec<crate::otel::FileExporter>,
+    #[cfg(feature = "opentelemetry")]
+    meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
 }
 
 impl fmt::Debug for HandoffBuilder {
@@ -197,23 +215,45 @@ impl HandoffBuilder {
     /// Adds a [`prometheus::Registry`] as a source (the registry is a shared handle: metrics
     /// registered after this call are written too).
     #[cfg(feature = "prometheus")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
     pub fn registry(self, registry: &prometheus::Registry) -> Self {
         self.source(registry.clone())
     }
 
     /// Adds a [`prometheus_client`] registry as a source.
     #[cfg(feature = "prometheus-client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "prometheus-client")))]
     pub fn prometheus_client(self, registry: Arc<prometheus_client::registry::Registry>) -> Self {
         self.source(crate::PrometheusClientSource::new(registry))
     }
 
     /// Adds an OpenTelemetry exporter as a source, and ties it to this handoff so that every
     /// export (`SdkMeterProvider::force_flush`, `shutdown`, the periodic reader) writes the
-    /// file. See [`FileExporter`](crate::otel::FileExporter).
+    /// file. See [`FileExporter`](crate::otel::FileExporter). Give the handoff the meter
+    /// provider too ([`meter_provider`](Self::meter_provider)), so that every write has the
+    /// current values.
     #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     pub fn opentelemetry(mut self, exporter: &crate::otel::FileExporter) -> Self {
         self.exporters.push(exporter.clone());
         self.source(exporter.source())
+    }
+
+    /// The meter provider whose exporter is this handoff's
+    /// [`FileExporter`](crate::otel::FileExporter) (a clone: `SdkMeterProvider` is a shared
+    /// handle). Before every write (each snapshot, and the final write however the run ends:
+    /// `finish`, a drop, a panic, SIGTERM or SIGINT, [`exit`](HandoffGuard::exit)) the handoff
+    /// calls its `force_flush`, so that the file holds the values of that moment rather than
+    /// the SDK's last periodic export (every 60 s by default). Without it, shut the provider
+    /// down before `finish` yourself, and a signal or a panic writes the last export only.
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    pub fn meter_provider(
+        mut self,
+        provider: opentelemetry_sdk::metrics::SdkMeterProvider,
+    ) -> Self {
+        self.meter_provider = Some(provider);
+        self
     }
 
     /// Sets a grouping label added to every sample written (replacing a grouping label of the
@@ -284,6 +324,17 @@ impl HandoffBuilder {
         self
     }
 
+    /// Whether [`install`](Self::install) writes a first snapshot at once (default `true`):
+    /// `promdrop_job_running 1`, the start time, and the sources' metrics as they are then.
+    /// A job killed before its first [`flush_every`](Self::flush_every) (an OOM kill at 2 s)
+    /// then leaves a file that says it started and never finished, instead of the previous
+    /// run's file saying that run succeeded. An error of that write goes to
+    /// [`on_error`](Self::on_error) and does not fail `install`.
+    pub fn snapshot_at_start(mut self, write: bool) -> Self {
+        self.snapshot_at_start = write;
+        self
+    }
+
     /// Whether to install a panic hook that writes the final file (`reason="panic"`) before
     /// the previous hook runs (default `true`). The hook writes for panics of the thread that
     /// called [`install`](Self::install), and for any panic when the crate is built with
@@ -296,8 +347,11 @@ impl HandoffBuilder {
 
     /// Whether to catch SIGTERM and SIGINT (default `true`): on either, the final file is
     /// written (`reason="signal"`) and the process exits with 128 + the signal number (143
-    /// for SIGTERM, 130 for SIGINT), as a shell reports a process killed by it.
+    /// for SIGTERM, 130 for SIGINT), as a shell reports a process killed by it. For a job
+    /// that handles the signal itself (a graceful shutdown), see
+    /// [`graceful_shutdown`](Self::graceful_shutdown).
     #[cfg(feature = "signals")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     pub fn signals(mut self, catch: bool) -> Self {
         self.signals = catch;
         self
@@ -308,10 +362,36 @@ impl HandoffBuilder {
     /// thread, and the process goes on. The application then stops in its own way; its later
     /// [`finish`](HandoffGuard::finish) writes nothing more (there is one final write per run)
     /// and [`HandoffGuard::signal`] tells which signal arrived.
+    ///
+    /// With [`graceful_shutdown`](Self::graceful_shutdown), the callback is called when the
+    /// signal arrives, before any final write.
     #[cfg(feature = "signals")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     pub fn on_signal(mut self, callback: impl Fn(i32) + Send + Sync + 'static) -> Self {
         self.signals = true;
         self.on_signal = Some(Arc::new(callback));
+        self
+    }
+
+    /// For a job that handles SIGTERM and SIGINT itself (a tokio job with its own graceful
+    /// shutdown, a loop that checks a flag): the signal is only recorded, and the job goes on.
+    /// At once a snapshot is written (`promdrop_job_running 1`, the metrics as they are at
+    /// the signal); the final write is the job's own ([`finish`](HandoffGuard::finish),
+    /// [`finish_with`](HandoffGuard::finish_with), the guard's drop or
+    /// [`exit`](HandoffGuard::exit)) and says `reason="signal"` whatever outcome the job
+    /// gives, so it holds what the drain did. If the job has not ended `deadline` after the
+    /// signal, promdrop does the final write itself (`reason="signal"`) and exits with
+    /// 128 + the signal. Set the deadline below the pod's `terminationGracePeriodSeconds`
+    /// (30 s by default), after which the kubelet sends SIGKILL: then the final write
+    /// happens in time. Catches the signals as [`signals`](Self::signals)`(true)` does;
+    /// the application's own handler (`tokio::signal`, `signal-hook`) sees them too. In this
+    /// mode promdrop never ends the process on a signal but at that deadline: later signals,
+    /// before or after the final write, are the application's to handle.
+    #[cfg(feature = "signals")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
+    pub fn graceful_shutdown(mut self, deadline: Duration) -> Self {
+        self.signals = true;
+        self.graceful = Some(deadline);
         self
     }
 
@@ -324,9 +404,11 @@ impl HandoffBuilder {
     }
 
     /// Checks the configuration and starts the handoff: the periodic flusher, the panic hook
-    /// and the signal handler. Nothing is written yet, and the directory is not touched: a
-    /// missing or read-only directory shows as an error of the first write, not here, so that
-    /// a metrics problem does not stop the job.
+    /// and the signal handler, then writes the first snapshot (see
+    /// [`snapshot_at_start`](Self::snapshot_at_start)). A missing or read-only directory is
+    /// reported to [`on_error`](Self::on_error) by that write (a missing one as
+    /// [`Error::MissingDir`]), not returned here, so that a metrics problem does not stop the
+    /// job.
     pub fn install(self) -> Result<HandoffGuard, Error> {
         let dir = match self.dir {
             Some(dir) => dir,
@@ -399,6 +481,11 @@ impl HandoffBuilder {
             on_error: self.on_error,
             job_thread: thread::current().id(),
             signal: AtomicI32::new(0),
+            adjusted_reported: AtomicBool::new(false),
+            #[cfg(feature = "opentelemetry")]
+            meter_provider: self.meter_provider,
+            #[cfg(feature = "opentelemetry")]
+            flushing: AtomicBool::new(false),
         });
 
         let mut guard = HandoffGuard {
@@ -424,7 +511,7 @@ impl HandoffBuilder {
         }
         #[cfg(feature = "signals")]
         if self.signals
-            && let Err(e) = start_signals(&inner, self.on_signal)
+            && let Err(e) = start_signals(&inner, self.on_signal, self.graceful)
         {
             guard.abandon();
             return Err(e);
@@ -435,6 +522,13 @@ impl HandoffBuilder {
         #[cfg(feature = "opentelemetry")]
         for exporter in &self.exporters {
             exporter.attach(Arc::downgrade(&inner));
+        }
+        if self.snapshot_at_start {
+            // A metrics problem must not stop the job: an error is reported, and a source
+            // that panics (the panic hook printed it) writes nothing.
+            if let Ok(Err(e)) = panic::catch_unwind(AssertUnwindSafe(|| inner.snapshot())) {
+                inner.report(&e);
+            }
         }
         Ok(guard)
     }
@@ -527,7 +621,16 @@ pub(crate) struct Inner {
     stop_changed: Condvar,
     on_error: ErrorCallback,
     job_thread: ThreadId,
+    /// The first SIGTERM or SIGINT caught, 0 before any.
     signal: AtomicI32,
+    /// Whether an [`Error::Adjusted`] was reported already (once per run).
+    adjusted_reported: AtomicBool,
+    #[cfg(feature = "opentelemetry")]
+    meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    /// Set while [`Inner::flush_meters`] runs: the exports it causes only store their text,
+    /// for the write that follows, instead of each writing a snapshot.
+    #[cfg(feature = "opentelemetry")]
+    flushing: AtomicBool,
 }
 
 impl Inner {
@@ -547,7 +650,20 @@ impl Inner {
         };
         let mut text = compose::header(now, stale_after, self.expire_after);
         // Collect first: a failing source writes nothing, and the lock is held briefly.
-        compose::body(&self.sources, &self.labels, &self.path, &mut text)?;
+        let adjusted = compose::body(&self.sources, &self.labels, &self.path, &mut text)?;
+        if let Some(problem) = adjusted.first()
+            && !self.adjusted_reported.swap(true, Ordering::SeqCst)
+        {
+            let more = match adjusted.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more)"),
+            };
+            self.report(&Error::Adjusted {
+                path: self.path.clone(),
+                problem: problem.clone(),
+                more,
+            });
+        }
         let lock = TargetLock::acquire(&self.path, self.options.lock_timeout)?;
         let last_success = if reason == Some(Reason::Success) || !self.outcome_metrics {
             None
@@ -576,11 +692,30 @@ impl Inner {
         lock.replace(text.as_bytes(), self.options.mode)
     }
 
+    /// Asks the meter provider, if there is one, to export now, so that the write that
+    /// follows has the current values. An error (such as a provider already shut down,
+    /// whose shutdown exported the last values) leaves the last export as it is.
+    fn flush_meters(&self) {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(provider) = &self.meter_provider {
+            self.flushing.store(true, Ordering::SeqCst);
+            let _ = provider.force_flush();
+            self.flushing.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether an export now comes from [`Inner::flush_meters`] (and need not write).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn is_flushing(&self) -> bool {
+        self.flushing.load(Ordering::SeqCst)
+    }
+
     /// Writes a snapshot of the running job, unless the final write has begun.
     pub(crate) fn snapshot(&self) -> Result<bool, Error> {
         if self.final_claimed.load(Ordering::SeqCst) {
             return Ok(false);
         }
+        self.flush_meters();
         let state = lock(&self.state);
         if state.final_written || self.final_claimed.load(Ordering::SeqCst) {
             return Ok(false);
@@ -603,6 +738,7 @@ impl Inner {
             return Ok(false);
         }
         self.request_stop();
+        self.flush_meters();
         let mut state = lock(&self.state);
         // A source that panics must not leave the others waiting for a write that never ends.
         let result = panic::catch_unwind(AssertUnwindSafe(|| self.write(Some(reason))));
@@ -617,17 +753,30 @@ impl Inner {
 
     /// Waits (bounded) until the final write that another thread began is done.
     fn wait_final(&self) {
-        let limit = self.options.lock_timeout + Duration::from_secs(30);
+        self.wait_final_for(self.options.lock_timeout + Duration::from_secs(30));
+    }
+
+    /// Waits at most `limit` for the final write to be done; returns whether it is.
+    fn wait_final_for(&self, limit: Duration) -> bool {
         let start = Instant::now();
         let mut state = lock(&self.state);
         while !state.final_written {
             let Some(left) = limit.checked_sub(start.elapsed()) else {
-                return;
+                return false;
             };
             state = match self.final_done.wait_timeout(state, left) {
                 Ok((s, _)) => s,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+        }
+        true
+    }
+
+    /// The signal recorded by [`HandoffBuilder::graceful_shutdown`], if one came.
+    fn recorded_signal(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
         }
     }
 
@@ -680,7 +829,11 @@ fn install_panic_hook(inner: Weak<Inner>) {
 }
 
 #[cfg(feature = "signals")]
-fn start_signals(inner: &Arc<Inner>, on_signal: Option<SignalCallback>) -> Result<(), Error> {
+fn start_signals(
+    inner: &Arc<Inner>,
+    on_signal: Option<SignalCallback>,
+    graceful: Option<Duration>,
+) -> Result<(), Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let install_err = |source| Error::Install {
         path: inner.path.clone(),
@@ -695,10 +848,32 @@ fn start_signals(inner: &Arc<Inner>, on_signal: Option<SignalCallback>) -> Resul
         .name("promdrop-signals".to_string())
         .spawn(move || {
             for signal in signals.forever() {
-                let _ =
-                    inner
-                        .signal
-                        .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                let first = inner
+                    .signal
+                    .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+                if let Some(deadline) = graceful {
+                    // The job handles the signal: promdrop records it and exits only at the
+                    // deadline of the first one, if the job's own final write has not come.
+                    if let Some(callback) = &on_signal {
+                        callback(signal);
+                    }
+                    if !first || inner.is_final() {
+                        continue;
+                    }
+                    // What the job had done when the signal came, in case the drain is cut
+                    // short by SIGKILL; the job's own final write comes later.
+                    if let Err(e) = inner.snapshot() {
+                        inner.report(&e);
+                    }
+                    if inner.wait_final_for(deadline) {
+                        continue;
+                    }
+                    if let Err(e) = inner.finalize(Reason::Signal(signal)) {
+                        inner.report(&e);
+                    }
+                    std::process::exit(128 + signal);
+                }
                 if let Err(e) = inner.finalize(Reason::Signal(signal)) {
                     inner.report(&e);
                 }
@@ -717,12 +892,13 @@ fn start_signals(inner: &Arc<Inner>, on_signal: Option<SignalCallback>) -> Resul
 }
 
 /// The running handoff. Ends with exactly one final write: [`finish`](Self::finish),
-/// [`exit`](Self::exit), a drop, a panic or a signal, whichever comes first.
+/// [`finish_with`](Self::finish_with), [`exit`](Self::exit), a drop, a panic or a signal,
+/// whichever comes first.
 ///
-/// Dropping the guard without calling `finish` counts as success, unless the thread is
-/// panicking (then `reason="panic"`): a job that returns from `main` normally did its work,
-/// and a job that failed says so with `finish(Outcome::Failure)` or an error exit code
-/// through [`exit`](Self::exit).
+/// Only an explicit success is a success. Dropping the guard without an outcome (a `main`
+/// that returns `Err` through `?`, or forgets `finish`) writes `promdrop_job_success 0`
+/// with `reason="unfinished"` (`reason="panic"` when the thread is panicking), and the last
+/// success time stays that of the last run that succeeded.
 #[must_use = "dropping the guard does the final write at once"]
 pub struct HandoffGuard {
     inner: Arc<Inner>,
@@ -755,8 +931,9 @@ impl HandoffGuard {
         self.inner.snapshot().map(|_| ())
     }
 
-    /// The signal (SIGTERM or SIGINT) that ended the run, when the application chose to get
-    /// control back with `HandoffBuilder::on_signal` (feature `signals`).
+    /// The signal (SIGTERM or SIGINT) that came, when the application gets control back
+    /// after one: with `HandoffBuilder::graceful_shutdown` or `HandoffBuilder::on_signal`
+    /// (feature `signals`).
     pub fn signal(&self) -> Option<i32> {
         match self.inner.signal.load(Ordering::SeqCst) {
             0 => None,
@@ -775,6 +952,32 @@ impl HandoffGuard {
         self.end(reason)
     }
 
+    /// Does the final write with the outcome of `result` (`Ok` is success, `Err` a failure)
+    /// and returns `result` unchanged, so that the job's own result, not the handoff's, is
+    /// what `main` returns:
+    ///
+    /// ```
+    /// # use promdrop_writer::Handoff;
+    /// # fn run_job() -> Result<(), std::io::Error> { Ok(()) }
+    /// # let tmp = tempfile::tempdir()?;
+    /// let guard = Handoff::builder("backup").dir(tmp.path()).install()?;
+    /// guard.finish_with(run_job())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// An error of the write goes to [`on_error`](HandoffBuilder::on_error) (by default one
+    /// line on standard error): a metrics problem never changes the job's result.
+    pub fn finish_with<T, E>(mut self, result: Result<T, E>) -> Result<T, E> {
+        let reason = match Outcome::from(&result) {
+            Outcome::Success => Reason::Success,
+            Outcome::Failure => Reason::Error,
+        };
+        if let Err(e) = self.end(reason) {
+            self.inner.report(&e);
+        }
+        result
+    }
+
     /// For wrappers that run the job as a child process (`promdrop run`): does the final
     /// write for a child that ended as `exit` says, then stops the background threads, as
     /// [`finish`](Self::finish) does. `reason` is `success` for exit code 0, `error` for any
@@ -789,9 +992,12 @@ impl HandoffGuard {
     }
 
     /// For jobs that end with [`std::process::exit`]: does the final write (`reason="success"`
-    /// for code 0, `"error"` otherwise), then exits with `code`. A write error is reported to
-    /// the [`on_error`](HandoffBuilder::on_error) callback; the exit code is kept.
+    /// for code 0, `"error"` otherwise, with `promdrop_job_exit_code` and
+    /// `promdrop_job_exit_signal 0` as `promdrop run` writes them), then exits with `code`.
+    /// A write error is reported to the [`on_error`](HandoffBuilder::on_error) callback; the
+    /// exit code is kept.
     pub fn exit(mut self, code: i32) -> ! {
+        *lock(&self.inner.process_exit) = Some(ProcessExit::Code(code));
         let reason = if code == 0 {
             Reason::Success
         } else {
@@ -811,6 +1017,12 @@ impl HandoffGuard {
     }
 
     fn end(&mut self, reason: Reason) -> Result<(), Error> {
+        // With `graceful_shutdown`, a signal that came is why the run ended, whatever the
+        // job says (a panic during the drain says more, and is kept).
+        let reason = match (reason, self.inner.recorded_signal()) {
+            (Reason::Panic, _) | (_, None) => reason,
+            (_, Some(signal)) => Reason::Signal(signal),
+        };
         self.inner.request_stop();
         let result = self.inner.finalize(reason).map(|_| ());
         if let Some(flusher) = self.flusher.take() {
@@ -818,7 +1030,8 @@ impl HandoffGuard {
         }
         // The signal thread stays: signal-hook cannot give a signal its default action back,
         // so after the final write it still turns SIGTERM and SIGINT into an exit with
-        // 128 + the signal (or the application's callback), writing nothing more.
+        // 128 + the signal (or the application's callback, or nothing with
+        // `graceful_shutdown`), writing nothing more.
         result
     }
 }
@@ -828,7 +1041,7 @@ impl Drop for HandoffGuard {
         let reason = if thread::panicking() {
             Reason::Panic
         } else {
-            Reason::Success
+            Reason::Unfinished
         };
         if let Err(e) = self.end(reason) {
             self.inner.report(&e);

@@ -6,25 +6,38 @@
 //! `shutdown`, and the periodic reader's) writes the job file, and the guard's final write
 //! includes the last export.
 //!
+//! The safe pattern: give the handoff both the exporter and the meter provider. Then every
+//! write (each snapshot, and the final one however the job ends: `finish`, `?`, a panic,
+//! SIGTERM or SIGINT, [`exit`](crate::HandoffGuard::exit)) first calls the provider's
+//! `force_flush`, so the file holds the values of that moment.
+//!
 //! ```
-//! use opentelemetry::metrics::MeterProvider as _;
-//! use opentelemetry_sdk::metrics::SdkMeterProvider;
-//! use promdrop_writer::{otel::FileExporter, Handoff, Outcome};
+//! use promdrop_writer::opentelemetry::metrics::MeterProvider as _;
+//! use promdrop_writer::opentelemetry_sdk::metrics::SdkMeterProvider;
+//! use promdrop_writer::{otel::FileExporter, Handoff};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let exporter = FileExporter::new();
-//! let guard = Handoff::builder("reindex").dir(dir.path()).opentelemetry(&exporter).install()?;
-//! let provider = SdkMeterProvider::builder().with_periodic_exporter(exporter).build();
+//! let provider = SdkMeterProvider::builder().with_periodic_exporter(exporter.clone()).build();
+//! let guard = Handoff::builder("reindex")
+//!     .dir(dir.path())
+//!     .opentelemetry(&exporter)
+//!     .meter_provider(provider.clone())
+//!     .install()?;
 //!
 //! let docs = provider.meter("reindex").u64_counter("documents").build();
-//! docs.add(1200, &[opentelemetry::KeyValue::new("index", "products")]);
+//! docs.add(1200, &[promdrop_writer::opentelemetry::KeyValue::new("index", "products")]);
 //!
-//! provider.shutdown()?; // exports, which writes the file
+//! let result: Result<(), std::io::Error> = Ok(()); // the job's work
+//! guard.finish_with(result)?; // flushes the provider, then the final write
 //! let text = std::fs::read_to_string(dir.path().join("reindex.prom"))?;
 //! assert!(text.contains("documents_total{index=\"products\",job_name=\"reindex\"} 1200\n"));
-//! guard.finish(Outcome::Success)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Without [`meter_provider`](crate::HandoffBuilder::meter_provider), a write holds the
+//! SDK's last export: shut the provider down before `finish` (its shutdown exports), and
+//! know that a signal or a panic writes only what the periodic reader last exported.
 //!
 //! Conversion to the classic format: names and attribute keys have characters outside
 //! `[a-zA-Z0-9_:]` replaced by `_`; a monotonic sum becomes a counter named `<name>_total`, a
@@ -61,10 +74,11 @@ struct Shared {
 /// A [`PushMetricExporter`] that hands the SDK's metrics to a [`Handoff`](crate::Handoff);
 /// see the [module docs](self).
 ///
-/// Give it to the handoff with [`HandoffBuilder::opentelemetry`](crate::HandoffBuilder::opentelemetry)
-/// before giving it to the meter provider. Until it is tied to a handoff, exports are kept
-/// (see [`last_text`](Self::last_text)) but nothing is written. Shut the meter provider down
-/// before finishing the guard: an export after the final write is kept but not written.
+/// Give it (a clone: it is a shared handle) to the meter provider and to the handoff with
+/// [`HandoffBuilder::opentelemetry`](crate::HandoffBuilder::opentelemetry), and the provider
+/// to the handoff with [`HandoffBuilder::meter_provider`](crate::HandoffBuilder::meter_provider).
+/// Until it is tied to a handoff, exports are kept (see [`last_text`](Self::last_text)) but
+/// nothing is written. An export after the final write is kept but not written.
 #[derive(Clone, Default)]
 pub struct FileExporter {
     shared: Arc<Shared>,
@@ -123,6 +137,8 @@ impl FileExporter {
             .as_ref()
             .and_then(Weak::upgrade);
         match handoff {
+            // The handoff asked for this export and writes next.
+            Some(inner) if inner.is_flushing() => Ok(()),
             Some(inner) => inner
                 .snapshot()
                 .map(|_| ())

@@ -127,15 +127,18 @@ fn missing_directory_is_an_error_and_creates_nothing() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("not-mounted");
     let err = write_atomic(dir.join("job.prom"), b"x 1\n").unwrap_err();
-    assert!(matches!(err, Error::Lock { .. }), "{err:?}");
-    assert_eq!(
-        io_kind(&err),
-        Some(ErrorKind::NotFound),
-        "ENOENT expected: {err}"
+    assert!(matches!(err, Error::MissingDir { .. }), "{err:?}");
+    // The directory, and what is likely wrong, not the lock file's ENOENT.
+    assert!(
+        err.to_string().starts_with(&format!(
+            "directory {} does not exist (is the volume mounted?)",
+            dir.display()
+        )),
+        "{err}"
     );
-    assert!(err.to_string().contains("not-mounted"), "{err}");
+    assert!(!err.to_string().contains(".lock"), "{err}");
 
-    job_still_exits(&dir, &[], "No such file or directory");
+    job_still_exits(&dir, &[], "does not exist (is the volume mounted?)");
     assert!(!dir.exists(), "the writer must not create the directory");
 }
 
@@ -163,7 +166,11 @@ fn full_file_system_gives_enospc_removes_the_temp_file_and_keeps_the_previous_fi
 
     // A whole job whose file does not fit: it exits with its own code all the same.
     job_still_exits(&fs.path, &["--series", "3000"], "No space left on device");
-    assert_previous_intact(&path);
+    // The small snapshot written at install() fitted; the final write did not: the file
+    // says the run started and never ended, not what the previous run said.
+    let file = JobFile::read(&path);
+    assert_eq!(file.get("promdrop_job_running"), 1.0);
+    assert_eq!(file.value("promdrop_job_exit_reason", &[]), None);
     assert_no_debris(&fs.path);
 
     // And once there is room (a small job), the next write succeeds.

@@ -187,7 +187,8 @@ fn opentelemetry_force_flush_and_shutdown_write_the_file() {
     latency.record(0.5, &[]);
     latency.record(2.0, &[]);
 
-    assert!(!path.exists());
+    // The snapshot at install() came before any export.
+    assert_eq!(JobFile::read(&path).value("rows_copied_total", &[]), None);
     provider.force_flush().unwrap();
     let file = JobFile::read(&path);
     assert_eq!(file.get("promdrop_job_running"), 1.0);
@@ -294,13 +295,26 @@ fn several_sources_are_merged() {
 }
 
 #[test]
-fn dropping_the_guard_is_success_and_panicking_is_panic() {
+fn dropping_the_guard_is_unfinished_and_panicking_is_panic() {
     let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dropped.prom");
+    builder("dropped", dir.path())
+        .install()
+        .unwrap()
+        .finish(Outcome::Success)
+        .unwrap();
+    let succeeded_at = JobFile::read(&path).get("promdrop_job_end_timestamp_seconds");
     {
         let _guard = builder("dropped", dir.path()).install().unwrap();
     }
-    let path = dir.path().join("dropped.prom");
-    assert_eq!(JobFile::read(&path).reason(), "success");
+    // Only an explicit success is a success: the last success stays the earlier run's.
+    let file = JobFile::read(&path);
+    assert_eq!(file.reason(), "unfinished");
+    assert_eq!(file.get("promdrop_job_success"), 0.0);
+    assert_eq!(
+        file.get("promdrop_job_last_success_timestamp_seconds"),
+        succeeded_at
+    );
 
     let dir_path = dir.path().to_path_buf();
     let result = std::thread::spawn(move || {
@@ -311,9 +325,47 @@ fn dropping_the_guard_is_success_and_panicking_is_panic() {
     assert!(result.is_err());
     let file = JobFile::read(&path);
     assert_eq!(file.reason(), "panic");
+    assert_eq!(
+        file.get("promdrop_job_last_success_timestamp_seconds"),
+        succeeded_at
+    );
+}
+
+#[test]
+fn finish_with_records_the_result_and_returns_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fw.prom");
+    let ok: Result<u32, String> = builder("fw", dir.path())
+        .install()
+        .unwrap()
+        .finish_with(Ok(7));
+    assert_eq!(ok, Ok(7));
+    assert_eq!(JobFile::read(&path).reason(), "success");
+    let err: Result<u32, String> = builder("fw", dir.path())
+        .install()
+        .unwrap()
+        .finish_with(Err("no".to_string()));
+    assert_eq!(err, Err("no".to_string()));
+    assert_eq!(JobFile::read(&path).reason(), "error");
+    assert_eq!(Outcome::from(&Ok::<(), ()>(())), Outcome::Success);
+    assert_eq!(Outcome::from(&Err::<(), ()>(())), Outcome::Failure);
+    // A failed metrics write does not change the job's result.
+    let missing = dir.path().join("not-mounted");
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&errors);
+    let ok: Result<(), ()> = builder("fw", &missing)
+        .on_error(move |e| seen.lock().unwrap().push(e.to_string()))
+        .install()
+        .unwrap()
+        .finish_with(Ok(()));
+    assert_eq!(ok, Ok(()));
+    let errors = errors.lock().unwrap();
+    assert!(!errors.is_empty());
     assert!(
-        file.value("promdrop_job_last_success_timestamp_seconds", &[])
-            .is_some()
+        errors
+            .iter()
+            .all(|e| e.contains("does not exist (is the volume mounted?)")),
+        "{errors:?}"
     );
 }
 
@@ -323,8 +375,9 @@ fn a_panic_in_another_thread_is_not_the_jobs_end() {
     let guard = builder("worker", dir.path()).install().unwrap();
     let worker = std::thread::spawn(|| panic!("a worker's panic, handled by the job"));
     assert!(worker.join().is_err());
-    assert!(
-        !dir.path().join("worker.prom").exists(),
+    assert_eq!(
+        JobFile::read(&dir.path().join("worker.prom")).get("promdrop_job_running"),
+        1.0,
         "the hook wrote for another thread"
     );
     guard.finish(Outcome::Success).unwrap();
@@ -443,6 +496,7 @@ fn a_panicking_source_does_not_hang_the_job() {
         "{:?}",
         started.elapsed()
     );
+    // The snapshot at install() met the same panic and wrote nothing either.
     assert!(!dir.path().join("buggy.prom").exists());
     assert_no_debris(dir.path());
 }

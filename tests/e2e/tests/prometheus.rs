@@ -156,14 +156,16 @@ fn every_kind_of_job_reaches_prometheus_with_its_values_and_labels() {
             r#"promdrop_job_exit_reason{job_name="descheduler",reason="error"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler",reason="panic"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler",reason="signal"} 0"#,
+            r#"promdrop_job_exit_reason{job_name="descheduler",reason="unfinished"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="success"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="error"} 1"#,
             r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="panic"} 0"#,
             r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="signal"} 0"#,
+            r#"promdrop_job_exit_reason{job_name="descheduler-failing",reason="unfinished"} 0"#,
         ],
     );
     let visible_after = unix_now() - t_written;
-    assert_eq!(outcome.len(), 12);
+    assert_eq!(outcome.len(), 14);
 
     // Timestamps: written by this run, and a last success only for the job that succeeded.
     let stamps = prometheus

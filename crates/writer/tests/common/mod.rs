@@ -61,7 +61,7 @@ impl JobFile {
 
     /// The reason whose `promdrop_job_exit_reason` is 1, checking that exactly one is.
     pub fn reason(&self) -> String {
-        let reasons: Vec<&str> = ["success", "error", "panic", "signal"]
+        let reasons: Vec<&str> = ["success", "error", "panic", "signal", "unfinished"]
             .into_iter()
             .filter(|r| self.value("promdrop_job_exit_reason", &[("reason", r)]) == Some(1.0))
             .collect();
