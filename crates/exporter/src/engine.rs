@@ -94,6 +94,7 @@ impl Settings {
                 compat_node_exporter: config.compat_node_exporter,
                 tenancy_label: config.tenancy.then(|| config.tenancy_label.clone()),
                 job_name_from_path: config.job_name_from_path,
+                web_config: config.web_config_file.is_some(),
             },
             debounce: config.debounce,
             telemetry_path: config.telemetry_path.clone(),
@@ -651,6 +652,7 @@ impl Engine {
             &views,
             &self.counters,
             self.settings.exposition.compat_node_exporter,
+            &data.adopted,
         );
         let status = self.status_model(&views, &conflicts);
         let published = Arc::new(Published {

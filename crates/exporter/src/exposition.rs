@@ -26,6 +26,7 @@ use promdrop_textformat::{
     render_openmetrics_into,
 };
 
+use crate::adopt::Adopted;
 use crate::gzip::{self, Deflated};
 use crate::meta::MetaWriter;
 use crate::names;
@@ -51,18 +52,29 @@ pub struct ExpositionOptions {
     pub tenancy_label: Option<String>,
     /// `--textfile.job-name-from-path`.
     pub job_name_from_path: bool,
+    /// `--web.config.file` is given (the exporter serves `promdrop_web_config_*`).
+    pub web_config: bool,
 }
 
 impl ExpositionOptions {
-    /// What these options change in a file's prepared form; the exporter's own metric names
-    /// ([`crate::names`]) are reserved.
+    /// What these options change in a file's prepared form; the families the exporter serves
+    /// itself with these options ([`crate::names::served_families`]) are left out of the merge,
+    /// for [`Adopted`] to take.
     pub fn prepare_options(&self) -> PrepareOptions {
         PrepareOptions {
             strip_timestamps: self.timestamps == Some(TimestampPolicy::Strip),
             source_label: self.source_label.as_deref().map(Box::from),
-            reserved: &crate::names::RESERVED_FAMILIES,
+            reserved: names::served_families(self.own_config()),
             tenancy_label: self.tenancy_label.as_deref().map(Box::from),
             job_name_from_path: self.job_name_from_path,
+        }
+    }
+
+    /// Which of its own families the exporter serves with these options.
+    pub fn own_config(&self) -> names::OwnConfig {
+        names::OwnConfig {
+            compat_node_exporter: self.compat_node_exporter,
+            web_config: self.web_config,
         }
     }
 }
@@ -156,18 +168,10 @@ pub fn render_data(
     let mut conflicts = Vec::new();
     let mut parsed: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::with_capacity(files.len());
     for (index, result) in prepared.into_iter().enumerate() {
-        let Some((families, reserved)) = result else {
+        // The reserved families left out are judged by `Adopted::build`.
+        let Some((families, _reserved)) = result else {
             continue;
         };
-        for family in reserved {
-            conflicts.push(ConflictRecord {
-                kind: "reserved",
-                family: family.into(),
-                series: None,
-                kept_file: None,
-                other_file: snapshot::file_label(&files[index].path),
-            });
-        }
         parsed.push((index, families));
     }
     let sources: Vec<Source<'_>> = parsed
@@ -275,7 +279,9 @@ pub struct DataPart {
     /// places).
     concatenable: bool,
     options: ExpositionOptions,
-    /// The conflicts found merging them.
+    /// The files' series of the exporter's own families, served in its own blocks.
+    pub adopted: Arc<Adopted>,
+    /// The conflicts found merging them (the adopted ones' included).
     pub conflicts: Vec<ConflictRecord>,
 }
 
@@ -345,6 +351,9 @@ impl DataPart {
             let conflicts = render_data(&files, &options, Format::Classic, &mut text);
             (Bytes::from(text), conflicts)
         };
+        let adopted = Adopted::build(&files, &prepared, &wanted, options.own_config());
+        let mut conflicts = conflicts;
+        conflicts.extend(adopted.conflicts.iter().cloned());
         DataPart {
             classic: Arc::new(Segment::from_bytes(text)),
             openmetrics: tokio::sync::OnceCell::new(),
@@ -352,6 +361,7 @@ impl DataPart {
             prepared,
             concatenable,
             options,
+            adopted: Arc::new(adopted),
             conflicts,
         }
     }
@@ -526,9 +536,15 @@ pub struct Counters {
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
 pub const CONFLICT_KINDS: [&str; 4] = ["type", "help", "duplicate_series", "reserved"];
 
-/// Renders the meta metrics about `files` (every tracked file, in order).
-pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaWriter {
-    let mut w = MetaWriter::default();
+/// Renders the meta metrics about `files` (every tracked file, in order), with the files'
+/// series of these families (`adopted`) in the same blocks.
+pub fn render_meta(
+    files: &[FileView],
+    counters: &Counters,
+    compat_node: bool,
+    adopted: &Arc<Adopted>,
+) -> MetaWriter {
+    let mut w = MetaWriter::with_adopted(Arc::clone(adopted));
     let paths: Vec<String> = files
         .iter()
         .map(|f| snapshot::file_label(&f.snapshot.path))
@@ -638,8 +654,13 @@ pub struct MetaPart {
 
 impl MetaPart {
     /// Prepares the meta part.
-    pub fn build(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaPart {
-        let w = render_meta(files, counters, compat_node);
+    pub fn build(
+        files: &[FileView],
+        counters: &Counters,
+        compat_node: bool,
+        adopted: &Arc<Adopted>,
+    ) -> MetaPart {
+        let w = render_meta(files, counters, compat_node, adopted);
         MetaPart {
             classic: Arc::new(Segment::new(w.classic)),
             openmetrics: Arc::new(Segment::new(w.openmetrics)),
@@ -686,7 +707,7 @@ impl Published {
     pub fn empty(status: StatusModel) -> Published {
         Published {
             data: Arc::new(DataPart::build(Vec::new(), ExpositionOptions::default())),
-            meta: MetaPart::build(&[], &Counters::default(), false),
+            meta: MetaPart::build(&[], &Counters::default(), false, &Arc::default()),
             status: Arc::new(status),
         }
     }
@@ -713,7 +734,7 @@ impl Published {
         } else {
             (Arc::clone(&self.data.classic), &self.meta.classic)
         };
-        let mut tail = crate::process::render(openmetrics, scrape_metrics);
+        let mut tail = crate::process::render(openmetrics, scrape_metrics, &self.data.adopted);
         if openmetrics {
             tail.push_str("# EOF\n");
         }
@@ -773,8 +794,7 @@ pub fn render_classic_body(
         .collect();
     let data = DataPart::build(served, options.clone());
     let mut out = String::from_utf8_lossy(&data.classic.plain).into_owned();
-    let conflicts = data.conflicts;
-    for c in &conflicts {
+    for c in &data.conflicts {
         *counters.conflicts.entry(c.kind).or_default() += 1;
         *counters.current_conflicts.entry(c.kind).or_default() += 1;
     }
@@ -785,7 +805,7 @@ pub fn render_classic_body(
             counters.reloads_failure += 1;
         }
     }
-    let meta = render_meta(files, counters, options.compat_node_exporter);
+    let meta = render_meta(files, counters, options.compat_node_exporter, &data.adopted);
     out.push_str(&meta.classic);
     out
 }

@@ -61,6 +61,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod adopt;
 pub mod config;
 pub mod engine;
 mod error;

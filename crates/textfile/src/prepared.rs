@@ -41,8 +41,9 @@ pub struct PrepareOptions {
     pub strip_timestamps: bool,
     /// `--source-label`.
     pub source_label: Option<Box<str>>,
-    /// The names of the families that files may not declare (the serving program's own
-    /// metrics, classic names; a counter `x` is reserved by `x_total`). Empty: none.
+    /// The names of the families the merge leaves out, for the serving program to judge (the
+    /// families it serves itself, classic names; a counter `x` is reserved by `x_total`).
+    /// Empty: none.
     pub reserved: &'static [&'static str],
     /// `--textfile.tenancy-label` when `--textfile.tenancy` is on: every sample gets this
     /// label, valued with the name of the file's directory (its namespace, [`Origin::tenant`]).
@@ -196,7 +197,7 @@ pub struct Prepared {
     pub options: PrepareOptions,
     /// The families, in file order, reserved and withheld ones left out.
     pub families: Vec<PreparedFamily>,
-    /// The names of the reserved families the file had (left out).
+    /// The names of the reserved families the file had (left out of the merge).
     pub reserved: Vec<Box<str>>,
     /// The families withheld ([`Origin::withheld`]) with their types (left out).
     pub withheld: Vec<(Box<str>, MetricType)>,
@@ -642,27 +643,6 @@ fn group<'p>(
     merged
 }
 
-/// The conflicts of `files` merged: reserved names, then type and help conflicts, in the
-/// order the full merge reports them (no duplicate series: see [`SeriesIndex`]).
-fn reserved_conflicts(
-    files: &[Arc<Prepared>],
-    path_of: &dyn Fn(usize) -> String,
-) -> Vec<ConflictRecord> {
-    let mut conflicts = Vec::new();
-    for (file, prepared) in files.iter().enumerate() {
-        for family in &prepared.reserved {
-            conflicts.push(ConflictRecord {
-                kind: "reserved",
-                family: family.to_string(),
-                series: None,
-                kept_file: None,
-                other_file: path_of(file),
-            });
-        }
-    }
-    conflicts
-}
-
 /// A classic family header in `out`, replacing what it held.
 fn classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
     out.clear();
@@ -677,7 +657,9 @@ pub fn render_classic(
     path_of: &dyn Fn(usize) -> String,
     out: &mut Vec<u8>,
 ) -> Vec<ConflictRecord> {
-    let mut conflicts = reserved_conflicts(files, path_of);
+    // Type and help conflicts, in the order the full merge reports them (no duplicate series:
+    // see [`SeriesIndex`]). The reserved families left out are the serving program's to judge.
+    let mut conflicts = Vec::new();
     let merged = group(files, path_of, &mut conflicts);
     let mut header = String::new();
     for m in &merged {
