@@ -39,7 +39,8 @@ enum Command {
     ///
     /// The safe replacement for `echo ... > x.prom.$$ && mv x.prom.$$ x.prom`: the input
     /// (classic text format or OpenMetrics) is validated, every sample gets the grouping
-    /// labels (job_name, completion_index from JOB_COMPLETION_INDEX, --label), and the file is
+    /// labels (job_name, completion_index from JOB_COMPLETION_INDEX, namespace from
+    /// POD_NAMESPACE, --label), and the file is
     /// written as promdrop-writer writes it: an exclusive lock on .<file>.lock, a hidden
     /// temporary file in the same directory, fsync, rename over the target, fsync of the
     /// directory, with a `# promdrop:` header line. The file is always classic text format.

@@ -12,7 +12,8 @@ fn promdrop_write(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
         .arg("write")
         .args(args)
         .env_remove("PROMDROP_DIR")
-        .env_remove("JOB_COMPLETION_INDEX");
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("POD_NAMESPACE");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -104,6 +105,29 @@ fn the_completion_index_and_promdrop_dir_come_from_the_environment() {
     let text = std::fs::read_to_string(dir.path().join("shard-3.prom")).expect("job file");
     assert!(
         text.ends_with("done{job_name=\"shard\",completion_index=\"3\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_namespace_comes_from_the_downward_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let out = promdrop_write(
+        &["--job", "report"],
+        &[("PROMDROP_DIR", d), ("POD_NAMESPACE", "team-a")],
+        b"rows 1\nevicted{namespace=\"web\"} 2\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("report.prom")).expect("job file");
+    // Written into the directory as mounted (deploy/ mounts the namespace's own subdirectory);
+    // a sample's own namespace label is kept.
+    assert!(
+        text.contains("rows{job_name=\"report\",namespace=\"team-a\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("evicted{namespace=\"web\",job_name=\"report\"} 2\n"),
         "{text}"
     );
 }

@@ -11,7 +11,7 @@
 //! rescans, the engine wakes at the next staleness transition of any file, so states change
 //! on time and not only when something is scraped.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use promdrop_textfile::discovery::{self, FileIdentity};
 use promdrop_textfile::prepared::SeriesIndex;
 use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions};
 use promdrop_textfile::staleness::{self, Deleted, FileState, FileView, Policy, Timing};
+use promdrop_textformat::MetricType;
 
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
@@ -50,6 +51,20 @@ pub struct Settings {
     pub debounce: Duration,
     /// The metrics path (for the status page).
     pub telemetry_path: String,
+    /// `--textfile.tenancy`: the directories hold one subdirectory per namespace, with
+    /// these caps per namespace.
+    pub tenancy: Option<TenantCaps>,
+}
+
+/// The per-namespace caps of `--textfile.tenant.max-*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantCaps {
+    /// Most files served per namespace.
+    pub files: usize,
+    /// Most series served per namespace.
+    pub series: usize,
+    /// Most bytes of files served per namespace.
+    pub bytes: u64,
 }
 
 impl Settings {
@@ -77,9 +92,17 @@ impl Settings {
                 timestamps: Some(config.timestamps),
                 source_label: config.source_label.clone(),
                 compat_node_exporter: config.compat_node_exporter,
+                tenancy_label: config.tenancy.then(|| config.tenancy_label.clone()),
+                job_name_from_path: config.job_name_from_path,
+                web_config: config.web_config_file.is_some(),
             },
             debounce: config.debounce,
             telemetry_path: config.telemetry_path.clone(),
+            tenancy: config.tenancy.then_some(TenantCaps {
+                files: config.tenant_max_files,
+                series: config.tenant_max_series,
+                bytes: config.tenant_max_bytes,
+            }),
         }
     }
 }
@@ -114,6 +137,12 @@ pub struct Engine {
     prepare: Arc<promdrop_textfile::prepared::PrepareOptions>,
     /// Directories to scan again soon (a file was replaced while being read).
     retry: BTreeSet<usize>,
+    /// With tenancy: the files over a namespace's cap, and why (not served).
+    capped: BTreeMap<Key, String>,
+    /// With tenancy: the publication count, and since which one each (family, namespace)
+    /// has been declared with its TYPE (see [`Engine::withhold_cross_tenant_types`]).
+    generation: u64,
+    first_declared: HashMap<(String, String), (u64, MetricType)>,
     /// Beaten as the engine makes progress.
     watchdog: Arc<Watchdog>,
     /// Rate-limits the lines logged about each file.
@@ -134,18 +163,25 @@ impl Engine {
     pub fn new(settings: Settings, shared: Arc<Shared>) -> Engine {
         let dirs = settings.directories.len();
         let prepare = Arc::new(settings.exposition.prepare_options());
+        let tenancy_label = settings.exposition.tenancy_label.clone();
         Engine {
             settings,
             shared,
             files: BTreeMap::new(),
             dir_errors: vec![None; dirs],
             refused: BTreeMap::new(),
-            counters: Counters::default(),
+            counters: Counters {
+                tenancy_label,
+                ..Counters::default()
+            },
             conflicts: HashSet::new(),
             data: None,
             index: SeriesIndex::default(),
             prepare,
             retry: BTreeSet::new(),
+            capped: BTreeMap::new(),
+            generation: 0,
+            first_declared: HashMap::new(),
             watchdog: Arc::new(Watchdog::new(Duration::from_secs(60))),
             throttle: Throttle::default(),
         }
@@ -262,7 +298,15 @@ impl Engine {
         };
         let listed = {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || discovery::list(&dir)).await
+            let tenancy = self.settings.tenancy.is_some();
+            tokio::task::spawn_blocking(move || {
+                if tenancy {
+                    discovery::list_tenants(&dir)
+                } else {
+                    discovery::list(&dir)
+                }
+            })
+            .await
         };
         let listing = match listed {
             Ok(Ok(listing)) => listing,
@@ -283,7 +327,12 @@ impl Engine {
             .refused
             .iter()
             .map(|r| {
-                let name = r.path.file_name().unwrap_or_default().to_os_string();
+                // Relative to the directory: with tenancy, two namespaces' entries may share
+                // a file name.
+                let name = r
+                    .path
+                    .strip_prefix(&dir)
+                    .map_or_else(|_| r.path.clone().into_os_string(), |p| p.into());
                 ((index, name), r.error.to_string())
             })
             .collect();
@@ -516,6 +565,8 @@ impl Engine {
                     }
                 }
                 Ok(Err(e)) => {
+                    self.counters.file_delete_errors += 1;
+                    changed = true; // the counter is served
                     tracing::warn!(error = %e, "cannot delete an expired file; retrying later");
                     if let Some(t) = self.files.get_mut(&key) {
                         t.delete_retry = Some(Instant::now() + Duration::from_secs(30));
@@ -544,11 +595,17 @@ impl Engine {
     /// Rebuilds what is served and swaps it in.
     async fn publish(&mut self) {
         let started = Instant::now();
+        if let Some(caps) = self.settings.tenancy {
+            self.apply_tenant_caps(caps);
+            self.withhold_cross_tenant_types().await;
+        }
         let views = self.views();
-        let served: Vec<Arc<FileSnapshot>> = views
+        let served: Vec<Arc<FileSnapshot>> = self
+            .files
             .iter()
-            .filter(|v| v.served())
-            .map(|v| Arc::clone(&v.snapshot))
+            .zip(&views)
+            .filter(|((key, _), v)| v.served() && !self.capped.contains_key(key))
+            .map(|(_, v)| Arc::clone(&v.snapshot))
             .collect();
         let key: DataKey = served
             .iter()
@@ -575,11 +632,15 @@ impl Engine {
                         return;
                     }
                 };
-                self.count_conflicts(&data.conflicts);
                 self.data = Some((key, Arc::clone(&data)));
                 data
             }
         };
+        // The conflicts of the data part, and those between namespaces (families withheld
+        // before merging, which the data part does not see).
+        let mut conflicts = data.conflicts.clone();
+        conflicts.extend(self.withheld_conflicts());
+        self.count_conflicts(&conflicts);
         self.counters.directories = self
             .settings
             .directories
@@ -591,8 +652,9 @@ impl Engine {
             &views,
             &self.counters,
             self.settings.exposition.compat_node_exporter,
+            &data.adopted,
         );
-        let status = self.status_model(&views, &data.conflicts);
+        let status = self.status_model(&views, &conflicts);
         let published = Arc::new(Published {
             data,
             meta,
@@ -615,6 +677,10 @@ impl Engine {
 
     fn count_conflicts(&mut self, conflicts: &[ConflictRecord]) {
         let current: HashSet<ConflictRecord> = conflicts.iter().cloned().collect();
+        self.counters.current_conflicts.clear();
+        for c in &current {
+            *self.counters.current_conflicts.entry(c.kind).or_default() += 1;
+        }
         let mut new: Vec<&ConflictRecord> = current
             .iter()
             .filter(|c| !self.conflicts.contains(*c))
@@ -636,6 +702,253 @@ impl Engine {
         self.conflicts = current;
     }
 
+    /// With tenancy: marks the files that would take their namespace over a cap (counted in
+    /// serving order, files that are served only) as not served.
+    fn apply_tenant_caps(&mut self, caps: TenantCaps) {
+        #[derive(Default)]
+        struct Used {
+            files: usize,
+            series: usize,
+            bytes: u64,
+        }
+        let mut used: BTreeMap<(usize, String), Used> = BTreeMap::new();
+        let mut capped = BTreeMap::new();
+        for (key, tracked) in &self.files {
+            let snapshot = &tracked.snapshot;
+            if tracked.state == FileState::Expired || snapshot.content.is_err() {
+                continue;
+            }
+            let tenant = snapshot.origin().tenant;
+            let u = used.entry((key.0, tenant.clone())).or_default();
+            let series = snapshot.series();
+            let bytes = snapshot.identity.size;
+            let over = if u.files + 1 > caps.files {
+                Some(format!("--textfile.tenant.max-files={}", caps.files))
+            } else if u.series + series > caps.series {
+                Some(format!("--textfile.tenant.max-series={}", caps.series))
+            } else if u.bytes + bytes > caps.bytes {
+                Some(format!("--textfile.tenant.max-bytes={}", caps.bytes))
+            } else {
+                None
+            };
+            match over {
+                Some(cap) => {
+                    capped.insert(
+                        key.clone(),
+                        format!(
+                            "{} would take namespace {tenant} over {cap} ({series} series, \
+                             {bytes} bytes): not served",
+                            snapshot.path.display()
+                        ),
+                    );
+                }
+                None => {
+                    u.files += 1;
+                    u.series += series;
+                    u.bytes += bytes;
+                }
+            }
+        }
+        for (key, message) in &capped {
+            if self.capped.get(key) != Some(message) {
+                tracing::warn!(error = %message, "refusing a file");
+            }
+        }
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+        for key in capped.keys() {
+            if let Some(t) = self.files.get(key) {
+                *refused.entry(t.snapshot.origin().tenant).or_default() += 1;
+            }
+        }
+        self.counters.tenant_files_refused = refused;
+        self.capped = capped;
+    }
+
+    /// The files that declare families (parsed, within their namespace's caps; expired ones
+    /// too, so that a family does not change hands while its file is only old), in serving
+    /// order, with their namespaces.
+    fn declaring_files(&self) -> Vec<(Key, String)> {
+        self.files
+            .iter()
+            .filter(|(key, t)| t.snapshot.content.is_ok() && !self.capped.contains_key(*key))
+            .map(|(key, t)| (key.clone(), t.snapshot.origin().tenant))
+            .collect()
+    }
+
+    /// For each family, the TYPE each namespace gives it (the first of its files, in serving
+    /// order, to declare it) and the files declaring it.
+    fn family_types(&self) -> BTreeMap<String, (BTreeMap<String, MetricType>, Vec<Key>)> {
+        let mut families: BTreeMap<String, (BTreeMap<String, MetricType>, Vec<Key>)> =
+            BTreeMap::new();
+        for (key, tenant) in self.declaring_files() {
+            let Some(t) = self.files.get(&key) else {
+                continue;
+            };
+            for (name, metric_type) in t.snapshot.declared() {
+                let (types, files) = families.entry(name.to_string()).or_default();
+                types.entry(tenant.clone()).or_insert(metric_type);
+                files.push(key.clone());
+            }
+        }
+        families
+    }
+
+    /// With tenancy: the rule for a family that two namespaces declare with different TYPEs
+    /// (one exposition holds one TYPE per family). The family stays with the namespace that
+    /// has declared it longest, with its TYPE, since this process started; it is withheld from
+    /// the files of a namespace that declares it later with another TYPE. Namespaces first
+    /// seen declaring it at the same time (in one scan: at start-up, both files already there)
+    /// with different TYPEs all have it withheld, until one of them changes. So no namespace
+    /// takes a family from another by coming first in name order, or by anything its file
+    /// says about itself (times in it can be forged); and every withheld family is reported
+    /// for its file (a `type` conflict, on the status page and in
+    /// `promdrop_current_conflicts`). Within a namespace, the first file in serving order fixes
+    /// the TYPE, as without tenancy. The files concerned are prepared again (the families
+    /// left out) when what they withhold changes.
+    async fn withhold_cross_tenant_types(&mut self) {
+        self.generation += 1;
+        let families = self.family_types();
+        // Seniority: when each namespace started declaring each family with its TYPE.
+        let mut seen: HashMap<(String, String), (u64, MetricType)> = HashMap::new();
+        for (name, (types, _)) in &families {
+            for (tenant, metric_type) in types {
+                let id = (name.clone(), tenant.clone());
+                let since = match self.first_declared.get(&id) {
+                    Some((since, t)) if t == metric_type => *since,
+                    _ => self.generation,
+                };
+                seen.insert(id, (since, *metric_type));
+            }
+        }
+        self.first_declared = seen;
+        let mut wanted: BTreeMap<Key, Vec<Box<str>>> = BTreeMap::new();
+        for (name, (types, files)) in &families {
+            let mut distinct: Vec<MetricType> = types.values().copied().collect();
+            distinct.sort_by_key(|t| *t as u8);
+            distinct.dedup();
+            if distinct.len() < 2 {
+                continue;
+            }
+            let since = |tenant: &String| {
+                self.first_declared
+                    .get(&(name.clone(), tenant.clone()))
+                    .map_or(u64::MAX, |(s, _)| *s)
+            };
+            let eldest = types.keys().map(since).min().unwrap_or(u64::MAX);
+            let mut owner_types: Vec<MetricType> = types
+                .iter()
+                .filter(|(tenant, _)| since(tenant) == eldest)
+                .map(|(_, t)| *t)
+                .collect();
+            owner_types.sort_by_key(|t| *t as u8);
+            owner_types.dedup();
+            let kept = match owner_types[..] {
+                [only] => Some(only),
+                _ => None, // a tie between TYPEs: none keeps it
+            };
+            // Withheld from the files that give it another TYPE than the one kept.
+            for key in files {
+                let own = self.files.get(key).and_then(|t| {
+                    t.snapshot
+                        .declared()
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, ty)| *ty)
+                });
+                if kept.is_none() || own != kept {
+                    wanted
+                        .entry(key.clone())
+                        .or_default()
+                        .push(Box::from(name.as_str()));
+                }
+            }
+        }
+        let mut redo: Vec<(Key, Arc<FileSnapshot>, Vec<Box<str>>)> = Vec::new();
+        for (key, tracked) in &self.files {
+            let Ok(content) = &tracked.snapshot.content else {
+                continue;
+            };
+            let mut have: Vec<Box<str>> = content
+                .prepared
+                .withheld
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect();
+            have.sort();
+            let mut want = wanted.remove(key).unwrap_or_default();
+            want.sort();
+            want.dedup();
+            if have != want {
+                redo.push((key.clone(), Arc::clone(&tracked.snapshot), want));
+            }
+        }
+        if redo.is_empty() {
+            return;
+        }
+        let prepare = Arc::clone(&self.prepare);
+        let done = tokio::task::spawn_blocking(move || {
+            redo.into_iter()
+                .filter_map(|(key, snapshot, want)| {
+                    Some((key, snapshot.withholding(want, &prepare)?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(done) = done else {
+            tracing::error!("preparing files again failed");
+            return;
+        };
+        for (key, snapshot) in done {
+            if let Some(t) = self.files.get_mut(&key) {
+                // Only when the file was not read again meanwhile.
+                if t.snapshot.identity == snapshot.identity {
+                    t.snapshot = Arc::new(snapshot);
+                }
+            }
+        }
+        // Same files, same identities, other prepared forms: build the data part again.
+        self.data = None;
+    }
+
+    /// The conflicts of the families withheld between namespaces: one per file and family,
+    /// naming a file of another namespace that declares it with another TYPE.
+    fn withheld_conflicts(&self) -> Vec<ConflictRecord> {
+        if self.settings.tenancy.is_none() {
+            return Vec::new();
+        }
+        let families = self.family_types();
+        let mut out = Vec::new();
+        for (key, tenant) in self.declaring_files() {
+            let Some(t) = self.files.get(&key) else {
+                continue;
+            };
+            let Ok(content) = &t.snapshot.content else {
+                continue;
+            };
+            for (name, metric_type) in &content.prepared.withheld {
+                let other = families.get(&**name).and_then(|(_, files)| {
+                    files.iter().find_map(|k| {
+                        let o = self.files.get(k)?;
+                        let differs = o.snapshot.origin().tenant != tenant
+                            && o.snapshot
+                                .declared()
+                                .iter()
+                                .any(|(n, ty)| *n == &**name && ty != metric_type);
+                        differs.then(|| snapshot::file_label(&o.snapshot.path))
+                    })
+                });
+                out.push(ConflictRecord {
+                    kind: "type",
+                    family: name.to_string(),
+                    series: None,
+                    kept_file: other,
+                    other_file: snapshot::file_label(&t.snapshot.path),
+                });
+            }
+        }
+        out
+    }
+
     fn status_model(&self, views: &[FileView], conflicts: &[ConflictRecord]) -> StatusModel {
         StatusModel {
             ready: true,
@@ -650,7 +963,12 @@ impl Engine {
                 })
                 .collect(),
             files: views.iter().map(FileStatus::of).collect(),
-            refused: self.refused.values().cloned().collect(),
+            refused: self
+                .refused
+                .values()
+                .chain(self.capped.values())
+                .cloned()
+                .collect(),
             conflicts: conflicts
                 .iter()
                 .take(MAX_LISTED_CONFLICTS)

@@ -26,13 +26,16 @@ use promdrop_textformat::{
     render_openmetrics_into,
 };
 
+use crate::adopt::Adopted;
 use crate::gzip::{self, Deflated};
 use crate::meta::MetaWriter;
 use crate::names;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::conflict::ConflictRecord;
-use promdrop_textfile::prepared::{self, PrepareOptions, Prepared, SeriesIndex, apply_options};
+use promdrop_textfile::prepared::{
+    self, Origin, PrepareOptions, Prepared, SeriesIndex, apply_options,
+};
 use promdrop_textfile::snapshot::{self, FileSnapshot};
 use promdrop_textfile::staleness::{FileState, FileView};
 
@@ -45,16 +48,33 @@ pub struct ExpositionOptions {
     pub source_label: Option<String>,
     /// `--compat.node-exporter`.
     pub compat_node_exporter: bool,
+    /// `--textfile.tenancy-label`, when `--textfile.tenancy` is on.
+    pub tenancy_label: Option<String>,
+    /// `--textfile.job-name-from-path`.
+    pub job_name_from_path: bool,
+    /// `--web.config.file` is given (the exporter serves `promdrop_web_config_*`).
+    pub web_config: bool,
 }
 
 impl ExpositionOptions {
-    /// What these options change in a file's prepared form; the exporter's own metric names
-    /// ([`crate::names`]) are reserved.
+    /// What these options change in a file's prepared form; the families the exporter serves
+    /// itself with these options ([`crate::names::served_families`]) are left out of the merge,
+    /// for [`Adopted`] to take.
     pub fn prepare_options(&self) -> PrepareOptions {
         PrepareOptions {
             strip_timestamps: self.timestamps == Some(TimestampPolicy::Strip),
             source_label: self.source_label.as_deref().map(Box::from),
-            reserved: &crate::names::RESERVED_FAMILIES,
+            reserved: names::served_families(self.own_config()),
+            tenancy_label: self.tenancy_label.as_deref().map(Box::from),
+            job_name_from_path: self.job_name_from_path,
+        }
+    }
+
+    /// Which of its own families the exporter serves with these options.
+    pub fn own_config(&self) -> names::OwnConfig {
+        names::OwnConfig {
+            compat_node_exporter: self.compat_node_exporter,
+            web_config: self.web_config,
         }
     }
 }
@@ -71,7 +91,7 @@ type Parsed<'a> = Option<(Vec<MetricFamily<'a>>, Vec<Box<str>>)>;
 fn prepare_file<'a>(
     file: &'a FileSnapshot,
     options: &'a PrepareOptions,
-    name: &'a str,
+    name: &'a Origin,
 ) -> Parsed<'a> {
     let content = file.content.as_ref().ok()?;
     // It parsed when it was read; the same bytes parse the same way.
@@ -86,7 +106,7 @@ fn prepare_file<'a>(
 fn parse_all<'a>(
     files: &'a [Arc<FileSnapshot>],
     options: &'a PrepareOptions,
-    names: &'a [String],
+    names: &'a [Origin],
 ) -> Vec<Parsed<'a>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let total: usize = files
@@ -140,26 +160,18 @@ pub fn render_data(
     format: Format,
     out: &mut String,
 ) -> Vec<ConflictRecord> {
-    // The label values of --source-label, borrowed by the samples below.
-    let names: Vec<String> = files.iter().map(|f| snapshot::file_name(&f.path)).collect();
+    // The label values of --source-label and tenancy, borrowed by the samples below.
+    let names: Vec<Origin> = files.iter().map(|f| f.origin()).collect();
     // Parse on every core: parsing is most of the cost, and files are independent.
     let prepare = options.prepare_options();
     let prepared = parse_all(files, &prepare, &names);
     let mut conflicts = Vec::new();
     let mut parsed: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::with_capacity(files.len());
     for (index, result) in prepared.into_iter().enumerate() {
-        let Some((families, reserved)) = result else {
+        // The reserved families left out are judged by `Adopted::build`.
+        let Some((families, _reserved)) = result else {
             continue;
         };
-        for family in reserved {
-            conflicts.push(ConflictRecord {
-                kind: "reserved",
-                family: family.into(),
-                series: None,
-                kept_file: None,
-                other_file: snapshot::file_label(&files[index].path),
-            });
-        }
         parsed.push((index, families));
     }
     let sources: Vec<Source<'_>> = parsed
@@ -267,7 +279,9 @@ pub struct DataPart {
     /// places).
     concatenable: bool,
     options: ExpositionOptions,
-    /// The conflicts found merging them.
+    /// The files' series of the exporter's own families, served in its own blocks.
+    pub adopted: Arc<Adopted>,
+    /// The conflicts found merging them (the adopted ones' included).
     pub conflicts: Vec<ConflictRecord>,
     /// The variants with escaped names (`underscores`, `dots`, `values`), each made on first
     /// demand ([`DataPart::escaped`]); `None` when it is this part itself.
@@ -286,7 +300,7 @@ fn prepared_for(file: &FileSnapshot, wanted: &PrepareOptions) -> Option<Arc<Prep
     Some(Arc::new(Prepared::build(
         exposition.families,
         &content.bytes,
-        &snapshot::file_name(&file.path),
+        &file.origin(),
         wanted,
     )))
 }
@@ -340,6 +354,9 @@ impl DataPart {
             let conflicts = render_data(&files, &options, Format::Classic, &mut text);
             (Bytes::from(text), conflicts)
         };
+        let adopted = Adopted::build(&files, &prepared, &wanted, options.own_config());
+        let mut conflicts = conflicts;
+        conflicts.extend(adopted.conflicts.iter().cloned());
         DataPart {
             classic: Arc::new(Segment::from_bytes(text)),
             openmetrics: tokio::sync::OnceCell::new(),
@@ -347,6 +364,7 @@ impl DataPart {
             prepared,
             concatenable,
             options,
+            adopted: Arc::new(adopted),
             conflicts,
             escaped: Default::default(),
         }
@@ -633,6 +651,14 @@ pub struct Counters {
     pub reloads_failure: u64,
     /// Conflicts by kind, each counted when it first appears.
     pub conflicts: BTreeMap<&'static str, u64>,
+    /// Conflicts by kind present in the last publication.
+    pub current_conflicts: BTreeMap<&'static str, u64>,
+    /// Deletions under `--delete-after` that failed.
+    pub file_delete_errors: u64,
+    /// With tenancy: files over a per-namespace cap, by namespace.
+    pub tenant_files_refused: BTreeMap<String, u64>,
+    /// With tenancy: the label naming the namespace (`--textfile.tenancy-label`).
+    pub tenancy_label: Option<String>,
     /// The watched directories as their `directory` label shows them, and whether each is
     /// missing or cannot be listed now (`promdrop_directory_error`); set by the engine.
     pub directories: Vec<(String, bool)>,
@@ -641,9 +667,15 @@ pub struct Counters {
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
 pub const CONFLICT_KINDS: [&str; 4] = ["type", "help", "duplicate_series", "reserved"];
 
-/// Renders the meta metrics about `files` (every tracked file, in order).
-pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaWriter {
-    let mut w = MetaWriter::default();
+/// Renders the meta metrics about `files` (every tracked file, in order), with the files'
+/// series of these families (`adopted`) in the same blocks.
+pub fn render_meta(
+    files: &[FileView],
+    counters: &Counters,
+    compat_node: bool,
+    adopted: &Arc<Adopted>,
+) -> MetaWriter {
+    let mut w = MetaWriter::with_adopted(Arc::clone(adopted));
     let paths: Vec<String> = files
         .iter()
         .map(|f| snapshot::file_label(&f.snapshot.path))
@@ -694,6 +726,19 @@ pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -
         let n = counters.conflicts.get(kind).copied().unwrap_or(0);
         w.sample(&[("kind", kind)], n as f64);
     }
+    w.own(&names::PROMDROP_CURRENT_CONFLICTS);
+    for kind in CONFLICT_KINDS {
+        let n = counters.current_conflicts.get(kind).copied().unwrap_or(0);
+        w.sample(&[("kind", kind)], n as f64);
+    }
+    w.own(&names::PROMDROP_FILE_DELETE_ERRORS_TOTAL);
+    w.sample(&[], counters.file_delete_errors as f64);
+    if let Some(label) = &counters.tenancy_label {
+        w.own(&names::PROMDROP_TENANT_FILES_REFUSED);
+        for (tenant, n) in &counters.tenant_files_refused {
+            w.sample(&[(label, tenant)], *n as f64);
+        }
+    }
     w.own(&names::PROMDROP_RELOADS_TOTAL);
     w.sample(&[("result", "success")], counters.reloads_success as f64);
     w.sample(&[("result", "failure")], counters.reloads_failure as f64);
@@ -740,8 +785,13 @@ pub struct MetaPart {
 
 impl MetaPart {
     /// Prepares the meta part.
-    pub fn build(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaPart {
-        let w = render_meta(files, counters, compat_node);
+    pub fn build(
+        files: &[FileView],
+        counters: &Counters,
+        compat_node: bool,
+        adopted: &Arc<Adopted>,
+    ) -> MetaPart {
+        let w = render_meta(files, counters, compat_node, adopted);
         MetaPart {
             classic: Arc::new(Segment::new(w.classic)),
             openmetrics: Arc::new(Segment::new(w.openmetrics)),
@@ -788,7 +838,7 @@ impl Published {
     pub fn empty(status: StatusModel) -> Published {
         Published {
             data: Arc::new(DataPart::build(Vec::new(), ExpositionOptions::default())),
-            meta: MetaPart::build(&[], &Counters::default(), false),
+            meta: MetaPart::build(&[], &Counters::default(), false, &Arc::default()),
             status: Arc::new(status),
         }
     }
@@ -838,7 +888,7 @@ impl Published {
         } else {
             (Arc::clone(&data.classic), &self.meta.classic)
         };
-        let mut tail = crate::process::render(openmetrics, scrape_metrics);
+        let mut tail = crate::process::render(openmetrics, scrape_metrics, &self.data.adopted);
         if openmetrics {
             tail.push_str("# EOF\n");
         }
@@ -898,9 +948,9 @@ pub fn render_classic_body(
         .collect();
     let data = DataPart::build(served, options.clone());
     let mut out = String::from_utf8_lossy(&data.classic.plain).into_owned();
-    let conflicts = data.conflicts;
-    for c in &conflicts {
+    for c in &data.conflicts {
         *counters.conflicts.entry(c.kind).or_default() += 1;
+        *counters.current_conflicts.entry(c.kind).or_default() += 1;
     }
     for f in files {
         if f.snapshot.content.is_ok() {
@@ -909,7 +959,7 @@ pub fn render_classic_body(
             counters.reloads_failure += 1;
         }
     }
-    let meta = render_meta(files, counters, options.compat_node_exporter);
+    let meta = render_meta(files, counters, options.compat_node_exporter, &data.adopted);
     out.push_str(&meta.classic);
     out
 }

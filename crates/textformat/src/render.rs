@@ -1,6 +1,6 @@
 //! Renderers: families back to classic text (as Go's `expfmt` writes it) or OpenMetrics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use crate::lex::{is_valid_label_name, is_valid_metric_name};
@@ -25,7 +25,28 @@ use crate::{Label, MetricFamily, MetricType, Sample, Timestamp, Value};
 /// assert!(render_classic(&families).contains("h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\n"));
 /// # Ok::<(), promdrop_textformat::Error>(())
 /// ```
+///
+/// A classic histogram series (label set) with a `_count` but no `le="+Inf"` bucket gets one,
+/// valued with the `_count`, after its last bucket, as node_exporter serves it (client_golang
+/// always writes the `+Inf` bucket from the count): `histogram_quantile` then gives the same
+/// answer from either exporter (without the bucket, Prometheus returns NaN). A series without
+/// a `_count` is left as it is.
+///
+/// ```
+/// use promdrop_textformat::{canonicalize_bounds, parse, render_classic, Format};
+///
+/// let text = b"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 3\nh_count 2\n";
+/// let mut families = parse(text, Format::Classic)?.families;
+/// canonicalize_bounds(&mut families);
+/// assert!(render_classic(&families).contains("h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\n"));
+/// # Ok::<(), promdrop_textformat::Error>(())
+/// ```
 pub fn canonicalize_bounds(families: &mut [MetricFamily<'_>]) {
+    for family in families.iter_mut() {
+        if family.metric_type == MetricType::Histogram {
+            add_inf_buckets(family);
+        }
+    }
     for family in families {
         let bound = match family.metric_type {
             MetricType::Histogram | MetricType::GaugeHistogram => "le",
@@ -47,6 +68,91 @@ pub fn canonicalize_bounds(families: &mut [MetricFamily<'_>]) {
                 label.value = canonical.into();
             }
         }
+    }
+}
+
+/// The labels of `sample` other than `le`, sorted: its histogram series.
+fn series_key<'s>(sample: &'s Sample<'_>) -> Vec<(&'s str, &'s str)> {
+    let mut key: Vec<(&str, &str)> = sample
+        .labels
+        .iter()
+        .filter(|l| l.name != "le")
+        .map(|l| (l.name.as_ref(), l.value.as_ref()))
+        .collect();
+    key.sort_unstable();
+    key
+}
+
+/// Adds the `+Inf` bucket, valued with the `_count`, to each series of the histogram `family`
+/// that has a `_count` and no `+Inf` bucket (see [`canonicalize_bounds`]).
+fn add_inf_buckets(family: &mut MetricFamily<'_>) {
+    let bucket = format!("{}_bucket", family.name);
+    let count = format!("{}_count", family.name);
+    let is_inf = |s: &Sample<'_>| {
+        s.labels
+            .iter()
+            .any(|l| l.name == "le" && crate::number::parse_number(&l.value) == Some(f64::INFINITY))
+    };
+    // The common case costs one pass without allocating: as many +Inf buckets as counts.
+    let counts = family.samples.iter().filter(|s| s.name == count).count();
+    let infs = family
+        .samples
+        .iter()
+        .filter(|s| s.name == bucket && is_inf(s))
+        .count();
+    if counts == 0 || infs >= counts {
+        return;
+    }
+    let mut with_inf: HashSet<Vec<(&str, &str)>> = HashSet::new();
+    // Per series: the index after its last bucket (0), or else of its first sample (1); at one
+    // index, the bucket that ends a series goes before the one that starts the next.
+    let mut place: HashMap<Vec<(&str, &str)>, (usize, u8)> = HashMap::new();
+    for (i, s) in family.samples.iter().enumerate() {
+        let key = series_key(s);
+        if s.name == bucket {
+            if is_inf(s) {
+                with_inf.insert(key.clone());
+            }
+            place.insert(key, (i + 1, 0));
+        } else {
+            place.entry(key).or_insert((i, 1));
+        }
+    }
+    let mut added: Vec<((usize, u8), Sample<'static>)> = Vec::new();
+    for s in family.samples.iter().filter(|s| s.name == count) {
+        let key = series_key(s);
+        if with_inf.contains(&key) {
+            continue;
+        }
+        let mut labels: Vec<Label<'static>> = s
+            .labels
+            .iter()
+            .map(|l| Label::new(l.name.to_string(), l.value.to_string()))
+            .collect();
+        labels.push(Label::new("le", "+Inf"));
+        let at = place
+            .get(&key)
+            .copied()
+            .unwrap_or((family.samples.len(), 1));
+        added.push((
+            at,
+            Sample {
+                name: bucket.clone().into(),
+                labels,
+                value: Value {
+                    number: s.value.number,
+                    token: s.value.token.as_ref().map(|t| t.to_string().into()),
+                },
+                timestamp: s.timestamp,
+                exemplar: None,
+            },
+        ));
+        with_inf.insert(key);
+    }
+    // Insert from the back so that earlier positions stay valid.
+    added.sort_by_key(|(at, _)| *at);
+    for ((at, _), sample) in added.into_iter().rev() {
+        family.samples.insert(at, sample);
     }
 }
 
@@ -666,4 +772,61 @@ fn write_om_sample<'s>(
         }
     }
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Format, canonicalize_bounds, parse, render_classic};
+
+    /// Input histogram text and what it renders as after `canonicalize_bounds`.
+    const INF_BUCKET_CASES: &[(&str, &str)] = &[
+        // Has its +Inf bucket (spelled as Python writes it): unchanged but for the spelling.
+        (
+            "h_bucket{le=\"1.0\"} 1\nh_bucket{le=\"+inf\"} 2\nh_count 2\n",
+            "h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\n",
+        ),
+        // Two series, one without: its bucket goes after its own last bucket.
+        (
+            "h_bucket{a=\"x\",le=\"1\"} 1\nh_bucket{a=\"y\",le=\"1\"} 4\nh_bucket{a=\"y\",le=\"+Inf\"} 5\nh_count{a=\"x\"} 3\nh_count{a=\"y\"} 5\n",
+            "h_bucket{a=\"x\",le=\"1\"} 1\nh_bucket{a=\"x\",le=\"+Inf\"} 3\nh_bucket{a=\"y\",le=\"1\"} 4\nh_bucket{a=\"y\",le=\"+Inf\"} 5\nh_count{a=\"x\"} 3\nh_count{a=\"y\"} 5\n",
+        ),
+        // Only a _count: the bucket before it, as node_exporter serves it.
+        (
+            "h_sum 0\nh_count 0\n",
+            "h_bucket{le=\"+Inf\"} 0\nh_sum 0\nh_count 0\n",
+        ),
+        // No _count: left as written.
+        (
+            "h_bucket{le=\"1\"} 1\nh_sum 1\n",
+            "h_bucket{le=\"1\"} 1\nh_sum 1\n",
+        ),
+        // Labels in another order than the count's still name the same series.
+        (
+            "h_bucket{le=\"1\",b=\"2\",a=\"1\"} 1\nh_count{a=\"1\",b=\"2\"} 2\n",
+            "h_bucket{le=\"1\",b=\"2\",a=\"1\"} 1\nh_bucket{a=\"1\",b=\"2\",le=\"+Inf\"} 2\nh_count{a=\"1\",b=\"2\"} 2\n",
+        ),
+    ];
+
+    #[test]
+    fn a_histogram_series_with_a_count_gets_its_inf_bucket() {
+        for (input, want) in INF_BUCKET_CASES {
+            let text = format!("# TYPE h histogram\n{input}");
+            let mut families = parse(text.as_bytes(), Format::Classic).unwrap().families;
+            canonicalize_bounds(&mut families);
+            assert_eq!(
+                render_classic(&families),
+                format!("# TYPE h histogram\n{want}"),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_types_get_no_inf_bucket() {
+        let text = "# TYPE s summary\ns_count 2\n# TYPE u untyped\nu_count 1\n";
+        let mut families = parse(text.as_bytes(), Format::Classic).unwrap().families;
+        let before = families.clone();
+        canonicalize_bounds(&mut families);
+        assert_eq!(families, before);
+    }
 }

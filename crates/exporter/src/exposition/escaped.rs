@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use bytes::Bytes;
 use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::prepared::Prepared;
-use promdrop_textfile::snapshot::{Content, FileSnapshot, file_name};
+use promdrop_textfile::snapshot::{Content, FileSnapshot};
 use promdrop_textformat::{
     EscapingScheme, Format, Label, MetricFamily, escape_names, parse, render_classic,
     render_openmetrics,
@@ -125,9 +125,9 @@ fn escaped_file(
         );
     }
     let series = families.iter().map(|f| f.samples.len()).sum();
-    let name = file_name(&file.path);
+    let origin = file.origin();
     let prepare = data.options.prepare_options();
-    let prepared = Prepared::build(families, &text, &name, &prepare);
+    let prepared = Prepared::build(families, &text, &origin, &prepare);
     let escaped = FileSnapshot {
         path: file.path.clone(),
         identity: file.identity,

@@ -1,0 +1,194 @@
+//! Files' series of the exporter's own families, served in the exporter's own family blocks.
+//!
+//! A job wrapped by `promdrop run` serves its own `process_*` families (node_exporter, the
+//! descheduler, any Go or Python client), and the file it leaves holds them with its
+//! `job_name`. The exporter serves families of those names itself, and an exposition must hold
+//! one HELP/TYPE block per family (promtool and Prometheus refuse a second one). So the
+//! merge of the files' data leaves the families the exporter serves ([`names::served_families`])
+//! out, and this module takes them instead: each file's family is judged by [`names::claim`]
+//! (another type: dropped, a `reserved` conflict) and its series by [`names::fits`] (a series
+//! with the label names of the exporter's own would collide with them: dropped, a `reserved`
+//! conflict); the rest are merged across files (a series in two files: the newer file's, a
+//! `duplicate_series` conflict) and rendered as sample lines, which
+//! [`crate::meta::MetaWriter::own`] writes right under the exporter's own HELP and TYPE.
+//!
+//! Only files that have such a family are parsed again here, when the served files change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promdrop_textfile::conflict::ConflictRecord;
+use promdrop_textfile::prepared::{Origin, PrepareOptions, Prepared, apply_options};
+use promdrop_textfile::snapshot::FileSnapshot;
+use promdrop_textformat::{
+    Conflict, MetricFamily, Source, canonicalize_bounds, describe_series, merge, parse,
+    render_classic_into, render_openmetrics_into,
+};
+
+use crate::names::{self, Claim, OwnConfig};
+
+/// The sample lines of one own family taken from files, in both formats.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lines {
+    /// Classic sample lines.
+    pub classic: String,
+    /// OpenMetrics sample lines.
+    pub openmetrics: String,
+}
+
+/// The files' series of the exporter's own families, by family (classic name).
+#[derive(Debug, Default)]
+pub struct Adopted {
+    families: HashMap<&'static str, Lines>,
+    /// The conflicts found: `reserved` (a family of another type, a series that would
+    /// collide) and `duplicate_series`.
+    pub conflicts: Vec<ConflictRecord>,
+}
+
+impl Adopted {
+    /// The files' sample lines of the own family `name` (classic name), if any.
+    pub fn lines(&self, name: &str) -> Option<&Lines> {
+        self.families.get(name)
+    }
+
+    /// Whether no file gave a series to an own family.
+    pub fn is_empty(&self) -> bool {
+        self.families.is_empty()
+    }
+
+    /// Takes the own families' series out of `files` (served, in merge order, with their
+    /// prepared forms made with `options`), for an exporter running with `config`.
+    pub fn build(
+        files: &[Arc<FileSnapshot>],
+        prepared: &[Arc<Prepared>],
+        options: &PrepareOptions,
+        config: OwnConfig,
+    ) -> Adopted {
+        let mut adopted = Adopted::default();
+        // Timestamps and the source label as for the file's other families; nothing reserved.
+        let apply = PrepareOptions {
+            reserved: &[],
+            ..options.clone()
+        };
+        let origins: Vec<Origin> = files.iter().map(|f| f.origin()).collect();
+        let mut taken: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::new();
+        for (index, (file, prepared)) in files.iter().zip(prepared).enumerate() {
+            if prepared.reserved.is_empty() {
+                continue;
+            }
+            let Ok(content) = &file.content else {
+                continue;
+            };
+            // It parsed when it was read; the same bytes parse the same way.
+            let Ok(exposition) = parse(&content.bytes, content.format) else {
+                continue;
+            };
+            let mut families = exposition.families;
+            families.retain(|f| options.is_reserved(f));
+            canonicalize_bounds(&mut families);
+            apply_options(&mut families, &apply, &origins[index]);
+            let path = file.path.display().to_string();
+            let mut kept = Vec::new();
+            for mut family in families {
+                let own = match names::claim(&family.name, family.metric_type, config) {
+                    Claim::Own(own) => own,
+                    Claim::OtherType(own) => {
+                        adopted.reserved(own.name, None, &path);
+                        continue;
+                    }
+                    // Not reserved in this configuration: the merge kept it.
+                    Claim::Foreign => continue,
+                };
+                let mut refused = None;
+                family.samples.retain(|s| {
+                    let fits = names::fits(own, s);
+                    if !fits && refused.is_none() {
+                        refused = Some(describe_series(s));
+                    }
+                    fits
+                });
+                if refused.is_some() {
+                    adopted.reserved(own.name, refused, &path);
+                }
+                if family.samples.is_empty() {
+                    continue;
+                }
+                // One name for a family however the file spelled it (an OpenMetrics counter
+                // has no `_total`), and the exporter's HELP.
+                family.name = own.name.into();
+                family.help = None;
+                family.unit = None;
+                kept.push(family);
+            }
+            if !kept.is_empty() {
+                taken.push((index, kept));
+            }
+        }
+        if taken.is_empty() {
+            return adopted;
+        }
+        let sources: Vec<Source<'_>> = taken
+            .iter()
+            .map(|(index, families)| {
+                let precedence = (files[*index].reference_time() * 1e9) as i128;
+                Source::new(families).with_precedence(precedence)
+            })
+            .collect();
+        let merged = merge(&sources);
+        let path_of = |source: usize| files[taken[source].0].path.display().to_string();
+        for conflict in &merged.conflicts {
+            // Types are the exporter's (checked above) and HELP is the exporter's: only a
+            // series in two files is a conflict here.
+            if let Conflict::DuplicateSeries {
+                family,
+                series,
+                kept_source,
+                dropped_source,
+            } = conflict
+            {
+                adopted.conflicts.push(ConflictRecord {
+                    kind: conflict.kind(),
+                    family: family.clone(),
+                    series: Some(series.clone()),
+                    kept_file: Some(path_of(*kept_source)),
+                    other_file: path_of(*dropped_source),
+                });
+            }
+        }
+        for family in &merged.families {
+            let Some(own) = names::OWN_METRICS.iter().find(|m| m.name == family.name) else {
+                continue;
+            };
+            let one = std::slice::from_ref(family);
+            let mut classic = String::new();
+            render_classic_into(one, &mut classic);
+            let mut openmetrics = String::new();
+            render_openmetrics_into(one, &mut openmetrics);
+            adopted.families.insert(
+                own.name,
+                Lines {
+                    classic: sample_lines(&classic),
+                    openmetrics: sample_lines(&openmetrics),
+                },
+            );
+        }
+        adopted
+    }
+
+    fn reserved(&mut self, family: &str, series: Option<String>, file: &str) {
+        self.conflicts.push(ConflictRecord {
+            kind: "reserved",
+            family: family.to_string(),
+            series,
+            kept_file: None,
+            other_file: file.to_string(),
+        });
+    }
+}
+
+/// The sample lines of rendered text (no `#` lines).
+fn sample_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .filter(|l| !l.starts_with('#'))
+        .collect()
+}
