@@ -1,0 +1,169 @@
+"""The Grafana dashboard: valid JSON, a data source variable used by every panel and query,
+every query parsed by a PromQL parser (promql-parser, the Rust parser of GreptimeDB's
+promql-parser crate) and every metric it reads one that promdrop or Prometheus provides, job
+panels grouped by namespace and job_name, and tables of several queries merged."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import promql_parser
+
+from .render import DEPLOY
+from .report import fail, ok, say
+
+DASHBOARD = DEPLOY / "grafana" / "promdrop-dashboard.json"
+KNOWN_METRICS = {
+    # exporter
+    "promdrop_file_mtime_seconds", "promdrop_file_stale", "promdrop_file_expired", "promdrop_file_error",
+    "promdrop_file_series", "promdrop_file_bytes", "promdrop_files", "promdrop_conflicts_total", "promdrop_conflicts",
+    "promdrop_file_delete_errors_total", "promdrop_directory_error",
+    "promdrop_reloads_total", "promdrop_build_info", "node_textfile_mtime_seconds", "node_textfile_scrape_error",
+    "promdrop_web_config_reloads_total", "promdrop_web_config_last_reload_successful",
+    "promdrop_web_config_last_reload_success_timestamp_seconds",
+    # writer outcome metrics, in every job file
+    "promdrop_job_start_timestamp_seconds", "promdrop_job_end_timestamp_seconds", "promdrop_job_success",
+    "promdrop_job_running", "promdrop_job_exit_reason", "promdrop_job_last_success_timestamp_seconds",
+    # Prometheus's own, per target
+    "up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+    # recording rules of deploy/prometheus/promdrop.rules.yml
+    "promdrop:job_max_age_seconds", "promdrop:job_max_age_seconds:override",
+}
+KNOWN_PREFIXES = ("process_",)
+# Grafana's own variables, replaced by values of their kind before parsing.
+GRAFANA_RANGES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+def to_promql(expr: str) -> str:
+    """A Grafana query as plain PromQL: its range variables replaced by durations (variables
+    inside label values stay, they are strings), label_values(q, label) reduced to q."""
+    for var, value in GRAFANA_RANGES.items():
+        expr = expr.replace(var, value)
+    m = re.fullmatch(r"\s*label_values\((.*),\s*\w+\)\s*", expr, re.S)
+    return m.group(1) if m else expr
+
+
+def metric_names(expr) -> set[str]:
+    """The metric names a parsed expression reads."""
+    names = set()
+
+    def visit(node):
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                names.add(node.name)
+            for m in node.matchers.matchers:
+                if m.name == "__name__":
+                    names.add(m.value)
+        return True
+
+    promql_parser.walk(expr, visit)
+    return names
+
+
+def grouping(expr) -> list[set[str]]:
+    """The label sets of every `by (...)` aggregation in a parsed expression."""
+    out = []
+
+    def visit(node):
+        if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None \
+                and node.modifier.type == promql_parser.AggModifierType.By:
+            out.append(set(node.modifier.labels))
+        return True
+
+    promql_parser.walk(expr, visit)
+    return out
+
+
+def selftest() -> None:
+    cases = {
+        'sum by (state) (promdrop_files{job=~"$job"})': {"promdrop_files"},
+        'rate(process_cpu_seconds_total{a="b{c}"}[5m]) * on (x, y) group_left () up offset 5m': {"process_cpu_seconds_total", "up"},
+        '{__name__="promdrop_job_success"} and bogus_metric': {"promdrop_job_success", "bogus_metric"},
+    }
+    for expr, want in cases.items():
+        got = metric_names(promql_parser.parse(expr))
+        if got != want:
+            fail(f"metric_names self-test: {expr!r} gave {sorted(got)}, expected {sorted(want)}")
+    try:
+        promql_parser.parse("sum(up")
+        fail("PromQL parser self-test: an unclosed parenthesis parses")
+    except ValueError:
+        ok("dashboard self-tests")
+
+
+def walk_panels(panels):
+    for p in panels:
+        yield p
+        yield from walk_panels(p.get("panels", []))
+
+
+def dashboard_checks() -> None:
+    selftest()
+    try:
+        dash = json.loads(DASHBOARD.read_text())
+    except json.JSONDecodeError as e:
+        fail(f"{DASHBOARD.name}: not JSON: {e}")
+        return
+    variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+    ds = [v for v in variables.values() if v.get("type") == "datasource" and v.get("query") == "prometheus"]
+    if not ds:
+        fail(f"{DASHBOARD.name}: no Prometheus datasource template variable")
+        return
+    ds_ref = "${%s}" % ds[0]["name"]
+    exprs = []  # (where, query, panel or None)
+    for v in variables.values():
+        if v.get("type") == "query":
+            q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+            exprs.append((f"variable {v['name']}", q, None))
+            if v.get("datasource", {}).get("uid") != ds_ref:
+                fail(f"{DASHBOARD.name}: variable {v['name']} does not use the {ds_ref} data source")
+    n_panels = 0
+    for p in walk_panels(dash.get("panels", [])):
+        if p.get("type") == "row":
+            continue
+        n_panels += 1
+        title = p.get("title")
+        if p.get("datasource", {}).get("uid") != ds_ref:
+            fail(f"{DASHBOARD.name}: panel {title!r} does not use the {ds_ref} data source")
+        targets = p.get("targets", [])
+        if not targets:
+            fail(f"{DASHBOARD.name}: panel {title!r} has no query")
+        if p.get("type") == "table" and len(targets) > 1 \
+                and "merge" not in [t.get("id") for t in p.get("transformations", [])]:
+            fail(f"{DASHBOARD.name}: table {title!r} has {len(targets)} queries and no merge transformation")
+        for t in targets:
+            exprs.append((f"panel {title!r}", t.get("expr", ""), p))
+            if t.get("datasource", {}).get("uid") != ds_ref:
+                fail(f"{DASHBOARD.name}: a query of panel {title!r} does not use {ds_ref}")
+    ids = [p.get("id") for p in walk_panels(dash.get("panels", []))]
+    if len(ids) != len(set(ids)):
+        fail(f"{DASHBOARD.name}: panel ids are not unique")
+    unknown: dict[str, list[str]] = {}
+    names_read = set()
+    parsed = 0
+    for where, expr, panel in exprs:
+        try:
+            tree = promql_parser.parse(to_promql(expr))
+        except ValueError as e:
+            fail(f"{DASHBOARD.name}: {where}: {expr!r} does not parse: {e}")
+            continue
+        parsed += 1
+        names = metric_names(tree)
+        names_read |= names
+        for name in names:
+            if name not in KNOWN_METRICS and not name.startswith(KNOWN_PREFIXES):
+                unknown.setdefault(name, []).append(where)
+        # Jobs are told apart by namespace and job_name (tenancy): a job panel that
+        # aggregates keeps both.
+        if any(n.startswith("promdrop_job_") for n in names):
+            for labels in grouping(tree):
+                if not {"namespace", "job_name"} <= labels:
+                    fail(f"{DASHBOARD.name}: {where}: aggregates jobs by {sorted(labels)}, without namespace and job_name")
+    for name, where in sorted(unknown.items()):
+        fail(f"{DASHBOARD.name}: unknown metric {name!r} (not exported by promdrop) in {', '.join(sorted(set(where)))}")
+    ok("dashboard queries parsed (promql-parser)", parsed)
+    ok("dashboard panels", n_panels)
+    ok("dashboard metric names checked", len(names_read))
+    say(f"dashboard: {n_panels} panels, {len(exprs)} queries parsed, data source variable {ds_ref}")
