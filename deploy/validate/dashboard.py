@@ -17,8 +17,12 @@ DASHBOARD = DEPLOY / "grafana" / "promdrop-dashboard.json"
 KNOWN_METRICS = {
     # exporter
     "promdrop_file_mtime_seconds", "promdrop_file_stale", "promdrop_file_expired", "promdrop_file_error",
-    "promdrop_file_series", "promdrop_file_bytes", "promdrop_files", "promdrop_conflicts_total", "promdrop_conflicts",
-    "promdrop_file_delete_errors_total", "promdrop_directory_error",
+    "promdrop_file_series", "promdrop_file_bytes", "promdrop_files", "promdrop_conflicts_total",
+    # asked of the exporter with issue 11 (current conflicts, failed deletions, directory
+    # errors, the writer's written_at per file; the dashboard falls back to the mtime until
+    # promdrop_file_reference_time_seconds exists)
+    "promdrop_conflicts", "promdrop_file_delete_errors_total", "promdrop_directory_error",
+    "promdrop_file_reference_time_seconds",
     "promdrop_reloads_total", "promdrop_build_info", "node_textfile_mtime_seconds", "node_textfile_scrape_error",
     "promdrop_web_config_reloads_total", "promdrop_web_config_last_reload_successful",
     "promdrop_web_config_last_reload_success_timestamp_seconds",
