@@ -8,30 +8,39 @@ import sys
 from . import admission, conformance, dashboard, dockerfile, flags, render, report, rules, schemas, workloads
 
 
+def step(check, *args) -> None:
+    """Runs one check; one that breaks (a file missing, an object of an unexpected shape) is a
+    failure naming it, and the other sections still run."""
+    try:
+        check(*args)
+    except Exception as e:  # noqa: BLE001 - reported as a failure, never swallowed
+        report.fail(f"{check.__module__}.{check.__name__} stopped: {type(e).__name__}: {e}")
+
+
 def main() -> int:
     print("kustomize:")
     rendered = render.render_all()
-    workloads.variant_checks(rendered)
+    step(workloads.variant_checks, rendered)
     print("Kubernetes schemas and the Prometheus Operator's CRDs:")
-    schemas.selftest()
-    schemas.validate_schemas(rendered)
+    step(schemas.selftest)
+    step(schemas.validate_schemas, rendered)
     print("Pod Security (the admission plugin's fixtures, then every workload):")
-    conformance.check()
-    workloads.pod_security(rendered)
+    step(conformance.check)
+    step(workloads.pod_security, rendered)
     print("hostPath admission policy:")
-    admission.check(rendered)
+    step(admission.check, rendered)
     print("exporter, selectors, flags:")
-    workloads.exporter_checks(rendered)
-    workloads.selftest()
-    workloads.selector_checks(rendered)
-    flags.check(rendered)
+    step(workloads.exporter_checks, rendered)
+    step(workloads.selftest)
+    step(workloads.selector_checks, rendered)
+    step(flags.check, rendered)
     print("rules:")
-    rules.slug_selftest()
-    rules.rules_checks(rendered)
+    step(rules.slug_selftest)
+    step(rules.rules_checks, rendered)
     print("dashboard:")
-    dashboard.dashboard_checks()
+    step(dashboard.dashboard_checks)
     print("Dockerfile:")
-    dockerfile.dockerfile_checks()
+    step(dockerfile.dockerfile_checks)
     print()
     for what, n in report.counts.items():
         print(f"  {n:5d}  {what}")

@@ -61,6 +61,9 @@ def load() -> tuple[dict, dict]:
 
 
 def check(rendered: dict[str, list[dict]]) -> None:
+    if not POLICY.is_file():
+        fail(f"no ValidatingAdmissionPolicy at {POLICY}")
+        return
     policy_doc, binding = load()
     policy = Policy(policy_doc)
     if binding["spec"]["policyName"] != policy_doc["metadata"]["name"]:

@@ -14,9 +14,9 @@ from .report import fail, ok, say
 
 UID = 65532
 PSA = "pod-security.kubernetes.io/"
-# Where a variant's pods run when the variant does not create its namespace: the variant that
-# does (the examples of the PVC mode run in the PVC overlay's namespace).
-NAMESPACE_FROM = {"examples/pvc": "deployment-pvc"}
+# The overlay each example runs with: its pods may run in a namespace the overlay creates (the
+# examples of the PVC mode run in the PVC overlay's namespace).
+NAMESPACE_FROM = {"examples/pvc": "deployment-pvc", "examples/hostpath": "daemonset-hostpath"}
 
 
 def variant_checks(r: dict[str, list[dict]]) -> None:
@@ -57,11 +57,11 @@ def variant_checks(r: dict[str, list[dict]]) -> None:
 
 
 def namespaces(r: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
-    """Per variant: namespace name -> its labels, from the Namespace objects it renders (or
-    those of the variant it runs with)."""
+    """Per variant: namespace name -> its labels, from the Namespace objects it renders and
+    those of the overlay it runs with."""
     out = {}
     for name, docs in r.items():
-        src = r.get(NAMESPACE_FROM.get(name, name), [])
+        src = r.get(NAMESPACE_FROM[name], []) + docs if name in NAMESPACE_FROM else docs
         out[name] = {ns["metadata"]["name"]: ns["metadata"].get("labels", {}) for ns in by_kind(src, "Namespace")}
     return out
 
