@@ -17,30 +17,31 @@ def step(check, *args) -> None:
         report.fail(f"{check.__module__}.{check.__name__} stopped: {type(e).__name__}: {e}")
 
 
+# The sections in order: a title, then its checks; a check named with True takes the rendered
+# objects.
+SECTIONS = [
+    ("variants", [(workloads.variant_checks, True)]),
+    ("Kubernetes schemas and the Prometheus Operator's CRDs",
+     [(schemas.selftest, False), (schemas.validate_schemas, True)]),
+    ("Pod Security (the admission plugin's fixtures, then every workload)",
+     [(conformance.check, False), (workloads.pod_security, True)]),
+    ("hostPath admission policy", [(admission.check, True)]),
+    ("exporter, selectors, flags",
+     [(workloads.exporter_checks, True), (workloads.selftest, False), (workloads.selector_checks, True),
+      (flags.check, True)]),
+    ("rules", [(rules.slug_selftest, False), (rules.rules_checks, True)]),
+    ("dashboard", [(dashboard.dashboard_checks, False)]),
+    ("Dockerfile", [(dockerfile.dockerfile_checks, False)]),
+]
+
+
 def main() -> int:
     print("kustomize:")
     rendered = render.render_all()
-    step(workloads.variant_checks, rendered)
-    print("Kubernetes schemas and the Prometheus Operator's CRDs:")
-    step(schemas.selftest)
-    step(schemas.validate_schemas, rendered)
-    print("Pod Security (the admission plugin's fixtures, then every workload):")
-    step(conformance.check)
-    step(workloads.pod_security, rendered)
-    print("hostPath admission policy:")
-    step(admission.check, rendered)
-    print("exporter, selectors, flags:")
-    step(workloads.exporter_checks, rendered)
-    step(workloads.selftest)
-    step(workloads.selector_checks, rendered)
-    step(flags.check, rendered)
-    print("rules:")
-    step(rules.slug_selftest)
-    step(rules.rules_checks, rendered)
-    print("dashboard:")
-    step(dashboard.dashboard_checks)
-    print("Dockerfile:")
-    step(dockerfile.dockerfile_checks)
+    for title, checks in SECTIONS:
+        print(f"{title}:")
+        for check, takes_rendered in checks:
+            step(check, *([rendered] if takes_rendered else []))
     print()
     for what, n in report.counts.items():
         print(f"  {n:5d}  {what}")

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
+from pathlib import Path
 
 import promql_parser
+import yaml
 
 from .render import DEPLOY
-from .report import fail, ok, say
+from .report import fail, ok, run, say
 
 DASHBOARD = DEPLOY / "grafana" / "promdrop-dashboard.json"
 KNOWN_METRICS = {
@@ -167,7 +170,59 @@ def dashboard_checks() -> None:
                     fail(f"{DASHBOARD.name}: {where}: aggregates jobs by {sorted(labels)}, without namespace and job_name")
     for name, where in sorted(unknown.items()):
         fail(f"{DASHBOARD.name}: unknown metric {name!r} (not exported by promdrop) in {', '.join(sorted(set(where)))}")
+    newest_run_test(dash)
     ok("dashboard queries parsed (promql-parser)", parsed)
     ok("dashboard panels", n_panels)
     ok("dashboard metric names checked", len(names_read))
     say(f"dashboard: {n_panels} panels, {len(exprs)} queries parsed, data source variable {ds_ref}")
+
+
+def newest_run_test(dash: dict) -> None:
+    """'Job success' shows the newest run: with hostPath, an older success left on another
+    node must not hide a newer failure. Its query runs in promtool's test engine on two
+    exporters' series (the variables match everything) and must give 0, for each namespace
+    apart."""
+    panel = next((p for p in walk_panels(dash.get("panels", [])) if p.get("title") == "Job success"), None)
+    if panel is None or not panel.get("targets"):
+        fail(f"{DASHBOARD.name}: no 'Job success' panel")
+        return
+    expr = re.sub(r"\$\{?(\w+)\}?", ".*", to_promql(panel["targets"][0]["expr"]))
+
+    def series(metric, instance, namespace, value):
+        return {"series": f'{metric}{{job="promdrop-exporter",instance="{instance}",namespace="{namespace}",job_name="backup"}}',
+                "values": f"{value}x10"}
+
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                # team-a: an old success on node a, the newest run (node b) failed
+                series("promdrop_job_start_timestamp_seconds", "a:9466", "team-a", 1000),
+                series("promdrop_job_success", "a:9466", "team-a", 1),
+                series("promdrop_job_start_timestamp_seconds", "b:9466", "team-a", 2000),
+                series("promdrop_job_success", "b:9466", "team-a", 0),
+                # team-b, same job_name: its newest run succeeded
+                series("promdrop_job_start_timestamp_seconds", "a:9466", "team-b", 3000),
+                series("promdrop_job_success", "a:9466", "team-b", 1),
+            ],
+            "promql_expr_test": [{
+                "expr": expr,
+                "eval_time": "5m",
+                "exp_samples": [
+                    {"labels": '{namespace="team-a",job_name="backup"}', "value": 0},
+                    {"labels": '{namespace="team-b",job_name="backup"}', "value": 1},
+                ],
+            }],
+        }],
+    }
+    with tempfile.TemporaryDirectory() as t:
+        path = Path(t) / "dashboard.test.yml"
+        path.write_text(yaml.safe_dump(test))
+        r = run(["promtool", "test", "rules", str(path)])
+    if r.returncode != 0:
+        fail(f"{DASHBOARD.name}: 'Job success' does not show each job's newest run:\n{r.stdout}{r.stderr}")
+    else:
+        ok("dashboard query tests (promtool)")
+        say("dashboard: 'Job success' shows the newest run per namespace and job_name (promtool test)")

@@ -259,23 +259,21 @@ def selector_checks(r: dict[str, list[dict]]) -> None:
                 if ep.get("port") and ep["port"] not in {p.get("name") for s in hit for p in s["spec"]["ports"]}:
                     fail(f"{name}: {name_of(sm)} endpoint port {ep['port']} is no port of the Services it selects")
             ok("selectors checked")
+        def pods_and_ports(o, selector, ports, verb):
+            """`o` selects exporter pods, and each named port is one of theirs."""
+            sel = pods_selected(selector, o["metadata"]["namespace"])
+            if not sel:
+                fail(f"{name}: {name_of(o)} {verb} no exporter pod")
+            for port in ports:
+                if isinstance(port, str) and port not in port_names(sel):
+                    fail(f"{name}: {name_of(o)} port {port} is no port of the pods it {verb}")
+            ok("selectors checked")
+
         for pm in by_kind(docs, "PodMonitor"):
-            sel = pods_selected(pm["spec"]["selector"], pm["metadata"]["namespace"])
-            if not sel:
-                fail(f"{name}: {name_of(pm)} selects no exporter pod")
-            for ep in pm["spec"]["podMetricsEndpoints"]:
-                if ep.get("port") and ep["port"] not in port_names(sel):
-                    fail(f"{name}: {name_of(pm)} port {ep['port']} is no port of the pods it selects")
-            ok("selectors checked")
+            pods_and_ports(pm, pm["spec"]["selector"], [ep.get("port") for ep in pm["spec"]["podMetricsEndpoints"]], "selects")
         for np in by_kind(docs, "NetworkPolicy"):
-            sel = pods_selected(np["spec"]["podSelector"], np["metadata"]["namespace"])
-            if not sel:
-                fail(f"{name}: {name_of(np)} applies to no exporter pod")
-            for rule in np["spec"].get("ingress", []):
-                for p in rule.get("ports", []):
-                    if isinstance(p.get("port"), str) and p["port"] not in port_names(sel):
-                        fail(f"{name}: {name_of(np)} port {p['port']} is no port of the pods it applies to")
-            ok("selectors checked")
+            ports = [p.get("port") for rule in np["spec"].get("ingress", []) for p in rule.get("ports", [])]
+            pods_and_ports(np, np["spec"]["podSelector"], ports, "applies to")
         for pdb in by_kind(docs, "PodDisruptionBudget"):
             if not pods_selected(pdb["spec"]["selector"], pdb["metadata"]["namespace"]):
                 fail(f"{name}: {name_of(pdb)} selects no exporter pod")
