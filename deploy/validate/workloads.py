@@ -13,6 +13,8 @@ from .render import by_kind, containers, name_of, pod_spec, pod_template
 from .report import fail, ok, say
 
 UID = 65532
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "ValidatingAdmissionPolicy",
+                  "ValidatingAdmissionPolicyBinding"}
 PSA = "pod-security.kubernetes.io/"
 # The overlay each example runs with: its pods may run in a namespace the overlay creates (the
 # examples of the PVC mode run in the PVC overlay's namespace).
@@ -40,6 +42,12 @@ def variant_checks(r: dict[str, list[dict]]) -> None:
     for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
         if count("daemonset-hostpath", kind) != 1:
             fail(f"daemonset-hostpath: {count('daemonset-hostpath', kind)} {kind} (expected 1)")
+    for name, docs in r.items():
+        if name.startswith("examples/"):
+            continue
+        for o in docs:
+            if o["kind"] not in CLUSTER_SCOPED and o["metadata"].get("namespace") != "promdrop":
+                fail(f"{name}: {name_of(o)} is not in namespace promdrop")
     for name, docs in r.items():
         for o in docs:
             for c in containers(o):
