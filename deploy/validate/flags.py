@@ -9,7 +9,7 @@ import os
 import re
 import shlex
 
-from .render import by_kind, pod_spec
+from .render import pod_spec
 from .report import fail, ok, run, say
 
 
