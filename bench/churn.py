@@ -22,6 +22,9 @@ One scenario per run (bench/churn.sh runs several and prints RESULT lines):
      streams) and hangs up, so the measurement's resolution does not grow with the body.
    - each server's CPU time (utime + stime of /proc/PID/stat, all threads) over the window,
      and promdrop's resident memory at the end beside the size of its plain body.
+   With --latency-window S, the CPU window runs without the prober (churn and scrapes only, as
+   a deployment sees them) and the prober runs in a second window of S seconds, whose CPU is
+   reported apart: the prober's polls are load that only promdrop gets.
 3. Prints a summary and one JSON line (`JSON {...}`) for bench/churn.sh.
 
 Loopback only; bounded in time; both servers stopped by PID.
@@ -273,6 +276,9 @@ def main():
     parser.add_argument("--duration", type=float, default=45.0, help="measured seconds")
     parser.add_argument("--scrape-interval", type=float, default=15.0)
     parser.add_argument("--probe-interval", type=float, default=0.5)
+    parser.add_argument("--latency-window", type=float, default=0.0,
+                        help="measure rename-visible latency in a window of its own after the CPU window "
+                             "(0: one window for both, the prober's requests counted in promdrop's CPU)")
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--keep", action="store_true", help="keep the directory")
     args = parser.parse_args()
@@ -332,6 +338,7 @@ def main():
         latencies = []  # (seconds since start of the window, latency)
         late = [0]
         probe_request = []
+        probing = [False]
         probe_idle = threading.Event()
         probe_idle.set()
         scrape_times = {name: [] for name in servers}
@@ -348,7 +355,7 @@ def main():
                 if now - next_at > 1.0:
                     late[0] += 1
                 next_at += tick
-                if probe_idle.is_set() and now - last_probe >= args.probe_interval:
+                if probing[0] and probe_idle.is_set() and now - last_probe >= args.probe_interval:
                     i = 0
                     last_probe = now
                 else:
@@ -406,25 +413,46 @@ def main():
                 scrape_times[name].append(time.monotonic() - t0)
                 check.body(name, body)
 
-        cpu_before = {name: cpu_seconds(p.pid) for name, (p, _) in servers.items()}
-        start = time.monotonic()
-        threads = [threading.Thread(target=churner, args=(start,)), threading.Thread(target=prober, args=(start,))]
-        threads += [threading.Thread(target=scraper, args=(name, port, start)) for name, (_, port) in servers.items()]
-        for t in threads:
-            t.start()
-        time.sleep(args.duration)
-        stop.set()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - start
-        cpu = {name: cpu_seconds(p.pid) - cpu_before[name] for name, (p, _) in servers.items()}
+        def window(seconds, probe):
+            """Churns (and scrapes) for `seconds`, with the latency prober when `probe`; returns
+            (elapsed, CPU seconds by server, the window's start)."""
+            stop.clear()
+            probing[0] = probe
+            cpu_before = {name: cpu_seconds(p.pid) for name, (p, _) in servers.items()}
+            start = time.monotonic()
+            threads = [threading.Thread(target=churner, args=(start,))]
+            if probe:
+                threads.append(threading.Thread(target=prober, args=(start,)))
+            threads += [threading.Thread(target=scraper, args=(name, port, start)) for name, (_, port) in servers.items()]
+            for t in threads:
+                t.start()
+            time.sleep(seconds)
+            stop.set()
+            for t in threads:
+                t.join()
+            elapsed = time.monotonic() - start
+            cpu = {name: cpu_seconds(p.pid) - cpu_before[name] for name, (p, _) in servers.items()}
+            return elapsed, cpu, start
+
+        if args.latency_window > 0:
+            # CPU as a user's deployment spends it (churn and scrapes), then latency apart:
+            # the prober polls /metrics hundreds of times a second, which no scraper does, and
+            # only promdrop is probed.
+            changes_before = changes[0]
+            elapsed, cpu, _ = window(args.duration, probe=False)
+            cpu_changes = changes[0] - changes_before
+            probe_elapsed, probe_cpu, probe_start = window(args.latency_window, probe=True)
+        else:
+            elapsed, cpu, probe_start = window(args.duration, probe=True)
+            cpu_changes = changes[0]
+            probe_elapsed, probe_cpu = elapsed, cpu
         rss = rss_bytes(promdrop.pid)
         for name, (p, _) in servers.items():
             if p.poll() is not None:
                 check.errors.append(f"{name} exited with {p.returncode}")
 
         lat = [l for _, l in latencies]
-        third = elapsed / 3
+        third = probe_elapsed / 3
         first = [l for t, l in latencies if t < third]
         last = [l for t, l in latencies if t >= 2 * third]
         result = {
@@ -432,11 +460,14 @@ def main():
             "series": args.files * SERIES_PER_FILE,
             "rate": args.rate,
             "seconds": round(elapsed, 1),
-            "changes": changes[0],
+            "changes": cpu_changes,
+            "changes_total": changes[0],
+            "latency_window_s": round(probe_elapsed, 1),
+            "cpu_s_latency_window": {k: round(v, 2) for k, v in probe_cpu.items()},
             "changes_late": late[0],
             "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
             "cpu_core_pct": {k: round(100 * v / elapsed, 2) for k, v in cpu.items()},
-            "cpu_ms_per_change": {k: round(1000 * v / max(1, changes[0]), 3) for k, v in cpu.items()},
+            "cpu_ms_per_change": {k: round(1000 * v / max(1, cpu_changes), 3) for k, v in cpu.items()},
             "ready_s": {k: round(v, 1) for k, v in ready.items()},
             "scrapes": {k: len(v) for k, v in scrape_times.items()},
             "scrape_median_s": {k: round(statistics.median(v), 3) if v else None for k, v in scrape_times.items()},
@@ -458,14 +489,17 @@ def main():
             result["promdrop_over_node_cpu"] = round(cpu["promdrop"] / cpu["node_exporter"], 3)
             ratio = f", promdrop/node_exporter {result['promdrop_over_node_cpu']:.3f}"
         print(
-            f"{args.files} files x {SERIES_PER_FILE} series (shared family names), {changes[0]} changes in "
-            f"{elapsed:.0f} s ({changes[0] / elapsed:.1f}/s), {check.scrapes} full scrapes checked"
+            f"{args.files} files x {SERIES_PER_FILE} series (shared family names), {cpu_changes} changes in "
+            f"{elapsed:.0f} s ({cpu_changes / elapsed:.1f}/s), {check.scrapes} full scrapes checked"
         )
         for name in servers:
             print(
                 f"  {name}: CPU {cpu[name]:.2f} s = {100 * cpu[name] / elapsed:.1f}% of a core, "
-                f"{1000 * cpu[name] / max(1, changes[0]):.2f} ms CPU per change, ready after {ready[name]:.1f} s"
+                f"{1000 * cpu[name] / max(1, cpu_changes):.2f} ms CPU per change, ready after {ready[name]:.1f} s"
             )
+        if args.latency_window > 0:
+            print(f"  latency window: {probe_elapsed:.0f} s with the prober, promdrop CPU {probe_cpu['promdrop']:.2f} s"
+                  f" = {100 * probe_cpu['promdrop'] / probe_elapsed:.1f}% of a core")
         print(f"  rename visible: p50 {result['visible_p50_ms']} ms, p99 {result['visible_p99_ms']} ms over {len(lat)} probes"
               f" (p50 first third {result['visible_p50_first_third_ms']} ms, last third {result['visible_p50_last_third_ms']} ms){ratio}")
         print(f"  promdrop RSS {rss / 1e6:.1f} MB, plain body {plain_body / 1e6:.1f} MB ({result['rss_over_body']}x)")
