@@ -177,8 +177,7 @@ pub fn render_data(
     let sources: Vec<Source<'_>> = parsed
         .iter()
         .map(|(index, families)| {
-            let precedence = (files[*index].reference_time() * 1e9) as i128;
-            Source::new(families).with_precedence(precedence)
+            Source::new(families).with_precedence(files[*index].merge_precedence())
         })
         .collect();
     let merged = merge(&sources);

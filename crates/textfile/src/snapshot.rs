@@ -130,6 +130,13 @@ impl FileSnapshot {
         }
     }
 
+    /// The file's precedence when two files hold the same series: the newer file wins, by
+    /// [`reference_time`](Self::reference_time) in nanoseconds (the merge's
+    /// `Source::with_precedence`).
+    pub fn merge_precedence(&self) -> i128 {
+        (self.reference_time() * 1e9) as i128
+    }
+
     /// Whether the header's `written_at` is later than the modification time plus
     /// [`WRITTEN_AT_SKEW`], and so not trusted (shown on the status page).
     pub fn written_at_distrusted(&self) -> bool {
