@@ -202,6 +202,10 @@ impl Engine {
     ) {
         let all: BTreeSet<usize> = (0..self.settings.directories.len()).collect();
         self.scan(&all).await;
+        // readdir need not return an entry renamed over while it runs (tmpfs skips it), and a
+        // file the first listing skipped is not tracked, so nothing would read it until it
+        // changes again: list once more (only what is new or changed is read).
+        self.scan(&all).await;
         // Files renamed over (or deleted) between the listing and their reading are not
         // tracked yet: read them again before the first publication, so that ready means
         // every file there at start is served (a restart under churn would otherwise hide
