@@ -456,6 +456,7 @@ impl Scraper {
             .agent()?
             .get(&url)
             .header("Accept", ACCEPT)
+            .header("Accept-Encoding", "gzip")
             .call()
             .map_err(|e| e.to_string())?;
         let status = response.status();
@@ -471,6 +472,13 @@ impl Scraper {
                     .to_ascii_lowercase()
                     .starts_with("application/openmetrics-text")
             });
+        // Decoded here rather than by ureq's gzip feature: that feature, unified across the
+        // workspace, would make the test-support client decode bodies it must see as sent.
+        let gzipped = response
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
         let body = response
             .into_body()
             .with_config()
@@ -482,6 +490,23 @@ impl Scraper {
                 }
                 e => format!("reading the body: {e}"),
             })?;
+        let body = if gzipped {
+            use std::io::Read as _;
+            let mut decoded = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(self.max_bytes.saturating_add(1))
+                .read_to_end(&mut decoded)
+                .map_err(|e| format!("decoding the gzip body: {e}"))?;
+            if decoded.len() as u64 > self.max_bytes {
+                return Err(format!(
+                    "the body is larger than --scrape-max-bytes ({} bytes)",
+                    self.max_bytes
+                ));
+            }
+            decoded
+        } else {
+            body
+        };
         let format = if openmetrics {
             Format::OpenMetrics
         } else {
