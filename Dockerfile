@@ -25,6 +25,7 @@ COPY crates ./crates
 COPY tests/fixtures/clients/gen-rust ./tests/fixtures/clients/gen-rust
 COPY tests/e2e ./tests/e2e
 COPY tests/torture ./tests/torture
+COPY tests/support ./tests/support
 # Reported by promdrop_build_info{revision, rustversion}.
 ARG PROMDROP_REVISION=unknown
 RUN target="$(uname -m)-unknown-linux-musl" \

@@ -37,6 +37,17 @@ pub struct InspectArgs {
     /// What to do with client-side timestamps, as the exporter's --timestamps.
     #[arg(long, value_enum, default_value = "reject")]
     timestamps: TimestampPolicy,
+    /// The tenancy layout, as the exporter's --textfile.tenancy: files in <DIR>/<namespace>/.
+    #[arg(
+        long = "textfile.tenancy",
+        default_value_t = false,
+        default_missing_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    tenancy: bool,
     /// Print JSON on standard output instead of a table.
     #[arg(long)]
     json: bool,
@@ -100,7 +111,12 @@ pub fn run(args: &InspectArgs) -> ExitCode {
     let mut listing_failed = false;
     let mut stderr = std::io::stderr().lock();
     for dir in &args.dirs {
-        let listing = match discovery::list(dir) {
+        let listed = if args.tenancy {
+            discovery::list_tenants(dir)
+        } else {
+            discovery::list(dir)
+        };
+        let listing = match listed {
             Ok(listing) => listing,
             Err(e) => {
                 let _ = writeln!(stderr, "promdrop inspect: {e}");

@@ -39,7 +39,8 @@ enum Command {
     ///
     /// The safe replacement for `echo ... > x.prom.$$ && mv x.prom.$$ x.prom`: the input
     /// (classic text format or OpenMetrics) is validated, every sample gets the grouping
-    /// labels (job_name, completion_index from JOB_COMPLETION_INDEX, --label), and the file is
+    /// labels (job_name, completion_index from JOB_COMPLETION_INDEX, namespace from
+    /// POD_NAMESPACE, --label), and the file is
     /// written as promdrop-writer writes it: an exclusive lock on .<file>.lock, a hidden
     /// temporary file in the same directory, fsync, rename over the target, fsync of the
     /// directory, with a `# promdrop:` header line. The file is always classic text format.
@@ -75,7 +76,9 @@ enum Command {
     /// descheduler's metrics change only during its descheduling loop, so the scrapes after
     /// the loop, while it shuts down, hold the final values.
     ///
-    /// Each scrape is asked for gzip (Accept-Encoding: gzip, as Prometheus asks) and decoded.
+    /// Each scrape is asked for gzip (Accept-Encoding: gzip, as Prometheus asks) and decoded,
+    /// and for UTF-8 names as written (escaping=allow-utf-8, as Prometheus 3 asks), which the
+    /// job file keeps.
     /// Sample timestamps in a scrape (a /federate endpoint) are stripped and a repeated series
     /// is kept once (its first sample, as Prometheus keeps it), with one warning: the file is
     /// always served in full by promdrop-exporter with default flags, outcome included.

@@ -21,9 +21,10 @@ use crate::target::{TargetArgs, check_dir, describe_write_error, parse_duration_
 /// The default `--scrape-max-bytes`: 16 MiB.
 const DEFAULT_MAX_BYTES: u64 = 16 << 20;
 
-/// What the scraper asks for: the classic text format first, OpenMetrics accepted.
-const ACCEPT: &str =
-    "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+/// What the scraper asks for: the classic text format first, OpenMetrics accepted, UTF-8 names
+/// as written (`escaping=allow-utf-8`, as Prometheus 3 asks) so that the job file keeps them;
+/// a server that knows neither text 1.0.0 nor the escaping parameter answers 0.0.4.
+const ACCEPT: &str = "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.9,text/plain;version=0.0.4;q=0.8,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,*/*;q=0.1";
 
 /// How long after a failed scrape the child's exit may become known for the failure to be
 /// put down to the exit (and not reported).
@@ -455,6 +456,7 @@ impl Scraper {
             .agent()?
             .get(&url)
             .header("Accept", ACCEPT)
+            .header("Accept-Encoding", "gzip")
             .call()
             .map_err(|e| e.to_string())?;
         let status = response.status();
@@ -470,6 +472,13 @@ impl Scraper {
                     .to_ascii_lowercase()
                     .starts_with("application/openmetrics-text")
             });
+        // Decoded here rather than by ureq's gzip feature: that feature, unified across the
+        // workspace, would make the test-support client decode bodies it must see as sent.
+        let gzipped = response
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
         let body = response
             .into_body()
             .with_config()
@@ -481,6 +490,23 @@ impl Scraper {
                 }
                 e => format!("reading the body: {e}"),
             })?;
+        let body = if gzipped {
+            use std::io::Read as _;
+            let mut decoded = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(self.max_bytes.saturating_add(1))
+                .read_to_end(&mut decoded)
+                .map_err(|e| format!("decoding the gzip body: {e}"))?;
+            if decoded.len() as u64 > self.max_bytes {
+                return Err(format!(
+                    "the body is larger than --scrape-max-bytes ({} bytes)",
+                    self.max_bytes
+                ));
+            }
+            decoded
+        } else {
+            body
+        };
         let format = if openmetrics {
             Format::OpenMetrics
         } else {

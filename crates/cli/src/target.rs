@@ -21,7 +21,8 @@ pub struct TargetArgs {
     #[arg(long, value_name = "NAME")]
     pub job: String,
     /// A grouping label added to every sample, as NAME=VALUE (repeatable). It replaces a
-    /// default grouping label of the same name (job_name, completion_index); a sample's own
+    /// default grouping label of the same name (job_name, completion_index, namespace from
+    /// POD_NAMESPACE); a sample's own
     /// label of that name is kept, unless it is empty.
     #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,

@@ -149,3 +149,30 @@ fn what_a_default_exporter_would_not_serve_in_full_is_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn utf8_names_pass_and_bad_quoted_names_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let classic = write(
+        &dir,
+        "a.prom",
+        "# TYPE \"a.b\" gauge\n{\"a.b\",\"c.d\"=\"1\"} 1\n",
+    );
+    let om = write(
+        &dir,
+        "b.txt",
+        "# TYPE \"jobs.done\" counter\n{\"jobs.done_total\"} 3\n# EOF\n",
+    );
+    let out = promdrop(&["check", &classic, &om], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = write(&dir, "bad.prom", "{\"a.b} 1\n");
+    let out = promdrop(&["check", &bad], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(stderr.starts_with(&format!("{bad}:1:")), "{stderr}");
+}

@@ -124,6 +124,28 @@ fn the_table_has_one_line_a_file_and_valid_directories_exit_zero() {
 }
 
 #[test]
+fn the_tenancy_layout_is_listed_as_the_exporter_lists_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("team-a")).expect("mkdir");
+    write(
+        &dir.path().join("team-a"),
+        "job.prom",
+        "a 1\n",
+        Duration::ZERO,
+    );
+    write(dir.path(), "top.prom", "a 1\n", Duration::ZERO);
+    let d = dir.path().to_str().expect("utf-8 path");
+    let out = promdrop(&["inspect", "--json", "--textfile.tenancy", d]);
+    assert_eq!(out.status.code(), Some(1), "the top-level file is refused");
+    let tenancy = rows(&out);
+    assert_eq!(row(&tenancy, "team-a/job.prom")["state"], "fresh");
+    assert_eq!(row(&tenancy, "/top.prom")["state"], "invalid");
+    // Without the flag, the namespace's file is not seen.
+    let rows_flat = rows(&promdrop(&["inspect", "--json", d]));
+    assert_eq!(rows_flat.len(), 1, "{rows_flat:?}");
+}
+
+#[test]
 fn a_missing_directory_exits_two() {
     let out = promdrop(&["inspect", "/nonexistent/promdrop"]);
     assert_eq!(out.status.code(), Some(2));

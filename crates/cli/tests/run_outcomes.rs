@@ -193,6 +193,40 @@ fn a_server_that_always_gzips_is_asked_for_gzip_and_decoded() {
 }
 
 #[test]
+fn utf8_names_in_a_scrape_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("utf8.txt");
+    std::fs::write(
+        &body,
+        "# TYPE \"http.server.active_requests\" gauge\n{\"http.server.active_requests\",\"http.request.method\"=\"GET\"} 4\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let out = run(
+        dir.path(),
+        &["--scrape", &url, "--scrape-interval", "100ms"],
+        port,
+        &["--body-file", body.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = job_file(dir.path());
+    assert!(
+        text.contains("# TYPE \"http.server.active_requests\" gauge\n{\"http.server.active_requests\",\"http.request.method\"=\"GET\""),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "http.server.active_requests",
+            &[("http.request.method", "GET")]
+        ),
+        Some(4.0),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_final_warning_names_the_last_real_failure_not_the_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

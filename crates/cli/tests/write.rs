@@ -12,7 +12,8 @@ fn promdrop_write(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
         .arg("write")
         .args(args)
         .env_remove("PROMDROP_DIR")
-        .env_remove("JOB_COMPLETION_INDEX");
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("POD_NAMESPACE");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -104,6 +105,29 @@ fn the_completion_index_and_promdrop_dir_come_from_the_environment() {
     let text = std::fs::read_to_string(dir.path().join("shard-3.prom")).expect("job file");
     assert!(
         text.ends_with("done{job_name=\"shard\",completion_index=\"3\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_namespace_comes_from_the_downward_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let out = promdrop_write(
+        &["--job", "report"],
+        &[("PROMDROP_DIR", d), ("POD_NAMESPACE", "team-a")],
+        b"rows 1\nevicted{namespace=\"web\"} 2\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("report.prom")).expect("job file");
+    // Written into the directory as mounted (deploy/ mounts the namespace's own subdirectory);
+    // a sample's own namespace label is kept.
+    assert!(
+        text.contains("rows{job_name=\"report\",namespace=\"team-a\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("evicted{namespace=\"web\",job_name=\"report\"} 2\n"),
         "{text}"
     );
 }
@@ -298,4 +322,38 @@ fn timestamps_and_a_repeated_series_are_refused_with_line_and_column() {
     );
     assert_eq!(std::fs::read(&path).expect("job file"), previous);
     assert_eq!(entries(dir.path()), [".fed.prom.lock", "fed.prom"]);
+}
+
+#[test]
+fn utf8_names_are_accepted_and_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let input = "# TYPE \"http.server.requests_total\" counter\n{\"http.server.requests_total\",\"http.method\"=\"GET\"} 3\n# TYPE legacy gauge\nlegacy{\"région\"=\"eu\"} 1\n";
+    let out = promdrop_write(
+        &[
+            "--dir",
+            d,
+            "--job",
+            "utf8",
+            "--label",
+            "deployment.environment=prod",
+        ],
+        &[],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("utf8.prom")).expect("job file");
+    let body = text.split_once('\n').expect("header line").1;
+    assert_eq!(
+        body,
+        "# TYPE \"http.server.requests_total\" counter\n{\"http.server.requests_total\",\"http.method\"=\"GET\",job_name=\"utf8\",\"deployment.environment\"=\"prod\"} 3\n# TYPE legacy gauge\nlegacy{\"région\"=\"eu\",job_name=\"utf8\",\"deployment.environment\"=\"prod\"} 1\n"
+    );
+    parse(text.as_bytes(), Format::Classic).expect("the file parses");
+    // An empty label name is still refused.
+    let out = promdrop_write(
+        &["--dir", d, "--job", "utf8", "--label", "=x"],
+        &[],
+        input.as_bytes(),
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use promdrop_exporter::exposition::{
-    CHUNK_BITS, Counters, DataChunk, DataPart, ExpositionOptions, HeaderCache, MetaChunk, MetaPart,
+    CHUNK_BITS, Carry, Counters, DataChunk, DataPart, ExpositionOptions, MetaChunk, MetaPart,
     Segment, ends_chunk,
 };
 use promdrop_exporter::gzip::{Deflated, Joined};
@@ -77,13 +77,12 @@ fn publish(
     views: &[FileView],
     cache: &mut Vec<(Vec<usize>, Arc<DataChunk>, Arc<MetaChunk>)>,
     index: &mut SeriesIndex,
-    headers: &Arc<HeaderCache>,
+    carry: &Arc<Carry>,
 ) -> usize {
     let options = ExpositionOptions {
         timestamps: Some(TimestampPolicy::Reject),
         ..ExpositionOptions::default()
     };
-    let prepare = options.prepare_options();
     let mut next = Vec::with_capacity(cache.len());
     // The previous chunks by their files (the engine keys them by the first file).
     let mut old: std::collections::HashMap<Vec<usize>, _> =
@@ -103,7 +102,7 @@ fn publish(
             Some(kept) => next.push(kept),
             None => {
                 let served = part.iter().map(|v| Arc::clone(&v.snapshot)).collect();
-                let data = Arc::new(DataChunk::build(served, &prepare));
+                let data = Arc::new(DataChunk::build(served, &options));
                 for p in data.prepared() {
                     index.add(p);
                 }
@@ -121,11 +120,17 @@ fn publish(
         cache.iter().map(|c| Arc::clone(&c.1)).collect(),
         options,
         index.has_repeats(),
-        Arc::clone(headers),
+        Arc::clone(carry),
     );
     assert!(data.is_concatenated(), "no duplicate series here");
     let meta_chunks: Vec<Arc<MetaChunk>> = cache.iter().map(|c| Arc::clone(&c.2)).collect();
-    let meta = MetaPart::from_chunks(&meta_chunks, views, &Counters::default(), false);
+    let meta = MetaPart::from_chunks(
+        &meta_chunks,
+        views,
+        &Counters::default(),
+        false,
+        &data.adopted,
+    );
     let segments: Vec<Arc<Segment>> = data
         .render_openmetrics_segments()
         .into_iter()
@@ -153,13 +158,13 @@ fn main() {
     let mut views: Vec<FileView> = (0..n).map(|i| view(i, 1, &read, &prepare)).collect();
     let mut cache = Vec::new();
     let mut index = SeriesIndex::default();
-    let headers = Arc::new(HeaderCache::default());
-    let first = publish(&views, &mut cache, &mut index, &headers);
+    let carry = Arc::new(Carry::default());
+    let first = publish(&views, &mut cache, &mut index, &carry);
     println!("{n} files: first publication, gzip body {first} bytes");
     for change in 0..k {
         let i = (change * 7919 + 13) % n;
         views[i] = view(i, 2 + change as u64, &read, &prepare);
-        publish(&views, &mut cache, &mut index, &headers);
+        publish(&views, &mut cache, &mut index, &carry);
     }
     println!("{k} changes applied");
 }

@@ -148,6 +148,79 @@ pub struct Config {
     )]
     pub source_label: Option<String>,
 
+    /// Tenancy: files live in <dir>/<namespace>/<job>.prom, one subdirectory per Kubernetes
+    /// namespace, and every sample is served with the label --textfile.tenancy-label set to
+    /// the subdirectory's name (a file's own value kept as exported_<label>). No namespace's
+    /// file can replace, drop or change another's series or families.
+    #[arg(
+        long = "textfile.tenancy",
+        env = "PROMDROP_TEXTFILE_TENANCY",
+        value_name = "BOOL",
+        default_value_t = false,
+        default_missing_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        action = ArgAction::Set
+    )]
+    pub tenancy: bool,
+
+    /// The label --textfile.tenancy sets to the namespace.
+    #[arg(
+        long = "textfile.tenancy-label",
+        env = "PROMDROP_TEXTFILE_TENANCY_LABEL",
+        value_name = "NAME",
+        default_value = "namespace"
+    )]
+    pub tenancy_label: String,
+
+    /// With --textfile.tenancy: most files served per namespace (the first ones by name);
+    /// the others are reported and not served.
+    #[arg(
+        long = "textfile.tenant.max-files",
+        env = "PROMDROP_TEXTFILE_TENANT_MAX_FILES",
+        value_name = "N",
+        default_value = "1000",
+        value_parser = series_limit
+    )]
+    pub tenant_max_files: usize,
+
+    /// With --textfile.tenancy: most series served per namespace; a file that would go over
+    /// is reported and not served (files count in name order).
+    #[arg(
+        long = "textfile.tenant.max-series",
+        env = "PROMDROP_TEXTFILE_TENANT_MAX_SERIES",
+        value_name = "N",
+        default_value = "100000",
+        value_parser = series_limit
+    )]
+    pub tenant_max_series: usize,
+
+    /// With --textfile.tenancy: most bytes of files served per namespace; a file that would
+    /// go over is reported and not served (files count in name order).
+    #[arg(
+        long = "textfile.tenant.max-bytes",
+        env = "PROMDROP_TEXTFILE_TENANT_MAX_BYTES",
+        value_name = "SIZE",
+        default_value = "32MiB",
+        value_parser = byte_size
+    )]
+    pub tenant_max_bytes: u64,
+
+    /// Serve every sample with job_name set from the file's name (<job>.prom, or
+    /// <job>-<index>.prom with the sample's completion_index), a file's own different value
+    /// kept as exported_job_name: no file can speak for another job.
+    #[arg(
+        long = "textfile.job-name-from-path",
+        env = "PROMDROP_TEXTFILE_JOB_NAME_FROM_PATH",
+        value_name = "BOOL",
+        default_value_t = false,
+        default_missing_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        action = ArgAction::Set
+    )]
+    pub job_name_from_path: bool,
+
     /// Mark a file stale when it is older than this (`off` never). The writer's header
     /// overrides it for its file.
     #[arg(
@@ -327,6 +400,32 @@ impl Config {
                 reason: "not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
             });
         }
+        let label = self.tenancy_label.as_str();
+        let reason = if !is_valid_label_name(label) || label.starts_with("__") {
+            Some("not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
+        } else if matches!(label, "le" | "quantile") {
+            Some("le and quantile belong to histograms and summaries")
+        } else if self.job_name_from_path && label == "job_name" {
+            Some("job_name is set by --textfile.job-name-from-path")
+        } else if self.source_label.as_deref() == Some(label) {
+            Some("--source-label sets this label")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(Error::Flag {
+                flag: "--textfile.tenancy-label",
+                value: label.to_string(),
+                reason,
+            });
+        }
+        if self.job_name_from_path && self.source_label.as_deref() == Some("job_name") {
+            return Err(Error::Flag {
+                flag: "--source-label",
+                value: "job_name".to_string(),
+                reason: "job_name is set by --textfile.job-name-from-path",
+            });
+        }
         if !self.telemetry_path.starts_with('/') || self.telemetry_path == "/" {
             return Err(Error::Flag {
                 flag: "--web.telemetry-path",
@@ -434,6 +533,47 @@ mod tests {
         assert_eq!(c.max_requests, 40);
         assert_eq!(c.write_timeout, Duration::from_secs(30));
         assert_eq!(c.watchdog_timeout, Duration::from_secs(120));
+        assert!(!c.tenancy);
+        assert_eq!(c.tenancy_label, "namespace");
+        assert!(!c.job_name_from_path);
+        assert_eq!(c.tenant_max_files, 1000);
+        assert_eq!(c.tenant_max_series, 100_000);
+        assert_eq!(c.tenant_max_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn tenancy_flags() {
+        let c = parse(&["--textfile.tenancy", "--textfile.job-name-from-path"]).unwrap();
+        assert!(c.tenancy && c.job_name_from_path);
+        let c = parse(&[
+            "--textfile.tenancy=false",
+            "--textfile.tenancy-label=team",
+            "--textfile.tenant.max-files=5",
+            "--textfile.tenant.max-series=10",
+            "--textfile.tenant.max-bytes=1MiB",
+        ])
+        .unwrap();
+        assert!(!c.tenancy);
+        assert_eq!(c.tenancy_label, "team");
+        assert_eq!(
+            (c.tenant_max_files, c.tenant_max_series, c.tenant_max_bytes),
+            (5, 10, 1 << 20)
+        );
+        for bad in [
+            &["--textfile.tenancy-label=le"][..],
+            &["--textfile.tenancy-label=__ns"],
+            &["--textfile.tenancy-label=a-b"],
+            &["--textfile.tenancy-label=src", "--source-label=src"],
+            &[
+                "--textfile.job-name-from-path",
+                "--textfile.tenancy-label=job_name",
+            ],
+            &["--textfile.job-name-from-path", "--source-label=job_name"],
+            &["--textfile.tenant.max-files=0"],
+            &["--textfile.tenant.max-bytes=0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::exposition::{
-    CHUNK_BITS, Counters, DataChunk, DataPart, ExpositionOptions, HeaderCache, MetaChunk, MetaPart,
-    Published, Shared,
+    CHUNK_BITS, Carry, Counters, DataChunk, DataPart, ExpositionOptions, MetaChunk, MetaPart,
+    Published, Shared, follow_chunks,
 };
 use crate::logging::Throttle;
 use crate::status::{DirStatus, MAX_LISTED_CONFLICTS, StatusModel};
@@ -34,9 +34,10 @@ use crate::watchdog::Watchdog;
 use promdrop_textfile::Error;
 use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::discovery::{self, FileIdentity};
-use promdrop_textfile::prepared::{Prepared, SeriesIndex};
+use promdrop_textfile::prepared::SeriesIndex;
 use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions};
 use promdrop_textfile::staleness::{self, Deleted, FileState, FileView, Policy, Timing};
+use promdrop_textformat::MetricType;
 
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
@@ -57,6 +58,20 @@ pub struct Settings {
     pub max_total_bytes: u64,
     /// `--max-total-series`.
     pub max_total_series: u64,
+    /// `--textfile.tenancy`: the directories hold one subdirectory per namespace, with
+    /// these caps per namespace.
+    pub tenancy: Option<TenantCaps>,
+}
+
+/// The per-namespace caps of `--textfile.tenant.max-*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantCaps {
+    /// Most files served per namespace.
+    pub files: usize,
+    /// Most series served per namespace.
+    pub series: usize,
+    /// Most bytes of files served per namespace.
+    pub bytes: u64,
 }
 
 impl Settings {
@@ -84,11 +99,19 @@ impl Settings {
                 timestamps: Some(config.timestamps),
                 source_label: config.source_label.clone(),
                 compat_node_exporter: config.compat_node_exporter,
+                tenancy_label: config.tenancy.then(|| config.tenancy_label.clone()),
+                job_name_from_path: config.job_name_from_path,
+                web_config: config.web_config_file.is_some(),
             },
             debounce: config.debounce,
             telemetry_path: config.telemetry_path.clone(),
             max_total_bytes: config.max_total_bytes,
             max_total_series: config.max_total_series as u64,
+            tenancy: config.tenancy.then_some(TenantCaps {
+                files: config.tenant_max_files,
+                series: config.tenant_max_series,
+                bytes: config.tenant_max_bytes,
+            }),
         }
     }
 }
@@ -117,9 +140,10 @@ fn held(snapshot: &FileSnapshot) -> (u64, u64) {
 type Key = (usize, OsString);
 
 /// A chunk of consecutive tracked files (see [`crate::exposition::CHUNK_BITS`]) as last
-/// published: its files and states, the merged form of the served ones, their meta lines.
+/// published: its files, their states and whether each is within its namespace's caps, the
+/// merged form of the served ones, their meta lines.
 struct EngineChunk {
-    files: Vec<(Arc<FileSnapshot>, FileState)>,
+    files: Vec<(Arc<FileSnapshot>, FileState, bool)>,
     data: Arc<DataChunk>,
     meta: Arc<MetaChunk>,
 }
@@ -138,12 +162,21 @@ pub struct Engine {
     index: SeriesIndex,
     /// The served files cut into chunks, as last published.
     chunks: Vec<Arc<EngineChunk>>,
-    /// Family headers, compressed once.
-    headers: Arc<HeaderCache>,
+    /// What a publication's data part hands the next (family headers, compressed once).
+    carry: Arc<Carry>,
+    /// The conflicts of the last publication: the data part's and, with tenancy, those
+    /// between namespaces.
+    current: Vec<ConflictRecord>,
     /// How files are prepared for merging (from the exposition options).
     prepare: Arc<promdrop_textfile::prepared::PrepareOptions>,
     /// Directories to scan again soon (a file was replaced while being read).
     retry: BTreeSet<usize>,
+    /// With tenancy: the files over a namespace's cap, and why (not served).
+    tenant_capped: BTreeMap<Key, String>,
+    /// With tenancy: the publication count, and since which one each (family, namespace)
+    /// has been declared with its TYPE (see [`Engine::withhold_cross_tenant_types`]).
+    generation: u64,
+    first_declared: HashMap<(String, String), (u64, MetricType)>,
     /// The earliest state change or deletion retry of any file, as last walked (`None`: walk
     /// again). Kept up to date when a file is read; files that go only make it early, which
     /// costs a wake-up that walks again.
@@ -168,20 +201,28 @@ impl Engine {
     pub fn new(settings: Settings, shared: Arc<Shared>) -> Engine {
         let dirs = settings.directories.len();
         let prepare = Arc::new(settings.exposition.prepare_options());
+        let tenancy_label = settings.exposition.tenancy_label.clone();
         Engine {
             settings,
             shared,
             files: BTreeMap::new(),
             dir_errors: vec![None; dirs],
             refused: BTreeMap::new(),
-            counters: Counters::default(),
+            counters: Counters {
+                tenancy_label,
+                ..Counters::default()
+            },
             conflicts: HashSet::new(),
             data: None,
             index: SeriesIndex::default(),
             chunks: Vec::new(),
-            headers: Arc::new(HeaderCache::default()),
+            carry: Arc::new(Carry::default()),
+            current: Vec::new(),
             prepare,
             retry: BTreeSet::new(),
+            tenant_capped: BTreeMap::new(),
+            generation: 0,
+            first_declared: HashMap::new(),
             wake: None,
             watchdog: Arc::new(Watchdog::new(Duration::from_secs(60))),
             throttle: Throttle::default(),
@@ -202,6 +243,10 @@ impl Engine {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let all: BTreeSet<usize> = (0..self.settings.directories.len()).collect();
+        self.scan(&all).await;
+        // readdir need not return an entry renamed over while it runs (tmpfs skips it), and a
+        // file the first listing skipped is not tracked, so nothing would read it until it
+        // changes again: list once more (only what is new or changed is read).
         self.scan(&all).await;
         // Files renamed over (or deleted) between the listing and their reading are not
         // tracked yet: read them again before the first publication, so that ready means
@@ -327,7 +372,15 @@ impl Engine {
         };
         let listed = {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || discovery::list(&dir)).await
+            let tenancy = self.settings.tenancy.is_some();
+            tokio::task::spawn_blocking(move || {
+                if tenancy {
+                    discovery::list_tenants(&dir)
+                } else {
+                    discovery::list(&dir)
+                }
+            })
+            .await
         };
         let listing = match listed {
             Ok(Ok(listing)) => listing,
@@ -348,7 +401,12 @@ impl Engine {
             .refused
             .iter()
             .map(|r| {
-                let name = r.path.file_name().unwrap_or_default().to_os_string();
+                // Relative to the directory: with tenancy, two namespaces' entries may share
+                // a file name.
+                let name = r
+                    .path
+                    .strip_prefix(&dir)
+                    .map_or_else(|_| r.path.clone().into_os_string(), |p| p.into());
                 ((index, name), r.error.to_string())
             })
             .collect();
@@ -410,8 +468,9 @@ impl Engine {
         let Some(dir) = self.settings.directories.get(index).cloned() else {
             return false;
         };
-        if self.dir_errors[index].is_some() {
-            // The directory could not be listed: only a listing tells it is back.
+        if self.dir_errors[index].is_some() || self.settings.tenancy.is_some() {
+            // The directory could not be listed: only a listing tells it is back. With
+            // tenancy, a listing looks at the namespaces' directories.
             return self.scan_dir(index).await;
         }
         let looked = {
@@ -820,6 +879,8 @@ impl Engine {
                     }
                 }
                 Ok(Err(e)) => {
+                    self.counters.file_delete_errors += 1;
+                    changed = true; // the counter is served
                     tracing::warn!(error = %e, "cannot delete an expired file; retrying later");
                     if let Some(t) = self.files.get_mut(&key) {
                         t.delete_retry = Some(Instant::now() + Duration::from_secs(30));
@@ -846,11 +907,26 @@ impl Engine {
     }
 
     /// Rebuilds what is served and swaps it in. Costs the chunks that changed (see
-    /// [`crate::exposition`]), plus a pointer comparison per file.
+    /// [`crate::exposition`]), plus a pointer comparison per file; with tenancy, also the
+    /// per-namespace caps and the cross-namespace TYPE rule, which look at every file's
+    /// families.
     async fn publish(&mut self) {
         let started = Instant::now();
+        if let Some(caps) = self.settings.tenancy {
+            self.apply_tenant_caps(caps);
+            self.withhold_cross_tenant_types().await;
+        }
         let views = self.views();
         let compat = self.settings.exposition.compat_node_exporter;
+        // Whether each file is within its namespace's caps (always without tenancy).
+        let within: Vec<bool> = if self.tenant_capped.is_empty() {
+            vec![true; views.len()]
+        } else {
+            self.files
+                .keys()
+                .map(|k| !self.tenant_capped.contains_key(k))
+                .collect()
+        };
         // The previous chunks, by their first file (kept alive until the end: pointers are
         // compared).
         let previous: Vec<Arc<EngineChunk>> = std::mem::take(&mut self.chunks);
@@ -867,14 +943,14 @@ impl Engine {
             }
             let range = start..i + 1;
             start = i + 1;
-            let part = &views[range];
+            let part = &views[range.clone()];
+            let within = &within[range];
             let candidate = old.remove(&(Arc::as_ptr(&part[0].snapshot) as usize));
             let same = |c: &EngineChunk| {
                 c.files.len() == part.len()
-                    && c.files
-                        .iter()
-                        .zip(part)
-                        .all(|((s, st), v)| Arc::ptr_eq(s, &v.snapshot) && *st == v.state)
+                    && c.files.iter().zip(part).zip(within).all(|((f, v), w)| {
+                        Arc::ptr_eq(&f.0, &v.snapshot) && f.1 == v.state && f.2 == *w
+                    })
             };
             if let Some(c) = candidate.filter(|c| same(c)) {
                 chunks.push(Arc::clone(c));
@@ -882,8 +958,9 @@ impl Engine {
             }
             let served: Vec<Arc<FileSnapshot>> = part
                 .iter()
-                .filter(|v| v.served())
-                .map(|v| Arc::clone(&v.snapshot))
+                .zip(within)
+                .filter(|(v, w)| v.served() && **w)
+                .map(|(v, _)| Arc::clone(&v.snapshot))
                 .collect();
             let data = match candidate {
                 Some(c)
@@ -896,12 +973,17 @@ impl Engine {
                 {
                     Arc::clone(&c.data)
                 }
-                _ => Arc::new(DataChunk::build(served, &self.prepare)),
+                _ => Arc::new(DataChunk::build_prepared(
+                    served,
+                    &self.prepare,
+                    self.settings.exposition.own_config(),
+                )),
             };
             chunks.push(Arc::new(EngineChunk {
                 files: part
                     .iter()
-                    .map(|v| (Arc::clone(&v.snapshot), v.state))
+                    .zip(within)
+                    .map(|(v, w)| (Arc::clone(&v.snapshot), v.state, *w))
                     .collect(),
                 data,
                 meta: Arc::new(MetaChunk::build(part, compat)),
@@ -909,35 +991,13 @@ impl Engine {
         }
         // The series index follows the files that came and went (a rebuilt chunk keeps most
         // of its files: only the prepared forms that differ are counted again).
-        let ptr = |c: &Arc<EngineChunk>| Arc::as_ptr(&c.data) as usize;
-        let before: HashSet<usize> = previous.iter().map(ptr).collect();
-        let after: HashSet<usize> = chunks.iter().map(ptr).collect();
-        let gone: HashMap<usize, &Arc<Prepared>> = previous
-            .iter()
-            .filter(|c| !after.contains(&ptr(c)))
-            .flat_map(|c| c.data.prepared())
-            .map(|p| (Arc::as_ptr(p) as usize, p))
-            .collect();
-        let came: HashMap<usize, &Arc<Prepared>> = chunks
-            .iter()
-            .filter(|c| !before.contains(&ptr(c)))
-            .flat_map(|c| c.data.prepared())
-            .map(|p| (Arc::as_ptr(p) as usize, p))
-            .collect();
-        for (k, p) in &gone {
-            if !came.contains_key(k) {
-                self.index.remove(p);
-            }
-        }
-        for (k, p) in &came {
-            if !gone.contains_key(k) {
-                self.index.add(p);
-            }
-        }
-        drop((gone, came));
+        let data_chunks: Vec<Arc<DataChunk>> = chunks.iter().map(|c| Arc::clone(&c.data)).collect();
+        let previous_data: Vec<Arc<DataChunk>> =
+            previous.iter().map(|c| Arc::clone(&c.data)).collect();
+        follow_chunks(&mut self.index, &previous_data, &data_chunks);
+        drop(previous_data);
         drop(old);
         drop(previous);
-        let data_chunks: Vec<Arc<DataChunk>> = chunks.iter().map(|c| Arc::clone(&c.data)).collect();
         let reuse = self.data.as_ref().filter(|d| {
             d.chunks().len() == data_chunks.len()
                 && d.chunks()
@@ -945,14 +1005,14 @@ impl Engine {
                     .zip(&data_chunks)
                     .all(|(a, b)| Arc::ptr_eq(a, b))
         });
-        let data = match reuse {
-            Some(d) => Arc::clone(d),
+        let (data, rebuilt) = match reuse {
+            Some(d) => (Arc::clone(d), false),
             None => {
                 let options = self.settings.exposition.clone();
                 let repeats = self.index.has_repeats();
-                let headers = Arc::clone(&self.headers);
+                let carry = Arc::clone(&self.carry);
                 let built = tokio::task::spawn_blocking(move || {
-                    DataPart::assemble(data_chunks, options, repeats, headers)
+                    DataPart::assemble(data_chunks, options, repeats, carry)
                 })
                 .await;
                 let data = match built {
@@ -963,12 +1023,19 @@ impl Engine {
                         return;
                     }
                 };
-                self.headers.trim(4 * data.classic.len() + 4096);
-                self.count_conflicts(&data.conflicts);
+                self.carry.headers.trim(4 * data.classic.len() + 4096);
                 self.data = Some(Arc::clone(&data));
-                data
+                (data, true)
             }
         };
+        // The conflicts of the data part, and those between namespaces (families withheld
+        // before merging, which the data part does not see).
+        if rebuilt || self.settings.tenancy.is_some() {
+            let mut conflicts = data.conflicts.clone();
+            conflicts.extend(self.withheld_conflicts());
+            self.count_conflicts(&conflicts);
+            self.current = conflicts;
+        }
         self.counters.directories = self
             .settings
             .directories
@@ -977,10 +1044,11 @@ impl Engine {
             .map(|(d, e)| (promdrop_textfile::snapshot::file_label(d), e.is_some()))
             .collect();
         let meta_chunks: Vec<Arc<MetaChunk>> = chunks.iter().map(|c| Arc::clone(&c.meta)).collect();
-        let meta = MetaPart::from_chunks(&meta_chunks, &views, &self.counters, compat);
+        let meta =
+            MetaPart::from_chunks(&meta_chunks, &views, &self.counters, compat, &data.adopted);
         let published_files = views.len();
         self.chunks = chunks;
-        let status = self.status_model(&data.conflicts);
+        let status = self.status_model(&self.current);
         let published = Arc::new(Published::new(data, meta, Arc::new(status), views));
         self.shared.published.store(Arc::clone(&published));
         tracing::debug!(
@@ -994,6 +1062,10 @@ impl Engine {
 
     fn count_conflicts(&mut self, conflicts: &[ConflictRecord]) {
         let current: HashSet<ConflictRecord> = conflicts.iter().cloned().collect();
+        self.counters.current_conflicts.clear();
+        for c in &current {
+            *self.counters.current_conflicts.entry(c.kind).or_default() += 1;
+        }
         let mut new: Vec<&ConflictRecord> = current
             .iter()
             .filter(|c| !self.conflicts.contains(*c))
@@ -1015,6 +1087,253 @@ impl Engine {
         self.conflicts = current;
     }
 
+    /// With tenancy: marks the files that would take their namespace over a cap (counted in
+    /// serving order, files that are served only) as not served.
+    fn apply_tenant_caps(&mut self, caps: TenantCaps) {
+        #[derive(Default)]
+        struct Used {
+            files: usize,
+            series: usize,
+            bytes: u64,
+        }
+        let mut used: BTreeMap<(usize, String), Used> = BTreeMap::new();
+        let mut capped = BTreeMap::new();
+        for (key, tracked) in &self.files {
+            let snapshot = &tracked.snapshot;
+            if tracked.state == FileState::Expired || snapshot.content.is_err() {
+                continue;
+            }
+            let tenant = snapshot.origin().tenant;
+            let u = used.entry((key.0, tenant.clone())).or_default();
+            let series = snapshot.series();
+            let bytes = snapshot.identity.size;
+            let over = if u.files + 1 > caps.files {
+                Some(format!("--textfile.tenant.max-files={}", caps.files))
+            } else if u.series + series > caps.series {
+                Some(format!("--textfile.tenant.max-series={}", caps.series))
+            } else if u.bytes + bytes > caps.bytes {
+                Some(format!("--textfile.tenant.max-bytes={}", caps.bytes))
+            } else {
+                None
+            };
+            match over {
+                Some(cap) => {
+                    capped.insert(
+                        key.clone(),
+                        format!(
+                            "{} would take namespace {tenant} over {cap} ({series} series, \
+                             {bytes} bytes): not served",
+                            snapshot.path.display()
+                        ),
+                    );
+                }
+                None => {
+                    u.files += 1;
+                    u.series += series;
+                    u.bytes += bytes;
+                }
+            }
+        }
+        for (key, message) in &capped {
+            if self.tenant_capped.get(key) != Some(message) {
+                tracing::warn!(error = %message, "refusing a file");
+            }
+        }
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+        for key in capped.keys() {
+            if let Some(t) = self.files.get(key) {
+                *refused.entry(t.snapshot.origin().tenant).or_default() += 1;
+            }
+        }
+        self.counters.tenant_files_refused = refused;
+        self.tenant_capped = capped;
+    }
+
+    /// The files that declare families (parsed, within their namespace's caps; expired ones
+    /// too, so that a family does not change hands while its file is only old), in serving
+    /// order, with their namespaces.
+    fn declaring_files(&self) -> Vec<(Key, String)> {
+        self.files
+            .iter()
+            .filter(|(key, t)| t.snapshot.content.is_ok() && !self.tenant_capped.contains_key(*key))
+            .map(|(key, t)| (key.clone(), t.snapshot.origin().tenant))
+            .collect()
+    }
+
+    /// For each family, the TYPE each namespace gives it (the first of its files, in serving
+    /// order, to declare it) and the files declaring it.
+    fn family_types(&self) -> BTreeMap<String, (BTreeMap<String, MetricType>, Vec<Key>)> {
+        let mut families: BTreeMap<String, (BTreeMap<String, MetricType>, Vec<Key>)> =
+            BTreeMap::new();
+        for (key, tenant) in self.declaring_files() {
+            let Some(t) = self.files.get(&key) else {
+                continue;
+            };
+            for (name, metric_type) in t.snapshot.declared() {
+                let (types, files) = families.entry(name.to_string()).or_default();
+                types.entry(tenant.clone()).or_insert(metric_type);
+                files.push(key.clone());
+            }
+        }
+        families
+    }
+
+    /// With tenancy: the rule for a family that two namespaces declare with different TYPEs
+    /// (one exposition holds one TYPE per family). The family stays with the namespace that
+    /// has declared it longest, with its TYPE, since this process started; it is withheld from
+    /// the files of a namespace that declares it later with another TYPE. Namespaces first
+    /// seen declaring it at the same time (in one scan: at start-up, both files already there)
+    /// with different TYPEs all have it withheld, until one of them changes. So no namespace
+    /// takes a family from another by coming first in name order, or by anything its file
+    /// says about itself (times in it can be forged); and every withheld family is reported
+    /// for its file (a `type` conflict, on the status page and in
+    /// `promdrop_current_conflicts`). Within a namespace, the first file in serving order fixes
+    /// the TYPE, as without tenancy. The files concerned are prepared again (the families
+    /// left out) when what they withhold changes.
+    async fn withhold_cross_tenant_types(&mut self) {
+        self.generation += 1;
+        let families = self.family_types();
+        // Seniority: when each namespace started declaring each family with its TYPE.
+        let mut seen: HashMap<(String, String), (u64, MetricType)> = HashMap::new();
+        for (name, (types, _)) in &families {
+            for (tenant, metric_type) in types {
+                let id = (name.clone(), tenant.clone());
+                let since = match self.first_declared.get(&id) {
+                    Some((since, t)) if t == metric_type => *since,
+                    _ => self.generation,
+                };
+                seen.insert(id, (since, *metric_type));
+            }
+        }
+        self.first_declared = seen;
+        let mut wanted: BTreeMap<Key, Vec<Box<str>>> = BTreeMap::new();
+        for (name, (types, files)) in &families {
+            let mut distinct: Vec<MetricType> = types.values().copied().collect();
+            distinct.sort_by_key(|t| *t as u8);
+            distinct.dedup();
+            if distinct.len() < 2 {
+                continue;
+            }
+            let since = |tenant: &String| {
+                self.first_declared
+                    .get(&(name.clone(), tenant.clone()))
+                    .map_or(u64::MAX, |(s, _)| *s)
+            };
+            let eldest = types.keys().map(since).min().unwrap_or(u64::MAX);
+            let mut owner_types: Vec<MetricType> = types
+                .iter()
+                .filter(|(tenant, _)| since(tenant) == eldest)
+                .map(|(_, t)| *t)
+                .collect();
+            owner_types.sort_by_key(|t| *t as u8);
+            owner_types.dedup();
+            let kept = match owner_types[..] {
+                [only] => Some(only),
+                _ => None, // a tie between TYPEs: none keeps it
+            };
+            // Withheld from the files that give it another TYPE than the one kept.
+            for key in files {
+                let own = self.files.get(key).and_then(|t| {
+                    t.snapshot
+                        .declared()
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, ty)| *ty)
+                });
+                if kept.is_none() || own != kept {
+                    wanted
+                        .entry(key.clone())
+                        .or_default()
+                        .push(Box::from(name.as_str()));
+                }
+            }
+        }
+        let mut redo: Vec<(Key, Arc<FileSnapshot>, Vec<Box<str>>)> = Vec::new();
+        for (key, tracked) in &self.files {
+            let Ok(content) = &tracked.snapshot.content else {
+                continue;
+            };
+            let mut have: Vec<Box<str>> = content
+                .prepared
+                .withheld
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect();
+            have.sort();
+            let mut want = wanted.remove(key).unwrap_or_default();
+            want.sort();
+            want.dedup();
+            if have != want {
+                redo.push((key.clone(), Arc::clone(&tracked.snapshot), want));
+            }
+        }
+        if redo.is_empty() {
+            return;
+        }
+        let prepare = Arc::clone(&self.prepare);
+        let done = tokio::task::spawn_blocking(move || {
+            redo.into_iter()
+                .filter_map(|(key, snapshot, want)| {
+                    Some((key, snapshot.withholding(want, &prepare)?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(done) = done else {
+            tracing::error!("preparing files again failed");
+            return;
+        };
+        for (key, snapshot) in done {
+            if let Some(t) = self.files.get_mut(&key) {
+                // Only when the file was not read again meanwhile.
+                if t.snapshot.identity == snapshot.identity {
+                    t.snapshot = Arc::new(snapshot);
+                }
+            }
+        }
+        // Same files, same identities, other prepared forms: new snapshots, so their chunks
+        // are built again at this publication.
+    }
+
+    /// The conflicts of the families withheld between namespaces: one per file and family,
+    /// naming a file of another namespace that declares it with another TYPE.
+    fn withheld_conflicts(&self) -> Vec<ConflictRecord> {
+        if self.settings.tenancy.is_none() {
+            return Vec::new();
+        }
+        let families = self.family_types();
+        let mut out = Vec::new();
+        for (key, tenant) in self.declaring_files() {
+            let Some(t) = self.files.get(&key) else {
+                continue;
+            };
+            let Ok(content) = &t.snapshot.content else {
+                continue;
+            };
+            for (name, metric_type) in &content.prepared.withheld {
+                let other = families.get(&**name).and_then(|(_, files)| {
+                    files.iter().find_map(|k| {
+                        let o = self.files.get(k)?;
+                        let differs = o.snapshot.origin().tenant != tenant
+                            && o.snapshot
+                                .declared()
+                                .iter()
+                                .any(|(n, ty)| *n == &**name && ty != metric_type);
+                        differs.then(|| snapshot::file_label(&o.snapshot.path))
+                    })
+                });
+                out.push(ConflictRecord {
+                    kind: "type",
+                    family: name.to_string(),
+                    series: None,
+                    kept_file: other,
+                    other_file: snapshot::file_label(&t.snapshot.path),
+                });
+            }
+        }
+        out
+    }
+
     /// The status, but its files (made from the views on request).
     fn status_model(&self, conflicts: &[ConflictRecord]) -> StatusModel {
         StatusModel {
@@ -1030,7 +1349,12 @@ impl Engine {
                 })
                 .collect(),
             files: Vec::new(),
-            refused: self.refused.values().cloned().collect(),
+            refused: self
+                .refused
+                .values()
+                .chain(self.tenant_capped.values())
+                .cloned()
+                .collect(),
             conflicts: conflicts
                 .iter()
                 .take(MAX_LISTED_CONFLICTS)

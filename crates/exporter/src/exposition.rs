@@ -4,28 +4,34 @@
 //!
 //! - the *data* part, the merged samples of every served file, rendered in the classic format
 //!   when published and in OpenMetrics on the first request that prefers it. Each file was
-//!   parsed and prepared when it changed ([`prepared`]); merging concatenates the files'
-//!   prepared lines under one HELP/TYPE block per family, in time proportional to the output.
-//!   A duplicate series (or an OpenMetrics `_created` fold across files) takes the full merge
-//!   of promdrop-textformat instead ([`render_data`]), which re-parses the files;
+//!   parsed and prepared when it changed ([`prepared`]); the files are cut into chunks
+//!   ([`DataChunk`]), and merging lists the chunks' prepared lines under one HELP/TYPE block
+//!   per family ([`assembly`]), so a change costs its chunk. A duplicate series (or an
+//!   OpenMetrics `_created` fold across files) takes the full merge of promdrop-textformat
+//!   instead ([`render_data`]), which re-parses the files. The files' series of the
+//!   exporter's own families ([`Adopted`]) are taken apart, per chunk, for the exporter's own
+//!   blocks; the variants with escaped names are made per chunk on first demand
+//!   ([`DataPart::escaped`]);
 //! - the *meta* part, the `promdrop_*` metrics about the files, rendered in both formats when
-//!   published (it changes with staleness transitions while the data part may not);
-//! - both compressed as gzip segments (see [`crate::gzip`]) on a blocking thread after
-//!   publishing, so the plain body is served at once and the compressed one soon after.
+//!   published (it changes with staleness transitions while the data part may not), its
+//!   per-file lines by chunk ([`MetaChunk`]);
+//! - both compressed as gzip segments (see [`crate::gzip`]) on the first gzip request of a
+//!   publication: only the segments not compressed before (the changed chunks').
 //!
 //! Only process metrics are rendered for each scrape: they are small and change all the time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use promdrop_textformat::{
-    Conflict, Format, MetricFamily, Source, merge, parse, render_classic_into,
+    Conflict, EscapingScheme, Format, MetricFamily, Source, merge, parse, render_classic_into,
     render_openmetrics_into,
 };
 
+use crate::adopt::Adopted;
 use crate::gzip::{self, Deflated};
 use crate::meta::MetaWriter;
 use crate::names;
@@ -33,7 +39,9 @@ use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::assembly::{self, ChunkPlan, Piece, SLOTS};
 use promdrop_textfile::conflict::ConflictRecord;
-use promdrop_textfile::prepared::{self, PrepareOptions, Prepared, SeriesIndex, apply_options};
+use promdrop_textfile::prepared::{
+    self, Origin, PrepareOptions, Prepared, SeriesIndex, apply_options,
+};
 use promdrop_textfile::snapshot::{self, FileSnapshot};
 use promdrop_textfile::staleness::{FileState, FileView};
 
@@ -46,16 +54,33 @@ pub struct ExpositionOptions {
     pub source_label: Option<String>,
     /// `--compat.node-exporter`.
     pub compat_node_exporter: bool,
+    /// `--textfile.tenancy-label`, when `--textfile.tenancy` is on.
+    pub tenancy_label: Option<String>,
+    /// `--textfile.job-name-from-path`.
+    pub job_name_from_path: bool,
+    /// `--web.config.file` is given (the exporter serves `promdrop_web_config_*`).
+    pub web_config: bool,
 }
 
 impl ExpositionOptions {
-    /// What these options change in a file's prepared form; the exporter's own metric names
-    /// ([`crate::names`]) are reserved.
+    /// What these options change in a file's prepared form; the families the exporter serves
+    /// itself with these options ([`crate::names::served_families`]) are left out of the merge,
+    /// for [`Adopted`] to take.
     pub fn prepare_options(&self) -> PrepareOptions {
         PrepareOptions {
             strip_timestamps: self.timestamps == Some(TimestampPolicy::Strip),
             source_label: self.source_label.as_deref().map(Box::from),
-            reserved: &crate::names::RESERVED_FAMILIES,
+            reserved: names::served_families(self.own_config()),
+            tenancy_label: self.tenancy_label.as_deref().map(Box::from),
+            job_name_from_path: self.job_name_from_path,
+        }
+    }
+
+    /// Which of its own families the exporter serves with these options.
+    pub fn own_config(&self) -> names::OwnConfig {
+        names::OwnConfig {
+            compat_node_exporter: self.compat_node_exporter,
+            web_config: self.web_config,
         }
     }
 }
@@ -72,7 +97,7 @@ type Parsed<'a> = Option<(Vec<MetricFamily<'a>>, Vec<Box<str>>)>;
 fn prepare_file<'a>(
     file: &'a FileSnapshot,
     options: &'a PrepareOptions,
-    name: &'a str,
+    name: &'a Origin,
 ) -> Parsed<'a> {
     let content = file.content.as_ref().ok()?;
     // It parsed when it was read; the same bytes parse the same way.
@@ -87,7 +112,7 @@ fn prepare_file<'a>(
 fn parse_all<'a>(
     files: &'a [Arc<FileSnapshot>],
     options: &'a PrepareOptions,
-    names: &'a [String],
+    names: &'a [Origin],
 ) -> Vec<Parsed<'a>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let total: usize = files
@@ -141,33 +166,24 @@ pub fn render_data(
     format: Format,
     out: &mut String,
 ) -> Vec<ConflictRecord> {
-    // The label values of --source-label, borrowed by the samples below.
-    let names: Vec<String> = files.iter().map(|f| snapshot::file_name(&f.path)).collect();
+    // The label values of --source-label and tenancy, borrowed by the samples below.
+    let names: Vec<Origin> = files.iter().map(|f| f.origin()).collect();
     // Parse on every core: parsing is most of the cost, and files are independent.
     let prepare = options.prepare_options();
     let prepared = parse_all(files, &prepare, &names);
     let mut conflicts = Vec::new();
     let mut parsed: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::with_capacity(files.len());
     for (index, result) in prepared.into_iter().enumerate() {
-        let Some((families, reserved)) = result else {
+        // The reserved families left out are judged by `Adopted::build`.
+        let Some((families, _reserved)) = result else {
             continue;
         };
-        for family in reserved {
-            conflicts.push(ConflictRecord {
-                kind: "reserved",
-                family: family.into(),
-                series: None,
-                kept_file: None,
-                other_file: snapshot::file_label(&files[index].path),
-            });
-        }
         parsed.push((index, families));
     }
     let sources: Vec<Source<'_>> = parsed
         .iter()
         .map(|(index, families)| {
-            let precedence = (files[*index].reference_time() * 1e9) as i128;
-            Source::new(families).with_precedence(precedence)
+            Source::new(families).with_precedence(files[*index].merge_precedence())
         })
         .collect();
     let merged = merge(&sources);
@@ -306,7 +322,7 @@ pub fn ends_chunk(path: &std::path::Path, bits: u32) -> bool {
 /// compressed once.
 #[derive(Debug, Default)]
 pub struct HeaderCache {
-    map: std::sync::Mutex<std::collections::HashMap<String, Arc<Segment>>>,
+    map: Mutex<std::collections::HashMap<String, Arc<Segment>>>,
 }
 
 impl HeaderCache {
@@ -333,18 +349,104 @@ impl HeaderCache {
     }
 }
 
-/// One chunk of served files, prepared for merging: its plan and the segments of its groups'
-/// lines (compressed on first use and kept while the chunk is unchanged).
+/// What one publication's data part hands the next, so that the next costs what changed: the
+/// family headers made into segments, the joined series of the exporter's own families (by
+/// the chunks' parts they were joined from), and, per escaping scheme, the series index of the
+/// escaped chunks last assembled. The engine keeps one for its lifetime.
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// Family headers, compressed once.
+    pub headers: HeaderCache,
+    /// Per variant (the published part, then `underscores`, `dots`, `values`): the chunks'
+    /// non-empty adopted parts last joined, and the joined result.
+    adopted: [Mutex<Option<JoinedAdopted>>; 4],
+    /// Per escaping scheme (`underscores`, `dots`, `values`): the escaped chunks last
+    /// assembled and the index counting their series.
+    escaped: [Mutex<ChunkIndex>; 3],
+}
+
+/// The adopted parts of chunks and what they joined into.
+type JoinedAdopted = (Vec<Arc<Adopted>>, Arc<Adopted>);
+
+/// A series index that follows a list of chunks from one assembly to the next.
+#[derive(Debug, Default)]
+pub struct ChunkIndex {
+    chunks: Vec<Arc<DataChunk>>,
+    index: SeriesIndex,
+}
+
+impl ChunkIndex {
+    /// Makes the index count the files of `chunks` (see [`follow_chunks`]); returns whether a
+    /// series is in two places.
+    pub fn follow(&mut self, chunks: &[Arc<DataChunk>]) -> bool {
+        follow_chunks(&mut self.index, &self.chunks, chunks);
+        self.chunks = chunks.to_vec();
+        self.index.has_repeats()
+    }
+}
+
+/// Updates `index`, which counts the files of `previous`, to count those of `next`: only the
+/// chunks that came or went are looked at (by pointer), and of those only the prepared forms
+/// that differ are counted again (a rebuilt chunk keeps most of its files).
+pub fn follow_chunks(
+    index: &mut SeriesIndex,
+    previous: &[Arc<DataChunk>],
+    next: &[Arc<DataChunk>],
+) {
+    let ptr = |c: &Arc<DataChunk>| Arc::as_ptr(c) as usize;
+    let before: HashSet<usize> = previous.iter().map(ptr).collect();
+    let after: HashSet<usize> = next.iter().map(ptr).collect();
+    let gone: HashMap<usize, &Arc<Prepared>> = previous
+        .iter()
+        .filter(|c| !after.contains(&ptr(c)))
+        .flat_map(|c| c.prepared())
+        .map(|p| (Arc::as_ptr(p) as usize, p))
+        .collect();
+    let came: HashMap<usize, &Arc<Prepared>> = next
+        .iter()
+        .filter(|c| !before.contains(&ptr(c)))
+        .flat_map(|c| c.prepared())
+        .map(|p| (Arc::as_ptr(p) as usize, p))
+        .collect();
+    for (k, p) in &gone {
+        if !came.contains_key(k) {
+            index.remove(p);
+        }
+    }
+    for (k, p) in &came {
+        if !gone.contains_key(k) {
+            index.add(p);
+        }
+    }
+}
+
+/// One chunk of served files, prepared for merging: its plan, the segments of its groups'
+/// lines (compressed on first use and kept while the chunk is unchanged), its files' series
+/// of the exporter's own families, and its variants with escaped names (made on demand).
 #[derive(Debug)]
 pub struct DataChunk {
     files: Vec<Arc<FileSnapshot>>,
     plan: ChunkPlan,
     segments: Vec<[Option<Arc<Segment>>; SLOTS]>,
+    adopted: Arc<Adopted>,
+    /// The variants of the chunk with escaped names (`underscores`, `dots`, `values`); `None`
+    /// when it is the chunk itself.
+    escaped: [OnceLock<Option<Arc<DataChunk>>>; 3],
 }
 
 impl DataChunk {
-    /// Prepares the chunk of `files` (served, in order) for `wanted`.
-    pub fn build(files: Vec<Arc<FileSnapshot>>, wanted: &PrepareOptions) -> DataChunk {
+    /// Prepares the chunk of `files` (served, in order) for `options`.
+    pub fn build(files: Vec<Arc<FileSnapshot>>, options: &ExpositionOptions) -> DataChunk {
+        DataChunk::build_prepared(files, &options.prepare_options(), options.own_config())
+    }
+
+    /// [`DataChunk::build`] with the prepare options already made from the exposition
+    /// options, which serve the exporter's own families as `config` says.
+    pub fn build_prepared(
+        files: Vec<Arc<FileSnapshot>>,
+        wanted: &PrepareOptions,
+        config: names::OwnConfig,
+    ) -> DataChunk {
         let (files, prepared): (Vec<Arc<FileSnapshot>>, Vec<Arc<Prepared>>) = files
             .into_iter()
             .filter_map(|f| {
@@ -352,6 +454,12 @@ impl DataChunk {
                 Some((f, p))
             })
             .unzip();
+        // Only files that had families of the exporter's own are parsed again here.
+        let adopted = if prepared.iter().any(|p| !p.reserved.is_empty()) {
+            Arc::new(Adopted::build(&files, &prepared, wanted, config))
+        } else {
+            Arc::default()
+        };
         let paths = files
             .iter()
             .map(|f| snapshot::file_label(&f.path))
@@ -371,6 +479,8 @@ impl DataChunk {
             files,
             plan,
             segments,
+            adopted,
+            escaped: Default::default(),
         }
     }
 
@@ -387,6 +497,42 @@ impl DataChunk {
     /// The files, in order.
     pub fn files(&self) -> &[Arc<FileSnapshot>] {
         &self.files
+    }
+
+    /// The chunk as a scraper asking for `scheme` gets it: itself when no name of its files
+    /// changes, else the chunk of its files escaped ([`escaped::escape_file`]), made once and
+    /// kept with the chunk (so an unchanged chunk is escaped once). Blocking.
+    fn escaped(
+        self: &Arc<Self>,
+        scheme: EscapingScheme,
+        options: &ExpositionOptions,
+    ) -> Arc<DataChunk> {
+        let Some(slot) = escaped::slot_index(scheme) else {
+            return Arc::clone(self);
+        };
+        let variant = self.escaped[slot].get_or_init(|| {
+            let mut changed = false;
+            let files: Vec<Arc<FileSnapshot>> = self
+                .files
+                .iter()
+                .filter_map(|f| match escaped::escape_file(f, scheme, options) {
+                    Some((file, c)) => {
+                        changed |= c;
+                        Some(file)
+                    }
+                    None => {
+                        // Left out: the variant differs.
+                        changed = true;
+                        None
+                    }
+                })
+                .collect();
+            changed.then(|| Arc::new(DataChunk::build(files, options)))
+        });
+        match variant {
+            Some(v) => Arc::clone(v),
+            None => Arc::clone(self),
+        }
     }
 }
 
@@ -418,9 +564,14 @@ pub struct DataPart {
     /// duplicate series needs).
     concatenable: bool,
     options: ExpositionOptions,
-    headers: Arc<HeaderCache>,
-    /// The conflicts found merging them.
+    carry: Arc<Carry>,
+    /// The files' series of the exporter's own families, served in its own blocks.
+    pub adopted: Arc<Adopted>,
+    /// The conflicts found merging them (the adopted ones' included).
     pub conflicts: Vec<ConflictRecord>,
+    /// The variants with escaped names (`underscores`, `dots`, `values`), each made on first
+    /// demand ([`DataPart::escaped`]); `None` when it is this part itself.
+    escaped: [tokio::sync::OnceCell<Option<Arc<DataPart>>>; 3],
 }
 
 /// `file`'s prepared form for `wanted`: the one made when it was read, or (when the options
@@ -435,7 +586,7 @@ fn prepared_for(file: &FileSnapshot, wanted: &PrepareOptions) -> Option<Arc<Prep
     Some(Arc::new(Prepared::build(
         exposition.families,
         &content.bytes,
-        &snapshot::file_name(&file.path),
+        &file.origin(),
         wanted,
     )))
 }
@@ -481,9 +632,10 @@ impl DataPart {
         bits: u32,
     ) -> DataPart {
         let wanted = options.prepare_options();
+        let config = options.own_config();
         let chunks: Vec<Arc<DataChunk>> = cut(files, |f| f.path.as_path(), bits)
             .into_iter()
-            .map(|c| Arc::new(DataChunk::build(c, &wanted)))
+            .map(|c| Arc::new(DataChunk::build_prepared(c, &wanted, config)))
             .collect();
         let members: Vec<(&std::path::Path, &Arc<Prepared>)> = chunks
             .iter()
@@ -493,16 +645,29 @@ impl DataPart {
         index.update(&members);
         drop(members);
         let repeats = index.has_repeats();
-        DataPart::assemble(chunks, options, repeats, Arc::new(HeaderCache::default()))
+        DataPart::assemble(chunks, options, repeats, Arc::new(Carry::default()))
     }
 
     /// Merges prepared chunks (in serving order); `repeats` says whether a series is in two
-    /// places ([`SeriesIndex::has_repeats`]), which takes the full merge. Blocking.
+    /// places ([`SeriesIndex::has_repeats`]), which takes the full merge. `carry` is what the
+    /// previous publication left (see [`Carry`]). Blocking.
     pub fn assemble(
         chunks: Vec<Arc<DataChunk>>,
         options: ExpositionOptions,
         repeats: bool,
-        headers: Arc<HeaderCache>,
+        carry: Arc<Carry>,
+    ) -> DataPart {
+        DataPart::assemble_variant(chunks, options, repeats, carry, 0)
+    }
+
+    /// [`DataPart::assemble`] for variant `variant` (0: the published part, then one per
+    /// escaping scheme), whose joined adopted series are carried apart.
+    fn assemble_variant(
+        chunks: Vec<Arc<DataChunk>>,
+        options: ExpositionOptions,
+        repeats: bool,
+        carry: Arc<Carry>,
+        variant: usize,
     ) -> DataPart {
         let assembled = if repeats {
             None
@@ -511,8 +676,8 @@ impl DataPart {
             assembly::assemble(&plans)
         };
         let concatenable = assembled.is_some();
-        let (classic, conflicts) = match assembled {
-            Some(a) => (resolve(a.classic, &chunks, &headers), a.conflicts),
+        let (classic, mut conflicts) = match assembled {
+            Some(a) => (resolve(a.classic, &chunks, &carry.headers), a.conflicts),
             None => {
                 let files: Vec<Arc<FileSnapshot>> = chunks
                     .iter()
@@ -528,14 +693,18 @@ impl DataPart {
                 (vec![Arc::new(Segment::new(text))], conflicts)
             }
         };
+        let adopted = join_adopted(&chunks, &options, &carry, variant);
+        conflicts.extend(adopted.conflicts.iter().cloned());
         DataPart {
             classic,
             openmetrics: tokio::sync::OnceCell::new(),
             chunks,
             concatenable,
             options,
-            headers,
+            carry,
+            adopted,
             conflicts,
+            escaped: Default::default(),
         }
     }
 
@@ -568,7 +737,7 @@ impl DataPart {
         if self.concatenable {
             let plans: Vec<&ChunkPlan> = self.chunks.iter().map(|c| &c.plan).collect();
             if let Some(pieces) = assembly::assemble_openmetrics(&plans) {
-                return resolve(pieces, &self.chunks, &self.headers);
+                return resolve(pieces, &self.chunks, &self.carry.headers);
             }
             let prepared: Vec<Arc<Prepared>> = self
                 .chunks
@@ -590,6 +759,39 @@ impl DataPart {
         Bytes::from(segments_text(&self.render_openmetrics_segments()))
     }
 
+    /// This part as a scraper asking for `scheme` gets it: itself for `allow-utf-8` or when no
+    /// name changes, else the same publication over the files with escaped names (each chunk
+    /// escaped once and kept with it: `escaped::build`), made on a blocking thread on first
+    /// demand and kept until the next change. Names that collide once escaped are conflicts
+    /// of the variant, counted in `promdrop_escaping_conflicts_total`.
+    pub async fn escaped(self: &Arc<Self>, scheme: EscapingScheme) -> Arc<DataPart> {
+        let Some(slot) = escaped::slot_index(scheme) else {
+            return Arc::clone(self);
+        };
+        let this = Arc::clone(self);
+        let variant = self.escaped[slot]
+            .get_or_init(|| async move {
+                let built = tokio::task::spawn_blocking(move || {
+                    let variant = escaped::build(&this, scheme).map(Arc::new);
+                    if let Some(v) = &variant {
+                        escaped::record_conflicts(&this, v, scheme);
+                    }
+                    variant
+                })
+                .await;
+                // A variant that failed to build is served as an empty data part, never as
+                // the unescaped one.
+                built.unwrap_or_else(|_| {
+                    Some(Arc::new(DataPart::build(
+                        Vec::new(),
+                        ExpositionOptions::default(),
+                    )))
+                })
+            })
+            .await;
+        variant.clone().unwrap_or_else(|| Arc::clone(self))
+    }
+
     /// The OpenMetrics rendering, made on first use on a blocking thread and kept.
     pub async fn openmetrics(self: &Arc<Self>) -> Arc<Vec<Arc<Segment>>> {
         let this = Arc::clone(self);
@@ -602,6 +804,65 @@ impl DataPart {
             .await
             .clone()
     }
+}
+
+/// The files' series of the exporter's own families for `chunks`: their parts joined
+/// ([`Adopted::join`]), the last join again when the parts are the same, or one build over
+/// every file when a series is in two chunks (only the files that have such families are
+/// parsed).
+fn join_adopted(
+    chunks: &[Arc<DataChunk>],
+    options: &ExpositionOptions,
+    carry: &Carry,
+    variant: usize,
+) -> Arc<Adopted> {
+    let parts: Vec<Arc<Adopted>> = chunks
+        .iter()
+        .filter(|c| !c.adopted.is_empty() || !c.adopted.conflicts.is_empty())
+        .map(|c| Arc::clone(&c.adopted))
+        .collect();
+    if parts.is_empty() {
+        return Arc::default();
+    }
+    let Some(slot) = carry.adopted.get(variant) else {
+        return Arc::new(build_adopted(&parts, chunks, options));
+    };
+    let mut last = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((kept, joined)) = &*last
+        && kept.len() == parts.len()
+        && kept.iter().zip(&parts).all(|(a, b)| Arc::ptr_eq(a, b))
+    {
+        return Arc::clone(joined);
+    }
+    let joined = Arc::new(build_adopted(&parts, chunks, options));
+    *last = Some((parts, Arc::clone(&joined)));
+    joined
+}
+
+/// [`Adopted::join`] of `parts`, else a build over the files of `chunks`.
+fn build_adopted(
+    parts: &[Arc<Adopted>],
+    chunks: &[Arc<DataChunk>],
+    options: &ExpositionOptions,
+) -> Adopted {
+    let refs: Vec<&Adopted> = parts.iter().map(|p| &**p).collect();
+    if let Some(joined) = Adopted::join(&refs) {
+        return joined;
+    }
+    let files: Vec<Arc<FileSnapshot>> = chunks
+        .iter()
+        .flat_map(|c| c.files.iter().cloned())
+        .collect();
+    let prepared: Vec<Arc<Prepared>> = chunks
+        .iter()
+        .flat_map(|c| c.prepared().iter().cloned())
+        .collect();
+    Adopted::build(
+        &files,
+        &prepared,
+        &options.prepare_options(),
+        options.own_config(),
+    )
 }
 
 /// What the engine shares with the HTTP layer.
@@ -625,7 +886,7 @@ impl Shared {
                 ..StatusModel::default()
             })),
             ready: AtomicBool::new(false),
-            scrape_metrics: Vec::new(),
+            scrape_metrics: vec![escaped::write_metrics],
         }
     }
 
@@ -635,41 +896,130 @@ impl Shared {
     }
 }
 
-/// Whether `accept` prefers OpenMetrics to the classic text format.
+/// What a scrape asked for with its `Accept` and `Accept-Encoding` headers, as promhttp
+/// negotiates it (prometheus/common `expfmt.NegotiateIncludingOpenMetrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Classic text or OpenMetrics.
+    pub format: Format,
+    /// The format's version named in the `Content-Type`: `0.0.4` or `1.0.0` for the classic
+    /// text, `0.0.1` or `1.0.0` for OpenMetrics (the body is the same).
+    pub version: &'static str,
+    /// How names that are not legacy ones are written.
+    pub escaping: EscapingScheme,
+    /// Whether gzip is allowed.
+    pub gzip: bool,
+}
+
+/// `base; escaping=<scheme>` for every scheme, in [`EscapingScheme::ALL`]'s order.
+macro_rules! with_escaping {
+    ($base:literal) => {
+        [
+            concat!($base, "; escaping=allow-utf-8"),
+            concat!($base, "; escaping=underscores"),
+            concat!($base, "; escaping=dots"),
+            concat!($base, "; escaping=values"),
+        ]
+    };
+}
+
+const TEXT_0_0_4: [&str; 4] = with_escaping!("text/plain; version=0.0.4; charset=utf-8");
+const TEXT_1_0_0: [&str; 4] = with_escaping!("text/plain; version=1.0.0; charset=utf-8");
+const OPENMETRICS_0_0_1: [&str; 4] =
+    with_escaping!("application/openmetrics-text; version=0.0.1; charset=utf-8");
+const OPENMETRICS_1_0_0: [&str; 4] =
+    with_escaping!("application/openmetrics-text; version=1.0.0; charset=utf-8");
+
+impl Negotiated {
+    /// The `Content-Type`, saying which escaping was applied as promhttp does
+    /// (`text/plain; version=0.0.4; charset=utf-8; escaping=underscores`).
+    pub fn content_type(&self) -> &'static str {
+        let table = match (self.format, self.version) {
+            (Format::OpenMetrics, "0.0.1") => &OPENMETRICS_0_0_1,
+            (Format::OpenMetrics, _) => &OPENMETRICS_1_0_0,
+            (_, "1.0.0") => &TEXT_1_0_0,
+            _ => &TEXT_0_0_4,
+        };
+        let index = EscapingScheme::ALL
+            .iter()
+            .position(|s| *s == self.escaping)
+            .unwrap_or(1);
+        table[index]
+    }
+}
+
+/// The format, version and escaping `accept` asks for.
 ///
-/// Each media range gets its `q` (default 1); OpenMetrics is chosen when its best `q` is above
-/// zero and above that of `text/plain` (or `text/*`, `*/*`), as Prometheus asks with
-/// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`.
-pub fn prefers_openmetrics(accept: &str) -> bool {
-    let mut om: f32 = 0.0;
-    let mut plain: f32 = 0.0;
-    for range in accept.split(',') {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let mut q: f32 = 1.0;
-        let mut version: Option<String> = None;
-        for param in parts {
-            if let Some((k, v)) = param.split_once('=') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "q" => q = v.trim().parse().unwrap_or(0.0),
-                    "version" => version = Some(v.trim().to_string()),
-                    _ => {}
+/// The media ranges are taken by decreasing `q` (ranges with `q=0` are refused); the first
+/// that names `text/plain` (version `0.0.4`, `1.0.0` or none), `application/openmetrics-text`
+/// (version `1.0.0`, `0.0.1` or none, which means `0.0.1`), `text/*` or `*/*` is chosen, and
+/// the classic text `0.0.4` when none does. The escaping is the last known `escaping`
+/// parameter met on the way, up to the chosen range included, as in promhttp; without one a
+/// scraper gets [`EscapingScheme::default`] (`underscores`), so a Prometheus 2 server, which
+/// never sends it, gets legacy names only.
+pub fn negotiate_accept(accept: &str) -> (Format, &'static str, EscapingScheme) {
+    struct Range<'a> {
+        media: String,
+        q: f32,
+        version: Option<&'a str>,
+        escaping: Option<&'a str>,
+    }
+    let mut ranges: Vec<Range<'_>> = accept
+        .split(',')
+        .map(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let mut r = Range {
+                media,
+                q: 1.0,
+                version: None,
+                escaping: None,
+            };
+            for param in parts {
+                if let Some((k, v)) = param.split_once('=') {
+                    let v = v.trim().trim_matches('"');
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "q" => r.q = v.parse().unwrap_or(0.0),
+                        "version" => r.version = Some(v),
+                        "escaping" => r.escaping = Some(v),
+                        _ => {}
+                    }
                 }
             }
+            r
+        })
+        .filter(|r| r.q > 0.0 && !r.media.is_empty())
+        .collect();
+    // Stable: ranges of equal q keep their order.
+    ranges.sort_by(|a, b| b.q.total_cmp(&a.q));
+    let mut escaping = EscapingScheme::default();
+    for range in &ranges {
+        if let Some(scheme) = range.escaping.and_then(EscapingScheme::from_param) {
+            escaping = scheme;
         }
-        match media.as_str() {
-            "application/openmetrics-text"
-                if version
-                    .as_deref()
-                    .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
-            {
-                om = om.max(q)
+        let chosen = match (range.media.as_str(), range.version) {
+            ("text/plain", None | Some("0.0.4")) | ("text/*" | "*/*", _) => {
+                Some((Format::Classic, "0.0.4"))
             }
-            "text/plain" | "text/*" | "*/*" => plain = plain.max(q),
-            _ => {}
+            ("text/plain", Some("1.0.0")) => Some((Format::Classic, "1.0.0")),
+            ("application/openmetrics-text", None | Some("0.0.1")) => {
+                Some((Format::OpenMetrics, "0.0.1"))
+            }
+            ("application/openmetrics-text", Some("1.0.0")) => Some((Format::OpenMetrics, "1.0.0")),
+            _ => None,
+        };
+        if let Some((format, version)) = chosen {
+            return (format, version, escaping);
         }
     }
-    om > 0.0 && om > plain
+    (Format::Classic, "0.0.4", escaping)
+}
+
+/// Whether `accept` prefers OpenMetrics to the classic text format ([`negotiate_accept`]), as
+/// Prometheus asks with
+/// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`.
+pub fn prefers_openmetrics(accept: &str) -> bool {
+    negotiate_accept(accept).0 == Format::OpenMetrics
 }
 
 /// Whether `accept_encoding` allows gzip.
@@ -685,21 +1035,22 @@ pub fn accepts_gzip(accept_encoding: &str) -> bool {
     })
 }
 
-/// The format and compression a request asks for with its `Accept` and `Accept-Encoding`
-/// headers, as [`Published::body`] takes them.
-pub fn negotiate(headers: &hyper::HeaderMap) -> (Format, bool) {
+/// The format, escaping and compression a request asks for with its `Accept` and
+/// `Accept-Encoding` headers, as [`Published::negotiated_body`] takes them.
+pub fn negotiate(headers: &hyper::HeaderMap) -> Negotiated {
     let header = |name| {
         headers
             .get(name)
             .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
             .unwrap_or("")
     };
-    let format = if prefers_openmetrics(header(hyper::header::ACCEPT)) {
-        Format::OpenMetrics
-    } else {
-        Format::Classic
-    };
-    (format, accepts_gzip(header(hyper::header::ACCEPT_ENCODING)))
+    let (format, version, escaping) = negotiate_accept(header(hyper::header::ACCEPT));
+    Negotiated {
+        format,
+        version,
+        escaping,
+        gzip: accepts_gzip(header(hyper::header::ACCEPT_ENCODING)),
+    }
 }
 
 /// Counters that live as long as the process.
@@ -711,6 +1062,14 @@ pub struct Counters {
     pub reloads_failure: u64,
     /// Conflicts by kind, each counted when it first appears.
     pub conflicts: BTreeMap<&'static str, u64>,
+    /// Conflicts by kind present in the last publication.
+    pub current_conflicts: BTreeMap<&'static str, u64>,
+    /// Deletions under `--delete-after` that failed.
+    pub file_delete_errors: u64,
+    /// With tenancy: files over a per-namespace cap, by namespace.
+    pub tenant_files_refused: BTreeMap<String, u64>,
+    /// With tenancy: the label naming the namespace (`--textfile.tenancy-label`).
+    pub tenancy_label: Option<String>,
     /// The watched directories as their `directory` label shows them, and whether each is
     /// missing or cannot be listed now (`promdrop_directory_error`); set by the engine.
     pub directories: Vec<(String, bool)>,
@@ -785,14 +1144,16 @@ fn per_file_headers() -> &'static [(Arc<Segment>, Arc<Segment>); PER_FILE] {
     })
 }
 
-/// The meta families about all files together: the first after the per-file ones, the second
-/// (compat) at the end.
+/// The meta families about all files together, with the files' series of these families
+/// (`adopted`) in the same blocks: the first after the per-file ones, the second (compat) at
+/// the end.
 fn render_meta_totals(
     files: &[FileView],
     counters: &Counters,
     compat_node: bool,
+    adopted: &Arc<Adopted>,
 ) -> [MetaWriter; 2] {
-    let mut w = MetaWriter::default();
+    let mut w = MetaWriter::with_adopted(Arc::clone(adopted));
     if !counters.directories.is_empty() {
         w.own(&names::PROMDROP_DIRECTORY_ERROR);
         for (directory, error) in &counters.directories {
@@ -816,6 +1177,19 @@ fn render_meta_totals(
         let n = counters.conflicts.get(kind).copied().unwrap_or(0);
         w.sample(&[("kind", kind)], n as f64);
     }
+    w.own(&names::PROMDROP_CURRENT_CONFLICTS);
+    for kind in CONFLICT_KINDS {
+        let n = counters.current_conflicts.get(kind).copied().unwrap_or(0);
+        w.sample(&[("kind", kind)], n as f64);
+    }
+    w.own(&names::PROMDROP_FILE_DELETE_ERRORS_TOTAL);
+    w.sample(&[], counters.file_delete_errors as f64);
+    if let Some(label) = &counters.tenancy_label {
+        w.own(&names::PROMDROP_TENANT_FILES_REFUSED);
+        for (tenant, n) in &counters.tenant_files_refused {
+            w.sample(&[(label, tenant)], *n as f64);
+        }
+    }
     w.own(&names::PROMDROP_RELOADS_TOTAL);
     w.sample(&[("result", "success")], counters.reloads_success as f64);
     w.sample(&[("result", "failure")], counters.reloads_failure as f64);
@@ -834,7 +1208,7 @@ fn render_meta_totals(
         ],
         1.0,
     );
-    let mut end = MetaWriter::default();
+    let mut end = MetaWriter::with_adopted(Arc::clone(adopted));
     if compat_node {
         end.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
         // As node_exporter: 1 when a file or a directory cannot be read.
@@ -845,9 +1219,15 @@ fn render_meta_totals(
     [w, end]
 }
 
-/// Renders the meta metrics about `files` (every tracked file, in order).
-pub fn render_meta(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaWriter {
-    let part = MetaPart::build(files, counters, compat_node);
+/// Renders the meta metrics about `files` (every tracked file, in order), with the files'
+/// series of these families (`adopted`) in the same blocks.
+pub fn render_meta(
+    files: &[FileView],
+    counters: &Counters,
+    compat_node: bool,
+    adopted: &Arc<Adopted>,
+) -> MetaWriter {
+    let part = MetaPart::build(files, counters, compat_node, adopted);
     let mut w = MetaWriter::default();
     w.classic = segments_text(&part.classic);
     w.openmetrics = segments_text(&part.openmetrics);
@@ -886,27 +1266,40 @@ pub struct MetaPart {
 }
 
 impl MetaPart {
-    /// Prepares the meta part (one chunk).
-    pub fn build(files: &[FileView], counters: &Counters, compat_node: bool) -> MetaPart {
+    /// Prepares the meta part (one chunk), with the files' series of these families
+    /// (`adopted`).
+    pub fn build(
+        files: &[FileView],
+        counters: &Counters,
+        compat_node: bool,
+        adopted: &Arc<Adopted>,
+    ) -> MetaPart {
         let chunk = Arc::new(MetaChunk::build(files, compat_node));
-        MetaPart::from_chunks(&[chunk], files, counters, compat_node)
+        MetaPart::from_chunks(&[chunk], files, counters, compat_node, adopted)
     }
 
     /// Prepares the meta part from the per-file lines of `chunks` (in order) and the totals
-    /// of `files` (every tracked file).
+    /// of `files` (every tracked file), with the files' series of these families (`adopted`)
+    /// right under each family's header, as [`MetaWriter::own`] writes them.
     pub fn from_chunks(
         chunks: &[Arc<MetaChunk>],
         files: &[FileView],
         counters: &Counters,
         compat_node: bool,
+        adopted: &Arc<Adopted>,
     ) -> MetaPart {
         let headers = per_file_headers();
-        let [totals, end] = render_meta_totals(files, counters, compat_node);
+        let metrics = per_file_metrics();
+        let [totals, end] = render_meta_totals(files, counters, compat_node, adopted);
         let mut classic = Vec::with_capacity(chunks.len() * 7 + 16);
         let mut openmetrics = Vec::with_capacity(chunks.len() * 7 + 16);
         let family = |k: usize, classic: &mut Vec<Arc<Segment>>, om: &mut Vec<Arc<Segment>>| {
             classic.push(Arc::clone(&headers[k].0));
             om.push(Arc::clone(&headers[k].1));
+            if let Some(lines) = adopted.lines(metrics[k].name) {
+                classic.push(Arc::new(Segment::new(lines.classic.clone())));
+                om.push(Arc::new(Segment::new(lines.openmetrics.clone())));
+            }
             for c in chunks {
                 if !c.lines[k].is_empty() {
                     classic.push(Arc::clone(&c.lines[k]));
@@ -944,15 +1337,16 @@ pub struct Published {
     /// Every tracked file, for the status.
     views: Vec<FileView>,
     status_full: OnceLock<Arc<StatusModel>>,
-    /// The gzip stream of data and meta, by format (classic, OpenMetrics), joined on first
-    /// request.
-    gzipped: [tokio::sync::OnceCell<Arc<gzip::Joined>>; 2],
+    /// The gzip stream of data and meta, by format (classic, OpenMetrics) and data part (the
+    /// published one, then the escaped variants `underscores`, `dots`, `values` that differ
+    /// from it), joined on first request.
+    gzipped: [tokio::sync::OnceCell<Arc<gzip::Joined>>; 8],
 }
 
 /// A response body: its content type, whether it is gzip-encoded, and its chunks.
 #[derive(Debug)]
 pub struct Body {
-    /// The `Content-Type`.
+    /// The `Content-Type`, with the escaping applied ([`Negotiated::content_type`]).
     pub content_type: &'static str,
     /// Whether the chunks are gzip-compressed.
     pub gzip: bool,
@@ -1010,40 +1404,70 @@ impl Published {
     pub fn empty(status: StatusModel) -> Published {
         Published::new(
             Arc::new(DataPart::build(Vec::new(), ExpositionOptions::default())),
-            MetaPart::build(&[], &Counters::default(), false),
+            MetaPart::build(&[], &Counters::default(), false, &Arc::default()),
             Arc::new(status),
             Vec::new(),
         )
     }
 
-    /// The `/metrics` body in `format`, gzip-compressed when `gzip` is allowed. Process
-    /// metrics are added now; everything else was prepared before, and is compressed on the
-    /// first gzip request (only the segments that changed since the last publication).
+    /// The `/metrics` body in `format` with the default escaping (`underscores`), as
+    /// [`Published::negotiated_body`] gives it.
     pub async fn body(
         &self,
         format: Format,
         gzip: bool,
         scrape_metrics: &[fn(&mut MetaWriter)],
     ) -> Body {
-        let openmetrics = format == Format::OpenMetrics;
-        let data = if openmetrics {
-            self.data.openmetrics().await
+        let negotiated = Negotiated {
+            format,
+            version: if format == Format::OpenMetrics {
+                "1.0.0"
+            } else {
+                "0.0.4"
+            },
+            escaping: EscapingScheme::default(),
+            gzip,
+        };
+        self.negotiated_body(&negotiated, scrape_metrics).await
+    }
+
+    /// The `/metrics` body as `negotiated`: the data part with its names escaped as asked
+    /// ([`DataPart::escaped`]), gzip-compressed when allowed. Process metrics are added now;
+    /// everything else was prepared before, and is compressed on the first gzip request (only
+    /// the segments that changed since the last publication). The meta part's names are
+    /// legacy ones, served as they are under every scheme.
+    pub async fn negotiated_body(
+        &self,
+        negotiated: &Negotiated,
+        scrape_metrics: &[fn(&mut MetaWriter)],
+    ) -> Body {
+        let openmetrics = negotiated.format == Format::OpenMetrics;
+        let variant = self.data.escaped(negotiated.escaping).await;
+        // The published part's slot when the variant is the published part itself.
+        let slot = if Arc::ptr_eq(&variant, &self.data) {
+            0
         } else {
-            Arc::new(self.data.classic.clone())
+            escaped::slot_index(negotiated.escaping).map_or(0, |i| i + 1)
+        };
+        let data = if openmetrics {
+            variant.openmetrics().await
+        } else {
+            Arc::new(variant.classic.clone())
         };
         let meta = if openmetrics {
             &self.meta.openmetrics
         } else {
             &self.meta.classic
         };
-        let mut tail = crate::process::render(openmetrics, scrape_metrics);
+        let mut tail = crate::process::render(openmetrics, scrape_metrics, &self.data.adopted);
         if openmetrics {
             tail.push_str("# EOF\n");
         }
-        let content_type = format.content_type();
-        if gzip {
+        let content_type = negotiated.content_type();
+        if negotiated.gzip {
             let segments: Vec<Arc<Segment>> = data.iter().chain(meta.iter()).cloned().collect();
-            let joined = self.gzipped[usize::from(openmetrics)]
+            let index = usize::from(openmetrics) * 4 + slot;
+            let joined = self.gzipped[index]
                 .get_or_init(|| async move {
                     let joined = tokio::task::spawn_blocking(move || {
                         let deflated: Vec<&Deflated> =
@@ -1115,9 +1539,9 @@ pub fn render_classic_body(
         .collect();
     let data = DataPart::build(served, options.clone());
     let mut out = data.classic_text();
-    let conflicts = data.conflicts;
-    for c in &conflicts {
+    for c in &data.conflicts {
         *counters.conflicts.entry(c.kind).or_default() += 1;
+        *counters.current_conflicts.entry(c.kind).or_default() += 1;
     }
     for f in files {
         if f.snapshot.content.is_ok() {
@@ -1126,10 +1550,14 @@ pub fn render_classic_body(
             counters.reloads_failure += 1;
         }
     }
-    let meta = render_meta(files, counters, options.compat_node_exporter);
+    let meta = render_meta(files, counters, options.compat_node_exporter, &data.adopted);
     out.push_str(&meta.classic);
     out
 }
+
+mod escaped;
+
+pub use escaped::may_have_quoted_names;
 
 #[cfg(test)]
 mod fast_path_tests;
@@ -1159,5 +1587,254 @@ mod tests {
         assert!(!accepts_gzip("gzip;q=0"));
         assert!(!accepts_gzip("identity"));
         assert!(!accepts_gzip(""));
+    }
+}
+
+#[cfg(test)]
+mod escaping_tests {
+    use super::*;
+    use promdrop_textfile::discovery::FileIdentity;
+    use promdrop_textfile::snapshot::{ReadOptions, parse_bytes};
+
+    #[test]
+    fn accept_names_the_format_version_and_escaping() {
+        use EscapingScheme::*;
+        let cases = [
+            ("", Format::Classic, "0.0.4", Underscores),
+            (
+                "text/plain;version=0.0.4",
+                Format::Classic,
+                "0.0.4",
+                Underscores,
+            ),
+            (
+                "text/plain;version=1.0.0;escaping=allow-utf-8",
+                Format::Classic,
+                "1.0.0",
+                AllowUtf8,
+            ),
+            (
+                "text/plain;version=1.0.0;escaping=dots",
+                Format::Classic,
+                "1.0.0",
+                Dots,
+            ),
+            (
+                "text/plain;version=1.0.0;escaping=nope",
+                Format::Classic,
+                "1.0.0",
+                Underscores,
+            ),
+            (
+                "application/openmetrics-text;version=1.0.0;escaping=values,text/plain;q=0.5",
+                Format::OpenMetrics,
+                "1.0.0",
+                Values,
+            ),
+            (
+                "application/openmetrics-text",
+                Format::OpenMetrics,
+                "0.0.1",
+                Underscores,
+            ),
+            // Prometheus 3's default scrape protocols with UTF-8 names allowed.
+            (
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
+                Format::OpenMetrics,
+                "1.0.0",
+                AllowUtf8,
+            ),
+            // An escaping on a refused range still counts, as promhttp has it.
+            (
+                "application/openmetrics-text;version=9.9.9;escaping=dots,text/plain;q=0.5",
+                Format::Classic,
+                "0.0.4",
+                Dots,
+            ),
+        ];
+        for (accept, format, version, escaping) in cases {
+            assert_eq!(
+                negotiate_accept(accept),
+                (format, version, escaping),
+                "{accept}"
+            );
+        }
+        let n = Negotiated {
+            format: Format::Classic,
+            version: "1.0.0",
+            escaping: AllowUtf8,
+            gzip: false,
+        };
+        assert_eq!(
+            n.content_type(),
+            "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
+        );
+    }
+
+    fn data_of(files: &[(&str, &str)]) -> Arc<DataPart> {
+        let options = ReadOptions {
+            max_bytes: 1 << 20,
+            max_series: 1000,
+            timestamps: TimestampPolicy::Reject,
+        };
+        let identity = FileIdentity {
+            dev: 1,
+            ino: 1,
+            size: 0,
+            mtime_ns: 0,
+        };
+        let snapshots = files
+            .iter()
+            .map(|(path, text)| {
+                let s = parse_bytes(
+                    (*path).into(),
+                    identity,
+                    Bytes::from(text.to_string()),
+                    &options,
+                );
+                assert!(s.content.is_ok(), "{:?}", s.content);
+                Arc::new(s)
+            })
+            .collect();
+        Arc::new(DataPart::build(snapshots, ExpositionOptions::default()))
+    }
+
+    #[tokio::test]
+    async fn a_scraper_gets_the_names_it_asked_for() {
+        let data = data_of(&[
+            (
+                "/d/a.prom",
+                "# TYPE \"http.requests\" gauge\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n",
+            ),
+            ("/d/b.prom", "# TYPE plain_one gauge\nplain_one 1\n"),
+        ]);
+        let text = |d: &Arc<DataPart>| d.classic_text();
+        assert!(
+            text(&data).starts_with(
+                "# TYPE \"http.requests\" gauge\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n"
+            ),
+            "{}",
+            text(&data)
+        );
+        let om = segments_text(&data.openmetrics().await);
+        assert!(
+            om.starts_with(
+                "# TYPE \"http.requests\" gauge\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n"
+            ),
+            "{om}"
+        );
+        let under = data.escaped(EscapingScheme::Underscores).await;
+        assert_eq!(
+            text(&under),
+            "# TYPE http_requests gauge\nhttp_requests{http_method=\"GET\"} 3\n# TYPE plain_one gauge\nplain_one 1\n"
+        );
+        // Made once, kept.
+        assert!(Arc::ptr_eq(
+            &under,
+            &data.escaped(EscapingScheme::Underscores).await
+        ));
+        let dots = data.escaped(EscapingScheme::Dots).await;
+        assert!(text(&dots).contains("http_dot_requests{http_dot_method=\"GET\"} 3\n"));
+        assert!(text(&dots).contains("plain__one 1\n"));
+        let values = data.escaped(EscapingScheme::Values).await;
+        assert!(text(&values).contains("U__http_2e_requests{U__http_2e_method=\"GET\"} 3\n"));
+        assert!(Arc::ptr_eq(
+            &data,
+            &data.escaped(EscapingScheme::AllowUtf8).await
+        ));
+        let om = under.openmetrics().await;
+        assert!(segments_text(&om).contains("http_requests{http_method=\"GET\"} 3\n"));
+    }
+
+    #[tokio::test]
+    async fn a_files_escaped_form_is_kept_with_its_snapshot() {
+        let first = data_of(&[
+            ("/d/a.prom", "# TYPE \"kept.one\" gauge\n{\"kept.one\"} 1\n"),
+            (
+                "/d/b.prom",
+                "# TYPE \"changing.one\" gauge\n{\"changing.one\"} 1\n",
+            ),
+        ]);
+        let changed = data_of(&[(
+            "/d/b.prom",
+            "# TYPE \"changing.one\" gauge\n{\"changing.one\"} 2\n",
+        )]);
+        // The next publication: a.prom's snapshot unchanged, b.prom's new.
+        let files = vec![
+            Arc::clone(&first.files()[0]),
+            Arc::clone(&changed.files()[0]),
+        ];
+        let second = Arc::new(DataPart::build(files, ExpositionOptions::default()));
+        let a = first.escaped(EscapingScheme::Values).await;
+        let b = second.escaped(EscapingScheme::Values).await;
+        assert!(Arc::ptr_eq(&a.files()[0], &b.files()[0]));
+        assert!(!Arc::ptr_eq(&a.files()[1], &b.files()[1]));
+        assert!(
+            b.classic_text().contains("U__changing_2e_one 2\n"),
+            "{}",
+            b.classic_text()
+        );
+    }
+
+    #[tokio::test]
+    async fn legacy_files_are_shared_by_every_variant_but_dots() {
+        let data = data_of(&[("/d/b.prom", "# TYPE plain gauge\nplain{a=\"{\\\"x\"} 1\n")]);
+        assert!(Arc::ptr_eq(
+            &data,
+            &data.escaped(EscapingScheme::Underscores).await
+        ));
+        assert!(Arc::ptr_eq(
+            &data,
+            &data.escaped(EscapingScheme::Values).await
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_series_with_a_label_twice_once_escaped_is_left_out() {
+        let data = data_of(&[(
+            "/d/a.prom",
+            "# TYPE x gauge\nx{\"a.b\"=\"1\",a_b=\"2\"} 1\nx{\"a.b\"=\"3\"} 2\n",
+        )]);
+        let under = data.escaped(EscapingScheme::Underscores).await;
+        let served = under.classic_text();
+        assert_eq!(served, "# TYPE x gauge\nx{a_b=\"3\"} 2\n");
+        let values = data.escaped(EscapingScheme::Values).await;
+        let served = values.classic_text();
+        assert!(
+            served.contains("x{U__a_2e_b=\"1\",a_b=\"2\"} 1\n"),
+            "{served}"
+        );
+    }
+
+    #[tokio::test]
+    async fn names_that_collide_once_escaped_are_conflicts() {
+        let data = data_of(&[
+            ("/d/a.prom", "# TYPE \"a.b\" gauge\n{\"a.b\"} 1\n"),
+            ("/d/b.prom", "# TYPE a_b gauge\na_b 2\n"),
+        ]);
+        assert!(data.conflicts.is_empty());
+        let under = data.escaped(EscapingScheme::Underscores).await;
+        assert_eq!(under.conflicts.len(), 1, "{:?}", under.conflicts);
+        assert_eq!(under.conflicts[0].kind, "duplicate_series");
+        let served = under.classic_text();
+        assert_eq!(
+            served.lines().filter(|l| l.starts_with("a_b ")).count(),
+            1,
+            "{served}"
+        );
+        let mut w = MetaWriter::default();
+        escaped::write_metrics(&mut w);
+        assert!(
+            w.classic
+                .contains("promdrop_escaping_conflicts_total{escaping=\"underscores\"} "),
+            "{}",
+            w.classic
+        );
+        assert!(
+            !w.classic
+                .contains("promdrop_escaping_conflicts_total{escaping=\"underscores\"} 0\n"),
+            "{}",
+            w.classic
+        );
     }
 }

@@ -61,6 +61,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod adopt;
 pub mod config;
 pub mod engine;
 mod error;
@@ -115,6 +116,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let watcher = tokio::spawn(watch::run(
         settings.directories.clone(),
         config.watch_events,
+        config.tenancy,
         config.rescan_interval,
         events_tx,
     ));

@@ -2,6 +2,9 @@
 //! configuration): one family at a time, in the classic format and OpenMetrics at once. It
 //! knows only the text formats and the table of the exporter's own names.
 
+use std::sync::Arc;
+
+use crate::adopt::Adopted;
 use crate::names::OwnMetric;
 use promdrop_textformat::{MetricType, escape_help, escape_label_value, format_go_float};
 
@@ -14,16 +17,40 @@ pub struct MetaWriter {
     pub openmetrics: String,
     counter: bool,
     name: String,
+    /// The files' series of own families, written under the exporter's own HELP and TYPE.
+    adopted: Option<Arc<Adopted>>,
 }
 
 impl MetaWriter {
-    /// Starts one of the exporter's own families, with its name, HELP and type from the table.
+    /// A writer that adds the files' series of each own family ([`Adopted`]) to the family's
+    /// block.
+    pub fn with_adopted(adopted: Arc<Adopted>) -> MetaWriter {
+        MetaWriter {
+            adopted: (!adopted.is_empty()).then_some(adopted),
+            ..MetaWriter::default()
+        }
+    }
+
+    /// Starts one of the exporter's own families, with its name, HELP and type from the table,
+    /// followed by the files' series of the family, if any (the exporter's own come after).
     pub fn own(&mut self, metric: &OwnMetric) {
         let name = match metric.metric_type {
             MetricType::Counter => metric.name.strip_suffix("_total").unwrap_or(metric.name),
             _ => metric.name,
         };
         self.family(name, metric.help, metric.metric_type);
+        if let Some(lines) = self.adopted.as_ref().and_then(|a| a.lines(metric.name)) {
+            self.classic.push_str(&lines.classic);
+            self.openmetrics.push_str(&lines.openmetrics);
+        }
+    }
+
+    /// Whether files gave series to the own family `metric` (which must then be started even
+    /// when the exporter has no sample of its own for it).
+    pub fn has_adopted(&self, metric: &OwnMetric) -> bool {
+        self.adopted
+            .as_ref()
+            .is_some_and(|a| a.lines(metric.name).is_some())
     }
 
     /// Starts a family. A counter's `name` is given without `_total`.

@@ -1,9 +1,10 @@
 //! Process metrics (`process_*`, as Prometheus client libraries name them), read from `/proc`
 //! for each scrape. On systems without `/proc` only the start time is given.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::adopt::Adopted;
 use crate::meta::MetaWriter;
 use crate::names;
 
@@ -102,30 +103,47 @@ pub fn release_free_memory() {
 }
 
 /// The process metrics, in the OpenMetrics or the classic format, followed by what each of
-/// `more` writes (the `promdrop_web_config_*` metrics when `--web.config.file` is in use).
-pub fn render(openmetrics: bool, more: &[fn(&mut MetaWriter)]) -> String {
-    let mut w = MetaWriter::default();
-    if let Some(stat) = stat() {
-        w.own(&names::PROCESS_CPU_SECONDS_TOTAL);
-        w.sample(&[], stat.cpu_seconds);
-        w.own(&names::PROCESS_VIRTUAL_MEMORY_BYTES);
-        w.sample(&[], stat.virtual_bytes);
-    }
-    if let Some(rss) = resident_bytes() {
-        w.own(&names::PROCESS_RESIDENT_MEMORY_BYTES);
-        w.sample(&[], rss as f64);
-    }
-    if let Some(n) = open_fds() {
-        w.own(&names::PROCESS_OPEN_FDS);
-        // Less the one read_dir held while counting.
-        w.sample(&[], n.saturating_sub(1) as f64);
-    }
-    if let Some(n) = max_fds() {
-        w.own(&names::PROCESS_MAX_FDS);
-        w.sample(&[], n);
-    }
-    w.own(&names::PROCESS_START_TIME_SECONDS);
-    w.sample(&[], start_time());
+/// `more` writes (the `promdrop_web_config_*` metrics when `--web.config.file` is in use). The
+/// files' series of these families (`adopted`) are written in the same blocks.
+pub fn render(openmetrics: bool, more: &[fn(&mut MetaWriter)], adopted: &Arc<Adopted>) -> String {
+    let mut w = MetaWriter::with_adopted(Arc::clone(adopted));
+    // A family is written when the exporter has a value for it or a file has series of it.
+    let own = |w: &mut MetaWriter, metric: &names::OwnMetric, value: Option<f64>| {
+        if value.is_some() || w.has_adopted(metric) {
+            w.own(metric);
+        }
+        if let Some(v) = value {
+            w.sample(&[], v);
+        }
+    };
+    let stat = stat();
+    own(
+        &mut w,
+        &names::PROCESS_CPU_SECONDS_TOTAL,
+        stat.as_ref().map(|s| s.cpu_seconds),
+    );
+    own(
+        &mut w,
+        &names::PROCESS_VIRTUAL_MEMORY_BYTES,
+        stat.as_ref().map(|s| s.virtual_bytes),
+    );
+    own(
+        &mut w,
+        &names::PROCESS_RESIDENT_MEMORY_BYTES,
+        resident_bytes().map(|n| n as f64),
+    );
+    // Less the one read_dir held while counting.
+    own(
+        &mut w,
+        &names::PROCESS_OPEN_FDS,
+        open_fds().map(|n| n.saturating_sub(1) as f64),
+    );
+    own(&mut w, &names::PROCESS_MAX_FDS, max_fds());
+    own(
+        &mut w,
+        &names::PROCESS_START_TIME_SECONDS,
+        Some(start_time()),
+    );
     // The other process-wide state read at each scrape, from the parts that own it.
     for write in more {
         write(&mut w);
@@ -141,7 +159,7 @@ pub fn render(openmetrics: bool, more: &[fn(&mut MetaWriter)]) -> String {
 mod tests {
     #[test]
     fn process_metrics_are_read_from_proc() {
-        let classic = super::render(false, &[]);
+        let classic = super::render(false, &[], &Default::default());
         assert!(
             classic.contains("\nprocess_cpu_seconds_total "),
             "{classic}"
@@ -151,7 +169,7 @@ mod tests {
             "{classic}"
         );
         assert!(classic.contains("\nprocess_max_fds "), "{classic}");
-        let om = super::render(true, &[]);
+        let om = super::render(true, &[], &Default::default());
         assert!(om.contains("# TYPE process_cpu_seconds counter\n"), "{om}");
         assert!(super::resident_bytes().unwrap() > 1 << 20);
     }

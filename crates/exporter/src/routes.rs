@@ -117,10 +117,10 @@ const TEXT: &str = "text/plain; charset=utf-8";
 async fn dispatch<B>(req: &Request<B>, state: &State) -> Response<Chunks> {
     let path = req.uri().path();
     if path == state.telemetry_path {
-        let (format, gzip) = negotiate(req.headers());
+        let negotiated = negotiate(req.headers());
         let published = state.shared.published.load_full();
         let body = published
-            .body(format, gzip, &state.shared.scrape_metrics)
+            .negotiated_body(&negotiated, &state.shared.scrape_metrics)
             .await;
         let mut response = Response::new(Chunks::new(body.chunks));
         let h = response.headers_mut();

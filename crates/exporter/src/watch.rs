@@ -34,6 +34,8 @@ struct DirWatch {
     active: Option<((u64, u64), RecommendedWatcher)>,
     /// Whether the last failure was logged (log once per failure streak).
     failing: bool,
+    /// With tenancy: the namespaces' subdirectories watched too (by the same watcher).
+    tenants: std::collections::BTreeSet<PathBuf>,
 }
 
 fn watch_dir(
@@ -106,6 +108,7 @@ impl DirWatch {
                     tracing::info!(dir = %self.path.display(), "watching the directory again");
                 }
                 self.active = Some((identity, watcher));
+                self.tenants.clear();
                 self.failing = false;
                 // Whatever happened while unwatched is seen by a scan now.
                 let _ = tx.send(WatchEvent::Changed(index));
@@ -121,11 +124,48 @@ impl DirWatch {
     }
 }
 
+impl DirWatch {
+    /// With tenancy: watches the namespaces' subdirectories not watched yet (one level, each
+    /// alone: a namespace cannot make the exporter watch a tree of its own).
+    fn refresh_tenants(&mut self) {
+        let Some((_, watcher)) = &mut self.active else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        let mut present = std::collections::BTreeSet::new();
+        for entry in entries.flatten() {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir || !promdrop_textfile::discovery::is_namespace_name(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
+            if !self.tenants.contains(&path) {
+                match watcher.watch(&path, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        self.tenants.insert(path.clone());
+                    }
+                    Err(e) => {
+                        tracing::debug!(dir = %path.display(), error = %e, "cannot watch a namespace's directory")
+                    }
+                }
+            }
+            present.insert(path);
+        }
+        // A namespace's directory removed: its watch went with it.
+        self.tenants.retain(|p| present.contains(p));
+    }
+}
+
 /// Watches `dirs` (when `events` is true) and ticks a rescan every `rescan_interval`, sending
 /// what it sees on `tx`, until the receiver is dropped. Spawn it on the runtime.
+/// With `tenancy`, each directory's namespace subdirectories are watched as well, from the
+/// rescan tick after they appear (the rescan sees their files until then).
 pub async fn run(
     dirs: Vec<PathBuf>,
     events: bool,
+    tenancy: bool,
     rescan_interval: Duration,
     tx: UnboundedSender<WatchEvent>,
 ) {
@@ -135,12 +175,16 @@ pub async fn run(
             path,
             active: None,
             failing: false,
+            tenants: Default::default(),
         })
         .collect();
     let refresh = |watches: &mut Vec<DirWatch>| {
         if events {
             for (index, w) in watches.iter_mut().enumerate() {
                 w.refresh(index, &tx);
+                if tenancy {
+                    w.refresh_tenants();
+                }
             }
         }
     };

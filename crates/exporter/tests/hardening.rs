@@ -143,8 +143,17 @@ fn over_the_connection_limit_a_client_gets_503() {
     let addr: SocketAddr = exporter.address.parse().unwrap();
     // Two idle connections take both slots (until the header timeout).
     let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let r = exporter.get("/metrics", &[]);
+    // The server takes the held connections off its accept queue when it gets to them (late
+    // on a loaded machine), so ask until they are counted; well before the 10 s header
+    // timeout frees them again.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let r = loop {
+        let r = exporter.get("/metrics", &[]);
+        if r.status == 503 || Instant::now() >= deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("--web.max-connections"), "{}", r.text());
     assert_eq!(r.header("Retry-After"), Some("1"));

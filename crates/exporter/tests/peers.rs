@@ -125,12 +125,12 @@ fn python_openmetrics_parser_accepts_the_openmetrics_body() {
 
 /// Cases where node_exporter re-encodes a histogram or summary through client_golang's
 /// protobuf model, so that its `_bucket`, `_sum` and `_count` samples are not the file's: it
-/// adds a `+Inf` bucket or a zero `_sum`/`_count` the file does not have, drops a `_sum`
-/// written before the TYPE line, or truncates a fractional `_count`. promdrop-exporter serves
-/// what the file says. For these, only the other samples are compared.
+/// adds a zero `_sum`/`_count` the file does not have, drops a `_sum` written before the TYPE
+/// line, or truncates a fractional `_count`. promdrop-exporter serves what the file says (and
+/// adds a missing `+Inf` bucket from the `_count` as node_exporter does). For these, only the
+/// other samples are compared.
 const NODE_REENCODES: &[&str] = &[
     "histogram_samples_before_type",
-    "histogram_without_inf_bucket",
     "summary_bucket_is_another_family",
     "summary_count_not_an_integer",
     "type_uppercase",

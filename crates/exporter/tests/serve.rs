@@ -583,7 +583,7 @@ fn http_endpoints_methods_formats_and_limits() {
     let plain = exporter.get("/metrics", &[]);
     assert_eq!(
         plain.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
     );
     assert_eq!(plain.header("content-encoding"), None);
     let m = Metrics::parse(&plain.text());
@@ -611,7 +611,7 @@ fn http_endpoints_methods_formats_and_limits() {
     let om = exporter.get("/metrics", &[("Accept", prometheus_accept)]);
     assert_eq!(
         om.header("content-type"),
-        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores")
     );
     let om_text = om.text();
     assert!(om_text.ends_with("# EOF\n"));

@@ -70,8 +70,6 @@ pub struct Group {
 pub struct ChunkPlan {
     /// The files' paths as conflicts name them.
     paths: Vec<String>,
-    /// The files' reserved family names (left out), by file index.
-    reserved: Vec<(u32, Box<str>)>,
     /// The groups, in order of first appearance.
     pub groups: Vec<Group>,
     /// Whether every file's text could be split by family (else the full merge).
@@ -89,15 +87,11 @@ impl ChunkPlan {
     pub fn build(files: Vec<Arc<Prepared>>, paths: Vec<String>) -> ChunkPlan {
         let mut groups: Vec<Group> = Vec::new();
         let mut by_key: HashMap<(&str, MetricType), usize> = HashMap::new();
-        let mut reserved = Vec::new();
         let mut classic_ok = true;
         let mut om_ok = true;
         for (f, prepared) in files.iter().enumerate() {
             classic_ok &= prepared.ok;
             om_ok &= prepared.ok && prepared.om_ok;
-            for name in &prepared.reserved {
-                reserved.push((f as u32, name.clone()));
-            }
             for (i, family) in prepared.families.iter().enumerate() {
                 om_ok &= !family.om_folded && !family.om_folds;
                 let slot = match by_key.entry((&family.name, family.metric_type)) {
@@ -152,7 +146,6 @@ impl ChunkPlan {
         }
         ChunkPlan {
             paths,
-            reserved,
             groups,
             classic_ok,
             om_ok,
@@ -246,21 +239,11 @@ fn group_families<'p>(chunks: &[&'p ChunkPlan]) -> Vec<Family<'p>> {
     families
 }
 
-/// The conflicts of the merged chunks: reserved names, then type and help conflicts in file
-/// order, as the full merge reports them.
+/// The conflicts of the merged chunks: type and help conflicts in file order, as the full
+/// merge reports them. The reserved families left out of the files are the serving program's
+/// to judge.
 fn conflicts(chunks: &[&ChunkPlan], families: &[Family<'_>]) -> Vec<ConflictRecord> {
     let mut out = Vec::new();
-    for chunk in chunks {
-        for (f, name) in &chunk.reserved {
-            out.push(ConflictRecord {
-                kind: "reserved",
-                family: name.to_string(),
-                series: None,
-                kept_file: None,
-                other_file: chunk.paths[*f as usize].clone(),
-            });
-        }
-    }
     let by_name: HashMap<&str, &Family<'_>> =
         families.iter().map(|f| (&*f.first.name, f)).collect();
     // (chunk, file, family index in file) orders them as the full merge finds them.
@@ -435,19 +418,19 @@ pub fn assemble_openmetrics(chunks: &[&ChunkPlan]) -> Option<Vec<Piece>> {
         let mut header = String::new();
         if let Some(help) = m.help {
             header.push_str("# HELP ");
-            header.push_str(om_name);
+            promdrop_textformat::write_metric_name(om_name, &mut header);
             header.push(' ');
             escape_label_value(help, &mut header);
             header.push('\n');
         }
         header.push_str("# TYPE ");
-        header.push_str(om_name);
+        promdrop_textformat::write_metric_name(om_name, &mut header);
         header.push(' ');
         header.push_str(om_types[i].openmetrics_name());
         header.push('\n');
         if let Some(unit) = m.unit.filter(|u| !u.is_empty()) {
             header.push_str("# UNIT ");
-            header.push_str(om_name);
+            promdrop_textformat::write_metric_name(om_name, &mut header);
             header.push(' ');
             header.push_str(unit);
             header.push('\n');

@@ -5,12 +5,13 @@
 /// A conflict between files found while merging, with file paths instead of indexes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ConflictRecord {
-    /// `type`, `help`, `duplicate_series` or `reserved` (a file declares a family that the
-    /// exporter's own metrics use).
+    /// `type`, `help`, `duplicate_series` or `reserved` (a file declares one of the
+    /// exporter's own families with another TYPE, or a series that has the name and label
+    /// names of the exporter's own series).
     pub kind: &'static str,
     /// The family.
     pub family: String,
-    /// The series (duplicates only).
+    /// The series (duplicates; `reserved`: the first series dropped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub series: Option<String>,
     /// The file whose version is served.
@@ -47,11 +48,20 @@ impl std::fmt::Display for ConflictRecord {
                 self.other_file,
                 self.kept_file.as_deref().unwrap_or("?")
             ),
-            _ => write!(
-                f,
-                "family {} in {} has a name the exporter's own metrics use: dropped",
-                self.family, self.other_file
-            ),
+            _ => match &self.series {
+                Some(series) => write!(
+                    f,
+                    "series {series} in {} has the name and label names of the exporter's own \
+                     series of {}: dropped",
+                    self.other_file, self.family
+                ),
+                None => write!(
+                    f,
+                    "family {} in {} has the name of one of the exporter's own families but \
+                     another TYPE: dropped",
+                    self.family, self.other_file
+                ),
+            },
         }
     }
 }

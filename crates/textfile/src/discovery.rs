@@ -6,6 +6,9 @@
 //! A symlink is followed only when its target, fully resolved, lies inside the directory
 //! (also fully resolved): a ConfigMap's `x.prom -> ..data/x.prom` is served, a link to
 //! `/etc/shadow` is reported and not.
+//!
+//! With tenancy ([`list_tenants`]) the files live one level down, in `<dir>/<namespace>/`, and
+//! each namespace's directory is listed as above, as a directory of its own.
 
 use std::ffi::OsString;
 use std::fs::Metadata;
@@ -98,6 +101,101 @@ pub struct Listing {
 pub fn is_served_name(name: &std::ffi::OsStr) -> bool {
     let bytes = name.as_encoded_bytes();
     bytes.len() > ".prom".len() && bytes.ends_with(b".prom") && !bytes.starts_with(b".")
+}
+
+/// Whether `name` can be a Kubernetes namespace (an RFC 1123 label: at most 63 lowercase
+/// letters, digits and `-`, starting and ending with a letter or digit): the names of the
+/// tenant directories served with `--textfile.tenancy`.
+///
+/// ```
+/// use promdrop_textfile::discovery::is_namespace_name;
+/// assert!(is_namespace_name("team-a".as_ref()));
+/// assert!(!is_namespace_name("Team_A".as_ref()));
+/// assert!(!is_namespace_name("..data".as_ref()));
+/// assert!(!is_namespace_name("-x".as_ref()));
+/// ```
+pub fn is_namespace_name(name: &std::ffi::OsStr) -> bool {
+    let b = name.as_encoded_bytes();
+    let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.first().is_some_and(edge)
+        && b.last().is_some_and(edge)
+        && b.iter().all(|c| edge(c) || *c == b'-')
+}
+
+/// Lists `dir` in the tenancy layout (`--textfile.tenancy`): the served files of each
+/// subdirectory named as a Kubernetes namespace ([`is_namespace_name`]), one level deep, each
+/// listed by [`list`] (so a symlink is followed only within its own namespace's directory).
+/// A found file's [`Found::name`] is `<namespace>/<file>`. Hidden entries are skipped; a
+/// `*.prom` file directly in `dir`, a subdirectory with another name, a symlinked
+/// subdirectory and a subdirectory that cannot be listed are refused (reported, not served).
+pub fn list_tenants(dir: &Path) -> Result<Listing, Error> {
+    let list_error = |source| Error::ListDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let entries = std::fs::read_dir(dir).map_err(list_error)?;
+    let mut listing = Listing::default();
+    let refuse = |listing: &mut Listing, path: PathBuf, reason: &'static str| {
+        listing.refused.push(Refused {
+            error: Error::Tenancy {
+                path: path.clone(),
+                reason,
+            },
+            path,
+        })
+    };
+    for entry in entries {
+        let entry = entry.map_err(list_error)?;
+        let name = entry.file_name();
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let path = dir.join(&name);
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if !file_type.is_dir() {
+            if is_served_name(&name) {
+                refuse(
+                    &mut listing,
+                    path,
+                    "with --textfile.tenancy files live in <dir>/<namespace>/",
+                );
+            } else if file_type.is_symlink() && is_namespace_name(&name) {
+                refuse(
+                    &mut listing,
+                    path,
+                    "a namespace's directory must be a directory, not a symlink",
+                );
+            }
+            continue;
+        }
+        if !is_namespace_name(&name) {
+            refuse(
+                &mut listing,
+                path,
+                "not a namespace name (lowercase letters, digits and -, at most 63)",
+            );
+            continue;
+        }
+        match list(&path) {
+            Ok(tenant) => {
+                for mut found in tenant.found {
+                    let mut qualified = name.clone();
+                    qualified.push("/");
+                    qualified.push(&found.name);
+                    found.name = qualified;
+                    listing.found.push(found);
+                }
+                listing.refused.extend(tenant.refused);
+            }
+            Err(e) => listing.refused.push(Refused { path, error: e }),
+        }
+    }
+    listing.found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(listing)
 }
 
 /// `bytes` (a path or a file name) as a label value that tells every name apart: valid UTF-8
@@ -316,6 +414,42 @@ mod tests {
             listing.refused[0].error.to_string().contains("outside"),
             "{}",
             listing.refused[0].error
+        );
+    }
+
+    #[test]
+    fn tenancy_lists_one_level_of_namespace_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("textfiles");
+        for ns in ["team-a", "team-b", "Bad_Name", ".hidden"] {
+            std::fs::create_dir_all(dir.join(ns)).unwrap();
+            std::fs::write(dir.join(ns).join("job.prom"), "x 1\n").unwrap();
+        }
+        std::fs::create_dir_all(dir.join("team-a/deeper")).unwrap();
+        std::fs::write(dir.join("team-a/deeper/nested.prom"), "x 1\n").unwrap();
+        std::fs::write(dir.join("top.prom"), "x 1\n").unwrap();
+        // A link from one namespace into another's directory is refused: containment is per
+        // namespace.
+        symlink("../team-a/job.prom", dir.join("team-b/steal.prom")).unwrap();
+        symlink("team-a", dir.join("team-c")).unwrap();
+
+        let listing = list_tenants(&dir).unwrap();
+        let names: Vec<_> = listing
+            .found
+            .iter()
+            .map(|f| f.name.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["team-a/job.prom", "team-b/job.prom"]);
+        assert_eq!(listing.found[1].path, dir.join("team-b/job.prom"));
+        let mut refused: Vec<_> = listing
+            .refused
+            .iter()
+            .map(|r| r.path.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
+        refused.sort();
+        assert_eq!(
+            refused,
+            ["Bad_Name", "team-b/steal.prom", "team-c", "top.prom"]
         );
     }
 

@@ -77,6 +77,15 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// An entry of a directory served with `--textfile.tenancy` that is not a namespace's
+    /// directory.
+    #[error("{path}: {reason}; not served")]
+    Tenancy {
+        /// The entry.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// A watched directory could not be listed.
     #[error("cannot list {dir}: {source}")]
     ListDir {

@@ -41,9 +41,97 @@ pub struct PrepareOptions {
     pub strip_timestamps: bool,
     /// `--source-label`.
     pub source_label: Option<Box<str>>,
-    /// The names of the families that files may not declare (the serving program's own
-    /// metrics, classic names; a counter `x` is reserved by `x_total`). Empty: none.
+    /// The names of the families the merge leaves out, for the serving program to judge (the
+    /// families it serves itself, classic names; a counter `x` is reserved by `x_total`).
+    /// Empty: none.
     pub reserved: &'static [&'static str],
+    /// `--textfile.tenancy-label` when `--textfile.tenancy` is on: every sample gets this
+    /// label, valued with the name of the file's directory (its namespace, [`Origin::tenant`]).
+    pub tenancy_label: Option<Box<str>>,
+    /// `--textfile.job-name-from-path`: every sample's `job_name` is the file's name
+    /// ([`Origin::job_name`]).
+    pub job_name_from_path: bool,
+}
+
+/// The label that `--textfile.job-name-from-path` sets.
+pub const JOB_NAME_LABEL: &str = "job_name";
+
+/// The label an indexed Job's writer adds (`completion_index`), which tells `<job>-<index>.prom`
+/// from a job whose name ends in `-<digits>`.
+pub const COMPLETION_INDEX_LABEL: &str = "completion_index";
+
+/// Where a file comes from, as far as its labels are concerned: its name, the namespace its
+/// directory names (with tenancy) and the families withheld from it because another namespace
+/// declares them with another TYPE (see the exporter's engine).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The file's name (`backup.prom`): the value of `--source-label`.
+    pub file_name: String,
+    /// The name of the directory the file is in: its namespace, with tenancy.
+    pub tenant: String,
+    /// Families left out of this file (cross-namespace TYPE conflicts).
+    pub withheld: Vec<Box<str>>,
+}
+
+impl Origin {
+    /// The origin of the file at `path`, nothing withheld.
+    pub fn of(path: &std::path::Path) -> Origin {
+        let name =
+            |p: Option<&std::ffi::OsStr>| p.map(crate::discovery::label_value).unwrap_or_default();
+        Origin {
+            file_name: name(path.file_name()),
+            tenant: name(path.parent().and_then(|p| p.file_name())),
+            withheld: Vec::new(),
+        }
+    }
+
+    /// The `job_name` of a sample of this file with `--textfile.job-name-from-path`: the file
+    /// name without `.prom`, and without `-<index>` when the sample's `completion_index` is
+    /// that index (the writer names an indexed Job's files `<job>-<index>.prom`).
+    ///
+    /// ```
+    /// use promdrop_textfile::prepared::Origin;
+    /// let origin = Origin::of("/var/lib/promdrop/team-a/backup-3.prom".as_ref());
+    /// assert_eq!(origin.tenant, "team-a");
+    /// assert_eq!(origin.job_name(Some("3")), "backup");
+    /// assert_eq!(origin.job_name(None), "backup-3");
+    /// assert_eq!(origin.job_name(Some("4")), "backup-3");
+    /// ```
+    pub fn job_name(&self, completion_index: Option<&str>) -> &str {
+        let stem = self
+            .file_name
+            .strip_suffix(".prom")
+            .unwrap_or(&self.file_name);
+        if let Some(index) = completion_index.filter(|i| !i.is_empty())
+            && let Some(job) = stem
+                .strip_suffix(index)
+                .and_then(|rest| rest.strip_suffix('-'))
+            && !job.is_empty()
+        {
+            return job;
+        }
+        stem
+    }
+}
+
+/// Sets label `name` of `labels` to `value`, keeping a different value the sample had as
+/// `exported_<name>` (Prometheus's `honor_labels: false` convention; `exported_exported_<name>`
+/// when that is taken too). An empty value counts as absent, as in Prometheus.
+fn set_owned_label<'a>(labels: &mut Vec<Label<'a>>, name: &'a str, value: &'a str) {
+    match labels.iter().position(|l| l.name == name) {
+        Some(i) if labels[i].value.is_empty() || labels[i].value == value => {
+            labels[i].value = Cow::Borrowed(value);
+        }
+        Some(i) => {
+            let mut exported = format!("exported_{name}");
+            while labels.iter().any(|l| l.name == exported.as_str()) {
+                exported.insert_str(0, "exported_");
+            }
+            let own = std::mem::replace(&mut labels[i].value, Cow::Borrowed(value));
+            labels.push(Label::new(Cow::Owned(exported), own));
+        }
+        None => labels.push(Label::new(Cow::Borrowed(name), value)),
+    }
 }
 
 impl PrepareOptions {
@@ -111,10 +199,12 @@ impl PreparedFamily {
 pub struct Prepared {
     /// The options it was prepared with.
     pub options: PrepareOptions,
-    /// The families, in file order, reserved ones left out.
+    /// The families, in file order, reserved and withheld ones left out.
     pub families: Vec<PreparedFamily>,
-    /// The names of the reserved families the file had (left out).
+    /// The names of the reserved families the file had (left out of the merge).
     pub reserved: Vec<Box<str>>,
+    /// The families withheld ([`Origin::withheld`]) with their types (left out).
+    pub withheld: Vec<(Box<str>, MetricType)>,
     pub(crate) classic: Bytes,
     pub(crate) openmetrics: Bytes,
     /// Whether the classic text could be split by family (else output with this file takes
@@ -136,11 +226,13 @@ pub(crate) fn split_suffixes(metric_type: MetricType) -> &'static [&'static str]
 }
 
 /// Applies the options to parsed families as the merge does: reserved families out (their
-/// names returned), timestamps stripped, the source label set to `file_name`.
+/// names returned), withheld ones out, timestamps stripped, the source label set to the file's
+/// name, the tenancy label and `job_name` set from the file's path (a different value the file
+/// had kept as `exported_<label>`).
 pub fn apply_options<'a>(
     families: &mut Vec<MetricFamily<'a>>,
     options: &'a PrepareOptions,
-    file_name: &'a str,
+    origin: &'a Origin,
 ) -> Vec<Box<str>> {
     let mut reserved = Vec::new();
     families.retain(|family| {
@@ -148,21 +240,37 @@ pub fn apply_options<'a>(
             reserved.push(Box::from(family.name.as_ref()));
             return false;
         }
-        true
+        !origin.withheld.iter().any(|w| **w == *family.name)
     });
     let strip = options.strip_timestamps;
-    if strip || options.source_label.is_some() {
+    let relabel = options.source_label.is_some()
+        || options.tenancy_label.is_some()
+        || options.job_name_from_path;
+    if strip || relabel {
         for sample in families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
             if strip {
                 sample.timestamp = None;
             }
             if let Some(label) = &options.source_label {
                 match sample.labels.iter_mut().find(|l| l.name == label.as_ref()) {
-                    Some(existing) => existing.value = Cow::Borrowed(file_name),
-                    None => sample
-                        .labels
-                        .push(Label::new(Cow::Borrowed(label.as_ref()), file_name)),
+                    Some(existing) => existing.value = Cow::Borrowed(&origin.file_name),
+                    None => sample.labels.push(Label::new(
+                        Cow::Borrowed(label.as_ref()),
+                        &*origin.file_name,
+                    )),
                 }
+            }
+            if let Some(label) = &options.tenancy_label {
+                set_owned_label(&mut sample.labels, label, &origin.tenant);
+            }
+            if options.job_name_from_path {
+                let index = sample
+                    .labels
+                    .iter()
+                    .find(|l| l.name == COMPLETION_INDEX_LABEL)
+                    .map(|l| l.value.as_ref());
+                let job = origin.job_name(index);
+                set_owned_label(&mut sample.labels, JOB_NAME_LABEL, job);
             }
         }
     }
@@ -174,6 +282,48 @@ pub fn apply_options<'a>(
 struct Block {
     name: Range<usize>,
     samples: Range<usize>,
+}
+
+/// The length of the name at the start of `rest` (the rest of a `# TYPE` line): up to the first
+/// space, or a quoted name with its quotes (`"a b"`, escapes skipped).
+fn name_token_len(rest: &str) -> usize {
+    let bytes = rest.as_bytes();
+    if bytes.first() != Some(&b'"') {
+        return rest.find(' ').unwrap_or(0);
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    0
+}
+
+/// The name a `# TYPE` line's name token stands for: the token, or a quoted one unquoted and
+/// unescaped (as the renderer quotes UTF-8 names).
+fn token_name(token: &str) -> Cow<'_, str> {
+    match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if inner.contains('\\') => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '\\') {
+                    (_, true) => match chars.next() {
+                        Some('n') => out.push('\n'),
+                        Some(other) => out.push(other),
+                        None => {}
+                    },
+                    (c, false) => out.push(c),
+                }
+            }
+            Cow::Owned(out)
+        }
+        Some(inner) => Cow::Borrowed(inner),
+        None => Cow::Borrowed(token),
+    }
 }
 
 /// Splits rendered text into blocks: header lines (`# HELP`, `# TYPE`, `# UNIT`), then
@@ -207,7 +357,7 @@ fn blocks(text: &str, base: usize) -> Vec<Block> {
                 if is_type {
                     has_type = true;
                     let name_start = pos + "# TYPE ".len();
-                    let name_len = text[name_start..end].find(' ').unwrap_or(0);
+                    let name_len = name_token_len(&text[name_start..end]);
                     block.name = base + name_start..base + name_start + name_len;
                 }
                 block.samples = base + end..base + end;
@@ -235,17 +385,22 @@ fn store(rendered: String, raw: &Bytes) -> Bytes {
 }
 
 impl Prepared {
-    /// Prepares parsed `families` of a file named `file_name` (its bytes `raw`, to share when
+    /// Prepares parsed `families` of a file from `origin` (its bytes `raw`, to share when
     /// they are the rendered text) with `options`.
     pub fn build<'a>(
         mut families: Vec<MetricFamily<'a>>,
         raw: &Bytes,
-        file_name: &'a str,
+        origin: &'a Origin,
         options: &'a PrepareOptions,
     ) -> Prepared {
         // `le` and `quantile` as node_exporter serves them (see `canonicalize_bounds`).
         promdrop_textformat::canonicalize_bounds(&mut families);
-        let reserved = apply_options(&mut families, options, file_name);
+        let withheld = families
+            .iter()
+            .filter(|f| origin.withheld.iter().any(|w| **w == *f.name))
+            .map(|f| (Box::from(f.name.as_ref()), f.metric_type))
+            .collect();
+        let reserved = apply_options(&mut families, options, origin);
 
         let mut hashes = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
         let mut classic = String::with_capacity(raw.len() + 64);
@@ -259,7 +414,8 @@ impl Prepared {
             let mut ranges: [Range<u32>; 3] = [0..0, 0..0, 0..0];
             let mut main_name = None;
             for block in blocks(&classic[start..], start) {
-                let name = &classic[block.name.clone()];
+                let name = token_name(&classic[block.name.clone()]);
+                let name = name.as_ref();
                 let slot = suffixes
                     .iter()
                     .position(|s| name.strip_prefix(family.name.as_ref()) == Some(*s))
@@ -316,7 +472,7 @@ impl Prepared {
                 continue;
             }
             match next.next() {
-                Some(block) if openmetrics[block.name.clone()] == *om_name => {
+                Some(block) if token_name(&openmetrics[block.name.clone()]) == *om_name => {
                     match to_u32(block.samples.clone()) {
                         Some(r) => p.om = r,
                         None => om_ok = false,
@@ -339,6 +495,7 @@ impl Prepared {
             options: options.clone(),
             families: prepared,
             reserved,
+            withheld,
             classic,
             openmetrics,
             ok,
@@ -552,27 +709,6 @@ fn group<'p>(
     merged
 }
 
-/// The conflicts of `files` merged: reserved names, then type and help conflicts, in the
-/// order the full merge reports them (no duplicate series: see [`SeriesIndex`]).
-fn reserved_conflicts(
-    files: &[Arc<Prepared>],
-    path_of: &dyn Fn(usize) -> String,
-) -> Vec<ConflictRecord> {
-    let mut conflicts = Vec::new();
-    for (file, prepared) in files.iter().enumerate() {
-        for family in &prepared.reserved {
-            conflicts.push(ConflictRecord {
-                kind: "reserved",
-                family: family.to_string(),
-                series: None,
-                kept_file: None,
-                other_file: path_of(file),
-            });
-        }
-    }
-    conflicts
-}
-
 /// A classic family header in `out`, replacing what it held.
 fn classic_header(name: &str, help: Option<&str>, type_name: &str, out: &mut String) {
     out.clear();
@@ -587,7 +723,9 @@ pub fn render_classic(
     path_of: &dyn Fn(usize) -> String,
     out: &mut Vec<u8>,
 ) -> Vec<ConflictRecord> {
-    let mut conflicts = reserved_conflicts(files, path_of);
+    // Type and help conflicts, in the order the full merge reports them (no duplicate series:
+    // see [`SeriesIndex`]). The reserved families left out are the serving program's to judge.
+    let mut conflicts = Vec::new();
     let merged = group(files, path_of, &mut conflicts);
     let mut header = String::new();
     for m in &merged {
@@ -708,19 +846,19 @@ pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
         header.clear();
         if let Some(help) = m.help {
             header.push_str("# HELP ");
-            header.push_str(om_name);
+            promdrop_textformat::write_metric_name(om_name, &mut header);
             header.push(' ');
             escape_label_value(help, &mut header);
             header.push('\n');
         }
         header.push_str("# TYPE ");
-        header.push_str(om_name);
+        promdrop_textformat::write_metric_name(om_name, &mut header);
         header.push(' ');
         header.push_str(om_types[i].openmetrics_name());
         header.push('\n');
         if let Some(unit) = m.unit.filter(|u| !u.is_empty()) {
             header.push_str("# UNIT ");
-            header.push_str(om_name);
+            promdrop_textformat::write_metric_name(om_name, &mut header);
             header.push(' ');
             header.push_str(unit);
             header.push('\n');
@@ -731,4 +869,102 @@ pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> PrepareOptions {
+        PrepareOptions {
+            tenancy_label: Some("namespace".into()),
+            job_name_from_path: true,
+            ..PrepareOptions::default()
+        }
+    }
+
+    /// The file `path` holding `input`, prepared with `options` and rendered.
+    fn served(path: &str, input: &str, options: &PrepareOptions) -> String {
+        let raw = Bytes::from(input.to_string());
+        let families = promdrop_textformat::parse(&raw, promdrop_textformat::Format::Classic)
+            .unwrap()
+            .families;
+        let origin = Origin::of(path.as_ref());
+        let prepared = Arc::new(Prepared::build(families, &raw, &origin, options));
+        let mut out = Vec::new();
+        render_classic(&[prepared], &|_| path.to_string(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn tenancy_and_job_name_come_from_the_path() {
+        let cases = [
+            // Set where absent.
+            (
+                "/d/team-a/backup.prom",
+                "x 1\n",
+                "x{namespace=\"team-a\",job_name=\"backup\"} 1\n",
+            ),
+            // The writer's own equal value: unchanged.
+            (
+                "/d/team-a/backup.prom",
+                "x{job_name=\"backup\",namespace=\"team-a\"} 1\n",
+                "x{job_name=\"backup\",namespace=\"team-a\"} 1\n",
+            ),
+            // A different value is kept as exported_<label>.
+            (
+                "/d/team-a/backup.prom",
+                "x{job_name=\"theirs\",namespace=\"team-b\"} 1\n",
+                "x{job_name=\"backup\",namespace=\"team-a\",exported_namespace=\"team-b\",exported_job_name=\"theirs\"} 1\n",
+            ),
+            // exported_<label> taken too: one more prefix, nothing overwritten.
+            (
+                "/d/team-a/backup.prom",
+                "x{namespace=\"b\",exported_namespace=\"c\"} 1\n",
+                "x{namespace=\"team-a\",exported_namespace=\"c\",exported_exported_namespace=\"b\",job_name=\"backup\"} 1\n",
+            ),
+            // Empty counts as absent.
+            (
+                "/d/team-a/backup.prom",
+                "x{namespace=\"\"} 1\n",
+                "x{namespace=\"team-a\",job_name=\"backup\"} 1\n",
+            ),
+            // An indexed Job's file: <job>-<index>.prom with its completion_index.
+            (
+                "/d/team-a/shard-3.prom",
+                "x{completion_index=\"3\"} 1\ny 2\n",
+                "x{completion_index=\"3\",namespace=\"team-a\",job_name=\"shard\"} 1\n",
+            ),
+        ];
+        for (path, input, want) in cases {
+            let got = served(path, input, &options());
+            assert!(got.contains(want), "{path} {input:?}:\n{got}");
+        }
+        let got = served("/d/team-a/shard-3.prom", "y 2\n", &options());
+        assert!(
+            got.contains("y{namespace=\"team-a\",job_name=\"shard-3\"} 2\n"),
+            "{got}"
+        );
+        // Off: nothing added.
+        let got = served("/d/team-a/backup.prom", "x 1\n", &PrepareOptions::default());
+        assert!(got.contains("\nx 1\n"), "{got}");
+    }
+
+    #[test]
+    fn withheld_families_are_left_out_and_remembered() {
+        let raw = Bytes::from("# TYPE a gauge\na 1\n# TYPE b counter\nb 2\n");
+        let families = promdrop_textformat::parse(&raw, promdrop_textformat::Format::Classic)
+            .unwrap()
+            .families;
+        let origin = Origin {
+            withheld: vec!["b".into()],
+            ..Origin::of("/d/ns/x.prom".as_ref())
+        };
+        let options = options();
+        let prepared = Prepared::build(families, &raw, &origin, &options);
+        assert_eq!(prepared.families.len(), 1);
+        assert_eq!(&*prepared.families[0].name, "a");
+        assert_eq!(prepared.withheld, vec![("b".into(), MetricType::Counter)]);
+        assert_eq!(prepared.hashes().len(), 1);
+    }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::discovery::FileIdentity;
-use crate::prepared::{PrepareOptions, Prepared};
+use crate::prepared::{Origin, PrepareOptions, Prepared};
 
 /// How much later than a file's modification time its header's `written_at` may be (clock
 /// skew between the writer's host and the file system's) and still be trusted.
@@ -67,6 +67,8 @@ impl ReadOptions {
             strip_timestamps: self.timestamps == TimestampPolicy::Strip,
             source_label: None,
             reserved: &[],
+            tenancy_label: None,
+            job_name_from_path: false,
         }
     }
 }
@@ -128,6 +130,13 @@ impl FileSnapshot {
         }
     }
 
+    /// The file's precedence when two files hold the same series: the newer file wins, by
+    /// [`reference_time`](Self::reference_time) in nanoseconds (the merge's
+    /// `Source::with_precedence`).
+    pub fn merge_precedence(&self) -> i128 {
+        (self.reference_time() * 1e9) as i128
+    }
+
     /// Whether the header's `written_at` is later than the modification time plus
     /// [`WRITTEN_AT_SKEW`], and so not trusted (shown on the status page).
     pub fn written_at_distrusted(&self) -> bool {
@@ -139,6 +148,60 @@ impl FileSnapshot {
     /// The modification time.
     pub fn mtime(&self) -> SystemTime {
         self.identity.mtime()
+    }
+
+    /// Where the file comes from (name, namespace directory, withheld families), as its
+    /// prepared form was made.
+    pub fn origin(&self) -> Origin {
+        let mut origin = Origin::of(&self.path);
+        if let Ok(content) = &self.content {
+            origin.withheld = content
+                .prepared
+                .withheld
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect();
+        }
+        origin
+    }
+
+    /// The families the file declares, with their types, including withheld ones (reserved
+    /// ones left out); none when it fails.
+    pub fn declared(&self) -> Vec<(&str, promdrop_textformat::MetricType)> {
+        let Ok(content) = &self.content else {
+            return Vec::new();
+        };
+        let prepared = &content.prepared;
+        prepared
+            .families
+            .iter()
+            .map(|f| (&*f.name, f.metric_type))
+            .chain(prepared.withheld.iter().map(|(n, t)| (&**n, *t)))
+            .collect()
+    }
+
+    /// This snapshot prepared again with `withheld` left out (a cross-namespace TYPE
+    /// conflict appeared or went away). Parses the file's bytes again; `None` when the file
+    /// failed.
+    pub fn withholding(
+        &self,
+        withheld: Vec<Box<str>>,
+        prepare: &PrepareOptions,
+    ) -> Option<FileSnapshot> {
+        let content = self.content.as_ref().ok()?;
+        let exposition = promdrop_textformat::parse(&content.bytes, content.format).ok()?;
+        let origin = Origin {
+            withheld,
+            ..Origin::of(&self.path)
+        };
+        let prepared = Prepared::build(exposition.families, &content.bytes, &origin, prepare);
+        Some(FileSnapshot {
+            content: Ok(Content {
+                prepared: Arc::new(prepared),
+                ..content.clone()
+            }),
+            ..self.clone()
+        })
     }
 }
 
@@ -262,8 +325,8 @@ pub fn parse_bytes_prepared(
                 _ => {
                     let format = exposition.format;
                     let series = exposition.sample_count();
-                    let prepared =
-                        Prepared::build(exposition.families, &bytes, &file_name(&path), prepare);
+                    let origin = Origin::of(&path);
+                    let prepared = Prepared::build(exposition.families, &bytes, &origin, prepare);
                     Ok((format, series, prepared))
                 }
             }

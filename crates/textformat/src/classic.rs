@@ -39,6 +39,13 @@ struct FamilyState {
     type_fixed: bool,
 }
 
+/// Whether `a` and `b` are the same slice of the input (the fast path of `a == b` for names
+/// that [`Parser::sample`] handed out again).
+#[inline(always)]
+fn same_slice(a: &str, b: &str) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
 /// How a sample name relates to the family it was filed under.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -60,6 +67,10 @@ struct Parser<'a, 'l> {
     /// says the name was written unquoted, so that the next line may be matched against it
     /// byte for byte.
     last: Option<(Cow<'a, str>, usize, Role, bool)>,
+    /// The unquoted label names of previous sample lines, by position: most lines repeat them.
+    /// A name read again is given the slice it was first read as, which lets the renderers
+    /// recognise a legacy name they have seen by its address (see `render::LegacyNames`).
+    last_labels: [&'a str; 8],
     /// Where a sample's labels are gathered before they are moved into it.
     label_buffer: Vec<Label<'a>>,
 }
@@ -75,6 +86,7 @@ pub(crate) fn parse<'a>(
         by_name: HashMap::new(),
         series: 0,
         last: None,
+        last_labels: [""; 8],
         label_buffer: Vec::new(),
     };
     let mut lines = Lines::new(input);
@@ -262,7 +274,7 @@ impl<'a> Parser<'a, '_> {
     #[allow(clippy::ptr_arg)]
     fn resolve(&mut self, name: &Cow<'a, str>, unquoted: bool) -> (usize, Role) {
         if let Some((last_name, index, role, _)) = &self.last
-            && last_name == name
+            && (same_slice(last_name, name) || last_name == name)
         {
             return (*index, *role);
         }
@@ -328,28 +340,28 @@ impl<'a> Parser<'a, '_> {
             }
             (name, after)
         } else {
-            // Most lines continue the previous line's metric: try its name before scanning.
-            let name_end = match &self.last {
-                Some((last_name, _, _, true))
-                    if text[start..].starts_with(last_name.as_bytes())
-                        && !text
-                            .get(start + last_name.len())
-                            .is_some_and(|b| lex::is_metric_name_char(*b)) =>
-                {
-                    start + last_name.len()
-                }
-                _ => lex::scan_metric_name(text, start),
-            };
-            if name_end == start {
-                if text[start] == b'"' {
-                    return Err(line.unexpected(
+            // Most lines continue the previous line's metric: try its name before scanning, and
+            // hand the sample that same name (the same slice, see `last_labels`).
+            if let Some((last_name, _, _, true)) = &self.last
+                && text[start..].starts_with(last_name.as_bytes())
+                && !text
+                    .get(start + last_name.len())
+                    .is_some_and(|b| lex::is_metric_name_char(*b))
+            {
+                (last_name.clone(), start + last_name.len())
+            } else {
+                let name_end = lex::scan_metric_name(text, start);
+                if name_end == start {
+                    if text[start] == b'"' {
+                        return Err(line.unexpected(
                         start,
                         "a metric name (a quoted name goes inside the braces: {\"name\", label=\"value\"})",
                     ));
+                    }
+                    return Err(line.unexpected(start, "a metric name, a comment or a blank line"));
                 }
-                return Err(line.unexpected(start, "a metric name, a comment or a blank line"));
+                (Cow::Borrowed(line.str(start, name_end)?), name_end)
             }
-            (Cow::Borrowed(line.str(start, name_end)?), name_end)
         };
         let (index, role) = self.resolve(&name, !in_braces);
         let metric_type = self.families[index].metric_type;
@@ -386,12 +398,20 @@ impl<'a> Parser<'a, '_> {
                 }
                 let (label_name, label_end) = if text.get(pos) == Some(&b'"') {
                     lex::scan_quoted_name(&line, pos, Escapes::Strict)?
+                } else if let Some(known) = self.last_labels.get(labels.len())
+                    && lex::label_name_at(text, pos, known)
+                {
+                    (Cow::Borrowed(*known), pos + known.len())
                 } else {
                     let label_end = lex::scan_label_name(text, pos);
                     if label_end == pos {
                         return Err(line.unexpected(pos, "a label name or '}'"));
                     }
-                    (Cow::Borrowed(line.str(pos, label_end)?), label_end)
+                    let label_name = line.str(pos, label_end)?;
+                    if let Some(known) = self.last_labels.get_mut(labels.len()) {
+                        *known = label_name;
+                    }
+                    (Cow::Borrowed(label_name), label_end)
                 };
                 let label_start = pos;
                 pos = skip_blanks(text, label_end);

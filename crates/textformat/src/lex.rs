@@ -167,6 +167,21 @@ pub(crate) fn is_metric_name_char(b: u8) -> bool {
     NAME_CLASSES[b as usize] & METRIC_CHAR != 0
 }
 
+/// Whether the label name at `pos` is `name`, a label name read before: whether
+/// [`scan_label_name`] would find exactly `name` there. Cheaper than scanning when a line
+/// repeats the previous one's names; false for an empty `name`.
+#[inline(always)]
+pub(crate) fn label_name_at(text: &[u8], pos: usize, name: &str) -> bool {
+    let end = pos + name.len();
+    !name.is_empty()
+        && text
+            .get(pos..end)
+            .is_some_and(|here| same_bytes(here, name.as_bytes()))
+        && text
+            .get(end)
+            .is_none_or(|b| NAME_CLASSES[*b as usize] & LABEL_CHAR == 0)
+}
+
 #[inline]
 fn scan_class(text: &[u8], pos: usize, start: u8, rest: u8) -> usize {
     match text.get(pos) {
@@ -263,17 +278,41 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     word(a, len - 8) == word(b, len - 8)
 }
 
-/// A word that, with its length, says exactly what a name of fewer than eight bytes is (for
-/// longer names, what its first bytes are).
+/// Whether `bytes` holds a byte that a label value escapes: `\\`, a newline, or (when `quote`)
+/// `"`. Eight bytes at a time: the renderers ask this of every label value they write.
 #[inline(always)]
-pub(crate) fn name_key(bytes: &[u8]) -> u64 {
-    if bytes.len() < 8 {
-        short_word(bytes, 0)
-    } else {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[..8]);
-        u64::from_le_bytes(word)
+pub(crate) fn has_escapable(bytes: &[u8], quote: bool) -> bool {
+    // The high bit of a byte of `v ^ c` whose byte was `c` (exact as to whether there is one).
+    let has = |v: u64, c: u8| {
+        let v = v ^ (ONES * u64::from(c));
+        v.wrapping_sub(ONES) & !v & HIGHS
+    };
+    let escapable = |word: u64| {
+        let found = has(word, b'\\') | has(word, b'\n');
+        (if quote {
+            found | has(word, b'"')
+        } else {
+            found
+        }) != 0
+    };
+    let len = bytes.len();
+    if len < 8 {
+        // Padded with a byte that is never escaped.
+        return escapable(short_word(bytes, b'a'));
     }
+    let word_at = |i: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(word)
+    };
+    let mut i = 0;
+    while i + 8 < len {
+        if escapable(word_at(i)) {
+            return true;
+        }
+        i += 8;
+    }
+    escapable(word_at(len - 8))
 }
 
 /// A name of fewer than eight bytes as one word: its first and last halves, overlapping,
@@ -518,8 +557,27 @@ mod tests {
         for a in &names {
             for b in &names {
                 assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
-                if a.len() == b.len() && a.len() < 8 {
-                    assert_eq!(name_key(a) == name_key(b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    /// The word-at-a-time search for bytes to escape finds every `\\`, newline and `"`, and
+    /// nothing else, at every position of texts up to two words and a bit long.
+    #[test]
+    fn has_escapable_agrees_with_a_byte_search() {
+        for len in 0..=19 {
+            for position in 0..len.max(1) {
+                for byte in 0..=255u8 {
+                    let mut text = vec![b'x'; len];
+                    if len > 0 {
+                        text[position] = byte;
+                    }
+                    for quote in [false, true] {
+                        let expected = text
+                            .iter()
+                            .any(|&b| b == b'\\' || b == b'\n' || (quote && b == b'"'));
+                        assert_eq!(has_escapable(&text, quote), expected, "{text:?} {quote}");
+                    }
                 }
             }
         }

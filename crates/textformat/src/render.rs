@@ -1,6 +1,6 @@
 //! Renderers: families back to classic text (as Go's `expfmt` writes it) or OpenMetrics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use crate::lex::{is_valid_label_name, is_valid_metric_name};
@@ -25,7 +25,28 @@ use crate::{Label, MetricFamily, MetricType, Sample, Timestamp, Value};
 /// assert!(render_classic(&families).contains("h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\n"));
 /// # Ok::<(), promdrop_textformat::Error>(())
 /// ```
+///
+/// A classic histogram series (label set) with a `_count` but no `le="+Inf"` bucket gets one,
+/// valued with the `_count`, after its last bucket, as node_exporter serves it (client_golang
+/// always writes the `+Inf` bucket from the count): `histogram_quantile` then gives the same
+/// answer from either exporter (without the bucket, Prometheus returns NaN). A series without
+/// a `_count` is left as it is.
+///
+/// ```
+/// use promdrop_textformat::{canonicalize_bounds, parse, render_classic, Format};
+///
+/// let text = b"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 3\nh_count 2\n";
+/// let mut families = parse(text, Format::Classic)?.families;
+/// canonicalize_bounds(&mut families);
+/// assert!(render_classic(&families).contains("h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\n"));
+/// # Ok::<(), promdrop_textformat::Error>(())
+/// ```
 pub fn canonicalize_bounds(families: &mut [MetricFamily<'_>]) {
+    for family in families.iter_mut() {
+        if family.metric_type == MetricType::Histogram {
+            add_inf_buckets(family);
+        }
+    }
     for family in families {
         let bound = match family.metric_type {
             MetricType::Histogram | MetricType::GaugeHistogram => "le",
@@ -47,6 +68,91 @@ pub fn canonicalize_bounds(families: &mut [MetricFamily<'_>]) {
                 label.value = canonical.into();
             }
         }
+    }
+}
+
+/// The labels of `sample` other than `le`, sorted: its histogram series.
+fn series_key<'s>(sample: &'s Sample<'_>) -> Vec<(&'s str, &'s str)> {
+    let mut key: Vec<(&str, &str)> = sample
+        .labels
+        .iter()
+        .filter(|l| l.name != "le")
+        .map(|l| (l.name.as_ref(), l.value.as_ref()))
+        .collect();
+    key.sort_unstable();
+    key
+}
+
+/// Adds the `+Inf` bucket, valued with the `_count`, to each series of the histogram `family`
+/// that has a `_count` and no `+Inf` bucket (see [`canonicalize_bounds`]).
+fn add_inf_buckets(family: &mut MetricFamily<'_>) {
+    let bucket = format!("{}_bucket", family.name);
+    let count = format!("{}_count", family.name);
+    let is_inf = |s: &Sample<'_>| {
+        s.labels
+            .iter()
+            .any(|l| l.name == "le" && crate::number::parse_number(&l.value) == Some(f64::INFINITY))
+    };
+    // The common case costs one pass without allocating: as many +Inf buckets as counts.
+    let counts = family.samples.iter().filter(|s| s.name == count).count();
+    let infs = family
+        .samples
+        .iter()
+        .filter(|s| s.name == bucket && is_inf(s))
+        .count();
+    if counts == 0 || infs >= counts {
+        return;
+    }
+    let mut with_inf: HashSet<Vec<(&str, &str)>> = HashSet::new();
+    // Per series: the index after its last bucket (0), or else of its first sample (1); at one
+    // index, the bucket that ends a series goes before the one that starts the next.
+    let mut place: HashMap<Vec<(&str, &str)>, (usize, u8)> = HashMap::new();
+    for (i, s) in family.samples.iter().enumerate() {
+        let key = series_key(s);
+        if s.name == bucket {
+            if is_inf(s) {
+                with_inf.insert(key.clone());
+            }
+            place.insert(key, (i + 1, 0));
+        } else {
+            place.entry(key).or_insert((i, 1));
+        }
+    }
+    let mut added: Vec<((usize, u8), Sample<'static>)> = Vec::new();
+    for s in family.samples.iter().filter(|s| s.name == count) {
+        let key = series_key(s);
+        if with_inf.contains(&key) {
+            continue;
+        }
+        let mut labels: Vec<Label<'static>> = s
+            .labels
+            .iter()
+            .map(|l| Label::new(l.name.to_string(), l.value.to_string()))
+            .collect();
+        labels.push(Label::new("le", "+Inf"));
+        let at = place
+            .get(&key)
+            .copied()
+            .unwrap_or((family.samples.len(), 1));
+        added.push((
+            at,
+            Sample {
+                name: bucket.clone().into(),
+                labels,
+                value: Value {
+                    number: s.value.number,
+                    token: s.value.token.as_ref().map(|t| t.to_string().into()),
+                },
+                timestamp: s.timestamp,
+                exemplar: None,
+            },
+        ));
+        with_inf.insert(key);
+    }
+    // Insert from the back so that earlier positions stay valid.
+    added.sort_by_key(|(at, _)| *at);
+    for ((at, _), sample) in added.into_iter().rev() {
+        family.samples.insert(at, sample);
     }
 }
 
@@ -95,9 +201,7 @@ pub fn escape_label_value(value: &str, out: &mut String) {
 
 #[inline]
 fn escape(text: &str, out: &mut String, quote: bool) {
-    let bytes = text.as_bytes();
-    let needs = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
-    if !bytes.iter().any(|b| needs(*b)) {
+    if !crate::lex::has_escapable(text.as_bytes(), quote) {
         out.push_str(text);
         return;
     }
@@ -152,58 +256,40 @@ fn write_quoted(text: &str, out: &mut String) {
     out.push('"');
 }
 
-/// The names of the previous sample line that were found to be legacy ones. Consecutive
-/// samples mostly repeat their metric and label names, and comparing a name with the previous
-/// one is cheaper than checking it again: this keeps deciding where quotes go off the
-/// renderers' profile.
+/// The names of the previous sample line that were found to be legacy ones, remembered by
+/// identity: a name that is the very same `&str` as a remembered one (same address, same
+/// length) is legacy too, which two comparisons decide. The parsers hand a name that repeats
+/// the previous line's the same slice of the input (see `classic::Parser::sample`), so for
+/// parsed families almost no name is checked byte by byte at render time; other names (built
+/// by hand, owned, or merely equal) are checked as [`is_valid_metric_name`] and
+/// [`is_valid_label_name`] do.
 #[derive(Default)]
 struct LegacyNames<'s> {
-    metric: &'s str,
-    /// Label names by position, each with its [`crate::lex::name_key`].
-    labels: [(&'s str, u64); 8],
+    metric: Option<&'s str>,
+    /// Label names by position.
+    labels: [Option<&'s str>; 8],
+}
+
+/// Whether `a` and `b` are the same slice: the same bytes at the same address. Such names are
+/// equal, and stay equal while the families are borrowed for rendering.
+#[inline(always)]
+fn same_slice(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.as_ptr() == b.as_ptr() && a.len() == b.len())
 }
 
 impl<'s> LegacyNames<'s> {
     /// Whether `name` is a legacy metric name.
     #[inline(always)]
     fn metric(&mut self, name: &'s str) -> bool {
-        if !name.is_empty() && same_name(name, self.metric) {
+        if same_slice(self.metric, name) {
             return true;
         }
         let legacy = is_valid_metric_name(name);
         if legacy {
-            self.metric = name;
+            self.metric = Some(name);
         }
         legacy
     }
-
-    /// Whether `name`, the `index`th label of its sample, is a legacy label name.
-    #[inline(always)]
-    fn label(&mut self, index: usize, name: &'s str) -> bool {
-        let Some((known, known_key)) = self.labels.get_mut(index) else {
-            return is_valid_label_name(name);
-        };
-        let key = crate::lex::name_key(name.as_bytes());
-        if !name.is_empty()
-            && name.len() == known.len()
-            && key == *known_key
-            && (name.len() < 8 || same_name(name, known))
-        {
-            return true;
-        }
-        let legacy = is_valid_label_name(name);
-        if legacy {
-            (*known, *known_key) = (name, key);
-        }
-        legacy
-    }
-}
-
-/// `a == b` for names, without a call to `memcmp`: eight bytes at a time (see
-/// [`crate::lex::same_bytes`]).
-#[inline(always)]
-fn same_name(a: &str, b: &str) -> bool {
-    crate::lex::same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 /// Writes `name{labels}` for a sample named `name` + `suffix`, or `{"name",labels}` when that
@@ -261,18 +347,45 @@ fn write_labels(labels: &[Label<'_>], out: &mut String) {
 
 #[inline(always)]
 fn write_label_list<'s>(labels: &'s [Label<'_>], known: &mut LegacyNames<'s>, out: &mut String) {
+    if labels.len() > known.labels.len() {
+        return write_many_labels(labels, out);
+    }
+    // Each label with the name remembered at its position, the first without a comma.
+    let mut pairs = labels.iter().zip(known.labels.iter_mut());
+    if let Some((label, slot)) = pairs.next() {
+        write_label(label, slot, out);
+    }
+    for (label, slot) in pairs {
+        out.push(',');
+        write_label(label, slot, out);
+    }
+}
+
+/// `name="value"`, the name quoted when it is not a legacy one; `slot` remembers the label
+/// name at this position of the previous sample (see [`LegacyNames`]).
+#[inline(always)]
+fn write_label<'s>(label: &'s Label<'_>, slot: &mut Option<&'s str>, out: &mut String) {
+    let name: &'s str = &label.name;
+    if same_slice(*slot, name) || is_valid_label_name(name) {
+        *slot = Some(name);
+        out.push_str(name);
+    } else {
+        write_quoted(name, out);
+    }
+    out.push_str("=\"");
+    escape_label_value(&label.value, out);
+    out.push('"');
+}
+
+/// [`write_label_list`] for more labels than [`LegacyNames`] remembers: each name checked.
+#[cold]
+#[inline(never)]
+fn write_many_labels(labels: &[Label<'_>], out: &mut String) {
     for (index, label) in labels.iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
-        if known.label(index, &label.name) {
-            out.push_str(&label.name);
-        } else {
-            write_quoted(&label.name, out);
-        }
-        out.push_str("=\"");
-        escape_label_value(&label.value, out);
-        out.push('"');
+        write_label(label, &mut None, out);
     }
 }
 
@@ -659,4 +772,61 @@ fn write_om_sample<'s>(
         }
     }
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Format, canonicalize_bounds, parse, render_classic};
+
+    /// Input histogram text and what it renders as after `canonicalize_bounds`.
+    const INF_BUCKET_CASES: &[(&str, &str)] = &[
+        // Has its +Inf bucket (spelled as Python writes it): unchanged but for the spelling.
+        (
+            "h_bucket{le=\"1.0\"} 1\nh_bucket{le=\"+inf\"} 2\nh_count 2\n",
+            "h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\n",
+        ),
+        // Two series, one without: its bucket goes after its own last bucket.
+        (
+            "h_bucket{a=\"x\",le=\"1\"} 1\nh_bucket{a=\"y\",le=\"1\"} 4\nh_bucket{a=\"y\",le=\"+Inf\"} 5\nh_count{a=\"x\"} 3\nh_count{a=\"y\"} 5\n",
+            "h_bucket{a=\"x\",le=\"1\"} 1\nh_bucket{a=\"x\",le=\"+Inf\"} 3\nh_bucket{a=\"y\",le=\"1\"} 4\nh_bucket{a=\"y\",le=\"+Inf\"} 5\nh_count{a=\"x\"} 3\nh_count{a=\"y\"} 5\n",
+        ),
+        // Only a _count: the bucket before it, as node_exporter serves it.
+        (
+            "h_sum 0\nh_count 0\n",
+            "h_bucket{le=\"+Inf\"} 0\nh_sum 0\nh_count 0\n",
+        ),
+        // No _count: left as written.
+        (
+            "h_bucket{le=\"1\"} 1\nh_sum 1\n",
+            "h_bucket{le=\"1\"} 1\nh_sum 1\n",
+        ),
+        // Labels in another order than the count's still name the same series.
+        (
+            "h_bucket{le=\"1\",b=\"2\",a=\"1\"} 1\nh_count{a=\"1\",b=\"2\"} 2\n",
+            "h_bucket{le=\"1\",b=\"2\",a=\"1\"} 1\nh_bucket{a=\"1\",b=\"2\",le=\"+Inf\"} 2\nh_count{a=\"1\",b=\"2\"} 2\n",
+        ),
+    ];
+
+    #[test]
+    fn a_histogram_series_with_a_count_gets_its_inf_bucket() {
+        for (input, want) in INF_BUCKET_CASES {
+            let text = format!("# TYPE h histogram\n{input}");
+            let mut families = parse(text.as_bytes(), Format::Classic).unwrap().families;
+            canonicalize_bounds(&mut families);
+            assert_eq!(
+                render_classic(&families),
+                format!("# TYPE h histogram\n{want}"),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_types_get_no_inf_bucket() {
+        let text = "# TYPE s summary\ns_count 2\n# TYPE u untyped\nu_count 1\n";
+        let mut families = parse(text.as_bytes(), Format::Classic).unwrap().families;
+        let before = families.clone();
+        canonicalize_bounds(&mut families);
+        assert_eq!(families, before);
+    }
 }

@@ -375,11 +375,13 @@ pub(crate) fn last_success_in(previous: &[u8]) -> Option<f64> {
         .reduce(f64::max)
 }
 
-/// Checks a grouping label name: a valid label name, not reserved (`__*`), and not one that
+/// Checks a grouping label name: any UTF-8 name but the empty one (a name that is not a legacy
+/// `[a-zA-Z_][a-zA-Z0-9_]*` one is written quoted, as Prometheus 3 reads it, and escaped by
+/// the exporter for a scraper that cannot take it), not reserved (`__*`), and not one that
 /// would change what a sample means (`le`, `quantile`) or clash with `reason`.
 pub(crate) fn check_label_name(name: &str) -> Result<(), &'static str> {
-    if !promdrop_textformat::is_valid_label_name(name) {
-        return Err("not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)");
+    if name.is_empty() {
+        return Err("a label name cannot be empty");
     }
     if name.starts_with("__") {
         return Err("names starting with __ are reserved by Prometheus");
@@ -525,8 +527,12 @@ mod tests {
     #[test]
     fn label_names_are_checked() {
         assert!(check_label_name("job_name").is_ok());
-        for bad in ["", "1x", "__x", "le", "quantile", "reason", "a-b"] {
+        for bad in ["", "__x", "le", "quantile", "reason"] {
             assert!(check_label_name(bad).is_err(), "{bad}");
+        }
+        // UTF-8 names, kept as written (quoted in the file).
+        for good in ["1x", "a-b", "http.method", "région", "a b"] {
+            assert!(check_label_name(good).is_ok(), "{good}");
         }
     }
 }

@@ -24,6 +24,11 @@ pub const DIR_ENV: &str = "PROMDROP_DIR";
 /// The environment variable Kubernetes sets in the pods of an indexed Job.
 pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 
+/// The environment variable a pod gets its namespace in through the Downward API
+/// (`fieldRef: metadata.namespace`). When set, every sample also gets `namespace="<value>"`
+/// (a grouping label like `job_name`): the exporter's tenancy serves it with the same value.
+pub const POD_NAMESPACE_ENV: &str = "POD_NAMESPACE";
+
 /// How the job ended, as the application tells [`HandoffGuard::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -443,6 +448,11 @@ impl HandoffBuilder {
         let mut labels = vec![("job_name".to_string(), self.job.clone())];
         if let Some(i) = index {
             labels.push(("completion_index".to_string(), i.to_string()));
+        }
+        if let Ok(namespace) = std::env::var(POD_NAMESPACE_ENV)
+            && !namespace.is_empty()
+        {
+            labels.push(("namespace".to_string(), namespace));
         }
         for op in self.label_ops {
             match op {

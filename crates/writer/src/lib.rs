@@ -61,7 +61,9 @@
 //!   exporter when the file was written and when to call it stale or expired. Comments are
 //!   legal in the classic format; node_exporter ignores them.
 //! - Every sample carries the grouping labels: `job_name="<job>"` (as kube-state-metrics
-//!   names it), plus `completion_index` in an indexed Job. A sample's own label of the same
+//!   names it), plus `completion_index` in an indexed Job and `namespace` when the pod's
+//!   namespace is in `POD_NAMESPACE` (the Downward API; the exporter's `--textfile.tenancy`
+//!   serves the namespace's subdirectory with the same value). A sample's own label of the same
 //!   name is kept as it is, never duplicated (an empty one, which Prometheus treats as absent,
 //!   is filled in).
 //! - The outcome metrics: start and end time, `promdrop_job_success` (1/0),
@@ -135,7 +137,7 @@ pub use atomic::{
 pub use error::Error;
 pub use handoff::{
     COMPLETION_INDEX_ENV, DEFAULT_DIR, DIR_ENV, Handoff, HandoffBuilder, HandoffGuard, Outcome,
-    ProcessExit,
+    POD_NAMESPACE_ENV, ProcessExit,
 };
 #[cfg(feature = "prometheus-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus-client")))]

@@ -39,8 +39,15 @@
 //! SDK's last export: shut the provider down before `finish` (its shutdown exports), and
 //! know that a signal or a panic writes only what the periodic reader last exported.
 //!
-//! Conversion to the classic format: names and attribute keys have characters outside
-//! `[a-zA-Z0-9_:]` replaced by `_`; a monotonic sum becomes a counter named `<name>_total`, a
+//! Conversion to the classic format: with the default [`Names::Translate`], names and
+//! attribute keys have characters outside `[a-zA-Z0-9_:]` replaced by `_`
+//! (`http.server.request.duration` becomes `http_server_request_duration_seconds`); with
+//! [`Names::Keep`] (`FileExporter::builder().names(Names::Keep).build()`) they are kept as
+//! OpenTelemetry writes them, dots included, and written quoted as Prometheus 3 reads them
+//! (`{"http.server.request.duration_seconds","http.request.method"="GET"}`); promdrop-exporter
+//! serves them as written to a scraper that asks for `escaping=allow-utf-8` and escaped to
+//! others. Either way, an attribute key starting with `__` gets the prefix `key`; a monotonic
+//! sum becomes a counter named `<name>_total`, a
 //! non-monotonic sum and a gauge become gauges, a histogram becomes a classic histogram; the
 //! units `s`, `ms`, `us`, `ns` and `By` are appended as `_seconds`, `_milliseconds`,
 //! `_microseconds`, `_nanoseconds` and `_bytes`. Exponential histograms have no classic form
@@ -63,8 +70,25 @@ use promdrop_textformat::{
 use crate::handoff::Inner;
 use crate::source::{Collected, Source, SourceError};
 
+/// How [`FileExporter`] writes OpenTelemetry's metric names and attribute keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Names {
+    /// Characters outside `[a-zA-Z0-9_:]` (`:` not in attribute keys) become `_`, so that every
+    /// Prometheus reads them: `http.server.request.duration` becomes
+    /// `http_server_request_duration_seconds`.
+    #[default]
+    Translate,
+    /// OpenTelemetry's names as they are (UTF-8, dots included), with the same unit and
+    /// `_total` suffixes: `http.server.request.duration_seconds`, written quoted. For
+    /// Prometheus 3 servers, which ask for UTF-8 names; promdrop-exporter escapes them for a
+    /// scraper that does not.
+    Keep,
+}
+
 #[derive(Default)]
 struct Shared {
+    /// How names are written.
+    names: Names,
     /// The last export, as classic text.
     text: Mutex<Option<String>>,
     handoff: Mutex<Option<Weak<Inner>>>,
@@ -92,10 +116,48 @@ impl fmt::Debug for FileExporter {
     }
 }
 
+/// Builds a [`FileExporter`] with options: [`FileExporter::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct FileExporterBuilder {
+    names: Names,
+}
+
+impl FileExporterBuilder {
+    /// How metric names and attribute keys are written ([`Names::Translate`] by default).
+    pub fn names(mut self, names: Names) -> Self {
+        self.names = names;
+        self
+    }
+
+    /// The exporter, not yet tied to a handoff.
+    pub fn build(self) -> FileExporter {
+        FileExporter {
+            shared: Arc::new(Shared {
+                names: self.names,
+                ..Shared::default()
+            }),
+        }
+    }
+}
+
 impl FileExporter {
-    /// A new exporter, not yet tied to a handoff.
+    /// A new exporter, not yet tied to a handoff, translating names to legacy ones
+    /// ([`Names::Translate`]).
     pub fn new() -> Self {
         FileExporter::default()
+    }
+
+    /// A builder for an exporter with options: keeping OpenTelemetry's names
+    /// ([`Names::Keep`]).
+    ///
+    /// ```
+    /// use promdrop_writer::otel::{FileExporter, Names};
+    ///
+    /// let exporter = FileExporter::builder().names(Names::Keep).build();
+    /// # let _ = exporter;
+    /// ```
+    pub fn builder() -> FileExporterBuilder {
+        FileExporterBuilder::default()
     }
 
     /// The classic text of the last export, if there was one.
@@ -123,7 +185,7 @@ impl FileExporter {
         if self.shared.shut_down.load(Ordering::SeqCst) {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        let text = to_classic(metrics);
+        let text = to_classic(metrics, self.shared.names);
         *self
             .shared
             .text
@@ -186,7 +248,14 @@ impl Source for ExporterSource {
     }
 }
 
-fn sanitize(name: &str) -> String {
+fn sanitize(name: &str, names: Names) -> String {
+    if names == Names::Keep {
+        return if name.is_empty() {
+            "_".to_string()
+        } else {
+            name.to_string()
+        };
+    }
     let mut out: String = name
         .chars()
         .map(|c| {
@@ -203,16 +272,19 @@ fn sanitize(name: &str) -> String {
     out
 }
 
-fn sanitize_label(key: &str) -> String {
-    let mut out = sanitize(key).replace(':', "_");
+fn sanitize_label(key: &str, names: Names) -> String {
+    let mut out = match names {
+        Names::Translate => sanitize(key, names).replace(':', "_"),
+        Names::Keep => sanitize(key, names),
+    };
     if out.starts_with("__") {
         out.insert_str(0, "key");
     }
     out
 }
 
-fn metric_name(metric: &Metric) -> String {
-    let mut name = sanitize(metric.name());
+fn metric_name(metric: &Metric, names: Names) -> String {
+    let mut name = sanitize(metric.name(), names);
     let suffix = match metric.unit() {
         "s" => "_seconds",
         "ms" => "_milliseconds",
@@ -229,11 +301,12 @@ fn metric_name(metric: &Metric) -> String {
 
 fn labels<'a>(
     attributes: impl Iterator<Item = &'a opentelemetry::KeyValue>,
+    names: Names,
 ) -> Vec<Label<'static>> {
     attributes
         .map(|kv| {
             Label::new(
-                sanitize_label(kv.key.as_str()),
+                sanitize_label(kv.key.as_str(), names),
                 kv.value.as_str().into_owned(),
             )
         })
@@ -267,15 +340,16 @@ fn add<T: Copy>(
     metric: &Metric,
     data: &MetricData<T>,
     to_f64: impl Fn(T) -> f64,
+    names: Names,
 ) {
-    let base = metric_name(metric);
+    let base = metric_name(metric, names);
     let help = metric.description();
     match data {
         MetricData::Gauge(gauge) => {
             if let Some(family) = family_slot(families, &base, help, MetricType::Gauge) {
                 for point in gauge.data_points() {
                     let mut sample = Sample::new(base.clone(), to_f64(point.value()));
-                    sample.labels = labels(point.attributes());
+                    sample.labels = labels(point.attributes(), names);
                     family.samples.push(sample);
                 }
             }
@@ -294,7 +368,7 @@ fn add<T: Copy>(
             if let Some(family) = family_slot(families, &name, help, metric_type) {
                 for point in sum.data_points() {
                     let mut sample = Sample::new(name.clone(), to_f64(point.value()));
-                    sample.labels = labels(point.attributes());
+                    sample.labels = labels(point.attributes(), names);
                     family.samples.push(sample);
                 }
             }
@@ -302,7 +376,7 @@ fn add<T: Copy>(
         MetricData::Histogram(histogram) => {
             if let Some(family) = family_slot(families, &base, help, MetricType::Histogram) {
                 for point in histogram.data_points() {
-                    let attrs = labels(point.attributes());
+                    let attrs = labels(point.attributes(), names);
                     let bucket_name = format!("{base}_bucket");
                     let mut cumulative = 0u64;
                     let mut counts = point.bucket_counts();
@@ -334,14 +408,18 @@ fn add<T: Copy>(
 }
 
 /// Converts an export to classic text.
-fn to_classic(metrics: &ResourceMetrics) -> String {
+fn to_classic(metrics: &ResourceMetrics, names: Names) -> String {
     let mut families = Vec::new();
     for scope in metrics.scope_metrics() {
         for metric in scope.metrics() {
             match metric.data() {
-                AggregatedMetrics::F64(data) => add(&mut families, metric, data, |v| v),
-                AggregatedMetrics::U64(data) => add(&mut families, metric, data, |v| v as f64),
-                AggregatedMetrics::I64(data) => add(&mut families, metric, data, |v| v as f64),
+                AggregatedMetrics::F64(data) => add(&mut families, metric, data, |v| v, names),
+                AggregatedMetrics::U64(data) => {
+                    add(&mut families, metric, data, |v| v as f64, names)
+                }
+                AggregatedMetrics::I64(data) => {
+                    add(&mut families, metric, data, |v| v as f64, names)
+                }
             }
         }
     }
@@ -354,9 +432,15 @@ mod tests {
 
     #[test]
     fn names_are_sanitized() {
-        assert_eq!(sanitize("http.server.duration"), "http_server_duration");
-        assert_eq!(sanitize("9lives"), "_9lives");
-        assert_eq!(sanitize_label("__x"), "key__x");
-        assert_eq!(sanitize_label("a:b.c"), "a_b_c");
+        let t = Names::Translate;
+        assert_eq!(sanitize("http.server.duration", t), "http_server_duration");
+        assert_eq!(sanitize("9lives", t), "_9lives");
+        assert_eq!(sanitize_label("__x", t), "key__x");
+        assert_eq!(sanitize_label("a:b.c", t), "a_b_c");
+        let k = Names::Keep;
+        assert_eq!(sanitize("http.server.duration", k), "http.server.duration");
+        assert_eq!(sanitize("9lives", k), "9lives");
+        assert_eq!(sanitize_label("__x", k), "key__x");
+        assert_eq!(sanitize_label("a:b.c", k), "a:b.c");
     }
 }

@@ -228,6 +228,65 @@ fn opentelemetry_force_flush_and_shutdown_write_the_file() {
     assert_eq!(file.value("rows_copied_total", &[]), Some(6.0));
 }
 
+#[cfg(feature = "opentelemetry")]
+#[test]
+fn opentelemetry_names_can_be_kept_as_utf8_names() {
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::SdkMeterProvider;
+    use promdrop_writer::otel::{FileExporter, Names};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("otel.prom");
+    let exporter = FileExporter::builder().names(Names::Keep).build();
+    let provider = SdkMeterProvider::builder()
+        .with_periodic_exporter(exporter.clone())
+        .build();
+    let guard = builder("otel", dir.path())
+        .grouping_label("deployment.environment", "prod")
+        .opentelemetry(&exporter)
+        .meter_provider(provider.clone())
+        .install()
+        .unwrap();
+    let meter = provider.meter("job");
+    let rows = meter.u64_counter("rows.copied").build();
+    let latency = meter
+        .f64_histogram("http.server.request.duration")
+        .with_unit("s")
+        .with_boundaries(vec![1.0])
+        .build();
+    rows.add(5, &[KeyValue::new("table.name", "users")]);
+    latency.record(0.5, &[KeyValue::new("http.request.method", "GET")]);
+    guard.finish(Outcome::Success).unwrap();
+
+    let file = JobFile::read(&path);
+    assert!(
+        file.text
+            .contains("{\"rows.copied_total\",\"table.name\"=\"users\""),
+        "{}",
+        file.text
+    );
+    assert_eq!(
+        file.value(
+            "rows.copied_total",
+            &[
+                ("table.name", "users"),
+                ("job_name", "otel"),
+                ("deployment.environment", "prod")
+            ]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        file.value(
+            "http.server.request.duration_seconds_bucket",
+            &[("http.request.method", "GET"), ("le", "1")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(file.reason(), "success");
+}
+
 #[test]
 fn openmetrics_text_is_converted_and_invalid_text_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -119,7 +119,7 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         let options = ExpositionOptions {
             timestamps: Some(timestamps),
             source_label,
-            compat_node_exporter: false,
+            ..ExpositionOptions::default()
         };
         let all: Vec<Arc<FileSnapshot>> = (0..POOL.len()).map(|i| snapshot(i, &read)).collect();
         let mut orders: Vec<Vec<usize>> = (0..POOL.len()).map(|i| vec![i]).collect();

@@ -50,7 +50,15 @@ def samples(families):
     return [[s.name, s.labels, s.value] for f in families for s in f.samples]
 
 
-def registry(seed, count):
+def build_registry(seed, count, escapable=False):
+    """A registry of `count` random metrics with UTF-8 metric and label names, seeded.
+
+    With `escapable`, an enum's name holds no `:`: prometheus_client writes an enum as an
+    OpenMetrics stateset whose label is named after the metric, and escaping turns `:` into
+    `_` in the label name but keeps it in the metric name, so its own escaped output is not a
+    valid stateset any more; and no two label names of a metric are the same once escaped
+    (prometheus_client would write a series with a label twice, which no parser reads; the
+    exporter leaves such a series out of that escaping's exposition and counts it)."""
     rng = random.Random(seed)
     reg = CollectorRegistry()
     used = set()
@@ -67,8 +75,16 @@ def registry(seed, count):
             label = random_name(rng, LABEL_CHARS)
             if label.startswith("__") or label in labels or label in ("le", "quantile") or label == name:
                 continue
+            if escapable and any(
+                om.escape_label_name(label, s) == om.escape_label_name(other, s)
+                for s in SCHEMES
+                for other in labels + [name]
+            ):
+                continue
             labels.append(label)
         kind = rng.choice(["counter", "gauge", "histogram", "summary", "info", "enum"])
+        if escapable and kind == "enum" and ":" in name:
+            kind = "gauge"
         values = lambda: [random_name(rng, LABEL_CHARS, 0.5) for _ in labels]
         if kind == "counter":
             metric = Counter(name, "help " + name, labels, registry=reg)
@@ -96,6 +112,11 @@ def registry(seed, count):
             metric = Enum(name, "help", labels, states=states, registry=reg)
             (metric.labels(*values()) if labels else metric).state(rng.choice(states))
         made += 1
+    return reg
+
+
+def registry(seed, count):
+    reg = build_registry(seed, count)
     classic = generate_latest(reg, escaping=om.ALLOWUTF8).decode("utf-8")
     openmetrics = om.generate_latest(reg, escaping=om.ALLOWUTF8).decode("utf-8")
     json.dump(
