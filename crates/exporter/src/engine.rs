@@ -468,18 +468,24 @@ impl Engine {
         let Some(dir) = self.settings.directories.get(index).cloned() else {
             return false;
         };
-        if self.dir_errors[index].is_some() || self.settings.tenancy.is_some() {
-            // The directory could not be listed: only a listing tells it is back. With
-            // tenancy, a listing looks at the namespaces' directories.
+        if self.dir_errors[index].is_some() {
+            // The directory could not be listed: only a listing tells it is back.
             return self.scan_dir(index).await;
         }
         let looked = {
             let dir = dir.clone();
+            let tenancy = self.settings.tenancy.is_some();
             tokio::task::spawn_blocking(move || {
                 names
                     .into_iter()
                     .map(|name| {
-                        let entry = discovery::look_up(&dir, &name);
+                        // With tenancy a name is `<namespace>/<file>`, looked at as
+                        // `list_tenants` would list it.
+                        let entry = if tenancy {
+                            discovery::look_up_tenant(&dir, &name)
+                        } else {
+                            Some(discovery::look_up(&dir, &name))
+                        };
                         (name, entry)
                     })
                     .collect::<Vec<_>>()
@@ -494,9 +500,10 @@ impl Engine {
         for (name, entry) in looked {
             let key = (index, name);
             let entry = match entry {
-                Ok(entry) => entry,
-                // Something odd (permissions): a listing decides.
-                Err(_) => return changed | self.scan_dir(index).await,
+                Some(Ok(entry)) => entry,
+                // Something odd (permissions, a namespace's directory that is not a plain
+                // directory): a listing decides.
+                _ => return changed | self.scan_dir(index).await,
             };
             let refused = match &entry {
                 discovery::Entry::Refused(r) => Some(r.error.to_string()),

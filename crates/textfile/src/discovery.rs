@@ -332,6 +332,37 @@ pub fn look_up(dir: &Path, name: &std::ffi::OsStr) -> Result<Entry, Error> {
     )
 }
 
+/// Looks at one entry `<namespace>/<file>` of `dir` in the tenancy layout by name, as
+/// [`list_tenants`] would classify it (the namespace's directory is the symlink boundary); the
+/// entry found is named `<namespace>/<file>` as a listing names it. `None` when only a listing
+/// can tell: the name has not that form, or the namespace's entry is not a plain directory
+/// named as a namespace (missing, a symlink, a file).
+pub fn look_up_tenant(dir: &Path, name: &std::ffi::OsStr) -> Option<Result<Entry, Error>> {
+    let qualified = Path::new(name);
+    let namespace = qualified.parent()?;
+    let file = qualified.file_name()?;
+    let mut components = namespace.components();
+    let (Some(std::path::Component::Normal(ns)), None) = (components.next(), components.next())
+    else {
+        return None;
+    };
+    if !is_namespace_name(ns) {
+        return None;
+    }
+    let tenant_dir = dir.join(ns);
+    let is_dir = std::fs::symlink_metadata(&tenant_dir).is_ok_and(|m| m.file_type().is_dir());
+    if !is_dir {
+        return None;
+    }
+    Some(look_up(&tenant_dir, file).map(|entry| match entry {
+        Entry::Found(mut found) => {
+            found.name = name.to_os_string();
+            Entry::Found(found)
+        }
+        other => other,
+    }))
+}
+
 /// Lists `dir`: the served files and the refused entries. Entries that vanish while listing
 /// are skipped (they were being renamed or deleted).
 pub fn list(dir: &Path) -> Result<Listing, Error> {
@@ -451,6 +482,43 @@ mod tests {
             refused,
             ["Bad_Name", "team-b/steal.prom", "team-c", "top.prom"]
         );
+    }
+
+    #[test]
+    fn a_tenants_file_is_looked_up_as_the_listing_sees_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("textfiles");
+        for ns in ["team-a", "team-b"] {
+            std::fs::create_dir_all(dir.join(ns)).unwrap();
+        }
+        std::fs::write(dir.join("team-a/job.prom"), "x 1\n").unwrap();
+        symlink("../team-a/job.prom", dir.join("team-b/steal.prom")).unwrap();
+        symlink("team-a", dir.join("team-c")).unwrap();
+        std::fs::create_dir_all(dir.join("Bad_Name")).unwrap();
+        std::fs::write(dir.join("Bad_Name/job.prom"), "x 1\n").unwrap();
+
+        let look = |name: &str| look_up_tenant(&dir, name.as_ref()).map(|r| r.unwrap());
+        let listing = list_tenants(&dir).unwrap();
+        match look("team-a/job.prom") {
+            Some(Entry::Found(found)) => {
+                assert_eq!(found.name, "team-a/job.prom");
+                assert_eq!(found.path, dir.join("team-a/job.prom"));
+                assert_eq!(found.identity, listing.found[0].identity);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(look("team-b/steal.prom"), Some(Entry::Refused(_))));
+        assert!(matches!(look("team-a/gone.prom"), Some(Entry::Absent)));
+        // Only a listing tells: a symlinked namespace, another name, no namespace, deeper.
+        for name in [
+            "team-c/job.prom",
+            "Bad_Name/job.prom",
+            "job.prom",
+            "team-a/deeper/job.prom",
+            "team-x/job.prom",
+        ] {
+            assert!(look(name).is_none(), "{name}");
+        }
     }
 
     #[test]
