@@ -1776,6 +1776,61 @@ mod escaping_tests {
         );
     }
 
+    /// Publications one after the other over chunks of one file, with one [`Carry`] as the
+    /// engine keeps it: each chunk is escaped once, and the variant's series index follows
+    /// the escaped chunks (a collision once escaped comes and goes with its file).
+    #[tokio::test]
+    async fn an_escaped_variant_follows_the_chunks_from_one_publication_to_the_next() {
+        let files = data_of(&[
+            ("/d/a.prom", "# TYPE \"a.b\" gauge\n{\"a.b\"} 1\n"),
+            ("/d/b.prom", "# TYPE a_b gauge\na_b 2\n"),
+            ("/d/c.prom", "# TYPE \"c.d\" gauge\n{\"c.d\"} 3\n"),
+        ])
+        .files();
+        let options = ExpositionOptions::default();
+        let chunks: Vec<Arc<DataChunk>> = files
+            .iter()
+            .map(|f| Arc::new(DataChunk::build(vec![Arc::clone(f)], &options)))
+            .collect();
+        let carry = Arc::new(Carry::default());
+        let publish = |which: &[usize]| {
+            Arc::new(DataPart::assemble(
+                which.iter().map(|&i| Arc::clone(&chunks[i])).collect(),
+                options.clone(),
+                false,
+                Arc::clone(&carry),
+            ))
+        };
+        let from_scratch = |which: &[usize]| {
+            Arc::new(DataPart::build(
+                which.iter().map(|&i| Arc::clone(&files[i])).collect(),
+                options.clone(),
+            ))
+        };
+        let scheme = EscapingScheme::Underscores;
+        let mut kept: Option<Arc<DataChunk>> = None;
+        for which in [&[0, 2][..], &[0, 1, 2], &[0, 2], &[1, 2], &[0, 1, 2]] {
+            let variant = publish(which).escaped(scheme).await;
+            let want = from_scratch(which).escaped(scheme).await;
+            assert_eq!(variant.classic_text(), want.classic_text(), "{which:?}");
+            assert_eq!(variant.conflicts, want.conflicts, "{which:?}");
+            assert_eq!(
+                variant.is_concatenated(),
+                !which.contains(&1) || !which.contains(&0),
+                "{which:?}"
+            );
+            // a.prom's chunk is escaped once and kept with the chunk.
+            if which[0] == 0 {
+                let escaped = Arc::clone(&variant.chunks()[0]);
+                assert!(!Arc::ptr_eq(&escaped, &chunks[0]));
+                if let Some(k) = &kept {
+                    assert!(Arc::ptr_eq(k, &escaped));
+                }
+                kept = Some(escaped);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn legacy_files_are_shared_by_every_variant_but_dots() {
         let data = data_of(&[("/d/b.prom", "# TYPE plain gauge\nplain{a=\"{\\\"x\"} 1\n")]);

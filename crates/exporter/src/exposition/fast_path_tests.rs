@@ -216,3 +216,131 @@ fn the_index_counts_what_changes() {
     index.update(&[]);
     assert!(index.is_empty());
 }
+
+/// Files with series of the exporter's own families: fitting ones, ones that would pass for
+/// the exporter's own, another TYPE, an info served as `x_info`, duplicates across files.
+const OWN_POOL: &[(&str, &str)] = &[
+    (
+        "a.prom",
+        "# TYPE process_max_fds gauge\nprocess_max_fds{job_name=\"a\"} 1024\n# TYPE promdrop_files gauge\npromdrop_files{job_name=\"a\",state=\"fresh\"} 3\n# TYPE up gauge\nup{job_name=\"a\"} 1\n",
+    ),
+    (
+        "b.prom",
+        "# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total{job_name=\"b\"} 2\nprocess_cpu_seconds_created{job_name=\"b\"} 1.7e+09\n# TYPE promdrop_build info\npromdrop_build_info{version=\"x\"} 1\n# TYPE promdrop_reloads counter\npromdrop_reloads_total{job_name=\"b\",result=\"success\"} 2\n# EOF\n",
+    ),
+    (
+        "c.prom",
+        "# TYPE process_max_fds gauge\nprocess_max_fds 5\nprocess_max_fds{job_name=\"a\"} 2048\n# TYPE promdrop_files counter\npromdrop_files_total 1\n",
+    ),
+    ("d.prom", "# TYPE up gauge\nup{job_name=\"d\"} 1\n"),
+    (
+        "e.prom",
+        "# TYPE promdrop_files gauge\npromdrop_files{state=\"fresh\"} 99\npromdrop_files{job_name=\"e\",state=\"fresh\"} 4\n# TYPE promdrop_file_series gauge\npromdrop_file_series{file=\"x\"} 1000\npromdrop_file_series{file=\"x\",job_name=\"e\"} 7\n",
+    ),
+    (
+        "f.prom",
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total{job_name=\"f\"} 3\n# TYPE process_open_fds gauge\nprocess_open_fds{job_name=\"f\"} 9\n",
+    ),
+    (
+        "g.prom",
+        "# TYPE process_open_fds gauge\nprocess_open_fds{job_name=\"g\"} 10\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total{job_name=\"f\"} 4\n",
+    ),
+];
+
+/// The files' series of the exporter's own families, taken per chunk and joined, are what one
+/// build over every file gives (lines and conflicts), whatever the chunks.
+#[test]
+fn own_families_taken_by_chunks_equal_one_build() {
+    use crate::adopt::Adopted;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let read = ReadOptions {
+        max_bytes: 1 << 20,
+        max_series: 1000,
+        timestamps: TimestampPolicy::Keep,
+    };
+    let options = ExpositionOptions::default();
+    let wanted = options.prepare_options();
+    let all: Vec<Arc<FileSnapshot>> = OWN_POOL
+        .iter()
+        .enumerate()
+        .map(|(i, (name, text))| {
+            let identity = FileIdentity {
+                dev: 1,
+                ino: i as u64 + 1,
+                size: text.len() as u64,
+                mtime_ns: (1_700_000_000 + i as i128) * 1_000_000_000,
+            };
+            let s = parse_bytes(
+                PathBuf::from("/o").join(name),
+                identity,
+                Bytes::from_static(text.as_bytes()),
+                &read,
+            );
+            assert!(s.content.is_ok(), "{name}: {:?}", s.content);
+            Arc::new(s)
+        })
+        .collect();
+    let mut orders: Vec<Vec<usize>> = (0..OWN_POOL.len()).map(|i| vec![i]).collect();
+    orders.push((0..OWN_POOL.len()).collect());
+    for _ in 0..300 {
+        let n = 2 + (next() % 5) as usize;
+        orders.push(
+            (0..n)
+                .map(|_| (next() % OWN_POOL.len() as u64) as usize)
+                .collect(),
+        );
+    }
+    let (mut joined, mut rebuilt) = (0, 0);
+    for order in &orders {
+        let mut seen = std::collections::HashSet::new();
+        let files: Vec<Arc<FileSnapshot>> = order
+            .iter()
+            .filter(|&&i| seen.insert(i))
+            .map(|&i| Arc::clone(&all[i]))
+            .collect();
+        let prepared: Vec<Arc<Prepared>> = files
+            .iter()
+            .filter_map(|f| prepared_for(f, &wanted))
+            .collect();
+        let one = Adopted::build(&files, &prepared, &wanted, options.own_config());
+        for bits in [0, 1, super::CHUNK_BITS] {
+            let data = DataPart::build_cut(
+                files.clone(),
+                options.clone(),
+                &mut SeriesIndex::default(),
+                bits,
+            );
+            for own in crate::names::OWN_METRICS {
+                let got = data.adopted.lines(own.name);
+                let want = one.lines(own.name);
+                assert_eq!(
+                    got.map(|l| (&l.classic, &l.openmetrics)),
+                    want.map(|l| (&l.classic, &l.openmetrics)),
+                    "{}, files {order:?}, bits {bits}",
+                    own.name
+                );
+            }
+            assert_eq!(
+                data.adopted.conflicts, one.conflicts,
+                "files {order:?}, bits {bits}"
+            );
+            let parts: Vec<&Adopted> = data.chunks().iter().map(|c| &*c.adopted).collect();
+            match Adopted::join(&parts) {
+                Some(_) if data.chunks().len() > 1 => joined += 1,
+                Some(_) => {}
+                None => rebuilt += 1,
+            }
+        }
+    }
+    // Most chunkings join the parts; a series in two chunks takes the one build.
+    assert!(
+        joined > 100 && rebuilt > 10,
+        "joined {joined}, rebuilt {rebuilt}"
+    );
+}
