@@ -248,6 +248,18 @@ impl Engine {
         // file the first listing skipped is not tracked, so nothing would read it until it
         // changes again: list once more (only what is new or changed is read).
         self.scan(&all).await;
+        // A file renamed over while both listings read the directory can be missing from
+        // both (under churn, several are), and its rename is an event that names it: look at
+        // what the events queued meanwhile name (and list what they ask to list) before the
+        // first publication.
+        let (mut dirty, mut names) = (BTreeSet::new(), BTreeMap::new());
+        while let Ok(event) = events.try_recv() {
+            gather(event, &all, &mut dirty, &mut names);
+        }
+        self.scan(&dirty).await;
+        for (index, names) in names {
+            self.scan_names(index, names).await;
+        }
         // Files renamed over (or deleted) between the listing and their reading are not
         // tracked yet: read them again before the first publication, so that ready means
         // every file there at start is served (a restart under churn would otherwise hide
@@ -271,18 +283,11 @@ impl Engine {
             let wake = self.next_wakeup();
             let mut dirty = BTreeSet::new();
             let mut names: BTreeMap<usize, BTreeSet<OsString>> = BTreeMap::new();
-            let add =
-                |event: WatchEvent,
-                 dirty: &mut BTreeSet<usize>,
-                 names: &mut BTreeMap<usize, BTreeSet<OsString>>| match event {
-                    WatchEvent::Changed(i) => {
-                        dirty.insert(i);
-                    }
-                    WatchEvent::Names(i, list) => {
-                        names.entry(i).or_default().extend(list);
-                    }
-                    WatchEvent::Rescan => dirty.extend(all.iter().copied()),
-                };
+            let add = |event: WatchEvent,
+                       dirty: &mut BTreeSet<usize>,
+                       names: &mut BTreeMap<usize, BTreeSet<OsString>>| {
+                gather(event, &all, dirty, names)
+            };
             tokio::select! {
                 _ = shutdown.changed() => return,
                 event = events.recv() => {
@@ -305,11 +310,11 @@ impl Engine {
             dirty.extend(std::mem::take(&mut self.retry));
             let scan_started = Instant::now();
             let mut changed = self.scan(&dirty).await;
-            // Directories listed whole above need no look at single names.
+            // Names are looked at even in a directory just listed: a listing can miss an
+            // entry renamed over while it ran, and the event naming it is then the only one.
+            // (One stat a name; a file the listing read is not read again.)
             for (index, names) in names {
-                if !dirty.contains(&index) {
-                    changed |= self.scan_names(index, names).await;
-                }
+                changed |= self.scan_names(index, names).await;
             }
             tracing::debug!(
                 directories = dirty.len(),
@@ -549,14 +554,74 @@ impl Engine {
     }
 
     /// Reads `to_read` (files of directory `index`), a few at a time, on the blocking pool,
-    /// and installs what they hold. Returns whether anything changed.
+    /// and installs what they hold. A file replaced while it was read is looked up again by
+    /// name and read again (a few rounds; a listing could skip it while it is renamed over),
+    /// then left to a listing. Returns whether anything changed.
     async fn read_files(
         &mut self,
         index: usize,
         dir: &std::path::Path,
         to_read: Vec<discovery::Found>,
     ) -> bool {
+        let (mut changed, mut replaced) = self.read_batch(index, dir, to_read).await;
+        for _ in 0..3 {
+            if replaced.is_empty() {
+                break;
+            }
+            let Some(found) = self.look_up_found(dir, replaced).await else {
+                // Something else than a served file under a name: a listing decides.
+                self.retry.insert(index);
+                return changed;
+            };
+            let (c, r) = self.read_batch(index, dir, found).await;
+            changed |= c;
+            replaced = r;
+        }
+        if !replaced.is_empty() {
+            self.retry.insert(index);
+        }
+        changed
+    }
+
+    /// The entries `names` of directory `dir` as files to read, or `None` when one of them is
+    /// not a served file now (absent, refused, or only a listing can tell).
+    async fn look_up_found(
+        &self,
+        dir: &std::path::Path,
+        names: Vec<OsString>,
+    ) -> Option<Vec<discovery::Found>> {
+        let dir = dir.to_path_buf();
+        let tenancy = self.settings.tenancy.is_some();
+        let looked = tokio::task::spawn_blocking(move || {
+            names
+                .into_iter()
+                .map(|name| {
+                    let entry = if tenancy {
+                        discovery::look_up_tenant(&dir, &name)?
+                    } else {
+                        discovery::look_up(&dir, &name)
+                    };
+                    match entry {
+                        Ok(discovery::Entry::Found(found)) => Some(found),
+                        _ => None,
+                    }
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .await;
+        looked.ok().flatten()
+    }
+
+    /// One round of [`Engine::read_files`]: returns whether anything changed and the names of
+    /// the files replaced while they were read.
+    async fn read_batch(
+        &mut self,
+        index: usize,
+        dir: &std::path::Path,
+        to_read: Vec<discovery::Found>,
+    ) -> (bool, Vec<OsString>) {
         let mut changed = false;
+        let mut replaced = Vec::new();
         let mut totals = if to_read.is_empty() {
             (0, 0)
         } else {
@@ -638,7 +703,7 @@ impl Engine {
                     changed = true;
                 }
                 Err(Error::Replaced { .. }) => {
-                    self.retry.insert(index);
+                    replaced.push(key.1);
                 }
                 Err(Error::Read { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
@@ -662,7 +727,7 @@ impl Engine {
                 }
             }
         }
-        changed
+        (changed, replaced)
     }
 
     fn dir_failed(&mut self, index: usize, error: &Error) -> bool {
@@ -1370,6 +1435,24 @@ impl Engine {
             conflict_count: conflicts.len(),
             telemetry_path: self.settings.telemetry_path.clone(),
         }
+    }
+}
+
+/// Gathers a watch event into the directories to list (`dirty`) and the names to look at.
+fn gather(
+    event: WatchEvent,
+    all: &BTreeSet<usize>,
+    dirty: &mut BTreeSet<usize>,
+    names: &mut BTreeMap<usize, BTreeSet<OsString>>,
+) {
+    match event {
+        WatchEvent::Changed(i) => {
+            dirty.insert(i);
+        }
+        WatchEvent::Names(i, list) => {
+            names.entry(i).or_default().extend(list);
+        }
+        WatchEvent::Rescan => dirty.extend(all.iter().copied()),
     }
 }
 
