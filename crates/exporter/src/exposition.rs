@@ -245,7 +245,9 @@ pub struct Segment {
 
 impl Segment {
     /// A segment of `text`, not yet compressed.
-    pub fn new(text: String) -> Segment {
+    pub fn new(mut text: String) -> Segment {
+        // Kept until its chunk changes: without what the text's growth over-reserved.
+        text.shrink_to_fit();
         Segment::from_bytes(Bytes::from(text))
     }
 

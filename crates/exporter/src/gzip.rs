@@ -100,6 +100,9 @@ fn deflate_with(compress: &mut Compress, parts: &[&[u8]], last: bool) -> Deflate
         // Nothing to compress: still a valid segment (a sync flush, or the stream's end).
         return deflate_with(compress, &[&[]], last);
     }
+    // Reserved for a quarter of the input, compressed text is usually a tenth: give the rest
+    // back, as the segment is kept until its chunk changes.
+    out.shrink_to_fit();
     Deflated {
         bytes: Bytes::from(out),
         crc,
