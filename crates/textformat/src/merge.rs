@@ -153,7 +153,7 @@ pub struct MergedView<'m> {
 /// bytes: `job_00019` and `job_00092` hashed alike, so did sums of label hashes such as
 /// `{job="a0",shard="1"}` and `{job="a1",shard="0"}`; jobs sharing family names looked like
 /// duplicate series and took the full merge.)
-fn fx_hash(bytes: &[u8], seed: u64) -> u64 {
+pub(crate) fn fx_hash(bytes: &[u8], seed: u64) -> u64 {
     let mut h = mix(seed ^ (bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
