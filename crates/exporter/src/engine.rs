@@ -946,6 +946,8 @@ impl Engine {
                     family: name.to_string(),
                     series: None,
                     kept_file: other,
+                    kept_family: None,
+                    name: None,
                     other_file: snapshot::file_label(&t.snapshot.path),
                 });
             }

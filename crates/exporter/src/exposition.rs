@@ -194,11 +194,33 @@ pub fn render_data(
                 family,
                 source,
                 kept_source,
+            }
+            | Conflict::BoundsMismatch {
+                family,
+                source,
+                kept_source,
             } => ConflictRecord {
                 kind: conflict.kind(),
                 family: family.clone(),
                 series: None,
                 kept_file: Some(path_of(*kept_source)),
+                kept_family: None,
+                name: None,
+                other_file: path_of(*source),
+            },
+            Conflict::NameClash {
+                family,
+                source,
+                kept_family,
+                kept_source,
+                name,
+            } => ConflictRecord {
+                kind: conflict.kind(),
+                family: family.clone(),
+                series: None,
+                kept_file: Some(path_of(*kept_source)),
+                kept_family: Some(kept_family.clone()),
+                name: Some(name.clone()),
                 other_file: path_of(*source),
             },
             Conflict::DuplicateSeries {
@@ -211,6 +233,8 @@ pub fn render_data(
                 family: family.clone(),
                 series: Some(series.clone()),
                 kept_file: Some(path_of(*kept_source)),
+                kept_family: None,
+                name: None,
                 other_file: path_of(*dropped_source),
             },
         });
@@ -664,7 +688,7 @@ pub struct Counters {
 }
 
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
-pub const CONFLICT_KINDS: [&str; 4] = ["type", "help", "duplicate_series", "reserved"];
+pub const CONFLICT_KINDS: [&str; 5] = ["type", "help", "duplicate_series", "reserved", "buckets"];
 
 /// Renders the meta metrics about `files` (every tracked file, in order), with the files'
 /// series of these families (`adopted`) in the same blocks.

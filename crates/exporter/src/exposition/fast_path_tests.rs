@@ -57,6 +57,36 @@ const POOL: &[(&str, &str)] = &[
         "j.prom",
         "# TYPE requests counter\nrequests_total{code=\"500\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1\",x=\"j\"} 0\nlat_bucket{le=\"+Inf\",x=\"j\"} 0\nlat_sum{x=\"j\"} 0\nlat_count{x=\"j\"} 0\n# EOF\n",
     ),
+    // Names that clash once rendered: a classic counter requests_total beside the
+    // OpenMetrics counter requests (e, j); a gauge build_info beside the info build (e).
+    (
+        "k.prom",
+        "# TYPE requests_total counter\nrequests_total{code=\"404\"} 2\n# TYPE build_info gauge\nbuild_info{v=\"2\"} 1\n",
+    ),
+    // Other buckets for lat (c, j: 1, +Inf; here 1.0 is 1), other quantiles for s (g), and a
+    // summary without quantiles, which has no set to differ.
+    (
+        "l.prom",
+        "# TYPE lat histogram\nlat_bucket{le=\"0.5\",x=\"l\"} 1\nlat_bucket{le=\"+Inf\",x=\"l\"} 1\nlat_sum{x=\"l\"} 1\nlat_count{x=\"l\"} 1\n# TYPE s summary\ns{quantile=\"0.9\",l=\"1\"} 1\ns_sum{l=\"1\"} 1\ns_count{l=\"1\"} 1\n# TYPE plain summary\nplain_sum 1\nplain_count 1\n",
+    ),
+    // ... and another HELP for up (a's), which no file above gives.
+    (
+        "m.prom",
+        "# HELP up Up, said otherwise.\n# TYPE up gauge\nup{job=\"m\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1.0\",x=\"m\"} 1\nlat_bucket{le=\"+Inf\",x=\"m\"} 1\nlat_sum{x=\"m\"} 1\nlat_count{x=\"m\"} 1\n# TYPE plain summary\nplain{quantile=\"0.5\",m=\"1\"} 1\nplain_sum{m=\"1\"} 1\nplain_count{m=\"1\"} 1\n",
+    ),
+    // OpenMetrics: the counter jobs with _created samples (a's jobs_total, g's folded
+    // jobs_created gauge), and a gauge lat_count inside the histogram lat's names.
+    (
+        "n.prom",
+        "# TYPE jobs counter\njobs_total{r=\"om\"} 1\njobs_created{r=\"om\"} 1.5e+09\n# TYPE lat_count gauge\nlat_count{x=\"n\"} 3\n# TYPE door_total counter\ndoor_total_total 1\n# EOF\n",
+    ),
+    // The OpenMetrics name of a classic counter up_total is up (a gauge in a, b, h, i); the
+    // gauge histogram q (e) holds q_count; a counter c (f, g: written as unknown) holds no
+    // c_total.
+    (
+        "o.prom",
+        "# TYPE up_total counter\nup_total 1\n# TYPE q_count gauge\nq_count{o=\"1\"} 1\n# TYPE c_total gauge\nc_total 4\n",
+    ),
 ];
 
 fn snapshot(i: usize, read: &ReadOptions) -> Arc<FileSnapshot> {
@@ -89,6 +119,8 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         seed
     };
     let mut concatenated = [0usize; 2];
+    // The conflicts seen: each kind, and type conflicts between families of different names.
+    let mut kinds = std::collections::BTreeSet::new();
     for (timestamps, source_label) in [
         (TimestampPolicy::Keep, None),
         (TimestampPolicy::Strip, None),
@@ -131,8 +163,20 @@ fn concatenating_prepared_text_equals_the_full_merge() {
                 "classic, files {order:?}"
             );
             assert_eq!(data.conflicts, conflicts, "conflicts, files {order:?}");
+            for c in &conflicts {
+                kinds.insert((c.kind, c.kept_family.is_some()));
+            }
+            // What is served parses again, as Prometheus's text parser would take it (a TYPE
+            // or HELP line twice for a name, as clashing names gave, is refused).
+            if let Err(e) = promdrop_textformat::parse(expected.as_bytes(), Format::Classic) {
+                panic!("classic, files {order:?}: {e}\n{expected}");
+            }
             let mut expected = String::new();
             render_data(&files, &options, Format::OpenMetrics, &mut expected);
+            let body = format!("{expected}# EOF\n");
+            if let Err(e) = promdrop_textformat::parse(body.as_bytes(), Format::OpenMetrics) {
+                panic!("openmetrics, files {order:?}: {e}\n{body}");
+            }
             assert_eq!(
                 String::from_utf8_lossy(&data.render_openmetrics()),
                 expected,
@@ -150,6 +194,16 @@ fn concatenating_prepared_text_equals_the_full_merge() {
                 }
             }
         }
+    }
+    // Every kind of conflict was met (`reserved` is the adopted families', not the merge's).
+    for kind in [
+        ("type", false),
+        ("type", true),
+        ("buckets", false),
+        ("help", false),
+        ("duplicate_series", false),
+    ] {
+        assert!(kinds.contains(&kind), "{kind:?} never met: {kinds:?}");
     }
     // Most orders take the concatenation, and the fallback is exercised too.
     eprintln!("concatenated (classic, openmetrics): {concatenated:?}");
