@@ -158,7 +158,10 @@ if [ "${SKIP_10K:-0}" != 1 ]; then
   python3 bench/gen_exposition.py --dir "$work/10k" --families 10000 --series 100
   t_port=$(free_port)
   t_start=$(date +%s.%N)
-  "$EXPORTER" --textfile.directory="$work/10k" --web.listen-address="127.0.0.1:$t_port" --log.level=warn &
+  # 1M series (84 MB) is past the DaemonSet-sized default caps (--max-total-bytes=80MiB):
+  # raised here, as an operator serving that much would with a larger memory limit.
+  "$EXPORTER" --textfile.directory="$work/10k" --web.listen-address="127.0.0.1:$t_port" --log.level=warn \
+    --max-total-bytes=1GiB --max-total-series=10000000 &
   pids+=($!)
   t_pid=$!
   wait_ok "http://127.0.0.1:$t_port/-/ready"

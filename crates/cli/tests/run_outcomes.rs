@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use promdrop_test_support::Metrics;
 use promdrop_test_support::process::free_port;
 use promdrop_textformat::{Format, parse};
 
@@ -55,14 +56,9 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The value of the first sample called `name` whose labels include `labels`; the file must parse.
 fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let exposition = parse(text.as_bytes(), Format::Classic).expect("the job file parses");
-    exposition
-        .families
-        .iter()
-        .flat_map(|f| f.samples.iter())
-        .find(|s| s.name == name && labels.iter().all(|(n, v)| s.label(n) == Some(*v)))
-        .map(|s| s.value.number)
+    Metrics::parse(text).find(name, labels)
 }
 
 fn job_file(dir: &Path) -> String {

@@ -12,7 +12,10 @@
 //! `duplicate_series` conflict) and rendered as sample lines, which
 //! [`crate::meta::MetaWriter::own`] writes right under the exporter's own HELP and TYPE.
 //!
-//! Only files that have such a family are parsed again here, when the served files change.
+//! Only files that have such a family are parsed again here. The exporter builds this per
+//! chunk of files, when the chunk changes ([`Adopted::build`]), and joins the chunks' parts for
+//! a publication ([`Adopted::join`]): the same lines as one build over every file, as long as
+//! no series is in two chunks (else the caller builds over every file, which is exact).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +24,8 @@ use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::prepared::{Origin, PrepareOptions, Prepared, apply_options};
 use promdrop_textfile::snapshot::FileSnapshot;
 use promdrop_textformat::{
-    Conflict, MetricFamily, Source, canonicalize_bounds, describe_series, merge, parse,
-    render_classic_into, render_openmetrics_into,
+    Conflict, FamilyView, MetricFamily, Source, canonicalize_bounds, describe_series, merge, parse,
+    render_classic_into, render_openmetrics_into, series_hash,
 };
 
 use crate::names::{self, Claim, OwnConfig};
@@ -34,6 +37,9 @@ pub struct Lines {
     pub classic: String,
     /// OpenMetrics sample lines.
     pub openmetrics: String,
+    /// Where the classic lines of a split-off block (`<family>_created`, which the classic
+    /// renderer writes after the family's other samples) start in `classic`.
+    split: usize,
 }
 
 /// The files' series of the exporter's own families, by family (classic name).
@@ -43,6 +49,10 @@ pub struct Adopted {
     /// The conflicts found: `reserved` (a family of another type, a series that would
     /// collide) and `duplicate_series`.
     pub conflicts: Vec<ConflictRecord>,
+    /// How many of `conflicts` come first as `reserved` ones (the rest are duplicates).
+    reserved: usize,
+    /// The hashes of the series served ([`series_hash`]), to tell whether parts can be joined.
+    hashes: Vec<u64>,
 }
 
 impl Adopted {
@@ -124,6 +134,7 @@ impl Adopted {
                 taken.push((index, kept));
             }
         }
+        adopted.reserved = adopted.conflicts.len();
         if taken.is_empty() {
             return adopted;
         }
@@ -160,20 +171,79 @@ impl Adopted {
             let Some(own) = names::OWN_METRICS.iter().find(|m| m.name == family.name) else {
                 continue;
             };
+            adopted.hashes.extend(family.samples().map(series_hash));
             let one = std::slice::from_ref(family);
             let mut classic = String::new();
             render_classic_into(one, &mut classic);
             let mut openmetrics = String::new();
             render_openmetrics_into(one, &mut openmetrics);
+            let (classic, split) = classic_sample_lines(&classic, own.name);
             adopted.families.insert(
                 own.name,
                 Lines {
-                    classic: sample_lines(&classic),
+                    classic,
                     openmetrics: sample_lines(&openmetrics),
+                    split,
                 },
             );
         }
         adopted
+    }
+
+    /// The parts built for consecutive chunks of the served files ([`Adopted::build`] over
+    /// each), in serving order, joined into what one build over all their files gives; `None`
+    /// when a series is in two parts (a duplicate across chunks, or a hash collision), which
+    /// only a build over all the files resolves. Costs the parts' lines, no parsing.
+    pub fn join(parts: &[&Adopted]) -> Option<Adopted> {
+        let parts: Vec<&Adopted> = parts
+            .iter()
+            .copied()
+            .filter(|p| !p.families.is_empty() || !p.conflicts.is_empty())
+            .collect();
+        let mut seen =
+            std::collections::HashSet::with_capacity(parts.iter().map(|p| p.hashes.len()).sum());
+        for part in &parts {
+            for h in &part.hashes {
+                if !seen.insert(*h) {
+                    return None;
+                }
+            }
+        }
+        let mut joined = Adopted::default();
+        // The reserved conflicts of every file first, then the duplicates, as one build finds
+        // them (a duplicate is then within one part).
+        for part in &parts {
+            joined
+                .conflicts
+                .extend(part.conflicts[..part.reserved].iter().cloned());
+        }
+        joined.reserved = joined.conflicts.len();
+        for part in &parts {
+            joined
+                .conflicts
+                .extend(part.conflicts[part.reserved..].iter().cloned());
+        }
+        // Per family: the classic main lines of every part, then their split-off lines.
+        let mut split: HashMap<&'static str, String> = HashMap::new();
+        for part in &parts {
+            joined.hashes.extend_from_slice(&part.hashes);
+            for (name, lines) in &part.families {
+                let j = joined.families.entry(name).or_default();
+                j.classic.push_str(&lines.classic[..lines.split]);
+                j.openmetrics.push_str(&lines.openmetrics);
+                split
+                    .entry(name)
+                    .or_default()
+                    .push_str(&lines.classic[lines.split..]);
+            }
+        }
+        for (name, lines) in joined.families.iter_mut() {
+            lines.split = lines.classic.len();
+            if let Some(rest) = split.get(name) {
+                lines.classic.push_str(rest);
+            }
+        }
+        Some(joined)
     }
 
     fn reserved(&mut self, family: &str, series: Option<String>, file: &str) {
@@ -194,4 +264,21 @@ fn sample_lines(text: &str) -> String {
     text.split_inclusive('\n')
         .filter(|l| !l.starts_with('#'))
         .collect()
+}
+
+/// The sample lines of one family rendered in the classic format (no `#` lines), and where
+/// the lines of its split-off `<name>_created` block start among them.
+fn classic_sample_lines(text: &str, name: &str) -> (String, usize) {
+    let created = format!("# TYPE {name}_created ");
+    let mut out = String::with_capacity(text.len());
+    let mut split = None;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(&created) {
+            split.get_or_insert(out.len());
+        } else if !line.starts_with('#') {
+            out.push_str(line);
+        }
+    }
+    let split = split.unwrap_or(out.len());
+    (out, split)
 }

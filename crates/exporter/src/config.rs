@@ -109,6 +109,28 @@ pub struct Config {
     )]
     pub max_series: usize,
 
+    /// Most bytes all served files may hold together (KiB, MiB, GiB suffixes); files are
+    /// admitted in serving order (directories in flag order, then names) and a file that does
+    /// not fit is reported and not served. Sized for the DaemonSet's memory limit.
+    #[arg(
+        long = "max-total-bytes",
+        env = "PROMDROP_MAX_TOTAL_BYTES",
+        value_name = "SIZE",
+        default_value = "80MiB",
+        value_parser = byte_size
+    )]
+    pub max_total_bytes: u64,
+
+    /// Most series all served files may hold together; as `--max-total-bytes`.
+    #[arg(
+        long = "max-total-series",
+        env = "PROMDROP_MAX_TOTAL_SERIES",
+        value_name = "N",
+        default_value = "1000000",
+        value_parser = series_limit
+    )]
+    pub max_total_series: usize,
+
     /// Samples with client-side timestamps: reject the file, strip them, or keep them.
     #[arg(
         long = "timestamps",

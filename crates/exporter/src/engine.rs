@@ -23,9 +23,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::exposition::{Counters, DataPart, ExpositionOptions, MetaPart, Published, Shared};
+use crate::exposition::{
+    CHUNK_BITS, Carry, Counters, DataChunk, DataPart, ExpositionOptions, MetaChunk, MetaPart,
+    Published, Shared, follow_chunks,
+};
 use crate::logging::Throttle;
-use crate::status::{DirStatus, FileStatus, MAX_LISTED_CONFLICTS, StatusModel};
+use crate::status::{DirStatus, MAX_LISTED_CONFLICTS, StatusModel};
 use crate::watch::WatchEvent;
 use crate::watchdog::Watchdog;
 use promdrop_textfile::Error;
@@ -51,6 +54,10 @@ pub struct Settings {
     pub debounce: Duration,
     /// The metrics path (for the status page).
     pub telemetry_path: String,
+    /// `--max-total-bytes`.
+    pub max_total_bytes: u64,
+    /// `--max-total-series`.
+    pub max_total_series: u64,
     /// `--textfile.tenancy`: the directories hold one subdirectory per namespace, with
     /// these caps per namespace.
     pub tenancy: Option<TenantCaps>,
@@ -98,6 +105,8 @@ impl Settings {
             },
             debounce: config.debounce,
             telemetry_path: config.telemetry_path.clone(),
+            max_total_bytes: config.max_total_bytes,
+            max_total_series: config.max_total_series as u64,
             tenancy: config.tenancy.then_some(TenantCaps {
                 files: config.tenant_max_files,
                 series: config.tenant_max_series,
@@ -113,13 +122,31 @@ struct Tracked {
     state: FileState,
     /// When a deletion found the lock busy: try again then.
     delete_retry: Option<Instant>,
+    /// Whether a chunk ends after this file ([`crate::exposition::ends_chunk`]).
+    ends_chunk: bool,
+    /// Refused by the directory caps: the series it had (its bytes are in the identity).
+    capped: Option<u64>,
+}
+
+/// What a snapshot holds towards the directory caps: bytes and series (none when it failed).
+fn held(snapshot: &FileSnapshot) -> (u64, u64) {
+    match &snapshot.content {
+        Ok(c) => (snapshot.identity.size, c.series as u64),
+        Err(_) => (0, 0),
+    }
 }
 
 /// A file's place in serving order: directory index, then name.
 type Key = (usize, OsString);
 
-/// What the data part was built from: the served files and their identities.
-type DataKey = Vec<(PathBuf, FileIdentity)>;
+/// A chunk of consecutive tracked files (see [`crate::exposition::CHUNK_BITS`]) as last
+/// published: its files, their states and whether each is within its namespace's caps, the
+/// merged form of the served ones, their meta lines.
+struct EngineChunk {
+    files: Vec<(Arc<FileSnapshot>, FileState, bool)>,
+    data: Arc<DataChunk>,
+    meta: Arc<MetaChunk>,
+}
 
 /// The engine's state. Create it with [`Engine::new`] and drive it with [`Engine::run`].
 pub struct Engine {
@@ -130,19 +157,30 @@ pub struct Engine {
     refused: BTreeMap<Key, String>,
     counters: Counters,
     conflicts: HashSet<ConflictRecord>,
-    data: Option<(DataKey, Arc<DataPart>)>,
-    /// The series of the files the data part was built from, kept up to date file by file.
+    data: Option<Arc<DataPart>>,
+    /// The series of the files the data part was built from, kept up to date chunk by chunk.
     index: SeriesIndex,
+    /// The served files cut into chunks, as last published.
+    chunks: Vec<Arc<EngineChunk>>,
+    /// What a publication's data part hands the next (family headers, compressed once).
+    carry: Arc<Carry>,
+    /// The conflicts of the last publication: the data part's and, with tenancy, those
+    /// between namespaces.
+    current: Vec<ConflictRecord>,
     /// How files are prepared for merging (from the exposition options).
     prepare: Arc<promdrop_textfile::prepared::PrepareOptions>,
     /// Directories to scan again soon (a file was replaced while being read).
     retry: BTreeSet<usize>,
     /// With tenancy: the files over a namespace's cap, and why (not served).
-    capped: BTreeMap<Key, String>,
+    tenant_capped: BTreeMap<Key, String>,
     /// With tenancy: the publication count, and since which one each (family, namespace)
     /// has been declared with its TYPE (see [`Engine::withhold_cross_tenant_types`]).
     generation: u64,
     first_declared: HashMap<(String, String), (u64, MetricType)>,
+    /// The earliest state change or deletion retry of any file, as last walked (`None`: walk
+    /// again). Kept up to date when a file is read; files that go only make it early, which
+    /// costs a wake-up that walks again.
+    wake: Option<Option<Instant>>,
     /// Beaten as the engine makes progress.
     watchdog: Arc<Watchdog>,
     /// Rate-limits the lines logged about each file.
@@ -177,11 +215,15 @@ impl Engine {
             conflicts: HashSet::new(),
             data: None,
             index: SeriesIndex::default(),
+            chunks: Vec::new(),
+            carry: Arc::new(Carry::default()),
+            current: Vec::new(),
             prepare,
             retry: BTreeSet::new(),
-            capped: BTreeMap::new(),
+            tenant_capped: BTreeMap::new(),
             generation: 0,
             first_declared: HashMap::new(),
+            wake: None,
             watchdog: Arc::new(Watchdog::new(Duration::from_secs(60))),
             throttle: Throttle::default(),
         }
@@ -206,6 +248,18 @@ impl Engine {
         // file the first listing skipped is not tracked, so nothing would read it until it
         // changes again: list once more (only what is new or changed is read).
         self.scan(&all).await;
+        // A file renamed over while both listings read the directory can be missing from
+        // both (under churn, several are), and its rename is an event that names it: look at
+        // what the events queued meanwhile name (and list what they ask to list) before the
+        // first publication.
+        let (mut dirty, mut names) = (BTreeSet::new(), BTreeMap::new());
+        while let Ok(event) = events.try_recv() {
+            gather(event, &all, &mut dirty, &mut names);
+        }
+        self.scan(&dirty).await;
+        for (index, names) in names {
+            self.scan_names(index, names).await;
+        }
         // Files renamed over (or deleted) between the listing and their reading are not
         // tracked yet: read them again before the first publication, so that ready means
         // every file there at start is served (a restart under churn would otherwise hide
@@ -218,6 +272,7 @@ impl Engine {
             self.scan(&dirs).await;
         }
         self.update_states().await;
+        self.apply_caps().await;
         self.publish().await;
         self.shared.ready.store(true, Ordering::Release);
         tracing::info!(files = self.files.len(), "first scan done, ready");
@@ -227,23 +282,23 @@ impl Engine {
             self.watchdog.beat();
             let wake = self.next_wakeup();
             let mut dirty = BTreeSet::new();
-            let add = |event: WatchEvent, dirty: &mut BTreeSet<usize>| match event {
-                WatchEvent::Changed(i) => {
-                    dirty.insert(i);
-                }
-                WatchEvent::Rescan => dirty.extend(all.iter().copied()),
+            let mut names: BTreeMap<usize, BTreeSet<OsString>> = BTreeMap::new();
+            let add = |event: WatchEvent,
+                       dirty: &mut BTreeSet<usize>,
+                       names: &mut BTreeMap<usize, BTreeSet<OsString>>| {
+                gather(event, &all, dirty, names)
             };
             tokio::select! {
                 _ = shutdown.changed() => return,
                 event = events.recv() => {
                     let Some(event) = event else { return };
-                    add(event, &mut dirty);
+                    add(event, &mut dirty, &mut names);
                     let deadline = Instant::now() + self.settings.debounce;
                     loop {
                         tokio::select! {
                             _ = tokio::time::sleep_until(deadline) => break,
                             event = events.recv() => match event {
-                                Some(event) => add(event, &mut dirty),
+                                Some(event) => add(event, &mut dirty, &mut names),
                                 None => break,
                             },
                         }
@@ -255,6 +310,12 @@ impl Engine {
             dirty.extend(std::mem::take(&mut self.retry));
             let scan_started = Instant::now();
             let mut changed = self.scan(&dirty).await;
+            // Names are looked at even in a directory just listed: a listing can miss an
+            // entry renamed over while it ran, and the event naming it is then the only one.
+            // (One stat a name; a file the listing read is not read again.)
+            for (index, names) in names {
+                changed |= self.scan_names(index, names).await;
+            }
             tracing::debug!(
                 directories = dirty.len(),
                 changed,
@@ -262,29 +323,43 @@ impl Engine {
                 "scanned"
             );
             changed |= self.update_states().await;
+            changed |= self.apply_caps().await;
             if changed {
                 self.publish().await;
             }
         }
     }
 
-    fn next_wakeup(&self) -> Option<Instant> {
-        let now = SystemTime::now();
-        let now_instant = Instant::now();
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        if !self.retry.is_empty() {
-            consider(now_instant + Duration::from_millis(50));
-        }
-        for tracked in self.files.values() {
-            if let Some(t) = tracked.timing.next_change(now, now_instant.into_std()) {
-                consider(Instant::from_std(t));
+    /// The next instant a file's state changes or a deletion is retried (and soon, when a
+    /// directory is to be scanned again). Walks every file only when the last walk's answer
+    /// may be stale ([`Engine::wake`]); a change to one file updates it in place.
+    fn next_wakeup(&mut self) -> Option<Instant> {
+        let files = match self.wake {
+            Some(known) => known,
+            None => {
+                let now = SystemTime::now();
+                let now_instant = Instant::now();
+                let mut next: Option<Instant> = None;
+                for tracked in self.files.values() {
+                    for t in tracked
+                        .timing
+                        .next_change(now, now_instant.into_std())
+                        .map(Instant::from_std)
+                        .into_iter()
+                        .chain(tracked.delete_retry)
+                    {
+                        next = Some(next.map_or(t, |n| n.min(t)));
+                    }
+                }
+                self.wake = Some(next);
+                next
             }
-            if let Some(t) = tracked.delete_retry {
-                consider(t);
-            }
+        };
+        if self.retry.is_empty() {
+            return files;
         }
-        next
+        let soon = Instant::now() + Duration::from_millis(50);
+        Some(files.map_or(soon, |t| t.min(soon)))
     }
 
     /// Lists the directories in `dirs` and reads what changed. Returns whether anything did.
@@ -388,6 +463,170 @@ impl Engine {
                     .is_none_or(|t| t.snapshot.identity != f.identity)
             })
             .collect();
+        changed |= self.read_files(index, &dir, to_read).await;
+        changed
+    }
+
+    /// Looks at the entries `names` of directory `index` alone (what a change event named),
+    /// as a listing would see them: costs the names, not the directory.
+    async fn scan_names(&mut self, index: usize, names: BTreeSet<OsString>) -> bool {
+        let Some(dir) = self.settings.directories.get(index).cloned() else {
+            return false;
+        };
+        if self.dir_errors[index].is_some() {
+            // The directory could not be listed: only a listing tells it is back.
+            return self.scan_dir(index).await;
+        }
+        let looked = {
+            let dir = dir.clone();
+            let tenancy = self.settings.tenancy.is_some();
+            tokio::task::spawn_blocking(move || {
+                names
+                    .into_iter()
+                    .map(|name| {
+                        // With tenancy a name is `<namespace>/<file>`, looked at as
+                        // `list_tenants` would list it.
+                        let entry = if tenancy {
+                            discovery::look_up_tenant(&dir, &name)
+                        } else {
+                            Some(discovery::look_up(&dir, &name))
+                        };
+                        (name, entry)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+        };
+        let Ok(looked) = looked else {
+            return false;
+        };
+        let mut changed = false;
+        let mut to_read = Vec::new();
+        for (name, entry) in looked {
+            let key = (index, name);
+            let entry = match entry {
+                Some(Ok(entry)) => entry,
+                // Something odd (permissions, a namespace's directory that is not a plain
+                // directory): a listing decides.
+                _ => return changed | self.scan_dir(index).await,
+            };
+            let refused = match &entry {
+                discovery::Entry::Refused(r) => Some(r.error.to_string()),
+                _ => None,
+            };
+            match (self.refused.get(&key), refused) {
+                (old, Some(message)) if old != Some(&message) => {
+                    if let Some(suppressed) = self.throttle.allow("refused", &message) {
+                        tracing::warn!(error = %message, suppressed, "refusing a file");
+                    }
+                    self.refused.insert(key.clone(), message);
+                    changed = true;
+                }
+                (Some(_), None) => {
+                    self.refused.remove(&key);
+                    changed = true;
+                }
+                _ => {}
+            }
+            match entry {
+                discovery::Entry::Found(found) => {
+                    if self
+                        .files
+                        .get(&key)
+                        .is_none_or(|t| t.snapshot.identity != found.identity)
+                    {
+                        to_read.push(found);
+                    }
+                }
+                discovery::Entry::Refused(_) | discovery::Entry::Absent => {
+                    if let Some(t) = self.files.remove(&key) {
+                        let file = promdrop_textfile::snapshot::file_label(&t.snapshot.path);
+                        if let Some(suppressed) = self.throttle.allow("removed", &file) {
+                            tracing::info!(file, suppressed, "file removed");
+                        }
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed |= self.read_files(index, &dir, to_read).await;
+        changed
+    }
+
+    /// Reads `to_read` (files of directory `index`), a few at a time, on the blocking pool,
+    /// and installs what they hold. A file replaced while it was read is looked up again by
+    /// name and read again (a few rounds; a listing could skip it while it is renamed over),
+    /// then left to a listing. Returns whether anything changed.
+    async fn read_files(
+        &mut self,
+        index: usize,
+        dir: &std::path::Path,
+        to_read: Vec<discovery::Found>,
+    ) -> bool {
+        let (mut changed, mut replaced) = self.read_batch(index, dir, to_read).await;
+        for _ in 0..3 {
+            if replaced.is_empty() {
+                break;
+            }
+            let Some(found) = self.look_up_found(dir, replaced).await else {
+                // Something else than a served file under a name: a listing decides.
+                self.retry.insert(index);
+                return changed;
+            };
+            let (c, r) = self.read_batch(index, dir, found).await;
+            changed |= c;
+            replaced = r;
+        }
+        if !replaced.is_empty() {
+            self.retry.insert(index);
+        }
+        changed
+    }
+
+    /// The entries `names` of directory `dir` as files to read, or `None` when one of them is
+    /// not a served file now (absent, refused, or only a listing can tell).
+    async fn look_up_found(
+        &self,
+        dir: &std::path::Path,
+        names: Vec<OsString>,
+    ) -> Option<Vec<discovery::Found>> {
+        let dir = dir.to_path_buf();
+        let tenancy = self.settings.tenancy.is_some();
+        let looked = tokio::task::spawn_blocking(move || {
+            names
+                .into_iter()
+                .map(|name| {
+                    let entry = if tenancy {
+                        discovery::look_up_tenant(&dir, &name)?
+                    } else {
+                        discovery::look_up(&dir, &name)
+                    };
+                    match entry {
+                        Ok(discovery::Entry::Found(found)) => Some(found),
+                        _ => None,
+                    }
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .await;
+        looked.ok().flatten()
+    }
+
+    /// One round of [`Engine::read_files`]: returns whether anything changed and the names of
+    /// the files replaced while they were read.
+    async fn read_batch(
+        &mut self,
+        index: usize,
+        dir: &std::path::Path,
+        to_read: Vec<discovery::Found>,
+    ) -> (bool, Vec<OsString>) {
+        let mut changed = false;
+        let mut replaced = Vec::new();
+        let mut totals = if to_read.is_empty() {
+            (0, 0)
+        } else {
+            self.totals()
+        };
         // Reading a file takes a few times its size in memory for a moment (its bytes, the
         // parsed samples, the prepared text): files are read in parallel only as long as the
         // bytes being read add up to no more than the largest of them, so the peak is a small
@@ -431,11 +670,40 @@ impl Engine {
             let key = (index, name);
             match result {
                 Ok(snapshot) => {
-                    self.install(key, snapshot);
+                    // The directory caps, checked as files arrive so that memory stays bounded
+                    // while reading; `apply_caps` then decides in serving order.
+                    let old = self.files.get(&key).map_or((0, 0), |t| held(&t.snapshot));
+                    let (size, series) = held(&snapshot);
+                    let over = self.over_total(
+                        totals.0.saturating_sub(old.0) + size,
+                        totals.1.saturating_sub(old.1) + series,
+                        &snapshot.path,
+                    );
+                    match over {
+                        None => {
+                            totals = (
+                                totals.0.saturating_sub(old.0) + size,
+                                totals.1.saturating_sub(old.1) + series,
+                            );
+                            self.install(key, snapshot);
+                        }
+                        Some(e) => {
+                            let failed =
+                                FileSnapshot::failed(snapshot.path.clone(), snapshot.identity, &e);
+                            self.install(key.clone(), failed);
+                            if let Some(t) = self.files.get_mut(&key) {
+                                t.capped = Some(series);
+                            }
+                            totals = (
+                                totals.0.saturating_sub(old.0),
+                                totals.1.saturating_sub(old.1),
+                            );
+                        }
+                    }
                     changed = true;
                 }
                 Err(Error::Replaced { .. }) => {
-                    self.retry.insert(index);
+                    replaced.push(key.1);
                 }
                 Err(Error::Read { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
@@ -459,7 +727,7 @@ impl Engine {
                 }
             }
         }
-        changed
+        (changed, replaced)
     }
 
     fn dir_failed(&mut self, index: usize, error: &Error) -> bool {
@@ -474,6 +742,104 @@ impl Engine {
         self.files.retain(|k, _| k.0 != index);
         self.refused.retain(|k, _| k.0 != index);
         changed || before != self.files.len()
+    }
+
+    /// What the served files hold: bytes and series.
+    fn totals(&self) -> (u64, u64) {
+        self.files.values().fold((0, 0), |(b, s), t| {
+            let (size, series) = held(&t.snapshot);
+            (b + size, s + series)
+        })
+    }
+
+    /// The error for a file that would take the directory to `bytes` and `series`, if over
+    /// a cap.
+    fn over_total(&self, bytes: u64, series: u64, path: &std::path::Path) -> Option<Error> {
+        let (what, total, limit) = if bytes > self.settings.max_total_bytes {
+            ("bytes", bytes, self.settings.max_total_bytes)
+        } else if series > self.settings.max_total_series {
+            ("series", series, self.settings.max_total_series)
+        } else {
+            return None;
+        };
+        Some(Error::OverTotal {
+            path: path.to_path_buf(),
+            what,
+            total,
+            limit,
+        })
+    }
+
+    /// Enforces `--max-total-bytes` and `--max-total-series` in serving order: a file that
+    /// does not fit is not served (reported as failed); a file refused before is read again
+    /// when it fits. Returns whether anything changed.
+    async fn apply_caps(&mut self) -> bool {
+        let mut changed = false;
+        for _round in 0..2 {
+            let (mut bytes, mut series) = (0u64, 0u64);
+            let mut reread: Vec<(usize, discovery::Found)> = Vec::new();
+            let mut refuse: Vec<(Key, Error, u64)> = Vec::new();
+            for (key, t) in &self.files {
+                let size = t.snapshot.identity.size;
+                if let Some(s) = t.capped {
+                    if self
+                        .over_total(bytes + size, series + s, &t.snapshot.path)
+                        .is_none()
+                    {
+                        bytes += size;
+                        series += s;
+                        reread.push((
+                            key.0,
+                            discovery::Found {
+                                name: key.1.clone(),
+                                path: t.snapshot.path.clone(),
+                                identity: t.snapshot.identity,
+                            },
+                        ));
+                    }
+                    continue;
+                }
+                let (size, s) = held(&t.snapshot);
+                match self.over_total(bytes + size, series + s, &t.snapshot.path) {
+                    None => {
+                        bytes += size;
+                        series += s;
+                    }
+                    Some(e) => refuse.push((key.clone(), e, s)),
+                }
+            }
+            for (key, error, s) in refuse {
+                let message = error.to_string();
+                if let Some(suppressed) = self.throttle.allow("capped", &message) {
+                    tracing::warn!(error = %message, suppressed, "a file does not fit the directory's caps");
+                }
+                if let Some(t) = self.files.get_mut(&key) {
+                    t.snapshot = Arc::new(FileSnapshot::failed(
+                        t.snapshot.path.clone(),
+                        t.snapshot.identity,
+                        &error,
+                    ));
+                    t.capped = Some(s);
+                    changed = true;
+                }
+            }
+            if reread.is_empty() {
+                break;
+            }
+            for (index, found) in reread {
+                let dir = found
+                    .path
+                    .parent()
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_default();
+                // Forget the refusal first so that the read installs it.
+                if let Some(t) = self.files.get_mut(&(index, found.name.clone())) {
+                    t.capped = None;
+                }
+                changed |= self.read_files(index, &dir, vec![found]).await;
+            }
+        }
+        changed
     }
 
     fn install(&mut self, key: Key, snapshot: FileSnapshot) {
@@ -506,6 +872,13 @@ impl Engine {
         }
         let timing = Timing::of(&snapshot, &self.settings.policy);
         let state = timing.state(SystemTime::now());
+        let ends_chunk = crate::exposition::ends_chunk(&snapshot.path, CHUNK_BITS);
+        if let Some(known) = &mut self.wake
+            && let Some(t) = timing.next_change(SystemTime::now(), std::time::Instant::now())
+        {
+            let t = Instant::from_std(t);
+            *known = Some(known.map_or(t, |k| k.min(t)));
+        }
         self.files.insert(
             key,
             Tracked {
@@ -513,6 +886,8 @@ impl Engine {
                 timing,
                 state,
                 delete_retry: None,
+                ends_chunk,
+                capped: None,
             },
         );
     }
@@ -520,6 +895,13 @@ impl Engine {
     /// Recomputes every file's state and deletes the files due. Returns whether anything
     /// changed.
     async fn update_states(&mut self) -> bool {
+        // Nothing can be due before the earliest instant the last walk found.
+        if let Some(known) = self.wake
+            && known.is_none_or(|t| t > Instant::now())
+        {
+            return false;
+        }
+        self.wake = None;
         let now = SystemTime::now();
         let mut changed = false;
         let mut due: Vec<(Key, PathBuf, FileIdentity)> = Vec::new();
@@ -596,7 +978,10 @@ impl Engine {
             .collect()
     }
 
-    /// Rebuilds what is served and swaps it in.
+    /// Rebuilds what is served and swaps it in. Costs the chunks that changed (see
+    /// [`crate::exposition`]), plus a pointer comparison per file; with tenancy, also the
+    /// per-namespace caps and the cross-namespace TYPE rule, which look at every file's
+    /// families.
     async fn publish(&mut self) {
         let started = Instant::now();
         if let Some(caps) = self.settings.tenancy {
@@ -604,47 +989,125 @@ impl Engine {
             self.withhold_cross_tenant_types().await;
         }
         let views = self.views();
-        let served: Vec<Arc<FileSnapshot>> = self
-            .files
+        let compat = self.settings.exposition.compat_node_exporter;
+        // Whether each file is within its namespace's caps (always without tenancy).
+        let within: Vec<bool> = if self.tenant_capped.is_empty() {
+            vec![true; views.len()]
+        } else {
+            self.files
+                .keys()
+                .map(|k| !self.tenant_capped.contains_key(k))
+                .collect()
+        };
+        // The previous chunks, by their first file (kept alive until the end: pointers are
+        // compared).
+        let previous: Vec<Arc<EngineChunk>> = std::mem::take(&mut self.chunks);
+        let mut old: HashMap<usize, &Arc<EngineChunk>> = previous
             .iter()
-            .zip(&views)
-            .filter(|((key, _), v)| v.served() && !self.capped.contains_key(key))
-            .map(|(_, v)| Arc::clone(&v.snapshot))
+            .filter_map(|c| Some((Arc::as_ptr(&c.files.first()?.0) as usize, c)))
             .collect();
-        let key: DataKey = served
-            .iter()
-            .map(|s| (s.path.clone(), s.identity))
-            .collect();
-        let data = match &self.data {
-            Some((k, data)) if *k == key => Arc::clone(data),
-            _ => {
+        let mut chunks: Vec<Arc<EngineChunk>> = Vec::new();
+        let mut start = 0;
+        let ends: Vec<bool> = self.files.values().map(|t| t.ends_chunk).collect();
+        for (i, end) in ends.iter().enumerate() {
+            if !*end && i + 1 != views.len() {
+                continue;
+            }
+            let range = start..i + 1;
+            start = i + 1;
+            let part = &views[range.clone()];
+            let within = &within[range];
+            let candidate = old.remove(&(Arc::as_ptr(&part[0].snapshot) as usize));
+            let same = |c: &EngineChunk| {
+                c.files.len() == part.len()
+                    && c.files.iter().zip(part).zip(within).all(|((f, v), w)| {
+                        Arc::ptr_eq(&f.0, &v.snapshot) && f.1 == v.state && f.2 == *w
+                    })
+            };
+            if let Some(c) = candidate.filter(|c| same(c)) {
+                chunks.push(Arc::clone(c));
+                continue;
+            }
+            let served: Vec<Arc<FileSnapshot>> = part
+                .iter()
+                .zip(within)
+                .filter(|(v, w)| v.served() && **w)
+                .map(|(v, _)| Arc::clone(&v.snapshot))
+                .collect();
+            let data = match candidate {
+                Some(c)
+                    if c.data.files().len() == served.len()
+                        && c.data
+                            .files()
+                            .iter()
+                            .zip(&served)
+                            .all(|(a, b)| Arc::ptr_eq(a, b)) =>
+                {
+                    Arc::clone(&c.data)
+                }
+                _ => Arc::new(DataChunk::build_prepared(
+                    served,
+                    &self.prepare,
+                    self.settings.exposition.own_config(),
+                )),
+            };
+            chunks.push(Arc::new(EngineChunk {
+                files: part
+                    .iter()
+                    .zip(within)
+                    .map(|(v, w)| (Arc::clone(&v.snapshot), v.state, *w))
+                    .collect(),
+                data,
+                meta: Arc::new(MetaChunk::build(part, compat)),
+            }));
+        }
+        // The series index follows the files that came and went (a rebuilt chunk keeps most
+        // of its files: only the prepared forms that differ are counted again).
+        let data_chunks: Vec<Arc<DataChunk>> = chunks.iter().map(|c| Arc::clone(&c.data)).collect();
+        let previous_data: Vec<Arc<DataChunk>> =
+            previous.iter().map(|c| Arc::clone(&c.data)).collect();
+        follow_chunks(&mut self.index, &previous_data, &data_chunks);
+        drop(previous_data);
+        drop(old);
+        drop(previous);
+        let reuse = self.data.as_ref().filter(|d| {
+            d.chunks().len() == data_chunks.len()
+                && d.chunks()
+                    .iter()
+                    .zip(&data_chunks)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        let (data, rebuilt) = match reuse {
+            Some(d) => (Arc::clone(d), false),
+            None => {
                 let options = self.settings.exposition.clone();
-                let mut index = std::mem::take(&mut self.index);
+                let repeats = self.index.has_repeats();
+                let carry = Arc::clone(&self.carry);
                 let built = tokio::task::spawn_blocking(move || {
-                    let data = DataPart::build_indexed(served, options, &mut index);
-                    (data, index)
+                    DataPart::assemble(data_chunks, options, repeats, carry)
                 })
                 .await;
                 let data = match built {
-                    Ok((d, index)) => {
-                        self.index = index;
-                        Arc::new(d)
-                    }
+                    Ok(d) => Arc::new(d),
                     Err(e) => {
-                        // The index went with the task: the next build counts from scratch.
                         tracing::error!(error = %e, "rendering task failed");
+                        self.chunks = chunks;
                         return;
                     }
                 };
-                self.data = Some((key, Arc::clone(&data)));
-                data
+                self.carry.headers.trim(4 * data.classic.len() + 4096);
+                self.data = Some(Arc::clone(&data));
+                (data, true)
             }
         };
         // The conflicts of the data part, and those between namespaces (families withheld
         // before merging, which the data part does not see).
-        let mut conflicts = data.conflicts.clone();
-        conflicts.extend(self.withheld_conflicts());
-        self.count_conflicts(&conflicts);
+        if rebuilt || self.settings.tenancy.is_some() {
+            let mut conflicts = data.conflicts.clone();
+            conflicts.extend(self.withheld_conflicts());
+            self.count_conflicts(&conflicts);
+            self.current = conflicts;
+        }
         self.counters.directories = self
             .settings
             .directories
@@ -652,31 +1115,21 @@ impl Engine {
             .zip(&self.dir_errors)
             .map(|(d, e)| (promdrop_textfile::snapshot::file_label(d), e.is_some()))
             .collect();
-        let meta = MetaPart::build(
-            &views,
-            &self.counters,
-            self.settings.exposition.compat_node_exporter,
-            &data.adopted,
-        );
-        let status = self.status_model(&views, &conflicts);
-        let published = Arc::new(Published {
-            data,
-            meta,
-            status: Arc::new(status),
-        });
+        let meta_chunks: Vec<Arc<MetaChunk>> = chunks.iter().map(|c| Arc::clone(&c.meta)).collect();
+        let meta =
+            MetaPart::from_chunks(&meta_chunks, &views, &self.counters, compat, &data.adopted);
+        let published_files = views.len();
+        self.chunks = chunks;
+        let status = self.status_model(&self.current);
+        let published = Arc::new(Published::new(data, meta, Arc::new(status), views));
         self.shared.published.store(Arc::clone(&published));
         tracing::debug!(
-            files = views.len(),
-            bytes = published.data.classic.plain.len(),
+            files = published_files,
+            chunks = self.chunks.len(),
             concatenated = published.data.is_concatenated(),
             took_ms = started.elapsed().as_secs_f64() * 1000.0,
             "published"
         );
-        // The plain body is served from now on; the gzip one as soon as it is ready.
-        tokio::task::spawn_blocking(move || {
-            published.compress();
-            crate::process::release_free_memory();
-        });
     }
 
     fn count_conflicts(&mut self, conflicts: &[ConflictRecord]) {
@@ -754,7 +1207,7 @@ impl Engine {
             }
         }
         for (key, message) in &capped {
-            if self.capped.get(key) != Some(message) {
+            if self.tenant_capped.get(key) != Some(message) {
                 tracing::warn!(error = %message, "refusing a file");
             }
         }
@@ -765,7 +1218,7 @@ impl Engine {
             }
         }
         self.counters.tenant_files_refused = refused;
-        self.capped = capped;
+        self.tenant_capped = capped;
     }
 
     /// The files that declare families (parsed, within their namespace's caps; expired ones
@@ -774,7 +1227,7 @@ impl Engine {
     fn declaring_files(&self) -> Vec<(Key, String)> {
         self.files
             .iter()
-            .filter(|(key, t)| t.snapshot.content.is_ok() && !self.capped.contains_key(*key))
+            .filter(|(key, t)| t.snapshot.content.is_ok() && !self.tenant_capped.contains_key(*key))
             .map(|(key, t)| (key.clone(), t.snapshot.origin().tenant))
             .collect()
     }
@@ -910,8 +1363,8 @@ impl Engine {
                 }
             }
         }
-        // Same files, same identities, other prepared forms: build the data part again.
-        self.data = None;
+        // Same files, same identities, other prepared forms: new snapshots, so their chunks
+        // are built again at this publication.
     }
 
     /// The conflicts of the families withheld between namespaces: one per file and family,
@@ -955,7 +1408,8 @@ impl Engine {
         out
     }
 
-    fn status_model(&self, views: &[FileView], conflicts: &[ConflictRecord]) -> StatusModel {
+    /// The status, but its files (made from the views on request).
+    fn status_model(&self, conflicts: &[ConflictRecord]) -> StatusModel {
         StatusModel {
             ready: true,
             directories: self
@@ -968,11 +1422,11 @@ impl Engine {
                     error: e.clone(),
                 })
                 .collect(),
-            files: views.iter().map(FileStatus::of).collect(),
+            files: Vec::new(),
             refused: self
                 .refused
                 .values()
-                .chain(self.capped.values())
+                .chain(self.tenant_capped.values())
                 .cloned()
                 .collect(),
             conflicts: conflicts
@@ -983,6 +1437,24 @@ impl Engine {
             conflict_count: conflicts.len(),
             telemetry_path: self.settings.telemetry_path.clone(),
         }
+    }
+}
+
+/// Gathers a watch event into the directories to list (`dirty`) and the names to look at.
+fn gather(
+    event: WatchEvent,
+    all: &BTreeSet<usize>,
+    dirty: &mut BTreeSet<usize>,
+    names: &mut BTreeMap<usize, BTreeSet<OsString>>,
+) {
+    match event {
+        WatchEvent::Changed(i) => {
+            dirty.insert(i);
+        }
+        WatchEvent::Names(i, list) => {
+            names.entry(i).or_default().extend(list);
+        }
+        WatchEvent::Rescan => dirty.extend(all.iter().copied()),
     }
 }
 

@@ -4,20 +4,25 @@
 //!
 //! - the *data* part, the merged samples of every served file, rendered in the classic format
 //!   when published and in OpenMetrics on the first request that prefers it. Each file was
-//!   parsed and prepared when it changed ([`prepared`]); merging concatenates the files'
-//!   prepared lines under one HELP/TYPE block per family, in time proportional to the output.
-//!   A duplicate series (or an OpenMetrics `_created` fold across files) takes the full merge
-//!   of promdrop-textformat instead ([`render_data`]), which re-parses the files;
+//!   parsed and prepared when it changed ([`prepared`]); the files are cut into chunks
+//!   ([`DataChunk`]), and merging lists the chunks' prepared lines under one HELP/TYPE block
+//!   per family ([`assembly`]), so a change costs its chunk. A duplicate series (or an
+//!   OpenMetrics `_created` fold across files) takes the full merge of promdrop-textformat
+//!   instead ([`render_data`]), which re-parses the files. The files' series of the
+//!   exporter's own families ([`Adopted`]) are taken apart, per chunk, for the exporter's own
+//!   blocks; the variants with escaped names are made per chunk on first demand
+//!   ([`DataPart::escaped`]);
 //! - the *meta* part, the `promdrop_*` metrics about the files, rendered in both formats when
-//!   published (it changes with staleness transitions while the data part may not);
-//! - both compressed as gzip segments (see [`crate::gzip`]) on a blocking thread after
-//!   publishing, so the plain body is served at once and the compressed one soon after.
+//!   published (it changes with staleness transitions while the data part may not), its
+//!   per-file lines by chunk ([`MetaChunk`]);
+//! - both compressed as gzip segments (see [`crate::gzip`]) on the first gzip request of a
+//!   publication: only the segments not compressed before (the changed chunks').
 //!
 //! Only process metrics are rendered for each scrape: they are small and change all the time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -32,6 +37,7 @@ use crate::meta::MetaWriter;
 use crate::names;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
+use promdrop_textfile::assembly::{self, ChunkPlan, Piece, SLOTS};
 use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::prepared::{
     self, Origin, PrepareOptions, Prepared, SeriesIndex, apply_options,
@@ -177,7 +183,13 @@ pub fn render_data(
     let sources: Vec<Source<'_>> = parsed
         .iter()
         .map(|(index, families)| {
-            Source::new(families).with_precedence(files[*index].merge_precedence())
+            let source = Source::new(families).with_precedence(files[*index].merge_precedence());
+            // With tenancy, bounds are compared within a namespace only (its label is on
+            // every series: two namespaces' histograms never share a series).
+            match prepare.tenancy_label {
+                Some(_) => source.with_scope(&names[*index].tenant),
+                None => source,
+            }
         })
         .collect();
     let merged = merge(&sources);
@@ -252,35 +264,58 @@ pub fn render_data(
     conflicts
 }
 
-/// One prepared part of a body: its text, and its gzip segment once compressed.
+/// One prepared piece of a body: its text (one or several slices, sharing the files' prepared
+/// text), and its gzip segment once compressed.
 #[derive(Debug)]
 pub struct Segment {
-    /// The text.
-    pub plain: Bytes,
+    /// The text, in order.
+    pub parts: Vec<Bytes>,
     deflated: OnceLock<Deflated>,
 }
 
 impl Segment {
     /// A segment of `text`, not yet compressed.
     pub fn new(text: String) -> Segment {
-        Segment {
-            plain: Bytes::from(text),
-            deflated: OnceLock::new(),
-        }
+        Segment::from_bytes(Bytes::from(text))
     }
 
     /// A segment of text already in bytes (UTF-8), not yet compressed.
     pub fn from_bytes(text: Bytes) -> Segment {
+        Segment::from_parts(vec![text])
+    }
+
+    /// A segment of the concatenation of `parts`, not yet compressed.
+    pub fn from_parts(parts: Vec<Bytes>) -> Segment {
         Segment {
-            plain: text,
+            parts,
             deflated: OnceLock::new(),
+        }
+    }
+
+    /// The length of the text.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(Bytes::is_empty)
+    }
+
+    /// The text as one buffer (a copy unless it is one part).
+    pub fn plain(&self) -> Bytes {
+        match &self.parts[..] {
+            [one] => one.clone(),
+            parts => Bytes::from(parts.concat()),
         }
     }
 
     /// Compresses the segment (once; later calls return at once). Blocking.
     pub fn compress(&self) -> &Deflated {
-        self.deflated
-            .get_or_init(|| gzip::deflate(&self.plain, false))
+        self.deflated.get_or_init(|| {
+            let parts: Vec<&[u8]> = self.parts.iter().map(|b| &b[..]).collect();
+            gzip::deflate_parts(&parts, false)
+        })
     }
 
     /// The compressed segment, if ready.
@@ -289,19 +324,277 @@ impl Segment {
     }
 }
 
+/// The text of `segments` as one string (lossy), for tests and tools.
+pub fn segments_text(segments: &[Arc<Segment>]) -> String {
+    let mut out = Vec::new();
+    for s in segments {
+        for p in &s.parts {
+            out.extend_from_slice(p);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where the served files are cut into chunks: after a file whose path hashes to a value with
+/// these low bits zero, so a chunk holds 2^CHUNK_BITS files on average and adding or removing
+/// a file moves no other boundary.
+pub const CHUNK_BITS: u32 = 4;
+
+/// Whether a chunk ends after the file at `path` (see [`CHUNK_BITS`]).
+pub fn ends_chunk(path: &std::path::Path, bits: u32) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() & ((1u64 << bits) - 1) == 0
+}
+
+/// Family headers already made into segments, kept across publications so that a header is
+/// compressed once.
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    map: Mutex<std::collections::HashMap<String, Arc<Segment>>>,
+}
+
+impl HeaderCache {
+    /// The segment of `text`.
+    pub fn get(&self, text: String) -> Arc<Segment> {
+        let Ok(mut map) = self.map.lock() else {
+            return Arc::new(Segment::new(text));
+        };
+        if let Some(s) = map.get(&text) {
+            return Arc::clone(s);
+        }
+        let segment = Arc::new(Segment::new(text.clone()));
+        map.insert(text, Arc::clone(&segment));
+        segment
+    }
+
+    /// Forgets every header when it holds more than `keep` (headers no longer served go).
+    pub fn trim(&self, keep: usize) {
+        if let Ok(mut map) = self.map.lock()
+            && map.len() > keep
+        {
+            map.clear();
+        }
+    }
+}
+
+/// What one publication's data part hands the next, so that the next costs what changed: the
+/// family headers made into segments, the joined series of the exporter's own families (by
+/// the chunks' parts they were joined from), and, per escaping scheme, the series index of the
+/// escaped chunks last assembled. The engine keeps one for its lifetime.
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// Family headers, compressed once.
+    pub headers: HeaderCache,
+    /// Per variant (the published part, then `underscores`, `dots`, `values`): the chunks'
+    /// non-empty adopted parts last joined, and the joined result.
+    adopted: [Mutex<Option<JoinedAdopted>>; 4],
+    /// Per escaping scheme (`underscores`, `dots`, `values`): the escaped chunks last
+    /// assembled and the index counting their series.
+    escaped: [Mutex<ChunkIndex>; 3],
+}
+
+/// The adopted parts of chunks and what they joined into.
+type JoinedAdopted = (Vec<Arc<Adopted>>, Arc<Adopted>);
+
+/// A series index that follows a list of chunks from one assembly to the next.
+#[derive(Debug, Default)]
+pub struct ChunkIndex {
+    chunks: Vec<Arc<DataChunk>>,
+    index: SeriesIndex,
+}
+
+impl ChunkIndex {
+    /// Makes the index count the files of `chunks` (see [`follow_chunks`]); returns whether a
+    /// series is in two places.
+    pub fn follow(&mut self, chunks: &[Arc<DataChunk>]) -> bool {
+        follow_chunks(&mut self.index, &self.chunks, chunks);
+        self.chunks = chunks.to_vec();
+        self.index.has_repeats()
+    }
+}
+
+/// Updates `index`, which counts the files of `previous`, to count those of `next`: only the
+/// chunks that came or went are looked at (by pointer), and of those only the prepared forms
+/// that differ are counted again (a rebuilt chunk keeps most of its files).
+pub fn follow_chunks(
+    index: &mut SeriesIndex,
+    previous: &[Arc<DataChunk>],
+    next: &[Arc<DataChunk>],
+) {
+    let ptr = |c: &Arc<DataChunk>| Arc::as_ptr(c) as usize;
+    let before: HashSet<usize> = previous.iter().map(ptr).collect();
+    let after: HashSet<usize> = next.iter().map(ptr).collect();
+    let gone: HashMap<usize, &Arc<Prepared>> = previous
+        .iter()
+        .filter(|c| !after.contains(&ptr(c)))
+        .flat_map(|c| c.prepared())
+        .map(|p| (Arc::as_ptr(p) as usize, p))
+        .collect();
+    let came: HashMap<usize, &Arc<Prepared>> = next
+        .iter()
+        .filter(|c| !before.contains(&ptr(c)))
+        .flat_map(|c| c.prepared())
+        .map(|p| (Arc::as_ptr(p) as usize, p))
+        .collect();
+    for (k, p) in &gone {
+        if !came.contains_key(k) {
+            index.remove(p);
+        }
+    }
+    for (k, p) in &came {
+        if !gone.contains_key(k) {
+            index.add(p);
+        }
+    }
+}
+
+/// One chunk of served files, prepared for merging: its plan, the segments of its groups'
+/// lines (compressed on first use and kept while the chunk is unchanged), its files' series
+/// of the exporter's own families, and its variants with escaped names (made on demand).
+#[derive(Debug)]
+pub struct DataChunk {
+    files: Vec<Arc<FileSnapshot>>,
+    plan: ChunkPlan,
+    segments: Vec<[Option<Arc<Segment>>; SLOTS]>,
+    adopted: Arc<Adopted>,
+    /// The variants of the chunk with escaped names (`underscores`, `dots`, `values`); `None`
+    /// when it is the chunk itself.
+    escaped: [OnceLock<Option<Arc<DataChunk>>>; 3],
+}
+
+impl DataChunk {
+    /// Prepares the chunk of `files` (served, in order) for `options`.
+    pub fn build(files: Vec<Arc<FileSnapshot>>, options: &ExpositionOptions) -> DataChunk {
+        DataChunk::build_prepared(files, &options.prepare_options(), options.own_config())
+    }
+
+    /// [`DataChunk::build`] with the prepare options already made from the exposition
+    /// options, which serve the exporter's own families as `config` says.
+    pub fn build_prepared(
+        files: Vec<Arc<FileSnapshot>>,
+        wanted: &PrepareOptions,
+        config: names::OwnConfig,
+    ) -> DataChunk {
+        let (files, prepared): (Vec<Arc<FileSnapshot>>, Vec<Arc<Prepared>>) = files
+            .into_iter()
+            .filter_map(|f| {
+                let p = prepared_for(&f, wanted)?;
+                Some((f, p))
+            })
+            .unzip();
+        // Only files that had families of the exporter's own are parsed again here.
+        let adopted = if prepared.iter().any(|p| !p.reserved.is_empty()) {
+            Arc::new(Adopted::build(&files, &prepared, wanted, config))
+        } else {
+            Arc::default()
+        };
+        let paths = files
+            .iter()
+            .map(|f| snapshot::file_label(&f.path))
+            .collect();
+        let plan = ChunkPlan::build(prepared, paths);
+        let segments = plan
+            .groups
+            .iter()
+            .map(|g| {
+                std::array::from_fn(|slot| {
+                    (!g.lines[slot].is_empty())
+                        .then(|| Arc::new(Segment::from_parts(g.lines[slot].clone())))
+                })
+            })
+            .collect();
+        DataChunk {
+            files,
+            plan,
+            segments,
+            adopted,
+            escaped: Default::default(),
+        }
+    }
+
+    /// The files' prepared forms, in order.
+    pub fn prepared(&self) -> &[Arc<Prepared>] {
+        self.plan.files()
+    }
+
+    /// The chunk's plan.
+    pub fn plan(&self) -> &ChunkPlan {
+        &self.plan
+    }
+
+    /// The files, in order.
+    pub fn files(&self) -> &[Arc<FileSnapshot>] {
+        &self.files
+    }
+
+    /// The chunk as a scraper asking for `scheme` gets it: itself when no name of its files
+    /// changes, else the chunk of its files escaped ([`escaped::escape_file`]), made once and
+    /// kept with the chunk (so an unchanged chunk is escaped once). Blocking.
+    fn escaped(
+        self: &Arc<Self>,
+        scheme: EscapingScheme,
+        options: &ExpositionOptions,
+    ) -> Arc<DataChunk> {
+        let Some(slot) = escaped::slot_index(scheme) else {
+            return Arc::clone(self);
+        };
+        let variant = self.escaped[slot].get_or_init(|| {
+            let mut changed = false;
+            let files: Vec<Arc<FileSnapshot>> = self
+                .files
+                .iter()
+                .filter_map(|f| match escaped::escape_file(f, scheme, options) {
+                    Some((file, c)) => {
+                        changed |= c;
+                        Some(file)
+                    }
+                    None => {
+                        // Left out: the variant differs.
+                        changed = true;
+                        None
+                    }
+                })
+                .collect();
+            changed.then(|| Arc::new(DataChunk::build(files, options)))
+        });
+        match variant {
+            Some(v) => Arc::clone(v),
+            None => Arc::clone(self),
+        }
+    }
+}
+
+/// The segments of `pieces` (from [`assembly`]) over `chunks`.
+fn resolve(
+    pieces: Vec<Piece>,
+    chunks: &[Arc<DataChunk>],
+    headers: &HeaderCache,
+) -> Vec<Arc<Segment>> {
+    pieces
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Text(text) => Some(headers.get(text)),
+            Piece::Lines { chunk, group, slot } => {
+                chunks.get(chunk)?.segments.get(group)?.get(slot)?.clone()
+            }
+        })
+        .collect()
+}
+
 /// The merged samples of the served files.
 #[derive(Debug)]
 pub struct DataPart {
-    /// The classic rendering.
-    pub classic: Arc<Segment>,
-    openmetrics: tokio::sync::OnceCell<Arc<Segment>>,
-    files: Vec<Arc<FileSnapshot>>,
-    /// The files' prepared forms (for `options`), in the same order.
-    prepared: Vec<Arc<Prepared>>,
-    /// Whether merging the prepared text gives the full merge's output (no series in two
-    /// places).
+    /// The classic rendering, in segments.
+    pub classic: Vec<Arc<Segment>>,
+    openmetrics: tokio::sync::OnceCell<Arc<Vec<Arc<Segment>>>>,
+    chunks: Vec<Arc<DataChunk>>,
+    /// Whether the chunks' prepared text gave the body (else the full merge, which a
+    /// duplicate series needs).
     concatenable: bool,
     options: ExpositionOptions,
+    carry: Arc<Carry>,
     /// The files' series of the exporter's own families, served in its own blocks.
     pub adopted: Arc<Adopted>,
     /// The conflicts found merging them (the adopted ones' included).
@@ -328,74 +621,156 @@ fn prepared_for(file: &FileSnapshot, wanted: &PrepareOptions) -> Option<Arc<Prep
     )))
 }
 
+/// Cuts `files` into chunks as [`ends_chunk`] says.
+pub fn cut<T>(items: Vec<T>, path: impl Fn(&T) -> &std::path::Path, bits: u32) -> Vec<Vec<T>> {
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    for item in items {
+        let end = ends_chunk(path(&item), bits);
+        current.push(item);
+        if end {
+            chunks.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
 impl DataPart {
     /// Merges and renders `files` (classic now, OpenMetrics on demand). Blocking.
     pub fn build(files: Vec<Arc<FileSnapshot>>, options: ExpositionOptions) -> DataPart {
         DataPart::build_indexed(files, options, &mut SeriesIndex::default())
     }
 
-    /// [`DataPart::build`] with an index of series kept from the previous build, which then
-    /// costs only the files that changed.
+    /// [`DataPart::build`] with an index of series kept from the previous build (made to
+    /// count exactly `files`).
     pub fn build_indexed(
         files: Vec<Arc<FileSnapshot>>,
         options: ExpositionOptions,
         index: &mut SeriesIndex,
     ) -> DataPart {
+        DataPart::build_cut(files, options, index, CHUNK_BITS)
+    }
+
+    /// [`DataPart::build_indexed`] with chunks of 2^`bits` files on average.
+    pub fn build_cut(
+        files: Vec<Arc<FileSnapshot>>,
+        options: ExpositionOptions,
+        index: &mut SeriesIndex,
+        bits: u32,
+    ) -> DataPart {
         let wanted = options.prepare_options();
-        let (files, prepared): (Vec<Arc<FileSnapshot>>, Vec<Arc<Prepared>>) = files
+        let config = options.own_config();
+        let chunks: Vec<Arc<DataChunk>> = cut(files, |f| f.path.as_path(), bits)
             .into_iter()
-            .filter_map(|f| {
-                let p = prepared_for(&f, &wanted)?;
-                Some((f, p))
-            })
-            .unzip();
-        let members: Vec<(&std::path::Path, &Arc<Prepared>)> = files
+            .map(|c| Arc::new(DataChunk::build_prepared(c, &wanted, config)))
+            .collect();
+        let members: Vec<(&std::path::Path, &Arc<Prepared>)> = chunks
             .iter()
-            .zip(&prepared)
+            .flat_map(|c| c.files.iter().zip(c.prepared()))
             .map(|(f, p)| (f.path.as_path(), p))
             .collect();
         index.update(&members);
         drop(members);
-        let concatenable = !index.has_repeats() && prepared.iter().all(|p| p.is_mergeable());
-        let (text, conflicts) = if concatenable {
-            let capacity: usize = files
-                .iter()
-                .filter_map(|f| f.content.as_ref().ok())
-                .map(|c| c.bytes.len() + 64)
-                .sum();
-            let mut text = Vec::with_capacity(capacity);
-            let path_of = |i: usize| snapshot::file_label(&files[i].path);
-            let conflicts = prepared::render_classic(&prepared, &path_of, &mut text);
-            (Bytes::from(text), conflicts)
+        let repeats = index.has_repeats();
+        DataPart::assemble(chunks, options, repeats, Arc::new(Carry::default()))
+    }
+
+    /// Merges prepared chunks (in serving order); `repeats` says whether a series is in two
+    /// places ([`SeriesIndex::has_repeats`]), which takes the full merge. `carry` is what the
+    /// previous publication left (see [`Carry`]). Blocking.
+    pub fn assemble(
+        chunks: Vec<Arc<DataChunk>>,
+        options: ExpositionOptions,
+        repeats: bool,
+        carry: Arc<Carry>,
+    ) -> DataPart {
+        DataPart::assemble_variant(chunks, options, repeats, carry, 0)
+    }
+
+    /// [`DataPart::assemble`] for variant `variant` (0: the published part, then one per
+    /// escaping scheme), whose joined adopted series are carried apart.
+    fn assemble_variant(
+        chunks: Vec<Arc<DataChunk>>,
+        options: ExpositionOptions,
+        repeats: bool,
+        carry: Arc<Carry>,
+        variant: usize,
+    ) -> DataPart {
+        let assembled = if repeats {
+            None
         } else {
-            let capacity: usize = files
-                .iter()
-                .filter_map(|f| f.content.as_ref().ok())
-                .map(|c| c.bytes.len())
-                .sum();
-            let mut text = String::with_capacity(capacity + capacity / 8);
-            let conflicts = render_data(&files, &options, Format::Classic, &mut text);
-            (Bytes::from(text), conflicts)
+            let plans: Vec<&ChunkPlan> = chunks.iter().map(|c| &c.plan).collect();
+            assembly::assemble(&plans)
         };
-        let adopted = Adopted::build(&files, &prepared, &wanted, options.own_config());
-        let mut conflicts = conflicts;
+        // Not by groups, but the prepared text can still give the body: merged part by part
+        // (a family whose names clash with another's, or other buckets).
+        let by_parts = assembled.is_none() && !repeats && chunks.iter().all(|c| c.plan.classic_ok);
+        let concatenable = assembled.is_some() || by_parts;
+        let (classic, mut conflicts) = match assembled {
+            Some(a) => (resolve(a.classic, &chunks, &carry.headers), a.conflicts),
+            None if by_parts => {
+                let prepared: Vec<Arc<Prepared>> = chunks
+                    .iter()
+                    .flat_map(|c| c.prepared().iter().cloned())
+                    .collect();
+                let paths: Vec<String> = chunks
+                    .iter()
+                    .flat_map(|c| c.files.iter())
+                    .map(|f| snapshot::file_label(&f.path))
+                    .collect();
+                let capacity: usize = prepared.iter().map(|p| p.classic_len()).sum();
+                let mut out = Vec::with_capacity(capacity + 1024);
+                let path_of = |i: usize| paths.get(i).cloned().unwrap_or_default();
+                let conflicts = prepared::render_classic(&prepared, &path_of, &mut out);
+                (
+                    vec![Arc::new(Segment::from_bytes(Bytes::from(out)))],
+                    conflicts,
+                )
+            }
+            None => {
+                let files: Vec<Arc<FileSnapshot>> = chunks
+                    .iter()
+                    .flat_map(|c| c.files.iter().cloned())
+                    .collect();
+                let capacity: usize = files
+                    .iter()
+                    .filter_map(|f| f.content.as_ref().ok())
+                    .map(|c| c.bytes.len())
+                    .sum();
+                let mut text = String::with_capacity(capacity + capacity / 8);
+                let conflicts = render_data(&files, &options, Format::Classic, &mut text);
+                (vec![Arc::new(Segment::new(text))], conflicts)
+            }
+        };
+        let adopted = join_adopted(&chunks, &options, &carry, variant);
         conflicts.extend(adopted.conflicts.iter().cloned());
         DataPart {
-            classic: Arc::new(Segment::from_bytes(text)),
+            classic,
             openmetrics: tokio::sync::OnceCell::new(),
-            files,
-            prepared,
+            chunks,
             concatenable,
             options,
-            adopted: Arc::new(adopted),
+            carry,
+            adopted,
             conflicts,
             escaped: Default::default(),
         }
     }
 
+    /// The chunks it was built from.
+    pub fn chunks(&self) -> &[Arc<DataChunk>] {
+        &self.chunks
+    }
+
     /// The files it was built from.
-    pub fn files(&self) -> &[Arc<FileSnapshot>] {
-        &self.files
+    pub fn files(&self) -> Vec<Arc<FileSnapshot>> {
+        self.chunks
+            .iter()
+            .flat_map(|c| c.files.iter().cloned())
+            .collect()
     }
 
     /// Whether it was built from the files' prepared text (else by the full merge, which a
@@ -404,30 +779,46 @@ impl DataPart {
         self.concatenable
     }
 
-    /// Renders the OpenMetrics text (without `# EOF`). Blocking.
-    pub fn render_openmetrics(&self) -> Bytes {
+    /// The classic text as one string (a copy), for tests and tools.
+    pub fn classic_text(&self) -> String {
+        segments_text(&self.classic)
+    }
+
+    /// Renders the OpenMetrics segments (without `# EOF`). Blocking.
+    pub fn render_openmetrics_segments(&self) -> Vec<Arc<Segment>> {
         if self.concatenable {
-            let mut out = Vec::with_capacity(self.classic.plain.len() + 1024);
-            if prepared::render_openmetrics(&self.prepared, &mut out) {
-                return Bytes::from(out);
+            let plans: Vec<&ChunkPlan> = self.chunks.iter().map(|c| &c.plan).collect();
+            if let Some(pieces) = assembly::assemble_openmetrics(&plans) {
+                return resolve(pieces, &self.chunks, &self.carry.headers);
+            }
+            let prepared: Vec<Arc<Prepared>> = self
+                .chunks
+                .iter()
+                .flat_map(|c| c.prepared().iter().cloned())
+                .collect();
+            let mut out = Vec::with_capacity(1024);
+            if prepared::render_openmetrics(&prepared, &mut out) {
+                return vec![Arc::new(Segment::from_bytes(Bytes::from(out)))];
             }
         }
-        let mut text = String::with_capacity(self.classic.plain.len() + 1024);
-        render_data(&self.files, &self.options, Format::OpenMetrics, &mut text);
-        Bytes::from(text)
+        let mut text = String::with_capacity(1024);
+        render_data(&self.files(), &self.options, Format::OpenMetrics, &mut text);
+        vec![Arc::new(Segment::new(text))]
+    }
+
+    /// Renders the OpenMetrics text (without `# EOF`). Blocking.
+    pub fn render_openmetrics(&self) -> Bytes {
+        Bytes::from(segments_text(&self.render_openmetrics_segments()))
     }
 
     /// This part as a scraper asking for `scheme` gets it: itself for `allow-utf-8` or when no
-    /// name changes, else the same publication run over the files with escaped names
-    /// (`escaped::build`), made on a blocking thread on first demand and kept until the
-    /// next change. Names that collide once escaped are conflicts of the variant, counted in
-    /// `promdrop_escaping_conflicts_total`.
+    /// name changes, else the same publication over the files with escaped names (each chunk
+    /// escaped once and kept with it: `escaped::build`), made on a blocking thread on first
+    /// demand and kept until the next change. Names that collide once escaped are conflicts
+    /// of the variant, counted in `promdrop_escaping_conflicts_total`.
     pub async fn escaped(self: &Arc<Self>, scheme: EscapingScheme) -> Arc<DataPart> {
-        let slot = match scheme {
-            EscapingScheme::AllowUtf8 => return Arc::clone(self),
-            EscapingScheme::Underscores => 0,
-            EscapingScheme::Dots => 1,
-            EscapingScheme::Values => 2,
+        let Some(slot) = escaped::slot_index(scheme) else {
+            return Arc::clone(self);
         };
         let this = Arc::clone(self);
         let variant = self.escaped[slot]
@@ -436,7 +827,6 @@ impl DataPart {
                     let variant = escaped::build(&this, scheme).map(Arc::new);
                     if let Some(v) = &variant {
                         escaped::record_conflicts(&this, v, scheme);
-                        v.classic.compress();
                     }
                     variant
                 })
@@ -454,27 +844,77 @@ impl DataPart {
         variant.clone().unwrap_or_else(|| Arc::clone(self))
     }
 
-    /// The OpenMetrics rendering, made on first use on a blocking thread and kept; its gzip
-    /// segment is prepared right after.
-    pub async fn openmetrics(self: &Arc<Self>) -> Arc<Segment> {
+    /// The OpenMetrics rendering, made on first use on a blocking thread and kept.
+    pub async fn openmetrics(self: &Arc<Self>) -> Arc<Vec<Arc<Segment>>> {
         let this = Arc::clone(self);
         self.openmetrics
             .get_or_init(|| async move {
-                let rendered = tokio::task::spawn_blocking(move || {
-                    Arc::new(Segment::from_bytes(this.render_openmetrics()))
-                })
-                .await
-                .unwrap_or_else(|_| Arc::new(Segment::new(String::new())));
-                let background = Arc::clone(&rendered);
-                tokio::task::spawn_blocking(move || {
-                    background.compress();
-                    crate::process::release_free_memory();
-                });
-                rendered
+                tokio::task::spawn_blocking(move || Arc::new(this.render_openmetrics_segments()))
+                    .await
+                    .unwrap_or_default()
             })
             .await
             .clone()
     }
+}
+
+/// The files' series of the exporter's own families for `chunks`: their parts joined
+/// ([`Adopted::join`]), the last join again when the parts are the same, or one build over
+/// every file when a series is in two chunks (only the files that have such families are
+/// parsed).
+fn join_adopted(
+    chunks: &[Arc<DataChunk>],
+    options: &ExpositionOptions,
+    carry: &Carry,
+    variant: usize,
+) -> Arc<Adopted> {
+    let parts: Vec<Arc<Adopted>> = chunks
+        .iter()
+        .filter(|c| !c.adopted.is_empty() || !c.adopted.conflicts.is_empty())
+        .map(|c| Arc::clone(&c.adopted))
+        .collect();
+    if parts.is_empty() {
+        return Arc::default();
+    }
+    let Some(slot) = carry.adopted.get(variant) else {
+        return Arc::new(build_adopted(&parts, chunks, options));
+    };
+    let mut last = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((kept, joined)) = &*last
+        && kept.len() == parts.len()
+        && kept.iter().zip(&parts).all(|(a, b)| Arc::ptr_eq(a, b))
+    {
+        return Arc::clone(joined);
+    }
+    let joined = Arc::new(build_adopted(&parts, chunks, options));
+    *last = Some((parts, Arc::clone(&joined)));
+    joined
+}
+
+/// [`Adopted::join`] of `parts`, else a build over the files of `chunks`.
+fn build_adopted(
+    parts: &[Arc<Adopted>],
+    chunks: &[Arc<DataChunk>],
+    options: &ExpositionOptions,
+) -> Adopted {
+    let refs: Vec<&Adopted> = parts.iter().map(|p| &**p).collect();
+    if let Some(joined) = Adopted::join(&refs) {
+        return joined;
+    }
+    let files: Vec<Arc<FileSnapshot>> = chunks
+        .iter()
+        .flat_map(|c| c.files.iter().cloned())
+        .collect();
+    let prepared: Vec<Arc<Prepared>> = chunks
+        .iter()
+        .flat_map(|c| c.prepared().iter().cloned())
+        .collect();
+    Adopted::build(
+        &files,
+        &prepared,
+        &options.prepare_options(),
+        options.own_config(),
+    )
 }
 
 /// What the engine shares with the HTTP layer.
@@ -690,46 +1130,86 @@ pub struct Counters {
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
 pub const CONFLICT_KINDS: [&str; 5] = ["type", "help", "duplicate_series", "reserved", "buckets"];
 
-/// Renders the meta metrics about `files` (every tracked file, in order), with the files'
-/// series of these families (`adopted`) in the same blocks.
-pub fn render_meta(
+/// How many meta families have one sample per file ([`per_file_metrics`]).
+const PER_FILE: usize = 8;
+
+/// The meta families with one sample per file, in body order (the last only with
+/// `--compat.node-exporter`).
+fn per_file_metrics() -> [&'static names::OwnMetric; PER_FILE] {
+    [
+        &names::PROMDROP_FILE_MTIME_SECONDS,
+        &names::PROMDROP_FILE_REFERENCE_TIME_SECONDS,
+        &names::PROMDROP_FILE_STALE,
+        &names::PROMDROP_FILE_EXPIRED,
+        &names::PROMDROP_FILE_ERROR,
+        &names::PROMDROP_FILE_SERIES,
+        &names::PROMDROP_FILE_BYTES,
+        &names::NODE_TEXTFILE_MTIME_SECONDS,
+    ]
+}
+
+/// The value of per-file meta family `k` ([`per_file_metrics`]) for `f`, if it has one.
+fn per_file_value(k: usize, f: &FileView) -> Option<f64> {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    match k {
+        0 => Some(f.snapshot.identity.mtime_seconds()),
+        1 => Some(f.timing.reference),
+        2 => Some(flag(f.state != FileState::Fresh)),
+        3 => Some(flag(f.state == FileState::Expired)),
+        4 => Some(flag(f.snapshot.content.is_err())),
+        5 => Some(f.snapshot.series() as f64),
+        6 => Some(f.snapshot.identity.size as f64),
+        _ => f
+            .snapshot
+            .content
+            .is_ok()
+            .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64),
+    }
+}
+
+/// The sample lines of per-file meta family `k` for `files` (the same in both formats).
+fn per_file_lines(k: usize, files: &[FileView]) -> String {
+    let mut w = MetaWriter::default();
+    w.own(per_file_metrics()[k]);
+    w.classic.clear();
+    w.openmetrics.clear();
+    for f in files {
+        if let Some(v) = per_file_value(k, f) {
+            w.sample(&[("file", &snapshot::file_label(&f.snapshot.path))], v);
+        }
+    }
+    w.classic
+}
+
+/// The headers of the per-file meta families, classic and OpenMetrics.
+fn per_file_headers() -> &'static [(Arc<Segment>, Arc<Segment>); PER_FILE] {
+    static HEADERS: OnceLock<[(Arc<Segment>, Arc<Segment>); PER_FILE]> = OnceLock::new();
+    HEADERS.get_or_init(|| {
+        per_file_metrics().map(|m| {
+            let mut w = MetaWriter::default();
+            w.own(m);
+            (
+                Arc::new(Segment::new(w.classic)),
+                Arc::new(Segment::new(w.openmetrics)),
+            )
+        })
+    })
+}
+
+/// The meta families about all files together, with the files' series of these families
+/// (`adopted`) in the same blocks: the first after the per-file ones, the second (compat) at
+/// the end.
+fn render_meta_totals(
     files: &[FileView],
     counters: &Counters,
     compat_node: bool,
     adopted: &Arc<Adopted>,
-) -> MetaWriter {
+) -> [MetaWriter; 2] {
     let mut w = MetaWriter::with_adopted(Arc::clone(adopted));
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| snapshot::file_label(&f.snapshot.path))
-        .collect();
-    let per_file = |w: &mut MetaWriter, value: &dyn Fn(&FileView) -> Option<f64>| {
-        for (file, path) in files.iter().zip(&paths) {
-            if let Some(v) = value(file) {
-                w.sample(&[("file", path)], v);
-            }
-        }
-    };
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    w.own(&names::PROMDROP_FILE_MTIME_SECONDS);
-    per_file(&mut w, &|f| Some(f.snapshot.identity.mtime_seconds()));
-    w.own(&names::PROMDROP_FILE_REFERENCE_TIME_SECONDS);
-    per_file(&mut w, &|f| Some(f.timing.reference));
-    w.own(&names::PROMDROP_FILE_STALE);
-    per_file(&mut w, &|f| Some(flag(f.state != FileState::Fresh)));
-    w.own(&names::PROMDROP_FILE_EXPIRED);
-    per_file(&mut w, &|f| Some(flag(f.state == FileState::Expired)));
-    w.own(&names::PROMDROP_FILE_ERROR);
-    per_file(&mut w, &|f| Some(flag(f.snapshot.content.is_err())));
-    w.own(&names::PROMDROP_FILE_SERIES);
-    per_file(&mut w, &|f| Some(f.snapshot.series() as f64));
-    w.own(&names::PROMDROP_FILE_BYTES);
-    per_file(&mut w, &|f| Some(f.snapshot.identity.size as f64));
-
     if !counters.directories.is_empty() {
         w.own(&names::PROMDROP_DIRECTORY_ERROR);
         for (directory, error) in &counters.directories {
-            w.sample(&[("directory", directory)], flag(*error));
+            w.sample(&[("directory", directory)], if *error { 1.0 } else { 0.0 });
         }
     }
     w.own(&names::PROMDROP_FILES);
@@ -780,44 +1260,118 @@ pub fn render_meta(
         ],
         1.0,
     );
+    let mut end = MetaWriter::with_adopted(Arc::clone(adopted));
     if compat_node {
-        w.own(&names::NODE_TEXTFILE_MTIME_SECONDS);
-        per_file(&mut w, &|f| {
-            f.snapshot
-                .content
-                .is_ok()
-                .then(|| (f.snapshot.identity.mtime_ns / 1_000_000_000) as f64)
-        });
-        w.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
+        end.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
         // As node_exporter: 1 when a file or a directory cannot be read.
         let error = files.iter().any(|f| f.snapshot.content.is_err())
             || counters.directories.iter().any(|(_, e)| *e);
-        w.sample(&[], flag(error));
+        end.sample(&[], if error { 1.0 } else { 0.0 });
     }
+    [w, end]
+}
+
+/// Renders the meta metrics about `files` (every tracked file, in order), with the files'
+/// series of these families (`adopted`) in the same blocks.
+pub fn render_meta(
+    files: &[FileView],
+    counters: &Counters,
+    compat_node: bool,
+    adopted: &Arc<Adopted>,
+) -> MetaWriter {
+    let part = MetaPart::build(files, counters, compat_node, adopted);
+    let mut w = MetaWriter::default();
+    w.classic = segments_text(&part.classic);
+    w.openmetrics = segments_text(&part.openmetrics);
     w
 }
 
-/// The exporter's own metrics, rendered in both formats.
+/// The per-file meta lines of one chunk of files.
+#[derive(Debug)]
+pub struct MetaChunk {
+    lines: [Arc<Segment>; PER_FILE],
+}
+
+impl MetaChunk {
+    /// The lines of `files` (one chunk, every tracked file, in order).
+    pub fn build(files: &[FileView], compat_node: bool) -> MetaChunk {
+        MetaChunk {
+            lines: std::array::from_fn(|k| {
+                let text = if k < PER_FILE - 1 || compat_node {
+                    per_file_lines(k, files)
+                } else {
+                    String::new()
+                };
+                Arc::new(Segment::new(text))
+            }),
+        }
+    }
+}
+
+/// The exporter's own metrics, rendered in both formats, in segments.
 #[derive(Debug)]
 pub struct MetaPart {
     /// Classic.
-    pub classic: Arc<Segment>,
+    pub classic: Vec<Arc<Segment>>,
     /// OpenMetrics.
-    pub openmetrics: Arc<Segment>,
+    pub openmetrics: Vec<Arc<Segment>>,
 }
 
 impl MetaPart {
-    /// Prepares the meta part.
+    /// Prepares the meta part (one chunk), with the files' series of these families
+    /// (`adopted`).
     pub fn build(
         files: &[FileView],
         counters: &Counters,
         compat_node: bool,
         adopted: &Arc<Adopted>,
     ) -> MetaPart {
-        let w = render_meta(files, counters, compat_node, adopted);
+        let chunk = Arc::new(MetaChunk::build(files, compat_node));
+        MetaPart::from_chunks(&[chunk], files, counters, compat_node, adopted)
+    }
+
+    /// Prepares the meta part from the per-file lines of `chunks` (in order) and the totals
+    /// of `files` (every tracked file), with the files' series of these families (`adopted`)
+    /// right under each family's header, as [`MetaWriter::own`] writes them.
+    pub fn from_chunks(
+        chunks: &[Arc<MetaChunk>],
+        files: &[FileView],
+        counters: &Counters,
+        compat_node: bool,
+        adopted: &Arc<Adopted>,
+    ) -> MetaPart {
+        let headers = per_file_headers();
+        let metrics = per_file_metrics();
+        let [totals, end] = render_meta_totals(files, counters, compat_node, adopted);
+        let mut classic = Vec::with_capacity(chunks.len() * 7 + 16);
+        let mut openmetrics = Vec::with_capacity(chunks.len() * 7 + 16);
+        let family = |k: usize, classic: &mut Vec<Arc<Segment>>, om: &mut Vec<Arc<Segment>>| {
+            classic.push(Arc::clone(&headers[k].0));
+            om.push(Arc::clone(&headers[k].1));
+            if let Some(lines) = adopted.lines(metrics[k].name) {
+                classic.push(Arc::new(Segment::new(lines.classic.clone())));
+                om.push(Arc::new(Segment::new(lines.openmetrics.clone())));
+            }
+            for c in chunks {
+                if !c.lines[k].is_empty() {
+                    classic.push(Arc::clone(&c.lines[k]));
+                    om.push(Arc::clone(&c.lines[k]));
+                }
+            }
+        };
+        for k in 0..PER_FILE - 1 {
+            family(k, &mut classic, &mut openmetrics);
+        }
+        classic.push(Arc::new(Segment::new(totals.classic)));
+        openmetrics.push(Arc::new(Segment::new(totals.openmetrics)));
+        if compat_node {
+            family(PER_FILE - 1, &mut classic, &mut openmetrics);
+            classic.push(Arc::new(Segment::new(end.classic)));
+            openmetrics.push(Arc::new(Segment::new(end.openmetrics)));
+        }
         MetaPart {
-            classic: Arc::new(Segment::new(w.classic)),
-            openmetrics: Arc::new(Segment::new(w.openmetrics)),
+            classic,
+            openmetrics,
         }
     }
 }
@@ -829,8 +1383,16 @@ pub struct Published {
     pub data: Arc<DataPart>,
     /// The exporter's metrics about them.
     pub meta: MetaPart,
-    /// What the status page and `/api/v1/files` show.
-    pub status: Arc<StatusModel>,
+    /// What the status page and `/api/v1/files` show, but the files ([`Published::status`]
+    /// adds them on first request).
+    status: Arc<StatusModel>,
+    /// Every tracked file, for the status.
+    views: Vec<FileView>,
+    status_full: OnceLock<Arc<StatusModel>>,
+    /// The gzip stream of data and meta, by format (classic, OpenMetrics) and data part (the
+    /// published one, then the escaped variants `underscores`, `dots`, `values` that differ
+    /// from it), joined on first request.
+    gzipped: [tokio::sync::OnceCell<Arc<gzip::Joined>>; 8],
 }
 
 /// A response body: its content type, whether it is gzip-encoded, and its chunks.
@@ -857,20 +1419,47 @@ impl Body {
 }
 
 impl Published {
-    /// An empty exposition, served before the first scan finishes.
-    pub fn empty(status: StatusModel) -> Published {
+    /// A publication of these parts; `status` without its files, which are `views`.
+    pub fn new(
+        data: Arc<DataPart>,
+        meta: MetaPart,
+        status: Arc<StatusModel>,
+        views: Vec<FileView>,
+    ) -> Published {
         Published {
-            data: Arc::new(DataPart::build(Vec::new(), ExpositionOptions::default())),
-            meta: MetaPart::build(&[], &Counters::default(), false, &Arc::default()),
-            status: Arc::new(status),
+            data,
+            meta,
+            status,
+            views,
+            status_full: OnceLock::new(),
+            gzipped: Default::default(),
         }
     }
 
-    /// Compresses every part not compressed yet (blocking; run it after publishing).
-    pub fn compress(&self) {
-        self.data.classic.compress();
-        self.meta.classic.compress();
-        self.meta.openmetrics.compress();
+    /// What the status page and `/api/v1/files` show (the files' rows made on first request).
+    pub fn status(&self) -> Arc<StatusModel> {
+        Arc::clone(self.status_full.get_or_init(|| {
+            if self.views.is_empty() {
+                return Arc::clone(&self.status);
+            }
+            let mut model = (*self.status).clone();
+            model.files = self
+                .views
+                .iter()
+                .map(crate::status::FileStatus::of)
+                .collect();
+            Arc::new(model)
+        }))
+    }
+
+    /// An empty exposition, served before the first scan finishes.
+    pub fn empty(status: StatusModel) -> Published {
+        Published::new(
+            Arc::new(DataPart::build(Vec::new(), ExpositionOptions::default())),
+            MetaPart::build(&[], &Counters::default(), false, &Arc::default()),
+            Arc::new(status),
+            Vec::new(),
+        )
     }
 
     /// The `/metrics` body in `format` with the default escaping (`underscores`), as
@@ -895,38 +1484,69 @@ impl Published {
     }
 
     /// The `/metrics` body as `negotiated`: the data part with its names escaped as asked
-    /// ([`DataPart::escaped`]), gzip-compressed when allowed and the compressed parts are
-    /// ready. Process metrics are added now; everything else was prepared before. The meta
-    /// part's names are legacy ones, served as they are under every scheme.
+    /// ([`DataPart::escaped`]), gzip-compressed when allowed. Process metrics are added now;
+    /// everything else was prepared before, and is compressed on the first gzip request (only
+    /// the segments that changed since the last publication). The meta part's names are
+    /// legacy ones, served as they are under every scheme.
     pub async fn negotiated_body(
         &self,
         negotiated: &Negotiated,
         scrape_metrics: &[fn(&mut MetaWriter)],
     ) -> Body {
-        let gzip = negotiated.gzip;
         let openmetrics = negotiated.format == Format::OpenMetrics;
-        let data = self.data.escaped(negotiated.escaping).await;
-        let (data, meta) = if openmetrics {
-            (data.openmetrics().await, &self.meta.openmetrics)
+        let variant = self.data.escaped(negotiated.escaping).await;
+        // The published part's slot when the variant is the published part itself.
+        let slot = if Arc::ptr_eq(&variant, &self.data) {
+            0
         } else {
-            (Arc::clone(&data.classic), &self.meta.classic)
+            escaped::slot_index(negotiated.escaping).map_or(0, |i| i + 1)
+        };
+        let data = if openmetrics {
+            variant.openmetrics().await
+        } else {
+            Arc::new(variant.classic.clone())
+        };
+        let meta = if openmetrics {
+            &self.meta.openmetrics
+        } else {
+            &self.meta.classic
         };
         let mut tail = crate::process::render(openmetrics, scrape_metrics, &self.data.adopted);
         if openmetrics {
             tail.push_str("# EOF\n");
         }
         let content_type = negotiated.content_type();
-        if gzip && let (Some(d), Some(m)) = (data.deflated(), meta.deflated()) {
+        if negotiated.gzip {
+            let segments: Vec<Arc<Segment>> = data.iter().chain(meta.iter()).cloned().collect();
+            let index = usize::from(openmetrics) * 4 + slot;
+            let joined = self.gzipped[index]
+                .get_or_init(|| async move {
+                    let joined = tokio::task::spawn_blocking(move || {
+                        let deflated: Vec<&Deflated> =
+                            segments.iter().map(|s| s.compress()).collect();
+                        Arc::new(gzip::Joined::new(&deflated))
+                    })
+                    .await;
+                    crate::process::release_free_memory();
+                    joined.unwrap_or_else(|_| Arc::new(gzip::Joined::new(&[])))
+                })
+                .await;
             return Body {
                 content_type,
                 gzip: true,
-                chunks: gzip::join(&[d, m], tail.as_bytes()),
+                chunks: joined.finish(tail.as_bytes()),
             };
         }
+        let mut chunks: Vec<Bytes> = data
+            .iter()
+            .chain(meta.iter())
+            .flat_map(|s| s.parts.iter().cloned())
+            .collect();
+        chunks.push(Bytes::from(tail));
         Body {
             content_type,
             gzip: false,
-            chunks: vec![data.plain.clone(), meta.plain.clone(), Bytes::from(tail)],
+            chunks,
         }
     }
 }
@@ -970,7 +1590,7 @@ pub fn render_classic_body(
         .map(|f| Arc::clone(&f.snapshot))
         .collect();
     let data = DataPart::build(served, options.clone());
-    let mut out = String::from_utf8_lossy(&data.classic.plain).into_owned();
+    let mut out = data.classic_text();
     for c in &data.conflicts {
         *counters.conflicts.entry(c.kind).or_default() += 1;
         *counters.current_conflicts.entry(c.kind).or_default() += 1;
@@ -1140,7 +1760,7 @@ mod escaping_tests {
             ),
             ("/d/b.prom", "# TYPE plain_one gauge\nplain_one 1\n"),
         ]);
-        let text = |d: &Arc<DataPart>| String::from_utf8(d.classic.plain.to_vec()).unwrap();
+        let text = |d: &Arc<DataPart>| d.classic_text();
         assert!(
             text(&data).starts_with(
                 "# TYPE \"http.requests\" gauge\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n"
@@ -1148,7 +1768,7 @@ mod escaping_tests {
             "{}",
             text(&data)
         );
-        let om = String::from_utf8(data.openmetrics().await.plain.to_vec()).unwrap();
+        let om = segments_text(&data.openmetrics().await);
         assert!(
             om.starts_with(
                 "# TYPE \"http.requests\" gauge\n{\"http.requests\",\"http.method\"=\"GET\"} 3\n"
@@ -1175,9 +1795,7 @@ mod escaping_tests {
             &data.escaped(EscapingScheme::AllowUtf8).await
         ));
         let om = under.openmetrics().await;
-        assert!(
-            String::from_utf8_lossy(&om.plain).contains("http_requests{http_method=\"GET\"} 3\n")
-        );
+        assert!(segments_text(&om).contains("http_requests{http_method=\"GET\"} 3\n"));
     }
 
     #[tokio::test]
@@ -1204,10 +1822,65 @@ mod escaping_tests {
         assert!(Arc::ptr_eq(&a.files()[0], &b.files()[0]));
         assert!(!Arc::ptr_eq(&a.files()[1], &b.files()[1]));
         assert!(
-            String::from_utf8_lossy(&b.classic.plain).contains("U__changing_2e_one 2\n"),
+            b.classic_text().contains("U__changing_2e_one 2\n"),
             "{}",
-            String::from_utf8_lossy(&b.classic.plain)
+            b.classic_text()
         );
+    }
+
+    /// Publications one after the other over chunks of one file, with one [`Carry`] as the
+    /// engine keeps it: each chunk is escaped once, and the variant's series index follows
+    /// the escaped chunks (a collision once escaped comes and goes with its file).
+    #[tokio::test]
+    async fn an_escaped_variant_follows_the_chunks_from_one_publication_to_the_next() {
+        let files = data_of(&[
+            ("/d/a.prom", "# TYPE \"a.b\" gauge\n{\"a.b\"} 1\n"),
+            ("/d/b.prom", "# TYPE a_b gauge\na_b 2\n"),
+            ("/d/c.prom", "# TYPE \"c.d\" gauge\n{\"c.d\"} 3\n"),
+        ])
+        .files();
+        let options = ExpositionOptions::default();
+        let chunks: Vec<Arc<DataChunk>> = files
+            .iter()
+            .map(|f| Arc::new(DataChunk::build(vec![Arc::clone(f)], &options)))
+            .collect();
+        let carry = Arc::new(Carry::default());
+        let publish = |which: &[usize]| {
+            Arc::new(DataPart::assemble(
+                which.iter().map(|&i| Arc::clone(&chunks[i])).collect(),
+                options.clone(),
+                false,
+                Arc::clone(&carry),
+            ))
+        };
+        let from_scratch = |which: &[usize]| {
+            Arc::new(DataPart::build(
+                which.iter().map(|&i| Arc::clone(&files[i])).collect(),
+                options.clone(),
+            ))
+        };
+        let scheme = EscapingScheme::Underscores;
+        let mut kept: Option<Arc<DataChunk>> = None;
+        for which in [&[0, 2][..], &[0, 1, 2], &[0, 2], &[1, 2], &[0, 1, 2]] {
+            let variant = publish(which).escaped(scheme).await;
+            let want = from_scratch(which).escaped(scheme).await;
+            assert_eq!(variant.classic_text(), want.classic_text(), "{which:?}");
+            assert_eq!(variant.conflicts, want.conflicts, "{which:?}");
+            assert_eq!(
+                variant.is_concatenated(),
+                !which.contains(&1) || !which.contains(&0),
+                "{which:?}"
+            );
+            // a.prom's chunk is escaped once and kept with the chunk.
+            if which[0] == 0 {
+                let escaped = Arc::clone(&variant.chunks()[0]);
+                assert!(!Arc::ptr_eq(&escaped, &chunks[0]));
+                if let Some(k) = &kept {
+                    assert!(Arc::ptr_eq(k, &escaped));
+                }
+                kept = Some(escaped);
+            }
+        }
     }
 
     #[tokio::test]
@@ -1230,10 +1903,10 @@ mod escaping_tests {
             "# TYPE x gauge\nx{\"a.b\"=\"1\",a_b=\"2\"} 1\nx{\"a.b\"=\"3\"} 2\n",
         )]);
         let under = data.escaped(EscapingScheme::Underscores).await;
-        let served = String::from_utf8(under.classic.plain.to_vec()).unwrap();
+        let served = under.classic_text();
         assert_eq!(served, "# TYPE x gauge\nx{a_b=\"3\"} 2\n");
         let values = data.escaped(EscapingScheme::Values).await;
-        let served = String::from_utf8(values.classic.plain.to_vec()).unwrap();
+        let served = values.classic_text();
         assert!(
             served.contains("x{U__a_2e_b=\"1\",a_b=\"2\"} 1\n"),
             "{served}"
@@ -1250,7 +1923,7 @@ mod escaping_tests {
         let under = data.escaped(EscapingScheme::Underscores).await;
         assert_eq!(under.conflicts.len(), 1, "{:?}", under.conflicts);
         assert_eq!(under.conflicts[0].kind, "duplicate_series");
-        let served = String::from_utf8(under.classic.plain.to_vec()).unwrap();
+        let served = under.classic_text();
         assert_eq!(
             served.lines().filter(|l| l.starts_with("a_b ")).count(),
             1,

@@ -33,37 +33,77 @@ pub struct Deflated {
 
 /// Compresses `input` as a segment: sync-flushed when `last` is false, finished when true.
 pub fn deflate(input: &[u8], last: bool) -> Deflated {
-    let mut compress = Compress::new(Compression::new(LEVEL), false);
-    let mut out: Vec<u8> = Vec::with_capacity(input.len() / 4 + 256);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    loop {
-        if out.capacity() - out.len() < 256 {
-            out.reserve(out.capacity().max(4096));
+    deflate_parts(&[input], last)
+}
+
+/// Compresses the concatenation of `parts` as one segment (see [`deflate`]), without joining
+/// them first.
+pub fn deflate_parts(parts: &[&[u8]], last: bool) -> Deflated {
+    COMPRESSOR.with(|slot| match slot.try_borrow_mut() {
+        Ok(mut slot) => {
+            let compress =
+                slot.get_or_insert_with(|| Compress::new(Compression::new(LEVEL), false));
+            compress.reset();
+            deflate_with(compress, parts, last)
         }
-        let consumed = usize::try_from(compress.total_in()).unwrap_or(input.len());
-        let rest = input.get(consumed..).unwrap_or(&[]);
-        let status = match compress.compress_vec(rest, &mut out, flush) {
-            Ok(status) => status,
-            // Only misuse of the API fails; stop with what there is rather than loop.
-            Err(_) => break,
+        // Not reentrant; should it ever be, a compressor of its own.
+        Err(_) => deflate_with(
+            &mut Compress::new(Compression::new(LEVEL), false),
+            parts,
+            last,
+        ),
+    })
+}
+
+thread_local! {
+    /// One compressor per thread, reset between segments: making one allocates and clears
+    /// a few hundred KiB, which cost more than compressing a small segment.
+    static COMPRESSOR: std::cell::RefCell<Option<Compress>> = const { std::cell::RefCell::new(None) };
+}
+
+fn deflate_with(compress: &mut Compress, parts: &[&[u8]], last: bool) -> Deflated {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out: Vec<u8> = Vec::with_capacity(total / 4 + 256);
+    let mut crc = Hasher::new();
+    let count = parts.len();
+    for (i, input) in parts.iter().enumerate() {
+        crc.update(input);
+        let end = i + 1 == count;
+        let flush = match (end, last) {
+            (false, _) => FlushCompress::None,
+            (true, false) => FlushCompress::Sync,
+            (true, true) => FlushCompress::Finish,
         };
-        let all_in = usize::try_from(compress.total_in()).is_ok_and(|n| n == input.len());
-        match status {
-            Status::StreamEnd => break,
-            _ if !last && all_in && out.len() < out.capacity() => break,
-            _ => {}
+        let base = compress.total_in();
+        loop {
+            if out.capacity() - out.len() < 256 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let consumed = usize::try_from(compress.total_in() - base).unwrap_or(input.len());
+            let rest = input.get(consumed..).unwrap_or(&[]);
+            let status = match compress.compress_vec(rest, &mut out, flush) {
+                Ok(status) => status,
+                // Only misuse of the API fails; stop with what there is rather than loop.
+                Err(_) => break,
+            };
+            let all_in =
+                usize::try_from(compress.total_in() - base).is_ok_and(|n| n == input.len());
+            match status {
+                Status::StreamEnd => break,
+                _ if all_in && flush == FlushCompress::None => break,
+                _ if !last && all_in && out.len() < out.capacity() => break,
+                _ => {}
+            }
         }
     }
-    let mut crc = Hasher::new();
-    crc.update(input);
+    if count == 0 {
+        // Nothing to compress: still a valid segment (a sync flush, or the stream's end).
+        return deflate_with(compress, &[&[]], last);
+    }
     Deflated {
         bytes: Bytes::from(out),
         crc,
-        len: input.len() as u64,
+        len: total as u64,
     }
 }
 
@@ -90,6 +130,49 @@ pub fn join(segments: &[&Deflated], last: &[u8]) -> Vec<Bytes> {
     }
     chunks.push(Bytes::copy_from_slice(&trailer(&crc, len)));
     chunks
+}
+
+/// Prepared segments joined once: the gzip header and the segments' bytes, with their CRC-32
+/// and length combined, ready to end with a last piece of text per response.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    chunks: Vec<Bytes>,
+    crc: Hasher,
+    len: u64,
+}
+
+impl Joined {
+    /// Joins `segments` (in order).
+    pub fn new(segments: &[&Deflated]) -> Joined {
+        let mut crc = Hasher::new();
+        let mut len = 0u64;
+        let mut chunks = Vec::with_capacity(segments.len() + 1);
+        chunks.push(Bytes::from_static(&HEADER));
+        for segment in segments {
+            if segment.len > 0 {
+                crc.combine(&segment.crc);
+                len += segment.len;
+            }
+            if !segment.bytes.is_empty() {
+                chunks.push(segment.bytes.clone());
+            }
+        }
+        Joined { chunks, crc, len }
+    }
+
+    /// The chunks of one gzip member: the joined segments, then `last` compressed and the
+    /// trailer.
+    pub fn finish(&self, last: &[u8]) -> Vec<Bytes> {
+        let tail = deflate(last, true);
+        let mut crc = self.crc.clone();
+        crc.combine(&tail.crc);
+        let len = self.len + tail.len;
+        let mut chunks = Vec::with_capacity(self.chunks.len() + 2);
+        chunks.extend(self.chunks.iter().cloned());
+        chunks.push(tail.bytes);
+        chunks.push(Bytes::copy_from_slice(&trailer(&crc, len)));
+        chunks
+    }
 }
 
 #[cfg(test)]

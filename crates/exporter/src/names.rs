@@ -404,13 +404,18 @@ pub enum Claim {
 }
 
 /// Decides what becomes of a file's family named `name` (as parsed: an OpenMetrics counter's
-/// name has no `_total`) of type `metric_type` when the exporter runs with `config`.
+/// name has no `_total`, an info's no `_info`) of type `metric_type` when the exporter runs with
+/// `config`. The names are matched after the OpenMetrics suffix rules, as
+/// `PrepareOptions::is_reserved` leaves them out of the merge: an info `x` is served as the
+/// gauge `x_info`, so an info `promdrop_build` is the exporter's `promdrop_build_info` of
+/// another type.
 pub fn claim(name: &str, metric_type: MetricType, config: OwnConfig) -> Claim {
+    let suffixed = |m: &OwnMetric, suffix: &str| m.name.strip_suffix(suffix) == Some(name);
     let own = OWN_METRICS.iter().find(|m| {
         m.served.is_served(config)
             && (m.name == name
-                || (metric_type == MetricType::Counter
-                    && m.name.strip_suffix("_total") == Some(name)))
+                || (metric_type == MetricType::Counter && suffixed(m, "_total"))
+                || (metric_type == MetricType::Info && suffixed(m, "_info")))
     });
     match own {
         None => Claim::Foreign,
@@ -477,6 +482,42 @@ mod tests {
         for name in RESERVED_FAMILIES {
             assert!(seen.insert(name), "{name} is listed twice");
             assert!(promdrop_textformat::is_valid_metric_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn claims_follow_the_openmetrics_suffix_rules() {
+        use super::{Claim, OwnConfig, claim};
+        use promdrop_textformat::MetricType::{Counter, Gauge, Info};
+        let config = OwnConfig::default();
+        let name = |c: Claim| match c {
+            Claim::Own(m) => ("own", m.name),
+            Claim::OtherType(m) => ("other type", m.name),
+            Claim::Foreign => ("foreign", ""),
+        };
+        let cases = [
+            (
+                "process_cpu_seconds",
+                Counter,
+                ("own", "process_cpu_seconds_total"),
+            ),
+            (
+                "process_cpu_seconds_total",
+                Counter,
+                ("own", "process_cpu_seconds_total"),
+            ),
+            ("promdrop_build_info", Gauge, ("own", "promdrop_build_info")),
+            // An info `x` is served as the gauge `x_info`.
+            (
+                "promdrop_build",
+                Info,
+                ("other type", "promdrop_build_info"),
+            ),
+            ("promdrop_build", Gauge, ("foreign", "")),
+            ("process_cpu_seconds", Gauge, ("foreign", "")),
+        ];
+        for (family, metric_type, want) in cases {
+            assert_eq!(name(claim(family, metric_type, config)), want, "{family}");
         }
     }
 }

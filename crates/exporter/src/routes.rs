@@ -65,13 +65,28 @@ impl hyper::body::Body for Chunks {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.chunks.pop_front() {
-            Some(chunk) => {
-                self.remaining -= chunk.len() as u64;
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
+        // Small chunks (a body in many segments) go out gathered, up to 64 KiB a frame.
+        const SMALL: usize = 16 << 10;
+        const FRAME: usize = 64 << 10;
+        let Some(first) = self.chunks.pop_front() else {
+            return Poll::Ready(None);
+        };
+        let chunk = if first.len() < SMALL && self.chunks.front().is_some_and(|c| c.len() < SMALL) {
+            let mut frame = bytes::BytesMut::with_capacity(FRAME);
+            frame.extend_from_slice(&first);
+            while let Some(next) = self.chunks.front() {
+                if frame.len() + next.len() > FRAME {
+                    break;
+                }
+                frame.extend_from_slice(next);
+                self.chunks.pop_front();
             }
-            None => Poll::Ready(None),
-        }
+            frame.freeze()
+        } else {
+            first
+        };
+        self.remaining -= chunk.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -147,12 +162,12 @@ async fn dispatch<B>(req: &Request<B>, state: &State) -> Response<Chunks> {
         }
         "/" => {
             let published = state.shared.published.load();
-            let html = status::render_html(&published.status, SystemTime::now());
+            let html = status::render_html(&published.status(), SystemTime::now());
             text_response(StatusCode::OK, "text/html; charset=utf-8", html)
         }
         "/api/v1/files" => {
             let published = state.shared.published.load();
-            let mut model = (*published.status).clone();
+            let mut model = (*published.status()).clone();
             model.ready = state.shared.is_ready();
             let json = status::render_json(&model, SystemTime::now());
             text_response(StatusCode::OK, "application/json", json)

@@ -6,6 +6,7 @@
 //! At each rescan tick the watches are checked: a directory that appeared, or was replaced
 //! by a new one (another inode), is watched again.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,13 +14,16 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::Error;
-use promdrop_textfile::discovery::dir_identity;
+use promdrop_textfile::discovery::{dir_identity, is_served_name};
 
 /// What the engine is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
-    /// Something changed in the directory with this index.
+    /// Something changed in the directory with this index: list it again.
     Changed(usize),
+    /// These entries (names) of the directory with this index were created, changed, renamed
+    /// or removed: look at them alone, in time independent of the directory's size.
+    Names(usize, Vec<OsString>),
     /// Time for a full rescan of every directory.
     Rescan,
 }
@@ -34,18 +38,67 @@ struct DirWatch {
     tenants: std::collections::BTreeSet<PathBuf>,
 }
 
+/// The name an event's path is known by in directory `dir` (as the engine keys files): the
+/// entry's name, or with tenancy `<namespace>/<file>` for an entry of a namespace's directory
+/// (its events come through the same watcher). `None` for a path that is neither.
+fn event_name(dir: &Path, path: &Path, tenancy: bool) -> Option<OsString> {
+    let parent = path.parent()?;
+    let name = path.file_name()?;
+    if parent == dir {
+        return Some(name.to_os_string());
+    }
+    if tenancy && parent.parent() == Some(dir) {
+        let namespace = parent.file_name()?;
+        if !promdrop_textfile::discovery::is_namespace_name(namespace) {
+            return None;
+        }
+        let mut qualified = namespace.to_os_string();
+        qualified.push("/");
+        qualified.push(name);
+        return Some(qualified);
+    }
+    None
+}
+
 fn watch_dir(
     index: usize,
     path: &Path,
+    tenancy: bool,
     tx: &UnboundedSender<WatchEvent>,
 ) -> Result<RecommendedWatcher, Error> {
     let tx = tx.clone();
+    let dir = path.to_path_buf();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             // Our own reads show up as access events: not a change.
             Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
             Ok(e) if e.need_rescan() => {
                 let _ = tx.send(WatchEvent::Rescan);
+            }
+            // Files of the directory itself (with tenancy, of its namespaces' directories):
+            // only they need a look. With tenancy, the directory's own entries are the
+            // namespaces' directories, which a listing looks at.
+            Ok(e)
+                if matches!(
+                    e.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                ) && !e.paths.is_empty()
+                    && e.paths.iter().all(|p| {
+                        event_name(&dir, p, tenancy).is_some()
+                            && (!tenancy || p.parent() != Some(dir.as_path()))
+                    }) =>
+            {
+                // Names never served (a writer's hidden temporary file) change nothing: no
+                // wake-up for them.
+                let names: Vec<OsString> = e
+                    .paths
+                    .iter()
+                    .filter(|p| p.file_name().is_some_and(is_served_name))
+                    .filter_map(|p| event_name(&dir, p, tenancy))
+                    .collect();
+                if !names.is_empty() {
+                    let _ = tx.send(WatchEvent::Names(index, names));
+                }
             }
             // Any other event, and errors (such as a queue overflow), mean "look again".
             _ => {
@@ -67,7 +120,7 @@ fn watch_dir(
 
 impl DirWatch {
     /// Sets the watch when there is none or the directory was replaced.
-    fn refresh(&mut self, index: usize, tx: &UnboundedSender<WatchEvent>) {
+    fn refresh(&mut self, index: usize, tenancy: bool, tx: &UnboundedSender<WatchEvent>) {
         let Some(identity) = dir_identity(&self.path) else {
             // Gone: drop the watch; the next tick sets it again if it comes back.
             self.active = None;
@@ -76,7 +129,7 @@ impl DirWatch {
         if matches!(&self.active, Some((watched, _)) if *watched == identity) {
             return;
         }
-        match watch_dir(index, &self.path, tx) {
+        match watch_dir(index, &self.path, tenancy, tx) {
             Ok(watcher) => {
                 if self.failing || self.active.is_some() {
                     tracing::info!(dir = %self.path.display(), "watching the directory again");
@@ -155,7 +208,7 @@ pub async fn run(
     let refresh = |watches: &mut Vec<DirWatch>| {
         if events {
             for (index, w) in watches.iter_mut().enumerate() {
-                w.refresh(index, &tx);
+                w.refresh(index, tenancy, &tx);
                 if tenancy {
                     w.refresh_tenants();
                 }

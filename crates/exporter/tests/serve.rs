@@ -758,3 +758,65 @@ fn sigterm_shuts_down_gracefully_and_bad_flags_fail_readably() {
         serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
     assert_eq!(parsed["level"], "ERROR");
 }
+
+/// `--max-total-bytes` and `--max-total-series`: files are admitted in serving order (by
+/// name here); one that does not fit is reported (promdrop_file_error, the status API) and
+/// not served, and is served again once it fits.
+#[test]
+fn the_directory_caps_refuse_files_in_serving_order() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let file = |job: &str, n: usize| -> String {
+        (0..n)
+            .map(|i| format!("capped_value{{job=\"{job}\",i=\"{i:04}\"}} {i}\n"))
+            .collect()
+    };
+    let (a, b, c) = (file("a", 10), file("b", 10), file("c", 10));
+    write_atomic(dir, "a.prom", &a);
+    write_atomic(dir, "b.prom", &b);
+    write_atomic(dir, "c.prom", &c);
+    // Room for a and b (by bytes), not for c.
+    let cap = a.len() + b.len() + c.len() / 2;
+    let exporter = common::start(&[dir_arg(dir), arg("max-total-bytes", cap)]);
+    let m = Metrics::parse(&exporter.metrics());
+    let served = |m: &Metrics, job: &str| {
+        m.with_prefix("capped_value")
+            .iter()
+            .filter(|((_, labels), _)| labels.get("job").map(String::as_str) == Some(job))
+            .count()
+    };
+    assert_eq!(
+        (served(&m, "a"), served(&m, "b"), served(&m, "c")),
+        (10, 10, 0)
+    );
+    assert_eq!(
+        m.file("promdrop_file_error", &dir.join("c.prom")),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.file("promdrop_file_error", &dir.join("a.prom")),
+        Some(0.0)
+    );
+    let json = exporter.get("/api/v1/files", &[]).text();
+    assert!(json.contains("--max-total-bytes="), "{json}");
+    // a.prom goes: c.prom fits and is served.
+    std::fs::remove_file(dir.join("a.prom")).unwrap();
+    let m = exporter.wait_for("c.prom served", Duration::from_secs(10), |m| {
+        m.file("promdrop_file_error", &dir.join("c.prom")) == Some(0.0)
+    });
+    assert_eq!((served(&m, "b"), served(&m, "c")), (10, 10));
+    drop(exporter);
+
+    // By series: 25 fit, so a and b (20) are served and c is not.
+    write_atomic(dir, "a.prom", &a);
+    let exporter = common::start(&[dir_arg(dir), arg("max-total-series", 25)]);
+    let m = Metrics::parse(&exporter.metrics());
+    assert_eq!(
+        (served(&m, "a"), served(&m, "b"), served(&m, "c")),
+        (10, 10, 0)
+    );
+    assert_eq!(
+        m.file("promdrop_file_error", &dir.join("c.prom")),
+        Some(1.0)
+    );
+}

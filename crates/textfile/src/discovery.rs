@@ -236,6 +236,133 @@ pub fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// What one entry of a directory is, for serving.
+#[derive(Debug)]
+pub enum Entry {
+    /// A served file.
+    Found(Found),
+    /// Named like a served file but refused (a symlink escaping the directory).
+    Refused(Refused),
+    /// Nothing to serve under that name (absent, not a regular file, a dangling link).
+    Absent,
+}
+
+/// Classifies the entry `name` of `dir`, given its type without following a symlink and a way
+/// to read its metadata (from the directory listing, or a `stat` of one name).
+/// `canonical_dir` caches the resolved directory (only needed when a symlink is met).
+fn classify(
+    dir: &Path,
+    name: OsString,
+    file_type: std::fs::FileType,
+    metadata: impl FnOnce() -> std::io::Result<Metadata>,
+    canonical_dir: &mut Option<PathBuf>,
+) -> Result<Entry, Error> {
+    let path = dir.join(&name);
+    let metadata = if file_type.is_symlink() {
+        let resolved_dir = match canonical_dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = std::fs::canonicalize(dir).map_err(|source| Error::ListDir {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
+                *canonical_dir = Some(d.clone());
+                d
+            }
+        };
+        let Ok(target) = std::fs::canonicalize(&path) else {
+            return Ok(Entry::Absent); // dangling link: nothing to serve
+        };
+        if !target.starts_with(&resolved_dir) || target == resolved_dir {
+            return Ok(Entry::Refused(Refused {
+                error: Error::SymlinkEscape {
+                    path: path.clone(),
+                    target,
+                    dir: dir.to_path_buf(),
+                },
+                path,
+            }));
+        }
+        match std::fs::metadata(&target) {
+            Ok(m) => m,
+            Err(_) => return Ok(Entry::Absent),
+        }
+    } else if file_type.is_file() {
+        match metadata() {
+            Ok(m) => m,
+            Err(_) => return Ok(Entry::Absent),
+        }
+    } else {
+        return Ok(Entry::Absent);
+    };
+    if !metadata.is_file() {
+        return Ok(Entry::Absent);
+    }
+    Ok(Entry::Found(Found {
+        identity: FileIdentity::of(&metadata),
+        name,
+        path,
+    }))
+}
+
+/// Looks at one entry of `dir` by name, as [`list`] would classify it: what a change event
+/// about that name needs, in time independent of the directory's size.
+pub fn look_up(dir: &Path, name: &std::ffi::OsStr) -> Result<Entry, Error> {
+    if !is_served_name(name) {
+        return Ok(Entry::Absent);
+    }
+    let path = dir.join(name);
+    let metadata = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Entry::Absent),
+        Err(source) => {
+            return Err(Error::ListDir {
+                dir: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let file_type = metadata.file_type();
+    classify(
+        dir,
+        name.to_os_string(),
+        file_type,
+        || Ok(metadata),
+        &mut None,
+    )
+}
+
+/// Looks at one entry `<namespace>/<file>` of `dir` in the tenancy layout by name, as
+/// [`list_tenants`] would classify it (the namespace's directory is the symlink boundary); the
+/// entry found is named `<namespace>/<file>` as a listing names it. `None` when only a listing
+/// can tell: the name has not that form, or the namespace's entry is not a plain directory
+/// named as a namespace (missing, a symlink, a file).
+pub fn look_up_tenant(dir: &Path, name: &std::ffi::OsStr) -> Option<Result<Entry, Error>> {
+    let qualified = Path::new(name);
+    let namespace = qualified.parent()?;
+    let file = qualified.file_name()?;
+    let mut components = namespace.components();
+    let (Some(std::path::Component::Normal(ns)), None) = (components.next(), components.next())
+    else {
+        return None;
+    };
+    if !is_namespace_name(ns) {
+        return None;
+    }
+    let tenant_dir = dir.join(ns);
+    let is_dir = std::fs::symlink_metadata(&tenant_dir).is_ok_and(|m| m.file_type().is_dir());
+    if !is_dir {
+        return None;
+    }
+    Some(look_up(&tenant_dir, file).map(|entry| match entry {
+        Entry::Found(mut found) => {
+            found.name = name.to_os_string();
+            Entry::Found(found)
+        }
+        other => other,
+    }))
+}
+
 /// Lists `dir`: the served files and the refused entries. Entries that vanish while listing
 /// are skipped (they were being renamed or deleted).
 pub fn list(dir: &Path) -> Result<Listing, Error> {
@@ -253,53 +380,20 @@ pub fn list(dir: &Path) -> Result<Listing, Error> {
         if !is_served_name(&name) {
             continue;
         }
-        let path = dir.join(&name);
         let Ok(file_type) = entry.file_type() else {
             continue;
         };
-        let metadata = if file_type.is_symlink() {
-            let resolved_dir = match &canonical_dir {
-                Some(d) => d.clone(),
-                None => {
-                    let d = std::fs::canonicalize(dir).map_err(list_error)?;
-                    canonical_dir = Some(d.clone());
-                    d
-                }
-            };
-            let Ok(target) = std::fs::canonicalize(&path) else {
-                continue; // dangling link: nothing to serve
-            };
-            if !target.starts_with(&resolved_dir) || target == resolved_dir {
-                listing.refused.push(Refused {
-                    error: Error::SymlinkEscape {
-                        path: path.clone(),
-                        target,
-                        dir: dir.to_path_buf(),
-                    },
-                    path,
-                });
-                continue;
-            }
-            match std::fs::metadata(&target) {
-                Ok(m) => m,
-                Err(_) => continue,
-            }
-        } else if file_type.is_file() {
-            match entry.metadata() {
-                Ok(m) => m,
-                Err(_) => continue,
-            }
-        } else {
-            continue;
-        };
-        if !metadata.is_file() {
-            continue;
-        }
-        listing.found.push(Found {
-            identity: FileIdentity::of(&metadata),
+        match classify(
+            dir,
             name,
-            path,
-        });
+            file_type,
+            || entry.metadata(),
+            &mut canonical_dir,
+        )? {
+            Entry::Found(found) => listing.found.push(found),
+            Entry::Refused(refused) => listing.refused.push(refused),
+            Entry::Absent => {}
+        }
     }
     listing.found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(listing)
@@ -388,6 +482,43 @@ mod tests {
             refused,
             ["Bad_Name", "team-b/steal.prom", "team-c", "top.prom"]
         );
+    }
+
+    #[test]
+    fn a_tenants_file_is_looked_up_as_the_listing_sees_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("textfiles");
+        for ns in ["team-a", "team-b"] {
+            std::fs::create_dir_all(dir.join(ns)).unwrap();
+        }
+        std::fs::write(dir.join("team-a/job.prom"), "x 1\n").unwrap();
+        symlink("../team-a/job.prom", dir.join("team-b/steal.prom")).unwrap();
+        symlink("team-a", dir.join("team-c")).unwrap();
+        std::fs::create_dir_all(dir.join("Bad_Name")).unwrap();
+        std::fs::write(dir.join("Bad_Name/job.prom"), "x 1\n").unwrap();
+
+        let look = |name: &str| look_up_tenant(&dir, name.as_ref()).map(|r| r.unwrap());
+        let listing = list_tenants(&dir).unwrap();
+        match look("team-a/job.prom") {
+            Some(Entry::Found(found)) => {
+                assert_eq!(found.name, "team-a/job.prom");
+                assert_eq!(found.path, dir.join("team-a/job.prom"));
+                assert_eq!(found.identity, listing.found[0].identity);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(look("team-b/steal.prom"), Some(Entry::Refused(_))));
+        assert!(matches!(look("team-a/gone.prom"), Some(Entry::Absent)));
+        // Only a listing tells: a symlinked namespace, another name, no namespace, deeper.
+        for name in [
+            "team-c/job.prom",
+            "Bad_Name/job.prom",
+            "job.prom",
+            "team-a/deeper/job.prom",
+            "team-x/job.prom",
+        ] {
+            assert!(look(name).is_none(), "{name}");
+        }
     }
 
     #[test]

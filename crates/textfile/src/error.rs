@@ -45,6 +45,22 @@ pub enum Error {
         /// The first sample with a timestamp, as `name{labels}`.
         series: String,
     },
+    /// Serving a file would take the directory past `--max-total-bytes` or
+    /// `--max-total-series`: files are admitted in serving order and this one did not fit.
+    #[error(
+        "{path} is not served: with it the served files would hold {total} {what}, over \
+         --max-total-{what}={limit} (files are admitted in serving order; this one does not fit)"
+    )]
+    OverTotal {
+        /// The file.
+        path: PathBuf,
+        /// `bytes` or `series`.
+        what: &'static str,
+        /// The total with this file.
+        total: u64,
+        /// The cap.
+        limit: u64,
+    },
     /// A symlink in a watched directory points outside it.
     #[error("{path} is a symlink to {target}, outside {dir}: not served")]
     SymlinkEscape {

@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod assembly;
 pub mod conflict;
 pub mod discovery;
 mod error;

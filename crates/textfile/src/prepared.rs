@@ -136,15 +136,19 @@ fn set_owned_label<'a>(labels: &mut Vec<Label<'a>>, name: &'a str, value: &'a st
 }
 
 impl PrepareOptions {
-    /// Whether `family` is one of [`PrepareOptions::reserved`].
+    /// Whether `family` is one of [`PrepareOptions::reserved`], by its name or by the name
+    /// OpenMetrics suffix rules give its samples: a counter `x` is served as `x_total`, an
+    /// info `x` as `x_info`.
     pub fn is_reserved(&self, family: &MetricFamily<'_>) -> bool {
         let name: &str = &family.name;
+        let suffixed = |suffix: &str| {
+            self.reserved
+                .iter()
+                .any(|r| r.strip_suffix(suffix) == Some(name))
+        };
         self.reserved.contains(&name)
-            || (family.metric_type == MetricType::Counter
-                && self
-                    .reserved
-                    .iter()
-                    .any(|r| r.strip_suffix("_total") == Some(name)))
+            || (family.metric_type == MetricType::Counter && suffixed("_total"))
+            || (family.metric_type == MetricType::Info && suffixed("_info"))
     }
 }
 
@@ -161,38 +165,38 @@ pub struct PreparedFamily {
     pub unit: Option<Box<str>>,
     /// Classic: the name of the main block when it is not the family name (a counter's
     /// samples name it).
-    main_name: Option<Box<str>>,
+    pub(crate) main_name: Option<Box<str>>,
     /// Classic sample lines: the main block, then the split-off gauges in the order of
     /// [`split_suffixes`]. Ranges into [`Prepared::classic`]; empty when absent.
-    classic: [Range<u32>; 3],
+    pub(crate) classic: [Range<u32>; 3],
     /// OpenMetrics: the family's name when not the family name.
-    om_name: Option<Box<str>>,
+    pub(crate) om_name: Option<Box<str>>,
     /// OpenMetrics sample lines (with any folded `_created` samples interleaved), a range
     /// into [`Prepared::openmetrics`].
-    om: Range<u32>,
+    pub(crate) om: Range<u32>,
     /// OpenMetrics: this `x_created` gauge was folded into the counter `x` of the same file.
-    om_folded: bool,
+    pub(crate) om_folded: bool,
     /// OpenMetrics: a gauge was folded into this family.
-    om_folds: bool,
+    pub(crate) om_folds: bool,
     /// OpenMetrics: the family has `_created` samples of its own.
-    om_has_created: bool,
+    pub(crate) om_has_created: bool,
     /// OpenMetrics: a counter written as `unknown` (a sample named as the family, without
     /// `_total`).
-    om_unknown: bool,
+    pub(crate) om_unknown: bool,
     /// Every name the family holds in either format (`promdrop_textformat::family_names`),
     /// for the rule on families of different names that clash.
-    names: Box<[(Box<str>, NameUse)]>,
+    pub(crate) names: Box<[(Box<str>, NameUse)]>,
     /// A histogram's bucket bounds or a summary's quantiles
     /// (`promdrop_textformat::family_bounds`); empty for other types.
-    bounds: Box<[Box<str>]>,
+    pub(crate) bounds: Box<[Box<str>]>,
 }
 
 impl PreparedFamily {
-    fn om_name(&self) -> &str {
+    pub(crate) fn om_name(&self) -> &str {
         self.om_name.as_deref().unwrap_or(&self.name)
     }
 
-    fn main_name(&self) -> &str {
+    pub(crate) fn main_name(&self) -> &str {
         self.main_name.as_deref().unwrap_or(&self.name)
     }
 }
@@ -208,19 +212,26 @@ pub struct Prepared {
     pub reserved: Vec<Box<str>>,
     /// The families withheld ([`Origin::withheld`]) with their types (left out).
     pub withheld: Vec<(Box<str>, MetricType)>,
-    classic: Bytes,
-    openmetrics: Bytes,
+    /// The names each withheld family holds in either format (as [`Prepared::withheld`] lists
+    /// them), for the engine's rule on names that clash between namespaces.
+    pub withheld_names: Vec<Box<[(Box<str>, NameUse)]>>,
+    /// Bucket bounds and quantiles are compared only between files of one scope: with
+    /// tenancy, the namespace (its label is on every series, so two namespaces' series never
+    /// mix); else empty.
+    pub scope: Box<str>,
+    pub(crate) classic: Bytes,
+    pub(crate) openmetrics: Bytes,
     /// Whether the classic text could be split by family (else output with this file takes
     /// the full merge).
-    ok: bool,
+    pub(crate) ok: bool,
     /// Whether the OpenMetrics text could be split by family (else OpenMetrics output with
     /// this file takes the full merge).
-    om_ok: bool,
+    pub(crate) om_ok: bool,
     hashes: Box<[u64]>,
 }
 
 /// The suffixes of the samples a classic client writes as gauges of their own.
-fn split_suffixes(metric_type: MetricType) -> &'static [&'static str] {
+pub(crate) fn split_suffixes(metric_type: MetricType) -> &'static [&'static str] {
     match metric_type {
         MetricType::Counter | MetricType::Histogram | MetricType::Summary => &["_created"],
         MetricType::GaugeHistogram => &["_gcount", "_gsum"],
@@ -398,11 +409,11 @@ impl Prepared {
     ) -> Prepared {
         // `le` and `quantile` as node_exporter serves them (see `canonicalize_bounds`).
         promdrop_textformat::canonicalize_bounds(&mut families);
-        let withheld = families
+        let (withheld, withheld_names) = families
             .iter()
             .filter(|f| origin.withheld.iter().any(|w| **w == *f.name))
-            .map(|f| (Box::from(f.name.as_ref()), f.metric_type))
-            .collect();
+            .map(|f| ((Box::from(f.name.as_ref()), f.metric_type), held_names(f)))
+            .unzip();
         let reserved = apply_options(&mut families, options, origin);
 
         let mut hashes = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
@@ -444,10 +455,7 @@ impl Prepared {
                 om_folds: false,
                 om_has_created: false,
                 om_unknown: om_type(family) != family.metric_type,
-                names: family_names(family)
-                    .into_iter()
-                    .map(|(name, how)| (name.into_boxed_str(), how))
-                    .collect(),
+                names: held_names(family),
                 bounds: family_bounds(family)
                     .into_iter()
                     .map(String::into_boxed_str)
@@ -507,12 +515,22 @@ impl Prepared {
             families: prepared,
             reserved,
             withheld,
+            withheld_names,
+            scope: match options.tenancy_label {
+                Some(_) => Box::from(origin.tenant.as_str()),
+                None => Box::default(),
+            },
             classic,
             openmetrics,
             ok,
             om_ok,
             hashes: hashes.into_boxed_slice(),
         }
+    }
+
+    /// The length of the classic prepared text, in bytes.
+    pub fn classic_len(&self) -> usize {
+        self.classic.len()
     }
 
     /// Whether the prepared text can be merged (else the full merge is needed; only for
@@ -524,6 +542,23 @@ impl Prepared {
     /// The series hashes of the families that are merged (reserved ones are left out).
     pub fn hashes(&self) -> &[u64] {
         &self.hashes
+    }
+
+    /// The classic lines in `range`, sharing the prepared text.
+    pub(crate) fn classic_slice(&self, range: &Range<u32>) -> Bytes {
+        if range.end as usize > self.classic.len() || range.start > range.end {
+            return Bytes::new();
+        }
+        self.classic.slice(range.start as usize..range.end as usize)
+    }
+
+    /// The OpenMetrics lines in `range`, sharing the prepared text.
+    pub(crate) fn om_slice(&self, range: &Range<u32>) -> Bytes {
+        if range.end as usize > self.openmetrics.len() || range.start > range.end {
+            return Bytes::new();
+        }
+        self.openmetrics
+            .slice(range.start as usize..range.end as usize)
     }
 
     fn classic_lines(&self, range: &Range<u32>) -> &[u8] {
@@ -577,7 +612,8 @@ impl SeriesIndex {
         self.repeated > 0
     }
 
-    fn add(&mut self, prepared: &Prepared) {
+    /// Counts the series of one more file (see also [`SeriesIndex::update`]).
+    pub fn add(&mut self, prepared: &Prepared) {
         for &h in prepared.hashes() {
             let n = self.counts.entry(h).or_insert(0);
             *n += 1;
@@ -587,7 +623,8 @@ impl SeriesIndex {
         }
     }
 
-    fn remove(&mut self, prepared: &Prepared) {
+    /// Stops counting the series of a file [`SeriesIndex::add`] counted.
+    pub fn remove(&mut self, prepared: &Prepared) {
         for &h in prepared.hashes() {
             if let Entry::Occupied(mut e) = self.counts.entry(h) {
                 let n = e.get_mut();
@@ -642,8 +679,17 @@ impl SeriesIndex {
     }
 }
 
-/// The bucket bounds or quantiles fixed for a merged family, and the file that fixed them.
-type FixedBounds<'p> = (&'p [Box<str>], usize);
+/// The names `family` holds in either format ([`family_names`]).
+fn held_names(family: &MetricFamily<'_>) -> Box<[(Box<str>, NameUse)]> {
+    family_names(family)
+        .into_iter()
+        .map(|(name, how)| (name.into_boxed_str(), how))
+        .collect()
+}
+
+/// The bucket bounds or quantiles fixed for a merged family in one scope
+/// ([`Prepared::scope`]), and the file that fixed them.
+type FixedBounds<'p> = (&'p str, &'p [Box<str>], usize);
 
 /// One merged family: the contributions (file, family) that are served, in order.
 struct MergedFamily<'p> {
@@ -668,7 +714,7 @@ fn group<'p>(
     let families: usize = files.iter().map(|f| f.families.len()).sum();
     let mut names = NameTable::with_capacity(families * 4);
     // Per merged family: the bounds fixed for it and the file that fixed them.
-    let mut bounds: Vec<Option<FixedBounds<'p>>> = Vec::new();
+    let mut bounds: Vec<Vec<FixedBounds<'p>>> = Vec::new();
     for (file, prepared) in files.iter().enumerate() {
         for family in &prepared.families {
             let into = by_name.get(&*family.name).copied();
@@ -686,7 +732,9 @@ fn group<'p>(
                     });
                     continue;
                 }
-                if let Some((kept, kept_file)) = bounds[index]
+                if let Some(&(_, kept, kept_file)) = bounds[index]
+                    .iter()
+                    .find(|(scope, ..)| *scope == &*prepared.scope)
                     && !family.bounds.is_empty()
                     && *kept != *family.bounds
                 {
@@ -725,10 +773,14 @@ fn group<'p>(
                 file,
             );
             if into.is_none() {
-                bounds.push(None);
+                bounds.push(Vec::new());
             }
-            if bounds[index].is_none() && !family.bounds.is_empty() {
-                bounds[index] = Some((&family.bounds, file));
+            if !family.bounds.is_empty()
+                && !bounds[index]
+                    .iter()
+                    .any(|(scope, ..)| *scope == &*prepared.scope)
+            {
+                bounds[index].push((&prepared.scope, &family.bounds, file));
             }
             match by_name.entry(&family.name) {
                 Entry::Vacant(slot) => {

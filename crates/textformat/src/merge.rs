@@ -13,7 +13,9 @@
 //!   [`family_names`](crate::family_names)) is left out whole as well
 //!   ([`Conflict::NameClash`], a type conflict too). The first family keeps the names.
 //! - Buckets: a histogram's bucket bounds (`le`) and a summary's quantiles must be the same in
-//!   every source that has any ([`family_bounds`](crate::family_bounds)); the first source
+//!   every source that has any ([`family_bounds`](crate::family_bounds)) among the sources of
+//!   one [scope](Source::scope) (sources whose series carry a label of their own, as a
+//!   namespace, never mix in one series, so they may differ); the first source
 //!   with some fixes them, and a later source's family with others is left out whole
 //!   ([`Conflict::BoundsMismatch`]) rather than mixed into one family.
 //! - HELP: the first HELP text wins; a different one later is reported
@@ -40,6 +42,10 @@ pub struct Source<'m> {
     pub families: &'m [MetricFamily<'m>],
     /// Higher wins a duplicate series (for instance the file's modification time).
     pub precedence: i128,
+    /// The sources whose series can never meet (each carries a label of its own, as a
+    /// namespace label does) have different scopes: bucket bounds and quantiles are compared
+    /// only between sources of one scope ([`Conflict::BoundsMismatch`]). Empty by default.
+    pub scope: &'m str,
 }
 
 impl<'m> Source<'m> {
@@ -48,7 +54,14 @@ impl<'m> Source<'m> {
         Source {
             families,
             precedence: 0,
+            scope: "",
         }
+    }
+
+    /// Sets the scope (builder style): see [`Source::scope`].
+    pub fn with_scope(mut self, scope: &'m str) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// Sets the precedence (builder style).
@@ -294,7 +307,8 @@ pub fn merge<'m>(sources: &[Source<'m>]) -> MergedView<'m> {
     // bounds or quantiles fixed for it (with the source that fixed them), for the name and
     // bucket rules.
     let mut names = NameTable::new();
-    let mut bounds: Vec<Option<(Vec<String>, usize)>> = Vec::new();
+    // (Per scope: see [`Source::scope`]; nearly always one.)
+    let mut bounds: Vec<Vec<(&str, Vec<String>, usize)>> = Vec::new();
 
     for (source_index, source) in sources.iter().enumerate() {
         for family in source.families {
@@ -314,7 +328,9 @@ pub fn merge<'m>(sources: &[Source<'m>]) -> MergedView<'m> {
             }
             let family_bounds = family_bounds(family);
             if let Some(index) = into
-                && let Some((kept, kept_source)) = &bounds[index]
+                && let Some((_, kept, kept_source)) = bounds[index]
+                    .iter()
+                    .find(|(scope, ..)| *scope == source.scope)
                 && !family_bounds.is_empty()
                 && *kept != family_bounds
             {
@@ -344,7 +360,7 @@ pub fn merge<'m>(sources: &[Source<'m>]) -> MergedView<'m> {
             let family_index = match by_name.entry(family.name.as_ref()) {
                 Entry::Vacant(slot) => {
                     slot.insert(view.families.len());
-                    bounds.push(None);
+                    bounds.push(Vec::new());
                     view.families.push(MergedFamily {
                         name: family.name.as_ref(),
                         help: family.help.as_deref(),
@@ -381,8 +397,12 @@ pub fn merge<'m>(sources: &[Source<'m>]) -> MergedView<'m> {
                 family_index,
                 source_index,
             );
-            if bounds[family_index].is_none() && !family_bounds.is_empty() {
-                bounds[family_index] = Some((family_bounds, source_index));
+            if !family_bounds.is_empty()
+                && !bounds[family_index]
+                    .iter()
+                    .any(|(scope, ..)| *scope == source.scope)
+            {
+                bounds[family_index].push((source.scope, family_bounds, source_index));
             }
             for sample in &family.samples {
                 let hash = series_hash(sample);
@@ -557,6 +577,22 @@ mod tests {
         let merged = merge(&[Source::new(&s1.families), Source::new(&s2.families)]);
         assert_eq!(merged.families[0].samples.len(), 2);
         assert_eq!(merged.conflicts[0].kind(), "buckets");
+        // Sources of other scopes (namespaces) may differ; within a scope they may not.
+        let scoped = [
+            Source::new(&parsed[1].families).with_scope("team-a"),
+            Source::new(&parsed[2].families).with_scope("team-b"),
+            Source::new(&parsed[3].families).with_scope("team-b"),
+        ];
+        let merged = merge(&scoped);
+        assert_eq!(merged.families[0].samples.len(), 6);
+        assert_eq!(
+            merged.conflicts,
+            [Conflict::BoundsMismatch {
+                family: "h".into(),
+                source: 2,
+                kept_source: 1,
+            }]
+        );
     }
 
     #[test]

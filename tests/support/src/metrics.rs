@@ -58,6 +58,20 @@ impl Metrics {
         self.samples.get(&(name.to_string(), labels)).copied()
     }
 
+    /// The value of the first series called `name` whose labels include all of `labels` (others
+    /// may be there too), in series order.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|((n, l), _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, v)| *v)
+    }
+
     /// The value of a per-file meta metric, `name{file="<path>"}`.
     pub fn file(&self, name: &str, path: &Path) -> Option<f64> {
         self.get(name, &[("file", &path.to_string_lossy())])

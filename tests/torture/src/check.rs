@@ -1,6 +1,9 @@
 //! Self-describing files and the checks made on every response.
 //!
-//! A torture file `fNNNN.prom` holds one family, `torture_sample`, with `n` samples:
+//! A torture file `fNNNN.prom` holds one family, `torture_sample`, with `n` samples; every
+//! file shares that family name (told apart by the `fid` label), as jobs sharing a client
+//! library's metric names do, so the exporter merges one family block from all the files and
+//! a change rebuilds that file's part of a block many files feed:
 //!
 //! ```text
 //! torture_sample{fid="17",gen="123",n="12",i="0"} 123

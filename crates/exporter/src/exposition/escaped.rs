@@ -1,14 +1,16 @@
 //! The data part for a scraper that cannot take UTF-8 names: the same publication
-//! ([`DataPart::build`]) run over the files with their names escaped.
+//! ([`DataPart::assemble`]) run over the chunks of files with their names escaped.
 //!
 //! A file whose names are all legacy ones is the same under `underscores` and `values`, so its
 //! snapshot (and prepared form) is shared with the default publication. Only a file with a
 //! name that changes is parsed again, escaped ([`escape_names`]), rendered in its own format
 //! and prepared as a file of its own. `dots` also doubles the `_` of legacy names (as
-//! prometheus_client does), so under `dots` most files change. When no file changes, the
-//! variant is the published data part itself.
+//! prometheus_client does), so under `dots` most files change. A chunk none of whose files
+//! changes is the published chunk itself; a chunk's escaped form is kept with the chunk (and a
+//! file's with its snapshot), so a change escapes the changed chunk's changed files only.
+//! When no chunk changes, the variant is the published data part itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -21,7 +23,7 @@ use promdrop_textformat::{
     render_openmetrics,
 };
 
-use super::DataPart;
+use super::{DataPart, ExpositionOptions};
 use crate::meta::MetaWriter;
 use crate::names;
 
@@ -78,12 +80,12 @@ fn changes(families: &[MetricFamily<'_>], scheme: EscapingScheme) -> bool {
 }
 
 /// `file` as a scraper asking for `scheme` gets it, and whether it changed: the same snapshot
-/// when no name changes, else a snapshot of its escaped text, prepared as `data` prepares
-/// files. `None` for a file that is not served.
+/// when no name changes, else a snapshot of its escaped text, prepared with `options`. `None`
+/// for a file that is not served.
 fn escaped_file(
     file: &Arc<FileSnapshot>,
     scheme: EscapingScheme,
-    data: &DataPart,
+    options: &ExpositionOptions,
 ) -> Option<(Arc<FileSnapshot>, bool)> {
     let content = file.content.as_ref().ok()?;
     if scheme != EscapingScheme::Dots && !may_have_quoted_names(&content.bytes) {
@@ -126,7 +128,7 @@ fn escaped_file(
     }
     let series = families.iter().map(|f| f.samples.len()).sum();
     let origin = file.origin();
-    let prepare = data.options.prepare_options();
+    let prepare = options.prepare_options();
     let prepared = Prepared::build(families, &text, &origin, &prepare);
     let escaped = FileSnapshot {
         path: file.path.clone(),
@@ -148,68 +150,101 @@ fn escaped_file(
 /// or not served).
 struct Cached {
     original: Weak<FileSnapshot>,
-    options: super::ExpositionOptions,
+    options: ExpositionOptions,
     escaped: Option<(Arc<FileSnapshot>, bool)>,
 }
 
 /// Escaped forms by snapshot (its address while it lives) and scheme, so that a change in one
 /// file escapes that file only: the engine keeps an unchanged file's snapshot from one
-/// publication to the next.
-static CACHE: Mutex<Vec<((usize, EscapingScheme), Cached)>> = Mutex::new(Vec::new());
+/// publication to the next. Entries whose snapshot is gone are dropped when the map has
+/// doubled since the last sweep.
+struct Cache {
+    map: HashMap<(usize, EscapingScheme), Cached>,
+    sweep_at: usize,
+}
 
-/// [`escaped_file`], from [`CACHE`] when the same snapshot was escaped before.
-fn escaped_file_cached(
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+
+/// `file` escaped under `scheme` ([`escaped_file`]), from [`CACHE`] when the same snapshot was
+/// escaped before with the same options.
+pub(super) fn escape_file(
     file: &Arc<FileSnapshot>,
     scheme: EscapingScheme,
-    data: &DataPart,
+    options: &ExpositionOptions,
 ) -> Option<(Arc<FileSnapshot>, bool)> {
     let key = (Arc::as_ptr(file) as usize, scheme);
     let hit = |c: &Cached| {
-        c.options == data.options && c.original.upgrade().is_some_and(|o| Arc::ptr_eq(&o, file))
+        c.options == *options && c.original.upgrade().is_some_and(|o| Arc::ptr_eq(&o, file))
     };
     {
         let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, c)) = cache.iter().find(|(k, c)| *k == key && hit(c)) {
+        if let Some(c) = cache.as_ref().and_then(|c| c.map.get(&key))
+            && hit(c)
+        {
             return c.escaped.clone();
         }
     }
-    let escaped = escaped_file(file, scheme, data);
+    let escaped = escaped_file(file, scheme, options);
     let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-    cache.retain(|(k, c)| *k != key && c.original.strong_count() > 0);
-    cache.push((
+    let cache = cache.get_or_insert_with(|| Cache {
+        map: HashMap::new(),
+        sweep_at: 64,
+    });
+    cache.map.insert(
         key,
         Cached {
             original: Arc::downgrade(file),
-            options: data.options.clone(),
+            options: options.clone(),
             escaped: escaped.clone(),
         },
-    ));
+    );
+    if cache.map.len() >= cache.sweep_at {
+        cache.map.retain(|_, c| c.original.strong_count() > 0);
+        cache.sweep_at = (cache.map.len() * 2).max(64);
+    }
     escaped
 }
 
-/// The data part of `data`'s files with their names escaped under `scheme`, or `None` when no
-/// name changes (the variant is `data` itself). Blocking.
+/// The index of `scheme`'s variant among the escaped ones (`underscores`, `dots`, `values`);
+/// `None` for `allow-utf-8`, which is the published part itself.
+pub(super) fn slot_index(scheme: EscapingScheme) -> Option<usize> {
+    match scheme {
+        EscapingScheme::AllowUtf8 => None,
+        EscapingScheme::Underscores => Some(0),
+        EscapingScheme::Dots => Some(1),
+        EscapingScheme::Values => Some(2),
+    }
+}
+
+/// The data part of `data`'s chunks with their names escaped under `scheme`, or `None` when
+/// no name changes (the variant is `data` itself). Costs the chunks not escaped before, and the
+/// assembly of the variant (its series index follows the escaped chunks from one variant to
+/// the next, through the publications' [`super::Carry`]). Blocking.
 pub(super) fn build(data: &DataPart, scheme: EscapingScheme) -> Option<DataPart> {
-    if scheme == EscapingScheme::AllowUtf8 {
+    let slot = slot_index(scheme)?;
+    let chunks: Vec<Arc<super::DataChunk>> = data
+        .chunks
+        .iter()
+        .map(|c| c.escaped(scheme, &data.options))
+        .collect();
+    if chunks
+        .iter()
+        .zip(&data.chunks)
+        .all(|(a, b)| Arc::ptr_eq(a, b))
+    {
         return None;
     }
-    let mut changed = false;
-    let files: Vec<Arc<FileSnapshot>> = data
-        .files()
-        .iter()
-        .filter_map(|f| match escaped_file_cached(f, scheme, data) {
-            Some((file, c)) => {
-                changed |= c;
-                Some(file)
-            }
-            None => {
-                // Left out: the variant differs from `data`.
-                changed = true;
-                None
-            }
-        })
-        .collect();
-    changed.then(|| DataPart::build(files, data.options.clone()))
+    let repeats = data.carry.escaped[slot]
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .follow(&chunks);
+    Some(DataPart::assemble_variant(
+        chunks,
+        data.options.clone(),
+        repeats,
+        Arc::clone(&data.carry),
+        slot + 1,
+    ))
 }
 
 /// Conflicts found only in escaped variants (and series left out for a label name twice), by

@@ -10,7 +10,7 @@ use promdrop_textformat::Format;
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::discovery::FileIdentity;
 use promdrop_textfile::prepared::{Prepared, SeriesIndex, render_openmetrics};
-use promdrop_textfile::snapshot::{FileSnapshot, ReadOptions, parse_bytes};
+use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions, parse_bytes};
 
 use super::{DataPart, ExpositionOptions, prepared_for, render_data};
 
@@ -53,39 +53,58 @@ const POOL: &[(&str, &str)] = &[
         "i.prom",
         "# TYPE up gauge\nup{job=\"a\"} 5\n# TYPE evicted counter\n# TYPE c_created gauge\nc_created 1\n",
     ),
+    // Jobs sharing family names, told apart by a label (as in bench/churn.py).
+    (
+        "k.prom",
+        "# HELP batch_rows_total Rows.\n# TYPE batch_rows_total counter\nbatch_rows_total{job=\"k\",shard=\"0\"} 1\nbatch_rows_total{job=\"k\",shard=\"1\"} 2\n# HELP batch_depth Depth.\n# TYPE batch_depth gauge\nbatch_depth{job=\"k\"} 3\n# TYPE batch_seconds summary\nbatch_seconds{job=\"k\",quantile=\"0.5\"} 1\nbatch_seconds_sum{job=\"k\"} 2\nbatch_seconds_count{job=\"k\"} 3\n",
+    ),
+    (
+        "l.prom",
+        "# HELP batch_rows_total Rows.\n# TYPE batch_rows_total counter\nbatch_rows_total{job=\"l\",shard=\"0\"} 4\n# TYPE batch_depth gauge\nbatch_depth{job=\"l\"} 5\n# TYPE batch_seconds summary\nbatch_seconds{job=\"l\",quantile=\"0.5\"} 1\nbatch_seconds_sum{job=\"l\"} 2\nbatch_seconds_count{job=\"l\"} 3\n",
+    ),
+    (
+        "m.prom",
+        "# HELP batch_depth Other depth.\n# TYPE batch_depth gauge\nbatch_depth{job=\"m\"} 6\n# HELP batch_rows_total Rows.\n# TYPE batch_rows_total gauge\nbatch_rows_total{job=\"m\"} 7\n# TYPE up gauge\nup{job=\"m\"} 1\n",
+    ),
+    (
+        "n.prom",
+        "# TYPE batch_rows counter\n# HELP batch_rows Rows.\nbatch_rows_total{job=\"n\"} 8\nbatch_rows_created{job=\"n\"} 1.7e+09\n# TYPE batch_depth_items gauge\n# UNIT batch_depth_items items\nbatch_depth_items{job=\"n\"} 9\n# TYPE batch_depth gauge\nbatch_depth{job=\"n\"} 9\n# EOF\n",
+    ),
     (
         "j.prom",
         "# TYPE requests counter\nrequests_total{code=\"500\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1\",x=\"j\"} 0\nlat_bucket{le=\"+Inf\",x=\"j\"} 0\nlat_sum{x=\"j\"} 0\nlat_count{x=\"j\"} 0\n# EOF\n",
     ),
+    // Finding 8 (p to t; k, l and n above clash too: the classic counter batch_rows_total
+    // and the OpenMetrics counter batch_rows).
     // Names that clash once rendered: a classic counter requests_total beside the
     // OpenMetrics counter requests (e, j); a gauge build_info beside the info build (e).
     (
-        "k.prom",
+        "p.prom",
         "# TYPE requests_total counter\nrequests_total{code=\"404\"} 2\n# TYPE build_info gauge\nbuild_info{v=\"2\"} 1\n",
     ),
     // Other buckets for lat (c, j: 1, +Inf; here 1.0 is 1), other quantiles for s (g), and a
     // summary without quantiles, which has no set to differ.
     (
-        "l.prom",
-        "# TYPE lat histogram\nlat_bucket{le=\"0.5\",x=\"l\"} 1\nlat_bucket{le=\"+Inf\",x=\"l\"} 1\nlat_sum{x=\"l\"} 1\nlat_count{x=\"l\"} 1\n# TYPE s summary\ns{quantile=\"0.9\",l=\"1\"} 1\ns_sum{l=\"1\"} 1\ns_count{l=\"1\"} 1\n# TYPE plain summary\nplain_sum 1\nplain_count 1\n",
+        "q.prom",
+        "# TYPE lat histogram\nlat_bucket{le=\"0.5\",x=\"q\"} 1\nlat_bucket{le=\"+Inf\",x=\"q\"} 1\nlat_sum{x=\"q\"} 1\nlat_count{x=\"q\"} 1\n# TYPE s summary\ns{quantile=\"0.9\",q=\"1\"} 1\ns_sum{q=\"1\"} 1\ns_count{q=\"1\"} 1\n# TYPE plain summary\nplain_sum 1\nplain_count 1\n",
     ),
     // ... and another HELP for up (a's), which no file above gives.
     (
-        "m.prom",
-        "# HELP up Up, said otherwise.\n# TYPE up gauge\nup{job=\"m\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1.0\",x=\"m\"} 1\nlat_bucket{le=\"+Inf\",x=\"m\"} 1\nlat_sum{x=\"m\"} 1\nlat_count{x=\"m\"} 1\n# TYPE plain summary\nplain{quantile=\"0.5\",m=\"1\"} 1\nplain_sum{m=\"1\"} 1\nplain_count{m=\"1\"} 1\n",
+        "r.prom",
+        "# HELP up Up, said otherwise.\n# TYPE up gauge\nup{job=\"r\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1.0\",x=\"r\"} 1\nlat_bucket{le=\"+Inf\",x=\"r\"} 1\nlat_sum{x=\"r\"} 1\nlat_count{x=\"r\"} 1\n# TYPE plain summary\nplain{quantile=\"0.5\",r=\"1\"} 1\nplain_sum{r=\"1\"} 1\nplain_count{r=\"1\"} 1\n",
     ),
     // OpenMetrics: the counter jobs with _created samples (a's jobs_total, g's folded
     // jobs_created gauge), and a gauge lat_count inside the histogram lat's names.
     (
-        "n.prom",
-        "# TYPE jobs counter\njobs_total{r=\"om\"} 1\njobs_created{r=\"om\"} 1.5e+09\n# TYPE lat_count gauge\nlat_count{x=\"n\"} 3\n# TYPE door_total counter\ndoor_total_total 1\n# EOF\n",
+        "s.prom",
+        "# TYPE jobs counter\njobs_total{r=\"om\"} 1\njobs_created{r=\"om\"} 1.5e+09\n# TYPE lat_count gauge\nlat_count{x=\"s\"} 3\n# TYPE door_total counter\ndoor_total_total 1\n# EOF\n",
     ),
     // The OpenMetrics name of a classic counter up_total is up (a gauge in a, b, h, i); the
     // gauge histogram q (e) holds q_count; a counter c (f, g: written as unknown) holds no
     // c_total.
     (
-        "o.prom",
-        "# TYPE up_total counter\nup_total 1\n# TYPE q_count gauge\nq_count{o=\"1\"} 1\n# TYPE c_total gauge\nc_total 4\n",
+        "t.prom",
+        "# TYPE up_total counter\nup_total 1\n# TYPE q_count gauge\nq_count{t=\"1\"} 1\n# TYPE c_total gauge\nc_total 4\n",
     ),
 ];
 
@@ -118,7 +137,7 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         seed ^= seed << 17;
         seed
     };
-    let mut concatenated = [0usize; 2];
+    let mut concatenated = [0usize; 3];
     // The conflicts seen: each kind, and type conflicts between families of different names.
     let mut kinds = std::collections::BTreeSet::new();
     for (timestamps, source_label) in [
@@ -139,7 +158,7 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         let all: Vec<Arc<FileSnapshot>> = (0..POOL.len()).map(|i| snapshot(i, &read)).collect();
         let mut orders: Vec<Vec<usize>> = (0..POOL.len()).map(|i| vec![i]).collect();
         orders.push((0..POOL.len()).collect());
-        for _ in 0..300 {
+        for _ in 0..600 {
             let n = 2 + (next() % 5) as usize;
             orders.push(
                 (0..n)
@@ -154,14 +173,17 @@ fn concatenating_prepared_text_equals_the_full_merge() {
                 .filter(|&&i| seen.insert(i))
                 .map(|&i| Arc::clone(&all[i]))
                 .collect();
-            let data = DataPart::build(files.clone(), options.clone());
+            // Chunks of one file, of about two, and of the exporter's size.
+            let bits = [0, 1, super::CHUNK_BITS][order.len() % 3];
+            let data = DataPart::build_cut(
+                files.clone(),
+                options.clone(),
+                &mut SeriesIndex::default(),
+                bits,
+            );
             let mut expected = String::new();
             let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
-            assert_eq!(
-                String::from_utf8_lossy(&data.classic.plain),
-                expected,
-                "classic, files {order:?}"
-            );
+            assert_eq!(data.classic_text(), expected, "classic, files {order:?}");
             assert_eq!(data.conflicts, conflicts, "conflicts, files {order:?}");
             for c in &conflicts {
                 kinds.insert((c.kind, c.kept_family.is_some()));
@@ -184,6 +206,10 @@ fn concatenating_prepared_text_equals_the_full_merge() {
             );
             if data.is_concatenated() {
                 concatenated[0] += 1;
+                let plans: Vec<_> = data.chunks().iter().map(|c| c.plan()).collect();
+                if promdrop_textfile::assembly::assemble_openmetrics(&plans).is_some() {
+                    concatenated[2] += 1;
+                }
                 let mut om = Vec::new();
                 let prepared: Vec<Arc<Prepared>> = files
                     .iter()
@@ -206,12 +232,150 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         assert!(kinds.contains(&kind), "{kind:?} never met: {kinds:?}");
     }
     // Most orders take the concatenation, and the fallback is exercised too.
-    eprintln!("concatenated (classic, openmetrics): {concatenated:?}");
+    eprintln!("concatenated (classic, openmetrics, openmetrics by chunks): {concatenated:?}");
+    assert!(concatenated[2] > 100, "{concatenated:?}");
     assert!(concatenated[0] > 300, "{concatenated:?}");
     assert!(
         concatenated[1] > 100 && concatenated[1] < concatenated[0],
         "{concatenated:?}"
     );
+}
+
+/// The files of finding 8 (names that clash once rendered, other buckets or quantiles) and
+/// the files they clash with, by chunks of every size (so the two sides of a conflict are in
+/// one chunk or in two), without and with tenancy (files in two namespaces): the chunked
+/// publication gives the full merge's bytes and conflicts. With tenancy, buckets are compared
+/// within a namespace only.
+#[test]
+fn finding_8_rules_by_chunks_equal_the_full_merge() {
+    let corpus: Vec<usize> = ["c.prom", "e.prom", "g.prom", "j.prom", "k.prom", "n.prom"]
+        .iter()
+        .chain(&["p.prom", "q.prom", "r.prom", "s.prom", "t.prom", "a.prom"])
+        .map(|name| POOL.iter().position(|(n, _)| n == name).unwrap_or(0))
+        .collect();
+    let mut seed: u64 = 0x853c_49e6_748f_ea9b;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let read = ReadOptions {
+        max_bytes: 1 << 20,
+        max_series: 1000,
+        timestamps: TimestampPolicy::Keep,
+    };
+    // (same chunk, other chunks) for finding 8's conflicts; buckets conflicts by tenancy.
+    let mut sides = [0usize; 2];
+    let mut buckets = [0usize; 2];
+    let mut by_parts = 0;
+    for tenancy in [None, Some("namespace".to_string())] {
+        let options = ExpositionOptions {
+            tenancy_label: tenancy.clone(),
+            ..ExpositionOptions::default()
+        };
+        // With tenancy, files alternate between two namespaces.
+        let all: Vec<Arc<FileSnapshot>> = corpus
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let (name, text) = POOL[i];
+                let dir = match (&tenancy, k % 2) {
+                    (None, _) => PathBuf::from("/d"),
+                    (Some(_), 0) => PathBuf::from("/d/team-a"),
+                    (Some(_), _) => PathBuf::from("/d/team-b"),
+                };
+                let identity = FileIdentity {
+                    dev: 1,
+                    ino: i as u64 + 1,
+                    size: text.len() as u64,
+                    mtime_ns: (1_700_000_000 + i as i128) * 1_000_000_000,
+                };
+                let s = parse_bytes(
+                    dir.join(name),
+                    identity,
+                    Bytes::from_static(text.as_bytes()),
+                    &read,
+                );
+                assert!(s.content.is_ok(), "{name}: {:?}", s.content);
+                Arc::new(s)
+            })
+            .collect();
+        let mut orders: Vec<Vec<usize>> = vec![(0..all.len()).collect()];
+        for _ in 0..300 {
+            let n = 2 + (next() % 6) as usize;
+            orders.push(
+                (0..n)
+                    .map(|_| (next() % all.len() as u64) as usize)
+                    .collect(),
+            );
+        }
+        for order in &orders {
+            let mut seen = std::collections::HashSet::new();
+            let files: Vec<Arc<FileSnapshot>> = order
+                .iter()
+                .filter(|&&i| seen.insert(i))
+                .map(|&i| Arc::clone(&all[i]))
+                .collect();
+            let mut expected = String::new();
+            let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
+            let mut expected_om = String::new();
+            render_data(&files, &options, Format::OpenMetrics, &mut expected_om);
+            for bits in [0, 1, super::CHUNK_BITS] {
+                let data = DataPart::build_cut(
+                    files.clone(),
+                    options.clone(),
+                    &mut SeriesIndex::default(),
+                    bits,
+                );
+                let what = format!("files {order:?}, bits {bits}, tenancy {tenancy:?}");
+                assert_eq!(data.classic_text(), expected, "classic, {what}");
+                assert_eq!(data.conflicts, conflicts, "conflicts, {what}");
+                assert_eq!(
+                    String::from_utf8_lossy(&data.render_openmetrics()),
+                    expected_om,
+                    "openmetrics, {what}"
+                );
+                let chunk_of = |label: &str| {
+                    data.chunks().iter().position(|c| {
+                        c.files()
+                            .iter()
+                            .any(|f| snapshot::file_label(&f.path) == label)
+                    })
+                };
+                let namespace = |label: &str| {
+                    std::path::Path::new(label)
+                        .parent()
+                        .map(|p| p.to_path_buf())
+                };
+                let mut finding_8 = false;
+                for c in &conflicts {
+                    if c.kind != "buckets" && c.kept_family.is_none() {
+                        continue;
+                    }
+                    finding_8 = true;
+                    let kept = c.kept_file.as_deref().unwrap_or_default();
+                    let same = chunk_of(kept) == chunk_of(&c.other_file);
+                    sides[usize::from(!same)] += 1;
+                    if c.kind == "buckets" {
+                        buckets[usize::from(tenancy.is_some())] += 1;
+                        if tenancy.is_some() {
+                            assert_eq!(namespace(kept), namespace(&c.other_file), "{what}");
+                        }
+                    }
+                }
+                if finding_8 && data.is_concatenated() {
+                    by_parts += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "finding 8 (same chunk, other chunks): {sides:?}, buckets {buckets:?}, merged by parts {by_parts}"
+    );
+    assert!(sides[0] > 20 && sides[1] > 20, "{sides:?}");
+    assert!(buckets[0] > 20 && buckets[1] > 5, "{buckets:?}");
+    assert!(by_parts > 50, "{by_parts}");
 }
 
 #[test]
@@ -244,4 +408,132 @@ fn the_index_counts_what_changes() {
     assert!(!index.has_repeats());
     index.update(&[]);
     assert!(index.is_empty());
+}
+
+/// Files with series of the exporter's own families: fitting ones, ones that would pass for
+/// the exporter's own, another TYPE, an info served as `x_info`, duplicates across files.
+const OWN_POOL: &[(&str, &str)] = &[
+    (
+        "a.prom",
+        "# TYPE process_max_fds gauge\nprocess_max_fds{job_name=\"a\"} 1024\n# TYPE promdrop_files gauge\npromdrop_files{job_name=\"a\",state=\"fresh\"} 3\n# TYPE up gauge\nup{job_name=\"a\"} 1\n",
+    ),
+    (
+        "b.prom",
+        "# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total{job_name=\"b\"} 2\nprocess_cpu_seconds_created{job_name=\"b\"} 1.7e+09\n# TYPE promdrop_build info\npromdrop_build_info{version=\"x\"} 1\n# TYPE promdrop_reloads counter\npromdrop_reloads_total{job_name=\"b\",result=\"success\"} 2\n# EOF\n",
+    ),
+    (
+        "c.prom",
+        "# TYPE process_max_fds gauge\nprocess_max_fds 5\nprocess_max_fds{job_name=\"a\"} 2048\n# TYPE promdrop_files counter\npromdrop_files_total 1\n",
+    ),
+    ("d.prom", "# TYPE up gauge\nup{job_name=\"d\"} 1\n"),
+    (
+        "e.prom",
+        "# TYPE promdrop_files gauge\npromdrop_files{state=\"fresh\"} 99\npromdrop_files{job_name=\"e\",state=\"fresh\"} 4\n# TYPE promdrop_file_series gauge\npromdrop_file_series{file=\"x\"} 1000\npromdrop_file_series{file=\"x\",job_name=\"e\"} 7\n",
+    ),
+    (
+        "f.prom",
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total{job_name=\"f\"} 3\n# TYPE process_open_fds gauge\nprocess_open_fds{job_name=\"f\"} 9\n",
+    ),
+    (
+        "g.prom",
+        "# TYPE process_open_fds gauge\nprocess_open_fds{job_name=\"g\"} 10\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total{job_name=\"f\"} 4\n",
+    ),
+];
+
+/// The files' series of the exporter's own families, taken per chunk and joined, are what one
+/// build over every file gives (lines and conflicts), whatever the chunks.
+#[test]
+fn own_families_taken_by_chunks_equal_one_build() {
+    use crate::adopt::Adopted;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let read = ReadOptions {
+        max_bytes: 1 << 20,
+        max_series: 1000,
+        timestamps: TimestampPolicy::Keep,
+    };
+    let options = ExpositionOptions::default();
+    let wanted = options.prepare_options();
+    let all: Vec<Arc<FileSnapshot>> = OWN_POOL
+        .iter()
+        .enumerate()
+        .map(|(i, (name, text))| {
+            let identity = FileIdentity {
+                dev: 1,
+                ino: i as u64 + 1,
+                size: text.len() as u64,
+                mtime_ns: (1_700_000_000 + i as i128) * 1_000_000_000,
+            };
+            let s = parse_bytes(
+                PathBuf::from("/o").join(name),
+                identity,
+                Bytes::from_static(text.as_bytes()),
+                &read,
+            );
+            assert!(s.content.is_ok(), "{name}: {:?}", s.content);
+            Arc::new(s)
+        })
+        .collect();
+    let mut orders: Vec<Vec<usize>> = (0..OWN_POOL.len()).map(|i| vec![i]).collect();
+    orders.push((0..OWN_POOL.len()).collect());
+    for _ in 0..300 {
+        let n = 2 + (next() % 5) as usize;
+        orders.push(
+            (0..n)
+                .map(|_| (next() % OWN_POOL.len() as u64) as usize)
+                .collect(),
+        );
+    }
+    let (mut joined, mut rebuilt) = (0, 0);
+    for order in &orders {
+        let mut seen = std::collections::HashSet::new();
+        let files: Vec<Arc<FileSnapshot>> = order
+            .iter()
+            .filter(|&&i| seen.insert(i))
+            .map(|&i| Arc::clone(&all[i]))
+            .collect();
+        let prepared: Vec<Arc<Prepared>> = files
+            .iter()
+            .filter_map(|f| prepared_for(f, &wanted))
+            .collect();
+        let one = Adopted::build(&files, &prepared, &wanted, options.own_config());
+        for bits in [0, 1, super::CHUNK_BITS] {
+            let data = DataPart::build_cut(
+                files.clone(),
+                options.clone(),
+                &mut SeriesIndex::default(),
+                bits,
+            );
+            for own in crate::names::OWN_METRICS {
+                let got = data.adopted.lines(own.name);
+                let want = one.lines(own.name);
+                assert_eq!(
+                    got.map(|l| (&l.classic, &l.openmetrics)),
+                    want.map(|l| (&l.classic, &l.openmetrics)),
+                    "{}, files {order:?}, bits {bits}",
+                    own.name
+                );
+            }
+            assert_eq!(
+                data.adopted.conflicts, one.conflicts,
+                "files {order:?}, bits {bits}"
+            );
+            let parts: Vec<&Adopted> = data.chunks().iter().map(|c| &*c.adopted).collect();
+            match Adopted::join(&parts) {
+                Some(_) if data.chunks().len() > 1 => joined += 1,
+                Some(_) => {}
+                None => rebuilt += 1,
+            }
+        }
+    }
+    // Most chunkings join the parts; a series in two chunks takes the one build.
+    assert!(
+        joined > 100 && rebuilt > 10,
+        "joined {joined}, rebuilt {rebuilt}"
+    );
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use promdrop_test_support::Metrics;
 use promdrop_textformat::{Format, WriterHeader, parse};
 
 /// The `batch_job` example, built as a binary.
@@ -44,13 +45,7 @@ impl JobFile {
 
     /// The value of the first sample called `name` whose labels include all of `labels`.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let exposition = parse(self.text.as_bytes(), Format::Classic).ok()?;
-        exposition
-            .families
-            .iter()
-            .flat_map(|f| f.samples.iter())
-            .find(|s| s.name == name && labels.iter().all(|(n, v)| s.label(n) == Some(*v)))
-            .map(|s| s.value.number)
+        Metrics::try_parse(&self.text).ok()?.find(name, labels)
     }
 
     /// The value of an outcome metric, which must be present.

@@ -1,0 +1,539 @@
+//! Merging prepared files chunk by chunk, so that a change costs its chunk and not the
+//! directory.
+//!
+//! The served files, in serving order, are cut into *chunks* of consecutive files (the caller
+//! decides where; the exporter cuts where a hash of the file's key says so, so that adding or
+//! removing a file moves no other boundary). A [`ChunkPlan`] groups one chunk's prepared
+//! families by name and type and keeps, per group, the group's sample lines as slices of the
+//! files' prepared text (no copy): the classic main block, the split-off gauges, and the
+//! OpenMetrics lines. A change to a file rebuilds only its chunk's plan.
+//!
+//! [`assemble`] then merges the plans of all chunks as `promdrop_textformat::merge` would merge
+//! the files (first TYPE wins, first HELP and unit win, a family of another type is dropped
+//! and reported) and lists the body as [`Piece`]s: family headers, rendered now (a few bytes
+//! per family), and references to the groups' lines. Its cost is the number of (chunk, family)
+//! groups and the names they hold, not the number of samples. The rules that leave out a part
+//! of a group rather than a whole one (names that clash once rendered, other bucket bounds or
+//! quantiles in one scope) are checked per group first, from the names and bounds each group
+//! gathered when its chunk was planned; when one may apply, [`assemble`] declines and the
+//! caller merges the files part by part ([`crate::prepared::render_classic`], the same
+//! prepared lines, no parse). It gives exactly the bytes of
+//! [`crate::prepared::render_classic`] and [`crate::prepared::render_openmetrics`] (and so of
+//! the full merge, when no series is in two places: see [`crate::prepared::SeriesIndex`]); the
+//! exporter's oracle test checks it.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use promdrop_textformat::{MetricType, NameTable, NameUse, escape_label_value};
+
+use crate::conflict::ConflictRecord;
+use crate::prepared::{Prepared, split_suffixes};
+
+/// The lines slots of a group: the classic main block, the two split-off classic gauges, the
+/// OpenMetrics lines.
+pub const SLOTS: usize = 4;
+
+/// The slot of the OpenMetrics lines.
+pub const OM_SLOT: usize = 3;
+
+/// One chunk's families of one name and type, in file order.
+#[derive(Debug)]
+pub struct Group {
+    /// The family name.
+    pub name: Box<str>,
+    /// The type.
+    pub metric_type: MetricType,
+    /// The parts: (file index in the chunk, family index in the file).
+    parts: Vec<(u32, u32)>,
+    /// The first HELP of the parts.
+    help: Option<Box<str>>,
+    /// Whether every part with a HELP has `help`.
+    help_uniform: bool,
+    /// The first unit of the parts.
+    unit: Option<Box<str>>,
+    /// The classic main block name of the first part that has main lines.
+    main_name: Option<Box<str>>,
+    /// Whether any part has lines in each classic slot.
+    has_lines: [bool; 3],
+    /// The OpenMetrics name of the first part.
+    om_name: Box<str>,
+    /// Whether every part has `om_name`.
+    om_same_name: bool,
+    /// Whether a part is a counter written as `unknown`.
+    om_unknown: bool,
+    /// Whether a part has `_created` samples of its own.
+    om_has_created: bool,
+    /// The lines of each slot, as slices of the files' prepared text.
+    pub lines: [Vec<Bytes>; SLOTS],
+    /// Every name a part holds in either format, each once (taken when a part takes it).
+    names: Vec<(Box<str>, NameUse)>,
+    /// Per scope ([`Prepared::scope`]): the first bucket bounds or quantiles of a part, and
+    /// whether every part of that scope with some has the same.
+    bounds: Vec<ScopeBounds>,
+}
+
+/// A group's bucket bounds or quantiles in one scope: see [`Group::bounds`].
+#[derive(Debug)]
+struct ScopeBounds {
+    scope: Box<str>,
+    first: Box<[Box<str>]>,
+    uniform: bool,
+}
+
+/// One chunk of files, grouped for merging: see the [module docs](self).
+#[derive(Debug)]
+pub struct ChunkPlan {
+    /// The files' paths as conflicts name them.
+    paths: Vec<String>,
+    /// The groups, in order of first appearance.
+    pub groups: Vec<Group>,
+    /// Whether every file's text could be split by family (else the full merge).
+    pub classic_ok: bool,
+    /// Whether the OpenMetrics lines can be merged here: every file split by family and no
+    /// `_created` gauge folded into its counter (else the caller takes the slower path).
+    pub om_ok: bool,
+    /// For conflicts: (file, family index in file) of each part by group, the files' help.
+    files: Vec<Arc<Prepared>>,
+}
+
+impl ChunkPlan {
+    /// Groups the families of `files` (one chunk, in serving order), whose paths (as conflicts
+    /// name them) are `paths`.
+    pub fn build(files: Vec<Arc<Prepared>>, paths: Vec<String>) -> ChunkPlan {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut by_key: HashMap<(&str, MetricType), usize> = HashMap::new();
+        let mut classic_ok = true;
+        let mut om_ok = true;
+        for (f, prepared) in files.iter().enumerate() {
+            classic_ok &= prepared.ok;
+            om_ok &= prepared.ok && prepared.om_ok;
+            for (i, family) in prepared.families.iter().enumerate() {
+                om_ok &= !family.om_folded && !family.om_folds;
+                let slot = match by_key.entry((&family.name, family.metric_type)) {
+                    Entry::Occupied(e) => *e.get(),
+                    Entry::Vacant(e) => {
+                        e.insert(groups.len());
+                        groups.push(Group {
+                            name: family.name.clone(),
+                            metric_type: family.metric_type,
+                            parts: Vec::new(),
+                            help: None,
+                            help_uniform: true,
+                            unit: None,
+                            main_name: None,
+                            has_lines: [false; 3],
+                            om_name: Box::from(family.om_name()),
+                            om_same_name: true,
+                            om_unknown: false,
+                            om_has_created: false,
+                            lines: Default::default(),
+                            names: Vec::new(),
+                            bounds: Vec::new(),
+                        });
+                        groups.len() - 1
+                    }
+                };
+                let g = &mut groups[slot];
+                g.parts.push((f as u32, i as u32));
+                match (&g.help, family.help.as_deref()) {
+                    (None, Some(h)) => g.help = Some(Box::from(h)),
+                    (Some(kept), Some(h)) if **kept != *h => g.help_uniform = false,
+                    _ => {}
+                }
+                if g.unit.is_none() {
+                    g.unit = family.unit.clone();
+                }
+                for (k, range) in family.classic.iter().enumerate() {
+                    if range.is_empty() {
+                        continue;
+                    }
+                    if k == 0 && !g.has_lines[0] {
+                        g.main_name = Some(Box::from(family.main_name()));
+                    }
+                    g.has_lines[k] = true;
+                    g.lines[k].push(prepared.classic_slice(range));
+                }
+                if !family.om.is_empty() {
+                    g.lines[OM_SLOT].push(prepared.om_slice(&family.om));
+                }
+                for (name, how) in family.names.iter() {
+                    match g.names.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, held)) => {
+                            if *how == NameUse::Taken {
+                                *held = NameUse::Taken;
+                            }
+                        }
+                        None => g.names.push((name.clone(), *how)),
+                    }
+                }
+                if !family.bounds.is_empty() {
+                    match g.bounds.iter_mut().find(|b| b.scope == prepared.scope) {
+                        Some(b) => b.uniform &= b.first == family.bounds,
+                        None => g.bounds.push(ScopeBounds {
+                            scope: prepared.scope.clone(),
+                            first: family.bounds.clone(),
+                            uniform: true,
+                        }),
+                    }
+                }
+                g.om_same_name &= family.om_name() == &*g.om_name;
+                g.om_unknown |= family.om_unknown;
+                g.om_has_created |= family.om_has_created;
+            }
+        }
+        ChunkPlan {
+            paths,
+            groups,
+            classic_ok,
+            om_ok,
+            files,
+        }
+    }
+
+    /// The number of files.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether it has no file.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The files' prepared forms, in order.
+    pub fn files(&self) -> &[Arc<Prepared>] {
+        &self.files
+    }
+}
+
+/// A piece of a merged body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text rendered for this body (a family header).
+    Text(String),
+    /// The lines of slot `slot` of group `group` of chunk `chunk`.
+    Lines {
+        /// The chunk's index in the slice given to [`assemble`].
+        chunk: usize,
+        /// The group's index in the chunk.
+        group: usize,
+        /// The slot ([`SLOTS`]).
+        slot: usize,
+    },
+}
+
+/// A family of the merged body: its groups of the kept type, in order.
+struct Family<'p> {
+    first: &'p Group,
+    /// (chunk, file) of the first part: the file that fixed the type.
+    first_file: (usize, u32),
+    help: Option<&'p str>,
+    unit: Option<&'p str>,
+    groups: Vec<(usize, usize)>,
+}
+
+/// The merged body of the chunks: classic pieces now, OpenMetrics on request.
+#[derive(Debug)]
+pub struct Assembly {
+    /// The classic body.
+    pub classic: Vec<Piece>,
+    /// The conflicts, in the order the full merge reports them.
+    pub conflicts: Vec<ConflictRecord>,
+}
+
+fn group_families<'p>(chunks: &[&'p ChunkPlan]) -> Vec<Family<'p>> {
+    let mut families: Vec<Family<'p>> = Vec::new();
+    let mut by_name: HashMap<&'p str, usize> = HashMap::new();
+    for (c, chunk) in chunks.iter().enumerate() {
+        for (g, group) in chunk.groups.iter().enumerate() {
+            match by_name.entry(&group.name) {
+                Entry::Vacant(e) => {
+                    e.insert(families.len());
+                    families.push(Family {
+                        first: group,
+                        first_file: (c, group.parts.first().map_or(0, |p| p.0)),
+                        help: group.help.as_deref(),
+                        unit: group.unit.as_deref(),
+                        groups: vec![(c, g)],
+                    });
+                }
+                Entry::Occupied(e) => {
+                    let m = &mut families[*e.get()];
+                    if m.first.metric_type != group.metric_type {
+                        continue;
+                    }
+                    if m.help.is_none() {
+                        m.help = group.help.as_deref();
+                    }
+                    if m.unit.is_none() {
+                        m.unit = group.unit.as_deref();
+                    }
+                    m.groups.push((c, g));
+                }
+            }
+        }
+    }
+    families
+}
+
+/// The conflicts of the merged chunks: type and help conflicts in file order, as the full
+/// merge reports them. The reserved families left out of the files are the serving program's
+/// to judge.
+fn conflicts(chunks: &[&ChunkPlan], families: &[Family<'_>]) -> Vec<ConflictRecord> {
+    let mut out = Vec::new();
+    let by_name: HashMap<&str, &Family<'_>> =
+        families.iter().map(|f| (&*f.first.name, f)).collect();
+    // (chunk, file, family index in file) orders them as the full merge finds them.
+    let mut found: Vec<((usize, u32, u32), ConflictRecord)> = Vec::new();
+    for (c, chunk) in chunks.iter().enumerate() {
+        for group in &chunk.groups {
+            let Some(family) = by_name.get(&*group.name) else {
+                continue;
+            };
+            let kept_file =
+                || chunks[family.first_file.0].paths[family.first_file.1 as usize].clone();
+            if group.metric_type != family.first.metric_type {
+                for &(f, i) in &group.parts {
+                    found.push((
+                        (c, f, i),
+                        ConflictRecord {
+                            kind: "type",
+                            family: group.name.to_string(),
+                            series: None,
+                            kept_file: Some(kept_file()),
+                            kept_family: None,
+                            name: None,
+                            other_file: chunk.paths[f as usize].clone(),
+                        },
+                    ));
+                }
+                continue;
+            }
+            let Some(kept) = family.help else { continue };
+            if group.help_uniform && group.help.as_deref().is_none_or(|h| h == kept) {
+                continue;
+            }
+            for &(f, i) in &group.parts {
+                let part = &chunk.files[f as usize].families[i as usize];
+                if part.help.as_deref().is_some_and(|h| h != kept) {
+                    found.push((
+                        (c, f, i),
+                        ConflictRecord {
+                            kind: "help",
+                            family: group.name.to_string(),
+                            series: None,
+                            kept_file: Some(kept_file()),
+                            kept_family: None,
+                            name: None,
+                            other_file: chunk.paths[f as usize].clone(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    found.sort_by_key(|(k, _)| *k);
+    out.extend(found.into_iter().map(|(_, c)| c));
+    out
+}
+
+/// Whether the merge of the chunks may leave out a part of a family for a rule that only a
+/// look at each part can apply: a family whose names clash with another family's once
+/// rendered (`type`), or a histogram or summary whose bucket bounds or quantiles differ from
+/// the ones another part of its scope gives (`buckets`). Per (chunk, family) group: its
+/// names, gathered when the chunk was planned, in one table, and its bounds per scope;
+/// conservative (parts of one file, which may hold one name, count as a clash here), so when
+/// it says `false` no such conflict can occur and the groups merge whole.
+fn needs_parts(chunks: &[&ChunkPlan], families: &[Family<'_>]) -> bool {
+    let count: usize = families.iter().map(|m| m.groups.len()).sum();
+    let mut names = NameTable::with_capacity(count * 4);
+    // Each group is its own source, so that any two families holding a name clash.
+    let mut source = 0;
+    for (index, m) in families.iter().enumerate() {
+        let mut fixed: Vec<(&str, &[Box<str>])> = Vec::new();
+        for &(c, g) in &m.groups {
+            let group = &chunks[c].groups[g];
+            let held = group.names.iter().map(|(n, how)| (&**n, *how));
+            if names.clash(held, Some(index), source).is_some() {
+                return true;
+            }
+            names.hold(
+                group
+                    .names
+                    .iter()
+                    .map(|(n, how)| (Cow::Borrowed(&**n), *how)),
+                index,
+                source,
+            );
+            source += 1;
+            for b in &group.bounds {
+                if !b.uniform {
+                    return true;
+                }
+                match fixed.iter().find(|(scope, _)| **scope == *b.scope) {
+                    Some((_, kept)) if **kept != *b.first => return true,
+                    Some(_) => {}
+                    None => fixed.push((&b.scope, &b.first)),
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Merges the chunks (in serving order; no series in two places) into classic pieces and the
+/// conflicts. `None` when a chunk holds a file whose text could not be split (the full merge
+/// decides then), or when a family's names clash with another's or a histogram's buckets
+/// differ between parts ([`needs_parts`]: [`crate::prepared::render_classic`] merges the
+/// files part by part then).
+pub fn assemble(chunks: &[&ChunkPlan]) -> Option<Assembly> {
+    if chunks.iter().any(|c| !c.classic_ok) {
+        return None;
+    }
+    let families = group_families(chunks);
+    if needs_parts(chunks, &families) {
+        return None;
+    }
+    let conflicts = conflicts(chunks, &families);
+    let mut classic = Vec::with_capacity(families.len() * 2 + chunks.len());
+    for m in &families {
+        let family = m.first;
+        let suffixes = split_suffixes(family.metric_type);
+        let main = m
+            .groups
+            .iter()
+            .map(|&(c, g)| &chunks[c].groups[g])
+            .find(|g| g.has_lines[0])
+            .and_then(|g| g.main_name.as_deref());
+        if main.is_some() || suffixes.is_empty() {
+            let name = main.unwrap_or(&family.name);
+            let mut header = String::new();
+            promdrop_textformat::write_classic_header(
+                name,
+                m.help,
+                family.metric_type.classic_name(),
+                &mut header,
+            );
+            classic.push(Piece::Text(header));
+            push_lines(chunks, &m.groups, 0, &mut classic);
+        }
+        for (i, suffix) in suffixes.iter().enumerate() {
+            if !m
+                .groups
+                .iter()
+                .any(|&(c, g)| chunks[c].groups[g].has_lines[i + 1])
+            {
+                continue;
+            }
+            let name = format!("{}{suffix}", family.name);
+            let mut header = String::new();
+            promdrop_textformat::write_classic_header(&name, m.help, "gauge", &mut header);
+            classic.push(Piece::Text(header));
+            push_lines(chunks, &m.groups, i + 1, &mut classic);
+        }
+    }
+    Some(Assembly { classic, conflicts })
+}
+
+fn push_lines(chunks: &[&ChunkPlan], groups: &[(usize, usize)], slot: usize, out: &mut Vec<Piece>) {
+    for &(chunk, group) in groups {
+        if !chunks[chunk].groups[group].lines[slot].is_empty() {
+            out.push(Piece::Lines { chunk, group, slot });
+        }
+    }
+}
+
+/// Merges the chunks as OpenMetrics pieces (without `# EOF`). `None` when the plans cannot
+/// give the full merge's output (a file not split by family, a `_created` gauge folded into
+/// its counter, a family whose files give it different OpenMetrics names): the caller takes
+/// [`crate::prepared::render_openmetrics`] or the full merge then.
+pub fn assemble_openmetrics(chunks: &[&ChunkPlan]) -> Option<Vec<Piece>> {
+    if chunks.iter().any(|c| !c.om_ok || !c.classic_ok) {
+        return None;
+    }
+    let families = group_families(chunks);
+    if needs_parts(chunks, &families) {
+        return None;
+    }
+    let group = |&(c, g): &(usize, usize)| &chunks[c].groups[g];
+    for m in &families {
+        let om_name = &m.first.om_name;
+        if m.groups
+            .iter()
+            .map(group)
+            .any(|g| !g.om_same_name || g.om_name != *om_name)
+        {
+            return None;
+        }
+    }
+    let om_types: Vec<MetricType> = families
+        .iter()
+        .map(|m| {
+            if m.first.metric_type == MetricType::Counter
+                && m.groups.iter().map(group).any(|g| g.om_unknown)
+            {
+                MetricType::Unknown
+            } else {
+                m.first.metric_type
+            }
+        })
+        .collect();
+    let mut owners: HashMap<&str, usize> = HashMap::new();
+    for (i, m) in families.iter().enumerate() {
+        if matches!(
+            om_types[i],
+            MetricType::Counter | MetricType::Histogram | MetricType::Summary
+        ) && owners.insert(&m.first.om_name, i).is_some()
+        {
+            return None;
+        }
+    }
+    for m in &families {
+        let folds = matches!(m.first.metric_type, MetricType::Gauge | MetricType::Unknown)
+            .then(|| m.first.name.strip_suffix("_created"))
+            .flatten()
+            .and_then(|base| owners.get(base).copied())
+            .filter(|&owner| {
+                !families[owner]
+                    .groups
+                    .iter()
+                    .map(group)
+                    .any(|g| g.om_has_created)
+            });
+        if folds.is_some() {
+            // A fold across files: only the full merge renders it.
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(families.len() * 2 + chunks.len());
+    for (i, m) in families.iter().enumerate() {
+        let om_name = &*m.first.om_name;
+        let mut header = String::new();
+        if let Some(help) = m.help {
+            header.push_str("# HELP ");
+            promdrop_textformat::write_metric_name(om_name, &mut header);
+            header.push(' ');
+            escape_label_value(help, &mut header);
+            header.push('\n');
+        }
+        header.push_str("# TYPE ");
+        promdrop_textformat::write_metric_name(om_name, &mut header);
+        header.push(' ');
+        header.push_str(om_types[i].openmetrics_name());
+        header.push('\n');
+        if let Some(unit) = m.unit.filter(|u| !u.is_empty()) {
+            header.push_str("# UNIT ");
+            promdrop_textformat::write_metric_name(om_name, &mut header);
+            header.push(' ');
+            header.push_str(unit);
+            header.push('\n');
+        }
+        out.push(Piece::Text(header));
+        push_lines(chunks, &m.groups, OM_SLOT, &mut out);
+    }
+    Some(out)
+}
