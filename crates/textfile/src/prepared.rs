@@ -185,7 +185,7 @@ pub struct PreparedFamily {
     pub(crate) om_unknown: bool,
     /// Every name the family holds in either format (`promdrop_textformat::family_names`),
     /// for the rule on families of different names that clash.
-    pub(crate) names: Box<[(Box<str>, NameUse)]>,
+    pub(crate) names: HeldNames,
     /// A histogram's bucket bounds or a summary's quantiles
     /// (`promdrop_textformat::family_bounds`); empty for other types.
     pub(crate) bounds: Box<[Box<str>]>,
@@ -214,7 +214,7 @@ pub struct Prepared {
     pub withheld: Vec<(Box<str>, MetricType)>,
     /// The names each withheld family holds in either format (as [`Prepared::withheld`] lists
     /// them), for the engine's rule on names that clash between namespaces.
-    pub withheld_names: Vec<Box<[(Box<str>, NameUse)]>>,
+    pub withheld_names: Vec<HeldNames>,
     /// Bucket bounds and quantiles are compared only between files of one scope: with
     /// tenancy, the namespace (its label is on every series, so two namespaces' series never
     /// mix); else empty.
@@ -679,8 +679,12 @@ impl SeriesIndex {
     }
 }
 
+/// The names a family holds in either format, each with how it holds it
+/// (`promdrop_textformat::family_names`).
+pub type HeldNames = Box<[(Box<str>, NameUse)]>;
+
 /// The names `family` holds in either format ([`family_names`]).
-fn held_names(family: &MetricFamily<'_>) -> Box<[(Box<str>, NameUse)]> {
+fn held_names(family: &MetricFamily<'_>) -> HeldNames {
     family_names(family)
         .into_iter()
         .map(|(name, how)| (name.into_boxed_str(), how))
