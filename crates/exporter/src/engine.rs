@@ -1437,10 +1437,9 @@ impl Engine {
         }
         let mut seen: BTreeSet<[(String, String); 2]> = BTreeSet::new();
         let mut out = Vec::new();
-        let mut names: Vec<&&str> = held.keys().collect();
-        names.sort();
-        for name in names {
-            let holders = &held[*name];
+        let mut names: Vec<(&&str, &Vec<Holder<'_>>)> = held.iter().collect();
+        names.sort_by_key(|(name, _)| **name);
+        for (name, holders) in names {
             for (i, a) in holders.iter().enumerate() {
                 for b in &holders[i + 1..] {
                     if a.0 == b.0 || a.1 == b.1 || !a.2.clashes_with(b.2) {
