@@ -161,6 +161,8 @@ impl Adopted {
                     family: family.clone(),
                     series: Some(series.clone()),
                     kept_file: Some(path_of(*kept_source)),
+                    kept_family: None,
+                    name: None,
                     other_file: path_of(*dropped_source),
                 });
             }
@@ -250,6 +252,8 @@ impl Adopted {
             family: family.to_string(),
             series,
             kept_file: None,
+            kept_family: None,
+            name: None,
             other_file: file.to_string(),
         });
     }

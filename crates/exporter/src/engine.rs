@@ -1260,8 +1260,14 @@ impl Engine {
     /// says about itself (times in it can be forged); and every withheld family is reported
     /// for its file (a `type` conflict, on the status page and in
     /// `promdrop_current_conflicts`). Within a namespace, the first file in serving order fixes
-    /// the TYPE, as without tenancy. The files concerned are prepared again (the families
-    /// left out) when what they withhold changes.
+    /// the TYPE, as without tenancy. Families of different names whose names clash once
+    /// rendered (an OpenMetrics counter `bar` in one namespace, a classic counter `bar_total`
+    /// in another: two TYPE blocks for one name) follow the same rule by seniority: the
+    /// family of the namespace that declared its family later is withheld, a tie withholds
+    /// both. (Bucket bounds need no rule here: every series carries its namespace label, so
+    /// two namespaces' histograms never share a series; the merge compares bounds within a
+    /// namespace.) The files concerned are prepared again (the families left out) when what
+    /// they withhold changes.
     async fn withhold_cross_tenant_types(&mut self) {
         self.generation += 1;
         let families = self.family_types();
@@ -1320,6 +1326,44 @@ impl Engine {
                 }
             }
         }
+        // Families of different names whose names clash once rendered (an OpenMetrics counter
+        // `bar` and a classic `bar_total`), in two namespaces: the same rule, by seniority,
+        // so that no namespace knocks out another's family by sorting first. The family of
+        // the namespace that declared it later is withheld; a tie withholds both.
+        let clashes = self.cross_tenant_clashes();
+        let since = |family: &str, tenant: &str| {
+            self.first_declared
+                .get(&(family.to_string(), tenant.to_string()))
+                .map_or(u64::MAX, |(s, _)| *s)
+        };
+        let mut yielding: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for clash in &clashes {
+            let [a, b] = &clash.sides;
+            let (sa, sb) = (since(&a.family, &a.tenant), since(&b.family, &b.tenant));
+            if sa >= sb {
+                yielding.insert((&a.tenant, &a.family));
+            }
+            if sb >= sa {
+                yielding.insert((&b.tenant, &b.family));
+            }
+        }
+        for (tenant, family) in &yielding {
+            let Some((_, files)) = families.get(*family) else {
+                continue;
+            };
+            for key in files {
+                if self
+                    .files
+                    .get(key)
+                    .is_some_and(|t| t.snapshot.origin().tenant == *tenant)
+                {
+                    wanted
+                        .entry(key.clone())
+                        .or_default()
+                        .push(Box::from(*family));
+                }
+            }
+        }
         let mut redo: Vec<(Key, Arc<FileSnapshot>, Vec<Box<str>>)> = Vec::new();
         for (key, tracked) in &self.files {
             let Ok(content) = &tracked.snapshot.content else {
@@ -1367,13 +1411,72 @@ impl Engine {
         // are built again at this publication.
     }
 
+    /// With tenancy: the pairs of families, of different names and namespaces, whose names
+    /// clash once rendered (textformat `family_names`, `NameUse::clashes_with`), each with a
+    /// file that declares each side and a name both hold. Looks at every file's families'
+    /// names, as the TYPE rule looks at their types (one holder kept per namespace, family and
+    /// use of a name, so a name many files share costs its namespaces, not its files).
+    fn cross_tenant_clashes(&self) -> Vec<TenantClash> {
+        type Holder<'a> = (String, &'a str, promdrop_textformat::NameUse, Key);
+        let mut held: HashMap<&str, Vec<Holder<'_>>> = HashMap::new();
+        for (key, tenant) in self.declaring_files() {
+            let Some(t) = self.files.get(&key) else {
+                continue;
+            };
+            for (family, names) in t.snapshot.declared_names() {
+                for (name, how) in names {
+                    let holders = held.entry(&**name).or_default();
+                    if !holders
+                        .iter()
+                        .any(|(t, f, h, _)| *t == tenant && *f == family && h == how)
+                    {
+                        holders.push((tenant.clone(), family, *how, key.clone()));
+                    }
+                }
+            }
+        }
+        let mut seen: BTreeSet<[(String, String); 2]> = BTreeSet::new();
+        let mut out = Vec::new();
+        let mut names: Vec<(&&str, &Vec<Holder<'_>>)> = held.iter().collect();
+        names.sort_by_key(|(name, _)| **name);
+        for (name, holders) in names {
+            for (i, a) in holders.iter().enumerate() {
+                for b in &holders[i + 1..] {
+                    if a.0 == b.0 || a.1 == b.1 || !a.2.clashes_with(b.2) {
+                        continue;
+                    }
+                    let mut pair = [
+                        (a.0.clone(), a.1.to_string()),
+                        (b.0.clone(), b.1.to_string()),
+                    ];
+                    pair.sort();
+                    if !seen.insert(pair) {
+                        continue;
+                    }
+                    let side = |h: &Holder<'_>| ClashSide {
+                        tenant: h.0.clone(),
+                        family: h.1.to_string(),
+                        file: h.3.clone(),
+                    };
+                    out.push(TenantClash {
+                        sides: [side(a), side(b)],
+                        name: name.to_string(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// The conflicts of the families withheld between namespaces: one per file and family,
-    /// naming a file of another namespace that declares it with another TYPE.
+    /// naming a file of another namespace that declares it with another TYPE, or one whose
+    /// family's names clash with it (with that family and a name both hold).
     fn withheld_conflicts(&self) -> Vec<ConflictRecord> {
         if self.settings.tenancy.is_none() {
             return Vec::new();
         }
         let families = self.family_types();
+        let clashes = self.cross_tenant_clashes();
         let mut out = Vec::new();
         for (key, tenant) in self.declaring_files() {
             let Some(t) = self.files.get(&key) else {
@@ -1394,11 +1497,32 @@ impl Engine {
                         differs.then(|| snapshot::file_label(&o.snapshot.path))
                     })
                 });
+                // Else a family of another namespace whose names clash with it.
+                let clash = other.is_none().then(|| {
+                    clashes.iter().find_map(|c| {
+                        let [a, b] = &c.sides;
+                        let (_, theirs) = [(a, b), (b, a)]
+                            .into_iter()
+                            .find(|(ours, _)| ours.tenant == tenant && *ours.family == **name)?;
+                        let file = self.files.get(&theirs.file)?;
+                        Some((
+                            snapshot::file_label(&file.snapshot.path),
+                            theirs.family.clone(),
+                            c.name.clone(),
+                        ))
+                    })
+                });
+                let (kept_file, kept_family, clash_name) = match clash.flatten() {
+                    Some((file, family, held)) => (Some(file), Some(family), Some(held)),
+                    None => (other, None, None),
+                };
                 out.push(ConflictRecord {
                     kind: "type",
                     family: name.to_string(),
                     series: None,
-                    kept_file: other,
+                    kept_file,
+                    kept_family,
+                    name: clash_name,
                     other_file: snapshot::file_label(&t.snapshot.path),
                 });
             }
@@ -1436,6 +1560,22 @@ impl Engine {
             telemetry_path: self.settings.telemetry_path.clone(),
         }
     }
+}
+
+/// One side of a [`TenantClash`]: a namespace's family, and a file declaring it.
+#[derive(Debug, Clone)]
+struct ClashSide {
+    tenant: String,
+    family: String,
+    file: Key,
+}
+
+/// Two families of different names, in two namespaces, whose names clash once rendered.
+#[derive(Debug, Clone)]
+struct TenantClash {
+    sides: [ClashSide; 2],
+    /// A name both hold.
+    name: String,
 }
 
 /// Gathers a watch event into the directories to list (`dirty`) and the names to look at.

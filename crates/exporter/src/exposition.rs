@@ -183,7 +183,13 @@ pub fn render_data(
     let sources: Vec<Source<'_>> = parsed
         .iter()
         .map(|(index, families)| {
-            Source::new(families).with_precedence(files[*index].merge_precedence())
+            let source = Source::new(families).with_precedence(files[*index].merge_precedence());
+            // With tenancy, bounds are compared within a namespace only (its label is on
+            // every series: two namespaces' histograms never share a series).
+            match prepare.tenancy_label {
+                Some(_) => source.with_scope(&names[*index].tenant),
+                None => source,
+            }
         })
         .collect();
     let merged = merge(&sources);
@@ -200,11 +206,33 @@ pub fn render_data(
                 family,
                 source,
                 kept_source,
+            }
+            | Conflict::BoundsMismatch {
+                family,
+                source,
+                kept_source,
             } => ConflictRecord {
                 kind: conflict.kind(),
                 family: family.clone(),
                 series: None,
                 kept_file: Some(path_of(*kept_source)),
+                kept_family: None,
+                name: None,
+                other_file: path_of(*source),
+            },
+            Conflict::NameClash {
+                family,
+                source,
+                kept_family,
+                kept_source,
+                name,
+            } => ConflictRecord {
+                kind: conflict.kind(),
+                family: family.clone(),
+                series: None,
+                kept_file: Some(path_of(*kept_source)),
+                kept_family: Some(kept_family.clone()),
+                name: Some(name.clone()),
                 other_file: path_of(*source),
             },
             Conflict::DuplicateSeries {
@@ -217,6 +245,8 @@ pub fn render_data(
                 family: family.clone(),
                 series: Some(series.clone()),
                 kept_file: Some(path_of(*kept_source)),
+                kept_family: None,
+                name: None,
                 other_file: path_of(*dropped_source),
             },
         });
@@ -677,9 +707,31 @@ impl DataPart {
             let plans: Vec<&ChunkPlan> = chunks.iter().map(|c| &c.plan).collect();
             assembly::assemble(&plans)
         };
-        let concatenable = assembled.is_some();
+        // Not by groups, but the prepared text can still give the body: merged part by part
+        // (a family whose names clash with another's, or other buckets).
+        let by_parts = assembled.is_none() && !repeats && chunks.iter().all(|c| c.plan.classic_ok);
+        let concatenable = assembled.is_some() || by_parts;
         let (classic, mut conflicts) = match assembled {
             Some(a) => (resolve(a.classic, &chunks, &carry.headers), a.conflicts),
+            None if by_parts => {
+                let prepared: Vec<Arc<Prepared>> = chunks
+                    .iter()
+                    .flat_map(|c| c.prepared().iter().cloned())
+                    .collect();
+                let paths: Vec<String> = chunks
+                    .iter()
+                    .flat_map(|c| c.files.iter())
+                    .map(|f| snapshot::file_label(&f.path))
+                    .collect();
+                let capacity: usize = prepared.iter().map(|p| p.classic_len()).sum();
+                let mut out = Vec::with_capacity(capacity + 1024);
+                let path_of = |i: usize| paths.get(i).cloned().unwrap_or_default();
+                let conflicts = prepared::render_classic(&prepared, &path_of, &mut out);
+                (
+                    vec![Arc::new(Segment::from_bytes(Bytes::from(out)))],
+                    conflicts,
+                )
+            }
             None => {
                 let files: Vec<Arc<FileSnapshot>> = chunks
                     .iter()
@@ -1078,7 +1130,7 @@ pub struct Counters {
 }
 
 /// The conflict kinds, for `promdrop_conflicts_total`'s zero values.
-pub const CONFLICT_KINDS: [&str; 4] = ["type", "help", "duplicate_series", "reserved"];
+pub const CONFLICT_KINDS: [&str; 5] = ["type", "help", "duplicate_series", "reserved", "buckets"];
 
 /// How many meta families have one sample per file ([`per_file_metrics`]).
 const PER_FILE: usize = 8;

@@ -140,7 +140,7 @@ pub const PROMDROP_FILES: OwnMetric = OwnMetric {
 /// `promdrop_conflicts_total`.
 pub const PROMDROP_CONFLICTS_TOTAL: OwnMetric = OwnMetric {
     name: "promdrop_conflicts_total",
-    help: "Conflicts between files found while merging, each counted when it appears: type (family dropped from the later file), help (first HELP kept), duplicate_series (served from the newer file), reserved (a file uses an exporter metric name).",
+    help: "Conflicts between files found while merging, each counted when it appears: type (family dropped from the later file, also when its names clash with another family's once rendered), help (first HELP kept), duplicate_series (served from the newer file), reserved (a file uses an exporter metric name), buckets (histogram or summary dropped from the later file: other buckets or quantiles).",
     metric_type: MetricType::Counter,
     labels: &["kind"],
     served: Served::Always,

@@ -434,6 +434,111 @@ fn a_written_at_in_the_future_does_not_make_a_file_immortal() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Finding 8: type clashes across formats, and histograms with other buckets.
+// ---------------------------------------------------------------------------------------------
+
+/// `promtool check metrics` on `body`: fails the test when promtool is missing or cannot parse
+/// the body (its linter's findings, exit code 3, are not failures).
+fn promtool_accepts(body: &str) {
+    promdrop_test_support::peers::require_tool("/usr/bin/promtool", "prometheus");
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    let mut stdin = child.stdin.take().expect("promtool's stdin");
+    let input = body.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for promtool");
+    writer.join().expect("promtool's stdin writer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let parse_error = stderr.contains("error while linting") || stderr.contains("parsing error");
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)) && !parse_error,
+        "promtool check metrics refuses the body ({:?}):\n{stderr}\n--- body ---\n{body}",
+        out.status.code()
+    );
+}
+
+/// One file in OpenMetrics, one classic, from two jobs: the counter `bar` (samples
+/// `bar_total`, `bar_created`) beside a classic `# TYPE bar_total counter`, the info `foo`
+/// beside a gauge `foo_info`, and the histogram `lat` with other buckets. Before, all of it
+/// was merged: two TYPE blocks for `bar_total` and for `foo_info` (promtool and Prometheus
+/// refuse the whole scrape), one histogram mixing both bucket layouts, and no conflict
+/// counted. Now the first file keeps each, the other's family is left out and counted.
+#[test]
+fn type_clashes_across_formats_and_other_buckets_are_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(
+        dir.path(),
+        "a.prom",
+        "# HELP bar Bars.\n# TYPE bar counter\nbar_total{job=\"a\"} 3\nbar_created{job=\"a\"} 1.7e+09\n\
+         # HELP foo Foo.\n# TYPE foo info\nfoo_info{version=\"1\"} 1\n\
+         # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{job=\"a\",le=\"1.0\"} 1\nlat_bucket{job=\"a\",le=\"+Inf\"} 2\nlat_sum{job=\"a\"} 2\nlat_count{job=\"a\"} 2\n# EOF\n",
+    );
+    write_atomic(
+        dir.path(),
+        "b.prom",
+        "# HELP bar_total Bars.\n# TYPE bar_total counter\nbar_total{job=\"b\"} 5\n\
+         # HELP foo_info Foo.\n# TYPE foo_info gauge\nfoo_info{version=\"2\"} 1\n\
+         # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{job=\"b\",le=\"0.5\"} 1\nlat_bucket{job=\"b\",le=\"+Inf\"} 1\nlat_sum{job=\"b\"} 1\nlat_count{job=\"b\"} 1\n\
+         # HELP kept Served: the file's other families are not affected.\n# TYPE kept gauge\nkept 1\n",
+    );
+    let exporter = common::start(&[dir_arg(dir.path())]);
+    let body = exporter.metrics();
+    promtool_accepts(&body);
+    let m = Metrics::parse(&body);
+    // bar_total and foo_info from b.prom: two type conflicts; lat from b.prom: one of buckets.
+    for name in ["promdrop_conflicts_total", "promdrop_current_conflicts"] {
+        assert_eq!(
+            m.get(name, &[("kind", "type")]),
+            Some(2.0),
+            "{name}\n{body}"
+        );
+        assert_eq!(
+            m.get(name, &[("kind", "buckets")]),
+            Some(1.0),
+            "{name}\n{body}"
+        );
+    }
+    assert_eq!(m.get("bar_total", &[("job", "a")]), Some(3.0), "{body}");
+    assert_eq!(m.get("bar_total", &[("job", "b")]), None, "{body}");
+    assert_eq!(m.get("foo_info", &[("version", "1")]), Some(1.0), "{body}");
+    assert_eq!(m.get("foo_info", &[("version", "2")]), None, "{body}");
+    assert_eq!(m.get("lat_bucket", &[("job", "a"), ("le", "1")]), Some(1.0));
+    assert_eq!(m.get("lat_count", &[("job", "b")]), None, "{body}");
+    assert_eq!(m.get("kept", &[]), Some(1.0), "{body}");
+    assert_eq!(body.matches("# TYPE bar_total ").count(), 1, "{body}");
+    assert_eq!(body.matches("# TYPE foo_info ").count(), 1, "{body}");
+    // OpenMetrics too: one family each, and it parses.
+    let om = exporter
+        .get(
+            "/metrics",
+            &[("Accept", "application/openmetrics-text;version=1.0.0")],
+        )
+        .text();
+    promdrop_textformat::parse(om.as_bytes(), promdrop_textformat::Format::OpenMetrics)
+        .unwrap_or_else(|e| panic!("{e}\n{om}"));
+    assert_eq!(om.matches("# TYPE bar ").count(), 1, "{om}");
+    assert!(!om.contains("job=\"b\""), "{om}");
+    // Named on the status page and in the API.
+    let page = exporter.get("/", &[]).text();
+    assert!(
+        page.contains("family bar_total in ")
+            && page.contains("would both be written as bar_total"),
+        "{page}"
+    );
+    assert!(page.contains("other buckets (le) or quantiles"), "{page}");
+    let json = exporter.get("/api/v1/files", &[]).text();
+    assert!(json.contains("\"kind\": \"buckets\""), "{json}");
+    assert!(json.contains("\"kept_family\": \"foo\""), "{json}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Finding 9: file names that are not UTF-8, and repeated log lines.
 // ---------------------------------------------------------------------------------------------
 

@@ -534,3 +534,102 @@ fn a_namespaces_directory_is_watched_without_waiting_for_a_rescan() {
         m.get("seen", &[("namespace", "team-a")]) == Some(1.0)
     });
 }
+
+/// Finding 8 with tenancy: bucket bounds are compared within a namespace only (every series
+/// carries its namespace, so two namespaces' histograms never share a series), and a family
+/// whose names clash once rendered with another namespace's family (an OpenMetrics counter
+/// `bar`, a classic counter `bar_total`) follows the cross-namespace TYPE rule: the namespace
+/// that declared its family first keeps it, whatever the names' order.
+#[test]
+fn buckets_differ_only_within_a_namespace_and_a_name_clash_goes_by_seniority() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let histogram = |le: &str, job: &str| {
+        format!(
+            "# TYPE h histogram\nh_bucket{{le=\"{le}\",j=\"{job}\"}} 1\n\
+             h_bucket{{le=\"+Inf\",j=\"{job}\"}} 2\nh_sum{{j=\"{job}\"}} 3\nh_count{{j=\"{job}\"}} 2\n"
+        )
+    };
+    for ns in ["aaa", "zzz"] {
+        std::fs::create_dir(dir.join(ns)).unwrap();
+    }
+    write_atomic(&dir.join("aaa"), "a.prom", &histogram("0.25", "a"));
+    write_atomic(
+        &dir.join("zzz"),
+        "job.prom",
+        &format!(
+            "{}# TYPE bar_total counter\nbar_total 1\n",
+            histogram("1", "z")
+        ),
+    );
+    write_atomic(&dir.join("zzz"), "other.prom", &histogram("0.5", "o"));
+    let exporter = common::start(&tenancy_args(dir));
+    let m = Metrics::parse(&exporter.metrics());
+    // Other namespaces' buckets are served side by side; within zzz the later file's are not.
+    let bucket = |m: &Metrics, ns: &str, job: &str, le: &str| {
+        m.get(
+            "h_bucket",
+            &[
+                ("le", le),
+                ("j", job),
+                ("namespace", ns),
+                ("job_name", if ns == "aaa" { "a" } else { job_file(job) }),
+            ],
+        )
+    };
+    fn job_file(job: &str) -> &'static str {
+        if job == "z" { "job" } else { "other" }
+    }
+    assert_eq!(bucket(&m, "aaa", "a", "0.25"), Some(1.0), "{}", m.body);
+    assert_eq!(bucket(&m, "zzz", "z", "1"), Some(1.0), "{}", m.body);
+    assert_eq!(bucket(&m, "zzz", "o", "0.5"), None, "{}", m.body);
+    assert_eq!(
+        m.get("promdrop_current_conflicts", &[("kind", "buckets")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("promdrop_current_conflicts", &[("kind", "type")]),
+        Some(0.0)
+    );
+
+    // aaa (first in name order) now declares the OpenMetrics counter bar, whose names clash
+    // with zzz's classic bar_total: zzz declared first and keeps it.
+    write_atomic(
+        &dir.join("aaa"),
+        "new.prom",
+        "# TYPE bar counter\nbar_total 5\n# EOF\n",
+    );
+    let m = exporter.wait_for("the clash counted", WAIT, |m| {
+        m.get("promdrop_current_conflicts", &[("kind", "type")]) == Some(1.0)
+    });
+    assert_eq!(
+        m.get("bar_total", &[("namespace", "zzz"), ("job_name", "job")]),
+        Some(1.0),
+        "{}",
+        m.body
+    );
+    assert_eq!(
+        m.get("bar_total", &[("namespace", "aaa"), ("job_name", "new")]),
+        None,
+        "{}",
+        m.body
+    );
+    assert_eq!(m.body.matches("# TYPE bar_total ").count(), 1, "{}", m.body);
+    assert_eq!(
+        m.get("promdrop_current_conflicts", &[("kind", "buckets")]),
+        Some(1.0)
+    );
+    let om = exporter
+        .get(
+            "/metrics",
+            &[("Accept", "application/openmetrics-text; version=1.0.0")],
+        )
+        .text();
+    assert_eq!(om.matches("# TYPE bar counter").count(), 1, "{om}");
+    assert!(!om.contains("namespace=\"aaa\",job_name=\"new\""), "{om}");
+    let json = exporter.get("/api/v1/files", &[]).text();
+    assert!(
+        json.contains("new.prom") && json.contains("\"kept_family\": \"bar_total\""),
+        "{json}"
+    );
+}

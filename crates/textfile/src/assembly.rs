@@ -12,17 +12,23 @@
 //! the files (first TYPE wins, first HELP and unit win, a family of another type is dropped
 //! and reported) and lists the body as [`Piece`]s: family headers, rendered now (a few bytes
 //! per family), and references to the groups' lines. Its cost is the number of (chunk, family)
-//! groups, not the number of samples. It gives exactly the bytes of
+//! groups and the names they hold, not the number of samples. The rules that leave out a part
+//! of a group rather than a whole one (names that clash once rendered, other bucket bounds or
+//! quantiles in one scope) are checked per group first, from the names and bounds each group
+//! gathered when its chunk was planned; when one may apply, [`assemble`] declines and the
+//! caller merges the files part by part ([`crate::prepared::render_classic`], the same
+//! prepared lines, no parse). It gives exactly the bytes of
 //! [`crate::prepared::render_classic`] and [`crate::prepared::render_openmetrics`] (and so of
 //! the full merge, when no series is in two places: see [`crate::prepared::SeriesIndex`]); the
 //! exporter's oracle test checks it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use promdrop_textformat::{MetricType, escape_label_value};
+use promdrop_textformat::{MetricType, NameTable, NameUse, escape_label_value};
 
 use crate::conflict::ConflictRecord;
 use crate::prepared::{Prepared, split_suffixes};
@@ -63,6 +69,19 @@ pub struct Group {
     om_has_created: bool,
     /// The lines of each slot, as slices of the files' prepared text.
     pub lines: [Vec<Bytes>; SLOTS],
+    /// Every name a part holds in either format, each once (taken when a part takes it).
+    names: Vec<(Box<str>, NameUse)>,
+    /// Per scope ([`Prepared::scope`]): the first bucket bounds or quantiles of a part, and
+    /// whether every part of that scope with some has the same.
+    bounds: Vec<ScopeBounds>,
+}
+
+/// A group's bucket bounds or quantiles in one scope: see [`Group::bounds`].
+#[derive(Debug)]
+struct ScopeBounds {
+    scope: Box<str>,
+    first: Box<[Box<str>]>,
+    uniform: bool,
 }
 
 /// One chunk of files, grouped for merging: see the [module docs](self).
@@ -112,6 +131,8 @@ impl ChunkPlan {
                             om_unknown: false,
                             om_has_created: false,
                             lines: Default::default(),
+                            names: Vec::new(),
+                            bounds: Vec::new(),
                         });
                         groups.len() - 1
                     }
@@ -138,6 +159,26 @@ impl ChunkPlan {
                 }
                 if !family.om.is_empty() {
                     g.lines[OM_SLOT].push(prepared.om_slice(&family.om));
+                }
+                for (name, how) in family.names.iter() {
+                    match g.names.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, held)) => {
+                            if *how == NameUse::Taken {
+                                *held = NameUse::Taken;
+                            }
+                        }
+                        None => g.names.push((name.clone(), *how)),
+                    }
+                }
+                if !family.bounds.is_empty() {
+                    match g.bounds.iter_mut().find(|b| b.scope == prepared.scope) {
+                        Some(b) => b.uniform &= b.first == family.bounds,
+                        None => g.bounds.push(ScopeBounds {
+                            scope: prepared.scope.clone(),
+                            first: family.bounds.clone(),
+                            uniform: true,
+                        }),
+                    }
                 }
                 g.om_same_name &= family.om_name() == &*g.om_name;
                 g.om_unknown |= family.om_unknown;
@@ -264,6 +305,8 @@ fn conflicts(chunks: &[&ChunkPlan], families: &[Family<'_>]) -> Vec<ConflictReco
                             family: group.name.to_string(),
                             series: None,
                             kept_file: Some(kept_file()),
+                            kept_family: None,
+                            name: None,
                             other_file: chunk.paths[f as usize].clone(),
                         },
                     ));
@@ -284,6 +327,8 @@ fn conflicts(chunks: &[&ChunkPlan], families: &[Family<'_>]) -> Vec<ConflictReco
                             family: group.name.to_string(),
                             series: None,
                             kept_file: Some(kept_file()),
+                            kept_family: None,
+                            name: None,
                             other_file: chunk.paths[f as usize].clone(),
                         },
                     ));
@@ -296,14 +341,63 @@ fn conflicts(chunks: &[&ChunkPlan], families: &[Family<'_>]) -> Vec<ConflictReco
     out
 }
 
+/// Whether the merge of the chunks may leave out a part of a family for a rule that only a
+/// look at each part can apply: a family whose names clash with another family's once
+/// rendered (`type`), or a histogram or summary whose bucket bounds or quantiles differ from
+/// the ones another part of its scope gives (`buckets`). Per (chunk, family) group: its
+/// names, gathered when the chunk was planned, in one table, and its bounds per scope;
+/// conservative (parts of one file, which may hold one name, count as a clash here), so when
+/// it says `false` no such conflict can occur and the groups merge whole.
+fn needs_parts(chunks: &[&ChunkPlan], families: &[Family<'_>]) -> bool {
+    let count: usize = families.iter().map(|m| m.groups.len()).sum();
+    let mut names = NameTable::with_capacity(count * 4);
+    // Each group is its own source, so that any two families holding a name clash.
+    let mut source = 0;
+    for (index, m) in families.iter().enumerate() {
+        let mut fixed: Vec<(&str, &[Box<str>])> = Vec::new();
+        for &(c, g) in &m.groups {
+            let group = &chunks[c].groups[g];
+            let held = group.names.iter().map(|(n, how)| (&**n, *how));
+            if names.clash(held, Some(index), source).is_some() {
+                return true;
+            }
+            names.hold(
+                group
+                    .names
+                    .iter()
+                    .map(|(n, how)| (Cow::Borrowed(&**n), *how)),
+                index,
+                source,
+            );
+            source += 1;
+            for b in &group.bounds {
+                if !b.uniform {
+                    return true;
+                }
+                match fixed.iter().find(|(scope, _)| **scope == *b.scope) {
+                    Some((_, kept)) if **kept != *b.first => return true,
+                    Some(_) => {}
+                    None => fixed.push((&b.scope, &b.first)),
+                }
+            }
+        }
+    }
+    false
+}
+
 /// Merges the chunks (in serving order; no series in two places) into classic pieces and the
 /// conflicts. `None` when a chunk holds a file whose text could not be split (the full merge
-/// decides then).
+/// decides then), or when a family's names clash with another's or a histogram's buckets
+/// differ between parts ([`needs_parts`]: [`crate::prepared::render_classic`] merges the
+/// files part by part then).
 pub fn assemble(chunks: &[&ChunkPlan]) -> Option<Assembly> {
     if chunks.iter().any(|c| !c.classic_ok) {
         return None;
     }
     let families = group_families(chunks);
+    if needs_parts(chunks, &families) {
+        return None;
+    }
     let conflicts = conflicts(chunks, &families);
     let mut classic = Vec::with_capacity(families.len() * 2 + chunks.len());
     for m in &families {
@@ -362,6 +456,9 @@ pub fn assemble_openmetrics(chunks: &[&ChunkPlan]) -> Option<Vec<Piece>> {
         return None;
     }
     let families = group_families(chunks);
+    if needs_parts(chunks, &families) {
+        return None;
+    }
     let group = |&(c, g): &(usize, usize)| &chunks[c].groups[g];
     for m in &families {
         let om_name = &m.first.om_name;

@@ -28,8 +28,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use promdrop_textformat::{
-    HashedMap, Label, MetricFamily, MetricType, OpenMetricsPlan, escape_label_value,
-    om_family_name, om_folding, om_type, render_classic_into, render_openmetrics_into, series_hash,
+    HashedMap, Label, MetricFamily, MetricType, NameTable, NameUse, OpenMetricsPlan,
+    escape_label_value, family_bounds, family_names, om_family_name, om_folding, om_type,
+    render_classic_into, render_openmetrics_into, series_hash,
 };
 
 use crate::conflict::ConflictRecord;
@@ -182,6 +183,12 @@ pub struct PreparedFamily {
     /// OpenMetrics: a counter written as `unknown` (a sample named as the family, without
     /// `_total`).
     pub(crate) om_unknown: bool,
+    /// Every name the family holds in either format (`promdrop_textformat::family_names`),
+    /// for the rule on families of different names that clash.
+    pub(crate) names: HeldNames,
+    /// A histogram's bucket bounds or a summary's quantiles
+    /// (`promdrop_textformat::family_bounds`); empty for other types.
+    pub(crate) bounds: Box<[Box<str>]>,
 }
 
 impl PreparedFamily {
@@ -205,6 +212,13 @@ pub struct Prepared {
     pub reserved: Vec<Box<str>>,
     /// The families withheld ([`Origin::withheld`]) with their types (left out).
     pub withheld: Vec<(Box<str>, MetricType)>,
+    /// The names each withheld family holds in either format (as [`Prepared::withheld`] lists
+    /// them), for the engine's rule on names that clash between namespaces.
+    pub withheld_names: Vec<HeldNames>,
+    /// Bucket bounds and quantiles are compared only between files of one scope: with
+    /// tenancy, the namespace (its label is on every series, so two namespaces' series never
+    /// mix); else empty.
+    pub scope: Box<str>,
     pub(crate) classic: Bytes,
     pub(crate) openmetrics: Bytes,
     /// Whether the classic text could be split by family (else output with this file takes
@@ -399,11 +413,11 @@ impl Prepared {
     ) -> Prepared {
         // `le` and `quantile` as node_exporter serves them (see `canonicalize_bounds`).
         promdrop_textformat::canonicalize_bounds(&mut families);
-        let withheld = families
+        let (withheld, withheld_names) = families
             .iter()
             .filter(|f| origin.withheld.iter().any(|w| **w == *f.name))
-            .map(|f| (Box::from(f.name.as_ref()), f.metric_type))
-            .collect();
+            .map(|f| ((Box::from(f.name.as_ref()), f.metric_type), held_names(f)))
+            .unzip();
         let reserved = apply_options(&mut families, options, origin);
 
         let mut hashes = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
@@ -445,6 +459,11 @@ impl Prepared {
                 om_folds: false,
                 om_has_created: false,
                 om_unknown: om_type(family) != family.metric_type,
+                names: held_names(family),
+                bounds: family_bounds(family)
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
             });
         }
 
@@ -500,12 +519,22 @@ impl Prepared {
             families: prepared,
             reserved,
             withheld,
+            withheld_names,
+            scope: match options.tenancy_label {
+                Some(_) => Box::from(origin.tenant.as_str()),
+                None => Box::default(),
+            },
             classic,
             openmetrics,
             ok,
             om_ok,
             hashes: hashes.into_boxed_slice(),
         }
+    }
+
+    /// The length of the classic prepared text, in bytes.
+    pub fn classic_len(&self) -> usize {
+        self.classic.len()
     }
 
     /// Whether the prepared text can be merged (else the full merge is needed; only for
@@ -550,7 +579,15 @@ impl Prepared {
 
     /// Bytes held for this file beyond the ones it shares with the file's own buffer.
     pub fn heap_bytes(&self) -> usize {
-        self.hashes.len() * 8 + self.families.len() * std::mem::size_of::<PreparedFamily>()
+        let names: usize = self
+            .families
+            .iter()
+            .map(|f| {
+                let held = f.names.iter().map(|(n, _)| n.len() + 24).sum::<usize>();
+                held + f.bounds.iter().map(|b| b.len() + 16).sum::<usize>()
+            })
+            .sum();
+        self.hashes.len() * 8 + self.families.len() * std::mem::size_of::<PreparedFamily>() + names
     }
 }
 
@@ -646,6 +683,22 @@ impl SeriesIndex {
     }
 }
 
+/// The names a family holds in either format, each with how it holds it
+/// (`promdrop_textformat::family_names`).
+pub type HeldNames = Box<[(Box<str>, NameUse)]>;
+
+/// The names `family` holds in either format ([`family_names`]).
+fn held_names(family: &MetricFamily<'_>) -> HeldNames {
+    family_names(family)
+        .into_iter()
+        .map(|(name, how)| (name.into_boxed_str(), how))
+        .collect()
+}
+
+/// The bucket bounds or quantiles fixed for a merged family in one scope
+/// ([`Prepared::scope`]), and the file that fixed them.
+type FixedBounds<'p> = (&'p str, &'p [Box<str>], usize);
+
 /// One merged family: the contributions (file, family) that are served, in order.
 struct MergedFamily<'p> {
     first: &'p PreparedFamily,
@@ -655,8 +708,10 @@ struct MergedFamily<'p> {
     parts: Vec<(usize, &'p PreparedFamily)>,
 }
 
-/// Groups the families of `files` by name as `merge` does; conflicts (type, help) are
-/// appended to `conflicts` with file paths from `path_of`.
+/// Groups the families of `files` by name as `merge` does, with its rules in its order (type,
+/// buckets, names that clash, help); conflicts are appended to `conflicts` with file paths
+/// from `path_of`. Costs a few hash lookups per family and name it holds: no series is
+/// looked at (their names and bounds were gathered when the file was prepared).
 fn group<'p>(
     files: &'p [Arc<Prepared>],
     path_of: &dyn Fn(usize) -> String,
@@ -664,8 +719,77 @@ fn group<'p>(
 ) -> Vec<MergedFamily<'p>> {
     let mut merged: Vec<MergedFamily<'p>> = Vec::new();
     let mut by_name: HashMap<&'p str, usize> = HashMap::new();
+    let families: usize = files.iter().map(|f| f.families.len()).sum();
+    let mut names = NameTable::with_capacity(families * 4);
+    // Per merged family: the bounds fixed for it and the file that fixed them.
+    let mut bounds: Vec<Vec<FixedBounds<'p>>> = Vec::new();
     for (file, prepared) in files.iter().enumerate() {
         for family in &prepared.families {
+            let into = by_name.get(&*family.name).copied();
+            if let Some(index) = into {
+                let m = &merged[index];
+                if m.first.metric_type != family.metric_type {
+                    conflicts.push(ConflictRecord {
+                        kind: "type",
+                        family: family.name.to_string(),
+                        series: None,
+                        kept_file: Some(path_of(m.first_file)),
+                        kept_family: None,
+                        name: None,
+                        other_file: path_of(file),
+                    });
+                    continue;
+                }
+                if let Some(&(_, kept, kept_file)) = bounds[index]
+                    .iter()
+                    .find(|(scope, ..)| *scope == &*prepared.scope)
+                    && !family.bounds.is_empty()
+                    && *kept != *family.bounds
+                {
+                    conflicts.push(ConflictRecord {
+                        kind: "buckets",
+                        family: family.name.to_string(),
+                        series: None,
+                        kept_file: Some(path_of(kept_file)),
+                        kept_family: None,
+                        name: None,
+                        other_file: path_of(file),
+                    });
+                    continue;
+                }
+            }
+            let held = family.names.iter().map(|(n, how)| (&**n, *how));
+            if let Some((name, holder)) = names.clash(held, into, file) {
+                conflicts.push(ConflictRecord {
+                    kind: "type",
+                    family: family.name.to_string(),
+                    series: None,
+                    kept_file: Some(path_of(holder.source)),
+                    kept_family: Some(merged[holder.family].first.name.to_string()),
+                    name: Some(name.to_string()),
+                    other_file: path_of(file),
+                });
+                continue;
+            }
+            let index = into.unwrap_or(merged.len());
+            names.hold(
+                family
+                    .names
+                    .iter()
+                    .map(|(n, how)| (Cow::Borrowed(&**n), *how)),
+                index,
+                file,
+            );
+            if into.is_none() {
+                bounds.push(Vec::new());
+            }
+            if !family.bounds.is_empty()
+                && !bounds[index]
+                    .iter()
+                    .any(|(scope, ..)| *scope == &*prepared.scope)
+            {
+                bounds[index].push((&prepared.scope, &family.bounds, file));
+            }
             match by_name.entry(&family.name) {
                 Entry::Vacant(slot) => {
                     slot.insert(merged.len());
@@ -679,16 +803,6 @@ fn group<'p>(
                 }
                 Entry::Occupied(slot) => {
                     let m = &mut merged[*slot.get()];
-                    if m.first.metric_type != family.metric_type {
-                        conflicts.push(ConflictRecord {
-                            kind: "type",
-                            family: family.name.to_string(),
-                            series: None,
-                            kept_file: Some(path_of(m.first_file)),
-                            other_file: path_of(file),
-                        });
-                        continue;
-                    }
                     match (m.help, family.help.as_deref()) {
                         (None, Some(help)) => m.help = Some(help),
                         (Some(kept), Some(other)) if kept != other => {
@@ -697,6 +811,8 @@ fn group<'p>(
                                 family: family.name.to_string(),
                                 series: None,
                                 kept_file: Some(path_of(m.first_file)),
+                                kept_family: None,
+                                name: None,
                                 other_file: path_of(file),
                             });
                         }

@@ -180,6 +180,27 @@ impl FileSnapshot {
             .collect()
     }
 
+    /// The families the file declares (as [`FileSnapshot::declared`]) with the names each
+    /// holds in either format (`promdrop_textformat::family_names`); none when it fails.
+    pub fn declared_names(&self) -> Vec<(&str, &crate::prepared::HeldNames)> {
+        let Ok(content) = &self.content else {
+            return Vec::new();
+        };
+        let prepared = &content.prepared;
+        prepared
+            .families
+            .iter()
+            .map(|f| (&*f.name, &f.names))
+            .chain(
+                prepared
+                    .withheld
+                    .iter()
+                    .zip(&prepared.withheld_names)
+                    .map(|((n, _), names)| (&**n, names)),
+            )
+            .collect()
+    }
+
     /// This snapshot prepared again with `withheld` left out (a cross-namespace TYPE
     /// conflict appeared or went away). Parses the file's bytes again; `None` when the file
     /// failed.

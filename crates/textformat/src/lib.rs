@@ -106,6 +106,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod clash;
 mod classic;
 mod error;
 mod escaping;
@@ -117,6 +118,7 @@ mod number;
 mod openmetrics;
 mod render;
 
+pub use clash::{Holder, NameTable, NameUse, family_bounds, family_names};
 pub use error::Error;
 pub use escaping::{EscapingScheme, UnknownEscapingScheme, escape_names, is_legacy_label_name};
 pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};

@@ -10,7 +10,7 @@ use promdrop_textformat::Format;
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::discovery::FileIdentity;
 use promdrop_textfile::prepared::{Prepared, SeriesIndex, render_openmetrics};
-use promdrop_textfile::snapshot::{FileSnapshot, ReadOptions, parse_bytes};
+use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions, parse_bytes};
 
 use super::{DataPart, ExpositionOptions, prepared_for, render_data};
 
@@ -74,6 +74,38 @@ const POOL: &[(&str, &str)] = &[
         "j.prom",
         "# TYPE requests counter\nrequests_total{code=\"500\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1\",x=\"j\"} 0\nlat_bucket{le=\"+Inf\",x=\"j\"} 0\nlat_sum{x=\"j\"} 0\nlat_count{x=\"j\"} 0\n# EOF\n",
     ),
+    // Finding 8 (p to t; k, l and n above clash too: the classic counter batch_rows_total
+    // and the OpenMetrics counter batch_rows).
+    // Names that clash once rendered: a classic counter requests_total beside the
+    // OpenMetrics counter requests (e, j); a gauge build_info beside the info build (e).
+    (
+        "p.prom",
+        "# TYPE requests_total counter\nrequests_total{code=\"404\"} 2\n# TYPE build_info gauge\nbuild_info{v=\"2\"} 1\n",
+    ),
+    // Other buckets for lat (c, j: 1, +Inf; here 1.0 is 1), other quantiles for s (g), and a
+    // summary without quantiles, which has no set to differ.
+    (
+        "q.prom",
+        "# TYPE lat histogram\nlat_bucket{le=\"0.5\",x=\"q\"} 1\nlat_bucket{le=\"+Inf\",x=\"q\"} 1\nlat_sum{x=\"q\"} 1\nlat_count{x=\"q\"} 1\n# TYPE s summary\ns{quantile=\"0.9\",q=\"1\"} 1\ns_sum{q=\"1\"} 1\ns_count{q=\"1\"} 1\n# TYPE plain summary\nplain_sum 1\nplain_count 1\n",
+    ),
+    // ... and another HELP for up (a's), which no file above gives.
+    (
+        "r.prom",
+        "# HELP up Up, said otherwise.\n# TYPE up gauge\nup{job=\"r\"} 1\n# TYPE lat histogram\nlat_bucket{le=\"1.0\",x=\"r\"} 1\nlat_bucket{le=\"+Inf\",x=\"r\"} 1\nlat_sum{x=\"r\"} 1\nlat_count{x=\"r\"} 1\n# TYPE plain summary\nplain{quantile=\"0.5\",r=\"1\"} 1\nplain_sum{r=\"1\"} 1\nplain_count{r=\"1\"} 1\n",
+    ),
+    // OpenMetrics: the counter jobs with _created samples (a's jobs_total, g's folded
+    // jobs_created gauge), and a gauge lat_count inside the histogram lat's names.
+    (
+        "s.prom",
+        "# TYPE jobs counter\njobs_total{r=\"om\"} 1\njobs_created{r=\"om\"} 1.5e+09\n# TYPE lat_count gauge\nlat_count{x=\"s\"} 3\n# TYPE door_total counter\ndoor_total_total 1\n# EOF\n",
+    ),
+    // The OpenMetrics name of a classic counter up_total is up (a gauge in a, b, h, i); the
+    // gauge histogram q (e) holds q_count; a counter c (f, g: written as unknown) holds no
+    // c_total.
+    (
+        "t.prom",
+        "# TYPE up_total counter\nup_total 1\n# TYPE q_count gauge\nq_count{t=\"1\"} 1\n# TYPE c_total gauge\nc_total 4\n",
+    ),
 ];
 
 fn snapshot(i: usize, read: &ReadOptions) -> Arc<FileSnapshot> {
@@ -106,6 +138,8 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         seed
     };
     let mut concatenated = [0usize; 3];
+    // The conflicts seen: each kind, and type conflicts between families of different names.
+    let mut kinds = std::collections::BTreeSet::new();
     for (timestamps, source_label) in [
         (TimestampPolicy::Keep, None),
         (TimestampPolicy::Strip, None),
@@ -151,8 +185,20 @@ fn concatenating_prepared_text_equals_the_full_merge() {
             let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
             assert_eq!(data.classic_text(), expected, "classic, files {order:?}");
             assert_eq!(data.conflicts, conflicts, "conflicts, files {order:?}");
+            for c in &conflicts {
+                kinds.insert((c.kind, c.kept_family.is_some()));
+            }
+            // What is served parses again, as Prometheus's text parser would take it (a TYPE
+            // or HELP line twice for a name, as clashing names gave, is refused).
+            if let Err(e) = promdrop_textformat::parse(expected.as_bytes(), Format::Classic) {
+                panic!("classic, files {order:?}: {e}\n{expected}");
+            }
             let mut expected = String::new();
             render_data(&files, &options, Format::OpenMetrics, &mut expected);
+            let body = format!("{expected}# EOF\n");
+            if let Err(e) = promdrop_textformat::parse(body.as_bytes(), Format::OpenMetrics) {
+                panic!("openmetrics, files {order:?}: {e}\n{body}");
+            }
             assert_eq!(
                 String::from_utf8_lossy(&data.render_openmetrics()),
                 expected,
@@ -175,6 +221,16 @@ fn concatenating_prepared_text_equals_the_full_merge() {
             }
         }
     }
+    // Every kind of conflict was met (`reserved` is the adopted families', not the merge's).
+    for kind in [
+        ("type", false),
+        ("type", true),
+        ("buckets", false),
+        ("help", false),
+        ("duplicate_series", false),
+    ] {
+        assert!(kinds.contains(&kind), "{kind:?} never met: {kinds:?}");
+    }
     // Most orders take the concatenation, and the fallback is exercised too.
     eprintln!("concatenated (classic, openmetrics, openmetrics by chunks): {concatenated:?}");
     assert!(concatenated[2] > 100, "{concatenated:?}");
@@ -183,6 +239,143 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         concatenated[1] > 100 && concatenated[1] < concatenated[0],
         "{concatenated:?}"
     );
+}
+
+/// The files of finding 8 (names that clash once rendered, other buckets or quantiles) and
+/// the files they clash with, by chunks of every size (so the two sides of a conflict are in
+/// one chunk or in two), without and with tenancy (files in two namespaces): the chunked
+/// publication gives the full merge's bytes and conflicts. With tenancy, buckets are compared
+/// within a namespace only.
+#[test]
+fn finding_8_rules_by_chunks_equal_the_full_merge() {
+    let corpus: Vec<usize> = ["c.prom", "e.prom", "g.prom", "j.prom", "k.prom", "n.prom"]
+        .iter()
+        .chain(&["p.prom", "q.prom", "r.prom", "s.prom", "t.prom", "a.prom"])
+        .map(|name| POOL.iter().position(|(n, _)| n == name).unwrap_or(0))
+        .collect();
+    let mut seed: u64 = 0x853c_49e6_748f_ea9b;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let read = ReadOptions {
+        max_bytes: 1 << 20,
+        max_series: 1000,
+        timestamps: TimestampPolicy::Keep,
+    };
+    // (same chunk, other chunks) for finding 8's conflicts; buckets conflicts by tenancy.
+    let mut sides = [0usize; 2];
+    let mut buckets = [0usize; 2];
+    let mut by_parts = 0;
+    for tenancy in [None, Some("namespace".to_string())] {
+        let options = ExpositionOptions {
+            tenancy_label: tenancy.clone(),
+            ..ExpositionOptions::default()
+        };
+        // With tenancy, files alternate between two namespaces.
+        let all: Vec<Arc<FileSnapshot>> = corpus
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let (name, text) = POOL[i];
+                let dir = match (&tenancy, k % 2) {
+                    (None, _) => PathBuf::from("/d"),
+                    (Some(_), 0) => PathBuf::from("/d/team-a"),
+                    (Some(_), _) => PathBuf::from("/d/team-b"),
+                };
+                let identity = FileIdentity {
+                    dev: 1,
+                    ino: i as u64 + 1,
+                    size: text.len() as u64,
+                    mtime_ns: (1_700_000_000 + i as i128) * 1_000_000_000,
+                };
+                let s = parse_bytes(
+                    dir.join(name),
+                    identity,
+                    Bytes::from_static(text.as_bytes()),
+                    &read,
+                );
+                assert!(s.content.is_ok(), "{name}: {:?}", s.content);
+                Arc::new(s)
+            })
+            .collect();
+        let mut orders: Vec<Vec<usize>> = vec![(0..all.len()).collect()];
+        for _ in 0..300 {
+            let n = 2 + (next() % 6) as usize;
+            orders.push(
+                (0..n)
+                    .map(|_| (next() % all.len() as u64) as usize)
+                    .collect(),
+            );
+        }
+        for order in &orders {
+            let mut seen = std::collections::HashSet::new();
+            let files: Vec<Arc<FileSnapshot>> = order
+                .iter()
+                .filter(|&&i| seen.insert(i))
+                .map(|&i| Arc::clone(&all[i]))
+                .collect();
+            let mut expected = String::new();
+            let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
+            let mut expected_om = String::new();
+            render_data(&files, &options, Format::OpenMetrics, &mut expected_om);
+            for bits in [0, 1, super::CHUNK_BITS] {
+                let data = DataPart::build_cut(
+                    files.clone(),
+                    options.clone(),
+                    &mut SeriesIndex::default(),
+                    bits,
+                );
+                let what = format!("files {order:?}, bits {bits}, tenancy {tenancy:?}");
+                assert_eq!(data.classic_text(), expected, "classic, {what}");
+                assert_eq!(data.conflicts, conflicts, "conflicts, {what}");
+                assert_eq!(
+                    String::from_utf8_lossy(&data.render_openmetrics()),
+                    expected_om,
+                    "openmetrics, {what}"
+                );
+                let chunk_of = |label: &str| {
+                    data.chunks().iter().position(|c| {
+                        c.files()
+                            .iter()
+                            .any(|f| snapshot::file_label(&f.path) == label)
+                    })
+                };
+                let namespace = |label: &str| {
+                    std::path::Path::new(label)
+                        .parent()
+                        .map(|p| p.to_path_buf())
+                };
+                let mut finding_8 = false;
+                for c in &conflicts {
+                    if c.kind != "buckets" && c.kept_family.is_none() {
+                        continue;
+                    }
+                    finding_8 = true;
+                    let kept = c.kept_file.as_deref().unwrap_or_default();
+                    let same = chunk_of(kept) == chunk_of(&c.other_file);
+                    sides[usize::from(!same)] += 1;
+                    if c.kind == "buckets" {
+                        buckets[usize::from(tenancy.is_some())] += 1;
+                        if tenancy.is_some() {
+                            assert_eq!(namespace(kept), namespace(&c.other_file), "{what}");
+                        }
+                    }
+                }
+                if finding_8 && data.is_concatenated() {
+                    by_parts += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "finding 8 (same chunk, other chunks): {sides:?}, buckets {buckets:?}, merged by parts {by_parts}"
+    );
+    assert!(sides[0] > 20 && sides[1] > 20, "{sides:?}");
+    assert!(buckets[0] > 20 && buckets[1] > 5, "{buckets:?}");
+    assert!(by_parts > 50, "{by_parts}");
 }
 
 #[test]
