@@ -538,6 +538,66 @@ fn type_clashes_across_formats_and_other_buckets_are_conflicts() {
     assert!(json.contains("\"kept_family\": \"foo\""), "{json}");
 }
 
+/// An OpenMetrics file declaring `# TYPE promdrop_build info` (written `promdrop_build_info`)
+/// and a counter `process_cpu_seconds` (written `process_cpu_seconds_total`): before, the
+/// reserved-name check looked at the declared names only, so each added a second family of an
+/// exporter metric. Now names are checked as they are written: both are reserved conflicts,
+/// the exporter's own families stay single, and the file's other families are served.
+#[test]
+fn reserved_names_are_checked_after_the_openmetrics_suffixes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(
+        dir.path(),
+        "a.prom",
+        "# TYPE promdrop_build info
+promdrop_build_info{version=\"fake\"} 1
+\
+         # TYPE process_cpu_seconds counter
+process_cpu_seconds_total 1e+06
+\
+         # TYPE ok gauge
+ok 1
+# EOF
+",
+    );
+    let exporter = common::start(&[dir_arg(dir.path())]);
+    let body = exporter.metrics();
+    promtool_accepts(&body);
+    let m = Metrics::parse(&body);
+    assert_eq!(
+        m.get("promdrop_conflicts_total", &[("kind", "reserved")]),
+        Some(2.0),
+        "{body}"
+    );
+    assert_eq!(
+        body.matches("# TYPE promdrop_build_info ").count(),
+        1,
+        "{body}"
+    );
+    assert_eq!(
+        body.matches("# TYPE process_cpu_seconds_total ").count(),
+        1,
+        "{body}"
+    );
+    assert!(!body.contains("version=\"fake\""), "{body}");
+    assert!(
+        m.get("process_cpu_seconds_total", &[])
+            .is_some_and(|v| v < 1e6),
+        "the exporter's own CPU time, not the file's: {body}"
+    );
+    assert_eq!(m.get("ok", &[]), Some(1.0), "{body}");
+    let om = exporter
+        .get(
+            "/metrics",
+            &[("Accept", "application/openmetrics-text;version=1.0.0")],
+        )
+        .text();
+    promdrop_textformat::parse(om.as_bytes(), promdrop_textformat::Format::OpenMetrics)
+        .unwrap_or_else(|e| panic!("{e}\n{om}"));
+    assert_eq!(om.matches("# TYPE promdrop_build_info ").count(), 1, "{om}");
+    assert!(!om.contains("# TYPE promdrop_build info"), "{om}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Finding 9: file names that are not UTF-8, and repeated log lines.
 // ---------------------------------------------------------------------------------------------
