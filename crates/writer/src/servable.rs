@@ -123,7 +123,7 @@ pub fn make_servable(families: &mut [MetricFamily<'_>]) -> Vec<Unservable> {
         return found;
     }
     // Owned copies of the kept series: the samples are changed in place while they are kept.
-    let mut seen: HashMap<u64, Vec<(String, Vec<(String, String)>)>> = HashMap::new();
+    let mut seen: HashMap<u64, Vec<OwnedSeries>> = HashMap::new();
     for family in families.iter_mut() {
         family.samples.retain_mut(|sample| {
             sample.timestamp = None;
@@ -147,6 +147,9 @@ pub fn make_servable(families: &mut [MetricFamily<'_>]) -> Vec<Unservable> {
     }
     found
 }
+
+/// A series' name and labels, owned.
+type OwnedSeries = (String, Vec<(String, String)>);
 
 /// The series seen so far, by [`series_hash`]: one hash lookup a sample, and a comparison of
 /// names and labels only when hashes match (so a collision never merges two series). It
