@@ -28,10 +28,10 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use promdrop_textformat::{MetricType, NameTable, NameUse, escape_label_value};
+use promdrop_textformat::{MetricType, NameTable, NameUse};
 
 use crate::conflict::ConflictRecord;
-use crate::prepared::{Prepared, split_suffixes};
+use crate::prepared::{Prepared, split_suffixes, write_openmetrics_header};
 
 /// The lines slots of a group: the classic main block, the two split-off classic gauges, the
 /// OpenMetrics lines.
@@ -511,27 +511,8 @@ pub fn assemble_openmetrics(chunks: &[&ChunkPlan]) -> Option<Vec<Piece>> {
     }
     let mut out = Vec::with_capacity(families.len() * 2 + chunks.len());
     for (i, m) in families.iter().enumerate() {
-        let om_name = &*m.first.om_name;
         let mut header = String::new();
-        if let Some(help) = m.help {
-            header.push_str("# HELP ");
-            promdrop_textformat::write_metric_name(om_name, &mut header);
-            header.push(' ');
-            escape_label_value(help, &mut header);
-            header.push('\n');
-        }
-        header.push_str("# TYPE ");
-        promdrop_textformat::write_metric_name(om_name, &mut header);
-        header.push(' ');
-        header.push_str(om_types[i].openmetrics_name());
-        header.push('\n');
-        if let Some(unit) = m.unit.filter(|u| !u.is_empty()) {
-            header.push_str("# UNIT ");
-            promdrop_textformat::write_metric_name(om_name, &mut header);
-            header.push(' ');
-            header.push_str(unit);
-            header.push('\n');
-        }
+        write_openmetrics_header(&m.first.om_name, m.help, om_types[i], m.unit, &mut header);
         out.push(Piece::Text(header));
         push_lines(chunks, &m.groups, OM_SLOT, &mut out);
     }

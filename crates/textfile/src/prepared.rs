@@ -385,6 +385,36 @@ fn blocks(text: &str, base: usize) -> Vec<Block> {
     out
 }
 
+/// The `# HELP`, `# TYPE` and `# UNIT` lines of an OpenMetrics family called `name` (an empty
+/// unit is not written), as the merges write them above the files' lines.
+pub(crate) fn write_openmetrics_header(
+    name: &str,
+    help: Option<&str>,
+    metric_type: MetricType,
+    unit: Option<&str>,
+    out: &mut String,
+) {
+    if let Some(help) = help {
+        out.push_str("# HELP ");
+        promdrop_textformat::write_metric_name(name, out);
+        out.push(' ');
+        escape_label_value(help, out);
+        out.push('\n');
+    }
+    out.push_str("# TYPE ");
+    promdrop_textformat::write_metric_name(name, out);
+    out.push(' ');
+    out.push_str(metric_type.openmetrics_name());
+    out.push('\n');
+    if let Some(unit) = unit.filter(|u| !u.is_empty()) {
+        out.push_str("# UNIT ");
+        promdrop_textformat::write_metric_name(name, out);
+        out.push(' ');
+        out.push_str(unit);
+        out.push('\n');
+    }
+}
+
 fn to_u32(range: Range<usize>) -> Option<Range<u32>> {
     Some(u32::try_from(range.start).ok()?..u32::try_from(range.end).ok()?)
 }
@@ -962,27 +992,8 @@ pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
         if skip[i] {
             continue;
         }
-        let om_name = m.first.om_name();
         header.clear();
-        if let Some(help) = m.help {
-            header.push_str("# HELP ");
-            promdrop_textformat::write_metric_name(om_name, &mut header);
-            header.push(' ');
-            escape_label_value(help, &mut header);
-            header.push('\n');
-        }
-        header.push_str("# TYPE ");
-        promdrop_textformat::write_metric_name(om_name, &mut header);
-        header.push(' ');
-        header.push_str(om_types[i].openmetrics_name());
-        header.push('\n');
-        if let Some(unit) = m.unit.filter(|u| !u.is_empty()) {
-            header.push_str("# UNIT ");
-            promdrop_textformat::write_metric_name(om_name, &mut header);
-            header.push(' ');
-            header.push_str(unit);
-            header.push('\n');
-        }
+        write_openmetrics_header(m.first.om_name(), m.help, om_types[i], m.unit, &mut header);
         out.extend_from_slice(header.as_bytes());
         for (file, part) in &m.parts {
             out.extend_from_slice(files[*file].om_lines(&part.om));
