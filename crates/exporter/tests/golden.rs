@@ -16,15 +16,14 @@
 //! twice for one name, which merging files can produce, fails there. Its linter's findings
 //! (exit code 3: a family without HELP, a counter without `_total`) are printed, not failures.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use promdrop_exporter::Config;
 use promdrop_exporter::engine::Settings;
 use promdrop_exporter::exposition::{Counters, render_classic_body};
+use promdrop_test_support::peers::promtool_check_metrics;
 use promdrop_textfile::discovery::FileIdentity;
 use promdrop_textfile::snapshot::parse_bytes;
 use promdrop_textfile::staleness::{FileState, FileView, Timing};
@@ -85,46 +84,6 @@ fn render_case(case: &Path) -> String {
         .collect()
 }
 
-/// `promtool check metrics` on `body`: `Ok` with the linter's findings when it parsed, `Err`
-/// with promtool's output when it did not. Panics when promtool is not installed.
-fn promtool_check(body: &str) -> Result<Vec<String>, String> {
-    let mut child = match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "promtool is not installed: the golden test checks every expected.prom with it; \
-             install the Debian package prometheus (apt-get install prometheus, or \
-             scripts/test-deps), which provides /usr/bin/promtool"
-        ),
-        Err(e) => panic!("cannot start promtool: {e}"),
-    };
-    let mut stdin = child.stdin.take().expect("promtool's stdin");
-    let input = body.as_bytes().to_vec();
-    // From another thread: promtool may answer before it has read everything.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().expect("wait for promtool");
-    writer.join().expect("promtool's stdin writer");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    // 0: clean; 3: parsed, with lint findings; 1: "error while linting: text format parsing
-    // error ...".
-    let parse_error = stderr.contains("error while linting") || stderr.contains("parsing error");
-    match output.status.code() {
-        Some(0 | 3) if !parse_error => Ok(stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect()),
-        code => Err(format!("exit code {code:?}\n{stderr}")),
-    }
-}
-
 #[test]
 fn every_case_matches_its_expected_exposition() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
@@ -177,7 +136,7 @@ fn every_case_matches_its_expected_exposition() {
             ));
         }
         // Prometheus's own text parser must take every expected.prom.
-        match promtool_check(&expected) {
+        match promtool_check_metrics(&expected) {
             Ok(findings) => {
                 for finding in findings {
                     println!("{}: promtool lint: {finding}", case.display());

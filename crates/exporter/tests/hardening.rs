@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Metrics, arg, dir_arg, write_atomic};
+use common::{Exporter, Metrics, arg, dir_arg, write_atomic};
+use promdrop_test_support::peers::promtool_check_metrics;
 
 /// A metrics file of about `series` lines (~40 bytes each).
 fn big_file(dir: &Path, name: &str, series: usize) {
@@ -440,28 +441,22 @@ fn a_written_at_in_the_future_does_not_make_a_file_immortal() {
 /// `promtool check metrics` on `body`: fails the test when promtool is missing or cannot parse
 /// the body (its linter's findings, exit code 3, are not failures).
 fn promtool_accepts(body: &str) {
-    promdrop_test_support::peers::require_tool("/usr/bin/promtool", "prometheus");
-    let mut child = Command::new("/usr/bin/promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start promtool");
-    let mut stdin = child.stdin.take().expect("promtool's stdin");
-    let input = body.as_bytes().to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("wait for promtool");
-    writer.join().expect("promtool's stdin writer");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let parse_error = stderr.contains("error while linting") || stderr.contains("parsing error");
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)) && !parse_error,
-        "promtool check metrics refuses the body ({:?}):\n{stderr}\n--- body ---\n{body}",
-        out.status.code()
-    );
+    if let Err(e) = promtool_check_metrics(body) {
+        panic!("promtool check metrics refuses the body ({e})\n--- body ---\n{body}");
+    }
+}
+
+/// The OpenMetrics body, which must parse.
+fn openmetrics_body(exporter: &Exporter) -> String {
+    let om = exporter
+        .get(
+            "/metrics",
+            &[("Accept", "application/openmetrics-text;version=1.0.0")],
+        )
+        .text();
+    promdrop_textformat::parse(om.as_bytes(), promdrop_textformat::Format::OpenMetrics)
+        .unwrap_or_else(|e| panic!("{e}\n{om}"));
+    om
 }
 
 /// One file in OpenMetrics, one classic, from two jobs: the counter `bar` (samples
@@ -515,14 +510,7 @@ fn type_clashes_across_formats_and_other_buckets_are_conflicts() {
     assert_eq!(body.matches("# TYPE bar_total ").count(), 1, "{body}");
     assert_eq!(body.matches("# TYPE foo_info ").count(), 1, "{body}");
     // OpenMetrics too: one family each, and it parses.
-    let om = exporter
-        .get(
-            "/metrics",
-            &[("Accept", "application/openmetrics-text;version=1.0.0")],
-        )
-        .text();
-    promdrop_textformat::parse(om.as_bytes(), promdrop_textformat::Format::OpenMetrics)
-        .unwrap_or_else(|e| panic!("{e}\n{om}"));
+    let om = openmetrics_body(&exporter);
     assert_eq!(om.matches("# TYPE bar ").count(), 1, "{om}");
     assert!(!om.contains("job=\"b\""), "{om}");
     // Named on the status page and in the API.
@@ -586,14 +574,7 @@ ok 1
         "the exporter's own CPU time, not the file's: {body}"
     );
     assert_eq!(m.get("ok", &[]), Some(1.0), "{body}");
-    let om = exporter
-        .get(
-            "/metrics",
-            &[("Accept", "application/openmetrics-text;version=1.0.0")],
-        )
-        .text();
-    promdrop_textformat::parse(om.as_bytes(), promdrop_textformat::Format::OpenMetrics)
-        .unwrap_or_else(|e| panic!("{e}\n{om}"));
+    let om = openmetrics_body(&exporter);
     assert_eq!(om.matches("# TYPE promdrop_build_info ").count(), 1, "{om}");
     assert!(!om.contains("# TYPE promdrop_build info"), "{om}");
 }

@@ -1,11 +1,11 @@
-//! The peers the tests compare promdrop with: Debian's node_exporter.
+//! The peers the tests compare promdrop with: Debian's node_exporter and promtool.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::http;
-use crate::process::{Process, free_port};
+use crate::process::{Process, free_port, run};
 
 /// How long a server gets to start answering.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,6 +20,31 @@ pub fn require_tool(path: &str, package: &str) {
         "{path} not found: install the Debian package {package} (apt-get install -y {package}); \
          the tests that run it need it and do not skip"
     );
+}
+
+/// Debian's promtool (package `prometheus`).
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// `promtool check metrics` on `body`, which reads it with Prometheus's own text parser (a TYPE
+/// or HELP line given twice for one name fails there): `Ok` with its linter's findings when it
+/// parsed (exit code 3: a family without HELP, a counter without `_total`), `Err` with its
+/// exit code and output when it did not. Fails the test when promtool is not installed.
+pub fn promtool_check_metrics(body: &str) -> Result<Vec<String>, String> {
+    require_tool(PROMTOOL, "prometheus");
+    let mut command = Command::new(PROMTOOL);
+    command.args(["check", "metrics"]);
+    let output = run(command, body.as_bytes());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    // Exit code 1 with "error while linting: text format parsing error ..." is a refusal.
+    let parse_error = stderr.contains("error while linting") || stderr.contains("parsing error");
+    match output.status.code() {
+        Some(0 | 3) if !parse_error => Ok(stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()),
+        code => Err(format!("exit code {code:?}\n{stderr}")),
+    }
 }
 
 /// A running node_exporter with only its textfile collector, on 127.0.0.1.
