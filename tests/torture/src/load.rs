@@ -71,7 +71,13 @@ pub fn run(config: &Config) -> Result<Report> {
     churn::seed_files(dir, config.files, config.max_series, &mut rng)?;
     let mut exporter = crate::harness::start_exporter(
         dir,
-        &[format!("--source-label={}", check::SOURCE_LABEL)],
+        &[
+            format!("--source-label={}", check::SOURCE_LABEL),
+            // As many requests in flight as there are scrapers, as an operator serving this
+            // many would set it: above the default 40 of `--web.max-requests`, 50 scrapers
+            // that all wait on a slow answer (a loaded CI host) are rightly answered 503.
+            format!("--web.max-requests={}", config.scrapers.max(40)),
+        ],
         Duration::from_secs(60),
     )?;
     let pid = exporter.pid();
