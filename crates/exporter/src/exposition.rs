@@ -359,15 +359,15 @@ pub struct HeaderCache {
 
 impl HeaderCache {
     /// The segment of `text`.
-    pub fn get(&self, text: String) -> Arc<Segment> {
+    pub fn get(&self, text: &str) -> Arc<Segment> {
         let Ok(mut map) = self.map.lock() else {
-            return Arc::new(Segment::new(text));
+            return Arc::new(Segment::new(text.to_owned()));
         };
-        if let Some(s) = map.get(&text) {
+        if let Some(s) = map.get(text) {
             return Arc::clone(s);
         }
-        let segment = Arc::new(Segment::new(text.clone()));
-        map.insert(text, Arc::clone(&segment));
+        let segment = Arc::new(Segment::new(text.to_owned()));
+        map.insert(text.to_owned(), Arc::clone(&segment));
         segment
     }
 
@@ -395,6 +395,48 @@ pub struct Carry {
     /// Per escaping scheme (`underscores`, `dots`, `values`): the escaped chunks last
     /// assembled and the index counting their series.
     escaped: [Mutex<ChunkIndex>; 3],
+    /// Per variant, as `adopted`: the classic merge of the chunks last assembled.
+    classic: [KeptSlot<Option<assembly::Assembly>>; 4],
+    /// Per variant, as `adopted`: the OpenMetrics merge of the chunks last assembled.
+    openmetrics: [KeptSlot<Option<Vec<Piece>>>; 4],
+    /// How many merges were kept rather than made again (tests read it).
+    pub merges_kept: std::sync::atomic::AtomicUsize,
+}
+
+/// A merge of chunks, kept with the chunks it was made from.
+type Kept<T> = (Vec<Arc<DataChunk>>, Arc<T>);
+
+/// Where a [`Kept`] merge waits for the next publication.
+type KeptSlot<T> = Mutex<Option<Kept<T>>>;
+
+/// The merge of `chunks` that `slot` keeps, when the chunks it was made from merge as these
+/// do ([`ChunkPlan::same_shape`]: files rewritten with new values, in the same families);
+/// else `merge()`, kept. A change then costs a pointer comparison per chunk and the changed
+/// chunks' shapes, not the merge of every chunk's families.
+fn merge_kept<T>(
+    slot: Option<&KeptSlot<T>>,
+    counter: &std::sync::atomic::AtomicUsize,
+    chunks: &[Arc<DataChunk>],
+    merge: impl FnOnce() -> T,
+) -> Arc<T> {
+    let Some(slot) = slot else {
+        return Arc::new(merge());
+    };
+    let mut kept = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    let reused = kept.as_ref().and_then(|(last, merged)| {
+        (last.len() == chunks.len()
+            && last
+                .iter()
+                .zip(chunks)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a.plan.same_shape(&b.plan)))
+        .then(|| Arc::clone(merged))
+    });
+    if reused.is_some() {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    let merged = reused.unwrap_or_else(|| Arc::new(merge()));
+    *kept = Some((chunks.to_vec(), Arc::clone(&merged)));
+    merged
 }
 
 /// The adopted parts of chunks and what they joined into.
@@ -570,14 +612,14 @@ impl DataChunk {
 
 /// The segments of `pieces` (from [`assembly`]) over `chunks`.
 fn resolve(
-    pieces: Vec<Piece>,
+    pieces: &[Piece],
     chunks: &[Arc<DataChunk>],
     headers: &HeaderCache,
 ) -> Vec<Arc<Segment>> {
     pieces
-        .into_iter()
-        .filter_map(|piece| match piece {
-            Piece::Text(text) => Some(headers.get(text)),
+        .iter()
+        .filter_map(|piece| match *piece {
+            Piece::Text(ref text) => Some(headers.get(text)),
             Piece::Lines { chunk, group, slot } => {
                 chunks.get(chunk)?.segments.get(group)?.get(slot)?.clone()
             }
@@ -604,6 +646,9 @@ pub struct DataPart {
     /// The variants with escaped names (`underscores`, `dots`, `values`), each made on first
     /// demand ([`DataPart::escaped`]); `None` when it is this part itself.
     escaped: [tokio::sync::OnceCell<Option<Arc<DataPart>>>; 3],
+    /// Which variant it is (0: the published part, then one per escaping scheme): where
+    /// `carry` keeps its merges.
+    variant: usize,
 }
 
 /// `file`'s prepared form for `wanted`: the one made when it was read, or (when the options
@@ -702,17 +747,27 @@ impl DataPart {
         variant: usize,
     ) -> DataPart {
         let assembled = if repeats {
-            None
+            Arc::new(None)
         } else {
-            let plans: Vec<&ChunkPlan> = chunks.iter().map(|c| &c.plan).collect();
-            assembly::assemble(&plans)
+            merge_kept(
+                carry.classic.get(variant),
+                &carry.merges_kept,
+                &chunks,
+                || {
+                    let plans: Vec<&ChunkPlan> = chunks.iter().map(|c| &c.plan).collect();
+                    assembly::assemble(&plans)
+                },
+            )
         };
         // Not by groups, but the prepared text can still give the body: merged part by part
         // (a family whose names clash with another's, or other buckets).
         let by_parts = assembled.is_none() && !repeats && chunks.iter().all(|c| c.plan.classic_ok);
         let concatenable = assembled.is_some() || by_parts;
-        let (classic, mut conflicts) = match assembled {
-            Some(a) => (resolve(a.classic, &chunks, &carry.headers), a.conflicts),
+        let (classic, mut conflicts) = match &*assembled {
+            Some(a) => (
+                resolve(&a.classic, &chunks, &carry.headers),
+                a.conflicts.clone(),
+            ),
             None if by_parts => {
                 let prepared: Vec<Arc<Prepared>> = chunks
                     .iter()
@@ -759,6 +814,7 @@ impl DataPart {
             adopted,
             conflicts,
             escaped: Default::default(),
+            variant,
         }
     }
 
@@ -789,8 +845,16 @@ impl DataPart {
     /// Renders the OpenMetrics segments (without `# EOF`). Blocking.
     pub fn render_openmetrics_segments(&self) -> Vec<Arc<Segment>> {
         if self.concatenable {
-            let plans: Vec<&ChunkPlan> = self.chunks.iter().map(|c| &c.plan).collect();
-            if let Some(pieces) = assembly::assemble_openmetrics(&plans) {
+            let pieces = merge_kept(
+                self.carry.openmetrics.get(self.variant),
+                &self.carry.merges_kept,
+                &self.chunks,
+                || {
+                    let plans: Vec<&ChunkPlan> = self.chunks.iter().map(|c| &c.plan).collect();
+                    assembly::assemble_openmetrics(&plans)
+                },
+            );
+            if let Some(pieces) = &*pieces {
                 return resolve(pieces, &self.chunks, &self.carry.headers);
             }
             let prepared: Vec<Arc<Prepared>> = self

@@ -77,11 +77,37 @@ pub struct Group {
 }
 
 /// A group's bucket bounds or quantiles in one scope: see [`Group::bounds`].
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct ScopeBounds {
     scope: Box<str>,
     first: Box<[Box<str>]>,
     uniform: bool,
+}
+
+impl Group {
+    /// Whether `other` merges as this group does: equal in everything [`assemble`] and
+    /// [`assemble_openmetrics`] read, but the lines themselves (only which slots have some).
+    fn same_shape(&self, other: &Group) -> bool {
+        self.name == other.name
+            && self.metric_type == other.metric_type
+            && self.parts == other.parts
+            && self.help == other.help
+            && self.help_uniform == other.help_uniform
+            && self.unit == other.unit
+            && self.main_name == other.main_name
+            && self.has_lines == other.has_lines
+            && self.om_name == other.om_name
+            && self.om_same_name == other.om_same_name
+            && self.om_unknown == other.om_unknown
+            && self.om_has_created == other.om_has_created
+            && self
+                .lines
+                .iter()
+                .zip(&other.lines)
+                .all(|(a, b)| a.is_empty() == b.is_empty())
+            && self.names == other.names
+            && self.bounds == other.bounds
+    }
 }
 
 /// One chunk of files, grouped for merging: see the [module docs](self).
@@ -207,6 +233,35 @@ impl ChunkPlan {
     /// The files' prepared forms, in order.
     pub fn files(&self) -> &[Arc<Prepared>] {
         &self.files
+    }
+
+    /// The HELP of part `(file, family)`, if there is such a part.
+    fn part_help(&self, (f, i): (u32, u32)) -> Option<Option<&str>> {
+        let family = self.files.get(f as usize)?.families.get(i as usize)?;
+        Some(family.help.as_deref())
+    }
+
+    /// Whether `other` (a chunk of the same place, its files rewritten) merges as this one:
+    /// then [`assemble`] and [`assemble_openmetrics`] give the same pieces (the same groups
+    /// at the same indices) and the same conflicts for both, so a caller that kept them
+    /// need not merge again. What differs is only the lines the pieces refer to. Costs the
+    /// chunk's groups, names and parts, not its lines.
+    pub fn same_shape(&self, other: &ChunkPlan) -> bool {
+        self.classic_ok == other.classic_ok
+            && self.om_ok == other.om_ok
+            && self.paths == other.paths
+            && self.groups.len() == other.groups.len()
+            && self
+                .groups
+                .iter()
+                .zip(&other.groups)
+                .all(|(a, b)| a.same_shape(b))
+            // Help conflicts name each part whose help differs from the kept one.
+            && self.groups.iter().all(|g| {
+                g.parts
+                    .iter()
+                    .all(|&part| self.part_help(part) == other.part_help(part))
+            })
     }
 }
 

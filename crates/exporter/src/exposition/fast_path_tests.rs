@@ -537,3 +537,155 @@ fn own_families_taken_by_chunks_equal_one_build() {
         "joined {joined}, rebuilt {rebuilt}"
     );
 }
+
+/// A job's file as bench/churn.py writes them (families shared by every job, told apart by
+/// `job`), at `generation` (every value changes with it), in one of a few shapes: 0 plain,
+/// 1 another HELP, 2 another TYPE for a family, 3 a family fewer, 4 a family of its own,
+/// 5 other bucket bounds.
+fn job_text(job: usize, generation: u64, shape: u64) -> String {
+    let help = if shape == 1 {
+        "Rows, said otherwise."
+    } else {
+        "Rows."
+    };
+    let mut out = format!("# HELP batch_rows_total {help}\n# TYPE batch_rows_total counter\n");
+    for s in 0..3 {
+        let v = generation * 10 + s;
+        out.push_str(&format!(
+            "batch_rows_total{{job=\"j{job}\",shard=\"{s}\"}} {v}\n"
+        ));
+    }
+    let depth = if shape == 2 { "counter" } else { "gauge" };
+    out.push_str(&format!(
+        "# TYPE batch_depth {depth}\nbatch_depth{{job=\"j{job}\"}} {generation}\n"
+    ));
+    if shape != 3 {
+        let le = if shape == 5 { "0.5" } else { "1" };
+        out.push_str(&format!(
+            "# TYPE batch_seconds histogram\nbatch_seconds_bucket{{job=\"j{job}\",le=\"{le}\"}} {generation}\nbatch_seconds_bucket{{job=\"j{job}\",le=\"+Inf\"}} {generation}\nbatch_seconds_sum{{job=\"j{job}\"}} 1.5\nbatch_seconds_count{{job=\"j{job}\"}} {generation}\n"
+        ));
+    }
+    if shape == 4 {
+        out.push_str(&format!("# TYPE own_{job} gauge\nown_{job} 1\n"));
+    }
+    out
+}
+
+/// The merges kept from one publication to the next (`Carry`: the chunks' shapes compared,
+/// not merged again) give what the full merge gives at every step, while files are rewritten
+/// with new values (the merge kept), change shape (HELP, TYPE, families, buckets: merged
+/// again), or are replaced by the pool's files (conflicts of every kind, duplicate series).
+#[test]
+fn merges_kept_between_publications_equal_the_full_merge() {
+    use super::{Carry, DataChunk};
+    use std::sync::atomic::Ordering;
+    let mut seed: u64 = 0xda94_2042_e4dd_58b5;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let read = ReadOptions {
+        max_bytes: 1 << 20,
+        max_series: 1000,
+        timestamps: TimestampPolicy::Keep,
+    };
+    const CHUNKS: usize = 4;
+    const PER_CHUNK: usize = 3;
+    // What a position holds: a job's file (shape, generation), or a pool file.
+    #[derive(Clone, Copy)]
+    enum Held {
+        Job(u64, u64),
+        Pool(usize),
+    }
+    let file = |position: usize, held: Held| {
+        let text = match held {
+            Held::Job(shape, generation) => job_text(position, generation, shape),
+            Held::Pool(i) => POOL[i].1.to_string(),
+        };
+        let identity = FileIdentity {
+            dev: 1,
+            ino: position as u64 + 1,
+            size: text.len() as u64,
+            mtime_ns: 1_700_000_000_000_000_000,
+        };
+        let s = parse_bytes(
+            PathBuf::from(format!("/d/p{position:02}.prom")),
+            identity,
+            Bytes::from(text),
+            &read,
+        );
+        assert!(s.content.is_ok(), "{:?}", s.content);
+        Arc::new(s)
+    };
+    let mut reshaped = 0;
+    for options in [
+        ExpositionOptions::default(),
+        ExpositionOptions {
+            source_label: Some("src".to_string()),
+            ..ExpositionOptions::default()
+        },
+    ] {
+        let carry = Arc::new(Carry::default());
+        let mut held: Vec<Held> = (0..CHUNKS * PER_CHUNK)
+            .map(|_| Held::Job(next() % 7, 1))
+            .collect();
+        let mut files: Vec<Arc<FileSnapshot>> =
+            held.iter().enumerate().map(|(p, &h)| file(p, h)).collect();
+        let build = |files: &[Arc<FileSnapshot>], c: usize| {
+            Arc::new(DataChunk::build(
+                files[c * PER_CHUNK..(c + 1) * PER_CHUNK].to_vec(),
+                &options,
+            ))
+        };
+        let mut chunks: Vec<Arc<DataChunk>> = (0..CHUNKS).map(|c| build(&files, c)).collect();
+        for step in 0..400 {
+            if step > 0 {
+                let position = (next() % files.len() as u64) as usize;
+                held[position] = match (next() % 10, held[position]) {
+                    (0..=5, Held::Job(shape, generation)) => Held::Job(shape, generation + 1),
+                    (6 | 7, Held::Job(_, generation)) => Held::Job(next() % 7, generation + 1),
+                    (8, _) => Held::Pool((next() % POOL.len() as u64) as usize),
+                    (_, Held::Job(_, generation)) => Held::Job(0, generation + 1),
+                    (_, Held::Pool(_)) => Held::Job(0, 1),
+                };
+                files[position] = file(position, held[position]);
+                chunks[position / PER_CHUNK] = build(&files, position / PER_CHUNK);
+            }
+            let mut index = SeriesIndex::default();
+            let members: Vec<_> = chunks
+                .iter()
+                .flat_map(|c| c.files().iter().zip(c.prepared()))
+                .map(|(f, p)| (f.path.as_path(), p))
+                .collect();
+            index.update(&members);
+            let repeats = index.has_repeats();
+            let kept_before = carry.merges_kept.load(Ordering::Relaxed);
+            let data =
+                DataPart::assemble(chunks.clone(), options.clone(), repeats, Arc::clone(&carry));
+            let mut expected = String::new();
+            let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
+            assert_eq!(data.classic_text(), expected, "classic, step {step}");
+            // Then those of the exporter's own families (two copies of the pool's f.prom),
+            // which `own_families_taken_by_chunks_equal_one_build` checks.
+            let conflicts = [conflicts, data.adopted.conflicts.clone()].concat();
+            assert_eq!(data.conflicts, conflicts, "conflicts, step {step}");
+            let mut expected_om = String::new();
+            render_data(&files, &options, Format::OpenMetrics, &mut expected_om);
+            assert_eq!(
+                String::from_utf8_lossy(&data.render_openmetrics()),
+                expected_om,
+                "openmetrics, step {step}"
+            );
+            if carry.merges_kept.load(Ordering::Relaxed) == kept_before && step > 0 && !repeats {
+                reshaped += 1;
+            }
+        }
+        // Most steps rewrite values only: their merges were kept.
+        let kept = carry.merges_kept.load(Ordering::Relaxed);
+        assert!(kept > 250, "merges kept: {kept}");
+    }
+    // And the others were merged again, and still equal the full merge.
+    assert!(reshaped > 40, "merged again: {reshaped}");
+}
