@@ -126,6 +126,9 @@ struct Tracked {
     ends_chunk: bool,
     /// Refused by the directory caps: the series it had (its bytes are in the identity).
     capped: Option<u64>,
+    /// What the snapshot holds towards the directory caps ([`held`]), kept here so that the
+    /// totals, summed at every read, walk the map and not every snapshot.
+    held: (u64, u64),
 }
 
 /// What a snapshot holds towards the directory caps: bytes and series (none when it failed).
@@ -153,6 +156,12 @@ pub struct Engine {
     settings: Settings,
     shared: Arc<Shared>,
     files: BTreeMap<Key, Tracked>,
+    /// The sum of the files' `held`, kept as files come, go and change (the caps are
+    /// checked at every read: a walk of every file per change would cost the directory).
+    held_total: (u64, u64),
+    /// Whether a file may be refused by the directory caps (cleared by a walk that finds
+    /// none): without one, and under the caps, [`Engine::apply_caps`] has nothing to do.
+    any_capped: bool,
     dir_errors: Vec<Option<String>>,
     refused: BTreeMap<Key, String>,
     counters: Counters,
@@ -206,6 +215,8 @@ impl Engine {
             settings,
             shared,
             files: BTreeMap::new(),
+            held_total: (0, 0),
+            any_capped: false,
             dir_errors: vec![None; dirs],
             refused: BTreeMap::new(),
             counters: Counters {
@@ -444,7 +455,7 @@ impl Engine {
                 self.retry.insert(index);
                 continue;
             }
-            if let Some(t) = self.files.remove(&key) {
+            if let Some(t) = self.untrack(&key) {
                 let file = promdrop_textfile::snapshot::file_label(&t.snapshot.path);
                 if let Some(suppressed) = self.throttle.allow("removed", &file) {
                     tracing::info!(file, suppressed, "file removed");
@@ -539,7 +550,7 @@ impl Engine {
                     }
                 }
                 discovery::Entry::Refused(_) | discovery::Entry::Absent => {
-                    if let Some(t) = self.files.remove(&key) {
+                    if let Some(t) = self.untrack(&key) {
                         let file = promdrop_textfile::snapshot::file_label(&t.snapshot.path);
                         if let Some(suppressed) = self.throttle.allow("removed", &file) {
                             tracing::info!(file, suppressed, "file removed");
@@ -672,7 +683,7 @@ impl Engine {
                 Ok(snapshot) => {
                     // The directory caps, checked as files arrive so that memory stays bounded
                     // while reading; `apply_caps` then decides in serving order.
-                    let old = self.files.get(&key).map_or((0, 0), |t| held(&t.snapshot));
+                    let old = self.files.get(&key).map_or((0, 0), |t| t.held);
                     let (size, series) = held(&snapshot);
                     let over = self.over_total(
                         totals.0.saturating_sub(old.0) + size,
@@ -693,6 +704,7 @@ impl Engine {
                             self.install(key.clone(), failed);
                             if let Some(t) = self.files.get_mut(&key) {
                                 t.capped = Some(series);
+                                self.any_capped = true;
                             }
                             totals = (
                                 totals.0.saturating_sub(old.0),
@@ -740,16 +752,42 @@ impl Engine {
         }
         let before = self.files.len();
         self.files.retain(|k, _| k.0 != index);
+        self.held_total = self
+            .files
+            .values()
+            .fold((0, 0), |(b, s), t| (b + t.held.0, s + t.held.1));
         self.refused.retain(|k, _| k.0 != index);
         changed || before != self.files.len()
     }
 
     /// What the served files hold: bytes and series.
     fn totals(&self) -> (u64, u64) {
-        self.files.values().fold((0, 0), |(b, s), t| {
-            let (size, series) = held(&t.snapshot);
-            (b + size, s + series)
-        })
+        debug_assert_eq!(
+            self.held_total,
+            self.files
+                .values()
+                .fold((0, 0), |(b, s), t| (b + t.held.0, s + t.held.1)),
+            "the running totals drifted from the files'"
+        );
+        self.held_total
+    }
+
+    /// Stops tracking the file at `key`.
+    fn untrack(&mut self, key: &Key) -> Option<Tracked> {
+        let t = self.files.remove(key)?;
+        self.held_total = (self.held_total.0 - t.held.0, self.held_total.1 - t.held.1);
+        Some(t)
+    }
+
+    /// Sets what the file at `key` holds towards the caps.
+    fn set_held(&mut self, key: &Key, held: (u64, u64)) {
+        if let Some(t) = self.files.get_mut(key) {
+            self.held_total = (
+                self.held_total.0 - t.held.0 + held.0,
+                self.held_total.1 - t.held.1 + held.1,
+            );
+            t.held = held;
+        }
     }
 
     /// The error for a file that would take the directory to `bytes` and `series`, if over
@@ -774,6 +812,21 @@ impl Engine {
     /// does not fit is not served (reported as failed); a file refused before is read again
     /// when it fits. Returns whether anything changed.
     async fn apply_caps(&mut self) -> bool {
+        let (bytes, series) = self.totals();
+        if !self.any_capped
+            && bytes <= self.settings.max_total_bytes
+            && series <= self.settings.max_total_series
+        {
+            // No file is refused, and none would be: nothing to walk.
+            return false;
+        }
+        let changed = self.apply_caps_in_order().await;
+        self.any_capped = self.files.values().any(|t| t.capped.is_some());
+        changed
+    }
+
+    /// [`Engine::apply_caps`], walking every file.
+    async fn apply_caps_in_order(&mut self) -> bool {
         let mut changed = false;
         for _round in 0..2 {
             let (mut bytes, mut series) = (0u64, 0u64);
@@ -799,7 +852,7 @@ impl Engine {
                     }
                     continue;
                 }
-                let (size, s) = held(&t.snapshot);
+                let (size, s) = t.held;
                 match self.over_total(bytes + size, series + s, &t.snapshot.path) {
                     None => {
                         bytes += size;
@@ -820,8 +873,10 @@ impl Engine {
                         &error,
                     ));
                     t.capped = Some(s);
+                    self.any_capped = true;
                     changed = true;
                 }
+                self.set_held(&key, (0, 0));
             }
             if reread.is_empty() {
                 break;
@@ -879,9 +934,12 @@ impl Engine {
             let t = Instant::from_std(t);
             *known = Some(known.map_or(t, |k| k.min(t)));
         }
-        self.files.insert(
+        let now = held(&snapshot);
+        self.held_total = (self.held_total.0 + now.0, self.held_total.1 + now.1);
+        if let Some(old) = self.files.insert(
             key,
             Tracked {
+                held: now,
                 snapshot: Arc::new(snapshot),
                 timing,
                 state,
@@ -889,7 +947,12 @@ impl Engine {
                 ends_chunk,
                 capped: None,
             },
-        );
+        ) {
+            self.held_total = (
+                self.held_total.0 - old.held.0,
+                self.held_total.1 - old.held.1,
+            );
+        }
     }
 
     /// Recomputes every file's state and deletes the files due. Returns whether anything
@@ -938,7 +1001,7 @@ impl Engine {
             match outcome {
                 Ok(Ok(Deleted::Removed)) => {
                     tracing::info!(file = %path.display(), "deleted a file past its delete-after");
-                    self.files.remove(&key);
+                    self.untrack(&key);
                     changed = true;
                 }
                 Ok(Ok(Deleted::Gone | Deleted::Replaced)) => {
@@ -1403,7 +1466,9 @@ impl Engine {
             if let Some(t) = self.files.get_mut(&key) {
                 // Only when the file was not read again meanwhile.
                 if t.snapshot.identity == snapshot.identity {
+                    let now = held(&snapshot);
                     t.snapshot = Arc::new(snapshot);
+                    self.set_held(&key, now);
                 }
             }
         }
