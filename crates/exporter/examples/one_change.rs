@@ -124,13 +124,7 @@ fn publish(
     );
     assert!(data.is_concatenated(), "no duplicate series here");
     let meta_chunks: Vec<Arc<MetaChunk>> = cache.iter().map(|c| Arc::clone(&c.2)).collect();
-    let meta = MetaPart::from_chunks(
-        &meta_chunks,
-        views,
-        &Counters::default(),
-        false,
-        &data.adopted,
-    );
+    let meta = MetaPart::from_chunks(&meta_chunks, &Counters::default(), false, &data.adopted);
     let segments: Vec<Arc<Segment>> = data
         .render_openmetrics_segments()
         .into_iter()

@@ -74,7 +74,7 @@ fn incremental(files: &[Arc<snapshot::FileSnapshot>], options: &ReadOptions) {
         "first publication (concatenated: {}): {:?}, {} bytes, rss {}",
         data.is_concatenated(),
         start.elapsed(),
-        data.classic.iter().map(|s| s.len()).sum::<usize>(),
+        data.classic().iter().map(|s| s.len()).sum::<usize>(),
         rss()
     );
     drop(data);

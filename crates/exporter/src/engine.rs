@@ -146,9 +146,23 @@ type Key = (usize, OsString);
 /// published: its files, their states and whether each is within its namespace's caps, the
 /// merged form of the served ones, their meta lines.
 struct EngineChunk {
-    files: Vec<(Arc<FileSnapshot>, FileState, bool)>,
+    /// Its files as published (also the status's).
+    views: Arc<[FileView]>,
+    /// Whether each is within its namespace's caps.
+    within: Vec<bool>,
+    /// Its first and last files' keys.
+    first: Key,
+    last: Key,
     data: Arc<DataChunk>,
     meta: Arc<MetaChunk>,
+}
+
+/// What [`Engine::rechunk`] gives: the chunks, and the data chunks of those cut again, as
+/// they were and as they are.
+struct Rechunked {
+    chunks: Vec<Arc<EngineChunk>>,
+    before: Vec<Arc<DataChunk>>,
+    after: Vec<Arc<DataChunk>>,
 }
 
 /// The engine's state. Create it with [`Engine::new`] and drive it with [`Engine::run`].
@@ -162,6 +176,11 @@ pub struct Engine {
     /// Whether a file may be refused by the directory caps (cleared by a walk that finds
     /// none): without one, and under the caps, [`Engine::apply_caps`] has nothing to do.
     any_capped: bool,
+    /// The files that came, went, or changed (snapshot or state) since the last publication:
+    /// only their chunks are cut and built again ([`Engine::rechunk`]).
+    dirty: BTreeSet<Key>,
+    /// Whether every chunk is to be cut again (a directory's files all went).
+    all_dirty: bool,
     dir_errors: Vec<Option<String>>,
     refused: BTreeMap<Key, String>,
     counters: Counters,
@@ -217,6 +236,8 @@ impl Engine {
             files: BTreeMap::new(),
             held_total: (0, 0),
             any_capped: false,
+            dirty: BTreeSet::new(),
+            all_dirty: true,
             dir_errors: vec![None; dirs],
             refused: BTreeMap::new(),
             counters: Counters {
@@ -752,6 +773,7 @@ impl Engine {
         }
         let before = self.files.len();
         self.files.retain(|k, _| k.0 != index);
+        self.all_dirty = true;
         self.held_total = self
             .files
             .values()
@@ -775,6 +797,7 @@ impl Engine {
     /// Stops tracking the file at `key`.
     fn untrack(&mut self, key: &Key) -> Option<Tracked> {
         let t = self.files.remove(key)?;
+        self.dirty.insert(key.clone());
         self.held_total = (self.held_total.0 - t.held.0, self.held_total.1 - t.held.1);
         Some(t)
     }
@@ -866,6 +889,7 @@ impl Engine {
                 if let Some(suppressed) = self.throttle.allow("capped", &message) {
                     tracing::warn!(error = %message, suppressed, "a file does not fit the directory's caps");
                 }
+                self.dirty.insert(key.clone());
                 if let Some(t) = self.files.get_mut(&key) {
                     t.snapshot = Arc::new(FileSnapshot::failed(
                         t.snapshot.path.clone(),
@@ -936,6 +960,7 @@ impl Engine {
         }
         let now = held(&snapshot);
         self.held_total = (self.held_total.0 + now.0, self.held_total.1 + now.1);
+        self.dirty.insert(key.clone());
         if let Some(old) = self.files.insert(
             key,
             Tracked {
@@ -979,6 +1004,7 @@ impl Engine {
                     "file state changed"
                 );
                 tracked.state = state;
+                self.dirty.insert(key.clone());
                 changed = true;
             }
             if tracked.timing.delete_due(now)
@@ -1030,109 +1056,250 @@ impl Engine {
         changed
     }
 
-    fn views(&self) -> Vec<FileView> {
-        self.files
-            .values()
-            .map(|t| FileView {
+    /// The tracked files cut into chunks (see [`crate::exposition::CHUNK_BITS`]) as they are
+    /// now: the last publication's chunks, but those holding a file that came, went or
+    /// changed since ([`Engine::dirty`]), which are cut again from the files and built again
+    /// (each reusing what it can of the chunk it replaces). So a change costs its chunk and a
+    /// search among the chunks, not a walk of every file. With tenancy (whose caps decide per
+    /// publication which files are served), after a directory failed, and at the first
+    /// publication, every file is walked.
+    ///
+    /// Returns the chunks, and the data chunks of the ones cut again: before and after.
+    fn rechunk(&mut self, compat: bool) -> Rechunked {
+        let previous = std::mem::take(&mut self.chunks);
+        let dirty = std::mem::take(&mut self.dirty);
+        let everything = std::mem::take(&mut self.all_dirty)
+            || previous.is_empty()
+            || self.settings.tenancy.is_some()
+            || !self.tenant_capped.is_empty();
+        let mut out: Vec<Arc<EngineChunk>> = Vec::with_capacity(previous.len() + 1);
+        let data = |chunks: &[Arc<EngineChunk>]| -> Vec<Arc<DataChunk>> {
+            chunks.iter().map(|c| Arc::clone(&c.data)).collect()
+        };
+        if everything {
+            self.cut_from(
+                None,
+                &previous,
+                &mut std::iter::empty().peekable(),
+                &mut out,
+                compat,
+            );
+            return Rechunked {
+                before: data(&previous),
+                after: data(&out),
+                chunks: out,
+            };
+        }
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        // Old chunks before `next_old` are copied or replaced already.
+        let mut next_old = 0;
+        let mut keys = dirty.iter().peekable();
+        while let Some(&key) = keys.peek() {
+            // The chunk that held it, or would: the first ending at or after it.
+            let i = previous
+                .partition_point(|c| c.last < *key)
+                .min(previous.len() - 1);
+            if i < next_old {
+                keys.next();
+                continue;
+            }
+            out.extend(previous[next_old..i].iter().cloned());
+            // A file new before the chunk's first starts the chunk.
+            let from = key.clone().min(previous[i].first.clone());
+            let built = out.len();
+            next_old = self.cut_from(Some(from), &previous, &mut keys, &mut out, compat);
+            before.extend(data(&previous[i..next_old.max(i)]));
+            after.extend(data(&out[built..]));
+        }
+        out.extend(previous[next_old..].iter().cloned());
+        #[cfg(debug_assertions)]
+        self.check_chunks(&out);
+        Rechunked {
+            chunks: out,
+            before,
+            after,
+        }
+    }
+
+    /// Cuts the files from `from` (all when `None`) into chunks, built into `out`, until a
+    /// chunk ends where one of `previous` ended, past the dirty `keys` (each taken as passed):
+    /// returns the index of the first of `previous` after it (`previous.len()` when the files
+    /// ran out).
+    fn cut_from<'k>(
+        &self,
+        from: Option<Key>,
+        previous: &[Arc<EngineChunk>],
+        keys: &mut std::iter::Peekable<impl Iterator<Item = &'k Key>>,
+        out: &mut Vec<Arc<EngineChunk>>,
+        compat: bool,
+    ) -> usize {
+        let whole = from.is_none();
+        let range = match from {
+            Some(from) => self.files.range(from..),
+            None => self.files.range::<Key, _>(..),
+        };
+        let mut part: Vec<(&Key, &Tracked)> = Vec::new();
+        let mut files = range.peekable();
+        while let Some((key, tracked)) = files.next() {
+            part.push((key, tracked));
+            if !tracked.ends_chunk && files.peek().is_some() {
+                continue;
+            }
+            let last = key.clone();
+            out.push(self.chunk_of(&std::mem::take(&mut part), previous, compat));
+            while keys.next_if(|k| **k <= last).is_some() {}
+            if whole {
+                continue;
+            }
+            // Where the old chunks are cut the same way again, the rest is as it was.
+            let j = previous.partition_point(|c| c.last < last);
+            if previous.get(j).is_some_and(|c| c.last == last) {
+                return j + 1;
+            }
+        }
+        previous.len()
+    }
+
+    /// The chunk of `part` (consecutive files, a chunk's end last): the old one with the same
+    /// files as they were (a state may have changed without its file), or a new one reusing
+    /// the old one's data when its served files are the same.
+    fn chunk_of(
+        &self,
+        part: &[(&Key, &Tracked)],
+        previous: &[Arc<EngineChunk>],
+        compat: bool,
+    ) -> Arc<EngineChunk> {
+        let views: Vec<FileView> = part
+            .iter()
+            .map(|(_, t)| FileView {
                 snapshot: Arc::clone(&t.snapshot),
                 timing: t.timing,
                 state: t.state,
             })
-            .collect()
+            .collect();
+        // Whether each file is within its namespace's caps (always without tenancy).
+        let within: Vec<bool> = part
+            .iter()
+            .map(|(k, _)| !self.tenant_capped.contains_key(*k))
+            .collect();
+        let (first, last) = match (part.first(), part.last()) {
+            (Some(f), Some(l)) => (f.0.clone(), l.0.clone()),
+            _ => Default::default(),
+        };
+        let candidate = previous
+            .binary_search_by(|c| c.first.cmp(&first))
+            .ok()
+            .and_then(|i| previous.get(i));
+        if let Some(c) = candidate
+            && c.views.len() == views.len()
+            && c.within == within
+            && c.views
+                .iter()
+                .zip(&views)
+                .all(|(a, b)| Arc::ptr_eq(&a.snapshot, &b.snapshot) && a.state == b.state)
+        {
+            return Arc::clone(c);
+        }
+        let served: Vec<Arc<FileSnapshot>> = views
+            .iter()
+            .zip(&within)
+            .filter(|(v, w)| v.served() && **w)
+            .map(|(v, _)| Arc::clone(&v.snapshot))
+            .collect();
+        let data = match candidate {
+            Some(c)
+                if c.data.files().len() == served.len()
+                    && c.data
+                        .files()
+                        .iter()
+                        .zip(&served)
+                        .all(|(a, b)| Arc::ptr_eq(a, b)) =>
+            {
+                Arc::clone(&c.data)
+            }
+            _ => Arc::new(DataChunk::build_prepared(
+                served,
+                &self.prepare,
+                self.settings.exposition.own_config(),
+            )),
+        };
+        let meta = Arc::new(MetaChunk::build(&views, compat));
+        Arc::new(EngineChunk {
+            views: views.into(),
+            within,
+            first,
+            last,
+            data,
+            meta,
+        })
+    }
+
+    /// That `chunks` are what cutting every file gives (debug builds: every test checks that
+    /// no change escaped [`Engine::dirty`]).
+    #[cfg(debug_assertions)]
+    fn check_chunks(&self, chunks: &[Arc<EngineChunk>]) {
+        let mut expected: Vec<Vec<(*const FileSnapshot, FileState)>> = vec![Vec::new()];
+        let mut files = self.files.values().peekable();
+        while let Some(t) = files.next() {
+            if let Some(current) = expected.last_mut() {
+                current.push((Arc::as_ptr(&t.snapshot), t.state));
+            }
+            if t.ends_chunk && files.peek().is_some() {
+                expected.push(Vec::new());
+            }
+        }
+        expected.retain(|c| !c.is_empty());
+        let got: Vec<Vec<(*const FileSnapshot, FileState)>> = chunks
+            .iter()
+            .map(|c| {
+                c.views
+                    .iter()
+                    .map(|v| (Arc::as_ptr(&v.snapshot), v.state))
+                    .collect()
+            })
+            .collect();
+        assert!(got == expected, "the chunks kept drifted from the files");
     }
 
     /// Rebuilds what is served and swaps it in. Costs the chunks that changed (see
-    /// [`crate::exposition`]), plus a pointer comparison per file; with tenancy, also the
-    /// per-namespace caps and the cross-namespace TYPE rule, which look at every file's
-    /// families.
+    /// [`crate::exposition`] and [`Engine::rechunk`]), plus a pointer comparison per chunk;
+    /// with tenancy, also the per-namespace caps and the cross-namespace TYPE rule, which look
+    /// at every file's families.
     async fn publish(&mut self) {
         let started = Instant::now();
         if let Some(caps) = self.settings.tenancy {
             self.apply_tenant_caps(caps);
             self.withhold_cross_tenant_types().await;
         }
-        let views = self.views();
         let compat = self.settings.exposition.compat_node_exporter;
-        // Whether each file is within its namespace's caps (always without tenancy).
-        let within: Vec<bool> = if self.tenant_capped.is_empty() {
-            vec![true; views.len()]
-        } else {
-            self.files
-                .keys()
-                .map(|k| !self.tenant_capped.contains_key(k))
-                .collect()
-        };
-        // The previous chunks, by their first file (kept alive until the end: pointers are
-        // compared).
-        let previous: Vec<Arc<EngineChunk>> = std::mem::take(&mut self.chunks);
-        let mut old: HashMap<usize, &Arc<EngineChunk>> = previous
-            .iter()
-            .filter_map(|c| Some((Arc::as_ptr(&c.files.first()?.0) as usize, c)))
-            .collect();
-        let mut chunks: Vec<Arc<EngineChunk>> = Vec::new();
-        let mut start = 0;
-        let ends: Vec<bool> = self.files.values().map(|t| t.ends_chunk).collect();
-        for (i, end) in ends.iter().enumerate() {
-            if !*end && i + 1 != views.len() {
-                continue;
-            }
-            let range = start..i + 1;
-            start = i + 1;
-            let part = &views[range.clone()];
-            let within = &within[range];
-            let candidate = old.remove(&(Arc::as_ptr(&part[0].snapshot) as usize));
-            let same = |c: &EngineChunk| {
-                c.files.len() == part.len()
-                    && c.files.iter().zip(part).zip(within).all(|((f, v), w)| {
-                        Arc::ptr_eq(&f.0, &v.snapshot) && f.1 == v.state && f.2 == *w
-                    })
-            };
-            if let Some(c) = candidate.filter(|c| same(c)) {
-                chunks.push(Arc::clone(c));
-                continue;
-            }
-            let served: Vec<Arc<FileSnapshot>> = part
-                .iter()
-                .zip(within)
-                .filter(|(v, w)| v.served() && **w)
-                .map(|(v, _)| Arc::clone(&v.snapshot))
-                .collect();
-            let data = match candidate {
-                Some(c)
-                    if c.data.files().len() == served.len()
-                        && c.data
-                            .files()
-                            .iter()
-                            .zip(&served)
-                            .all(|(a, b)| Arc::ptr_eq(a, b)) =>
-                {
-                    Arc::clone(&c.data)
-                }
-                _ => Arc::new(DataChunk::build_prepared(
-                    served,
-                    &self.prepare,
-                    self.settings.exposition.own_config(),
-                )),
-            };
-            chunks.push(Arc::new(EngineChunk {
-                files: part
-                    .iter()
-                    .zip(within)
-                    .map(|(v, w)| (Arc::clone(&v.snapshot), v.state, *w))
-                    .collect(),
-                data,
-                meta: Arc::new(MetaChunk::build(part, compat)),
-            }));
-        }
-        // The series index follows the files that came and went (a rebuilt chunk keeps most
-        // of its files: only the prepared forms that differ are counted again).
+        let Rechunked {
+            chunks,
+            before,
+            after,
+        } = self.rechunk(compat);
+        // The series index follows the files that came and went: those of the chunks cut
+        // again (a rebuilt chunk keeps most of its files: only the prepared forms that differ
+        // are counted again).
+        follow_chunks(&mut self.index, &before, &after);
+        drop((before, after));
         let data_chunks: Vec<Arc<DataChunk>> = chunks.iter().map(|c| Arc::clone(&c.data)).collect();
-        let previous_data: Vec<Arc<DataChunk>> =
-            previous.iter().map(|c| Arc::clone(&c.data)).collect();
-        follow_chunks(&mut self.index, &previous_data, &data_chunks);
-        drop(previous_data);
-        drop(old);
-        drop(previous);
+        #[cfg(debug_assertions)]
+        {
+            // Debug builds (every test): the index followed chunk by chunk counts what one
+            // made over every file counts.
+            let mut fresh = SeriesIndex::default();
+            let members: Vec<_> = data_chunks
+                .iter()
+                .flat_map(|c| c.files().iter().zip(c.prepared()))
+                .map(|(f, p)| (f.path.as_path(), p))
+                .collect();
+            fresh.update(&members);
+            assert_eq!(
+                fresh.has_repeats(),
+                self.index.has_repeats(),
+                "the series index drifted from the files"
+            );
+        }
         let reuse = self.data.as_ref().filter(|d| {
             d.chunks().len() == data_chunks.len()
                 && d.chunks()
@@ -1158,7 +1325,7 @@ impl Engine {
                         return;
                     }
                 };
-                self.carry.headers.trim(4 * data.classic.len() + 4096);
+                self.carry.headers.trim(4 * data.classic_pieces() + 4096);
                 self.data = Some(Arc::clone(&data));
                 (data, true)
             }
@@ -1179,9 +1346,9 @@ impl Engine {
             .map(|(d, e)| (promdrop_textfile::snapshot::file_label(d), e.is_some()))
             .collect();
         let meta_chunks: Vec<Arc<MetaChunk>> = chunks.iter().map(|c| Arc::clone(&c.meta)).collect();
-        let meta =
-            MetaPart::from_chunks(&meta_chunks, &views, &self.counters, compat, &data.adopted);
-        let published_files = views.len();
+        let meta = MetaPart::from_chunks(&meta_chunks, &self.counters, compat, &data.adopted);
+        let published_files = self.files.len();
+        let views = chunks.iter().map(|c| Arc::clone(&c.views)).collect();
         self.chunks = chunks;
         let status = self.status_model(&self.current);
         let published = Arc::new(Published::new(data, meta, Arc::new(status), views));
@@ -1466,6 +1633,7 @@ impl Engine {
             if let Some(t) = self.files.get_mut(&key) {
                 // Only when the file was not read again meanwhile.
                 if t.snapshot.identity == snapshot.identity {
+                    self.dirty.insert(key.clone());
                     let now = held(&snapshot);
                     t.snapshot = Arc::new(snapshot);
                     self.set_held(&key, now);

@@ -630,8 +630,10 @@ fn resolve(
 /// The merged samples of the served files.
 #[derive(Debug)]
 pub struct DataPart {
-    /// The classic rendering, in segments.
-    pub classic: Vec<Arc<Segment>>,
+    /// The classic rendering, in segments ([`DataPart::classic`]).
+    classic: OnceLock<Vec<Arc<Segment>>>,
+    /// The chunks' classic merge, when they merged by groups: what `classic` lists.
+    assembled: Arc<Option<assembly::Assembly>>,
     openmetrics: tokio::sync::OnceCell<Arc<Vec<Arc<Segment>>>>,
     chunks: Vec<Arc<DataChunk>>,
     /// Whether the chunks' prepared text gave the body (else the full merge, which a
@@ -764,10 +766,9 @@ impl DataPart {
         let by_parts = assembled.is_none() && !repeats && chunks.iter().all(|c| c.plan.classic_ok);
         let concatenable = assembled.is_some() || by_parts;
         let (classic, mut conflicts) = match &*assembled {
-            Some(a) => (
-                resolve(&a.classic, &chunks, &carry.headers),
-                a.conflicts.clone(),
-            ),
+            // The segments are listed on first use: most publications under churn are
+            // replaced before a scrape asks for them.
+            Some(a) => (OnceLock::new(), a.conflicts.clone()),
             None if by_parts => {
                 let prepared: Vec<Arc<Prepared>> = chunks
                     .iter()
@@ -783,7 +784,7 @@ impl DataPart {
                 let path_of = |i: usize| paths.get(i).cloned().unwrap_or_default();
                 let conflicts = prepared::render_classic(&prepared, &path_of, &mut out);
                 (
-                    vec![Arc::new(Segment::from_bytes(Bytes::from(out)))],
+                    OnceLock::from(vec![Arc::new(Segment::from_bytes(Bytes::from(out)))]),
                     conflicts,
                 )
             }
@@ -799,13 +800,17 @@ impl DataPart {
                     .sum();
                 let mut text = String::with_capacity(capacity + capacity / 8);
                 let conflicts = render_data(&files, &options, Format::Classic, &mut text);
-                (vec![Arc::new(Segment::new(text))], conflicts)
+                (
+                    OnceLock::from(vec![Arc::new(Segment::new(text))]),
+                    conflicts,
+                )
             }
         };
         let adopted = join_adopted(&chunks, &options, &carry, variant);
         conflicts.extend(adopted.conflicts.iter().cloned());
         DataPart {
             classic,
+            assembled,
             openmetrics: tokio::sync::OnceCell::new(),
             chunks,
             concatenable,
@@ -815,6 +820,25 @@ impl DataPart {
             conflicts,
             escaped: Default::default(),
             variant,
+        }
+    }
+
+    /// The classic rendering, in segments: the merge's pieces made into the chunks' segments
+    /// on first use (or the text a merge part by part or the full merge gave).
+    pub fn classic(&self) -> &[Arc<Segment>] {
+        self.classic.get_or_init(|| match &*self.assembled {
+            Some(a) => resolve(&a.classic, &self.chunks, &self.carry.headers),
+            None => Vec::new(),
+        })
+    }
+
+    /// How many family headers the classic rendering holds at most (to bound the headers
+    /// kept across publications), without listing its segments.
+    pub fn classic_pieces(&self) -> usize {
+        match (&*self.assembled, self.classic.get()) {
+            (Some(a), _) => a.classic.len(),
+            (None, Some(segments)) => segments.len(),
+            (None, None) => 0,
         }
     }
 
@@ -839,7 +863,7 @@ impl DataPart {
 
     /// The classic text as one string (a copy), for tests and tools.
     pub fn classic_text(&self) -> String {
-        segments_text(&self.classic)
+        segments_text(self.classic())
     }
 
     /// Renders the OpenMetrics segments (without `# EOF`). Blocking.
@@ -1266,7 +1290,7 @@ fn per_file_headers() -> &'static [(Arc<Segment>, Arc<Segment>); PER_FILE] {
 /// (`adopted`) in the same blocks: the first after the per-file ones, the second (compat) at
 /// the end.
 fn render_meta_totals(
-    files: &[FileView],
+    states: [u64; 4],
     counters: &Counters,
     compat_node: bool,
     adopted: &Arc<Adopted>,
@@ -1279,14 +1303,6 @@ fn render_meta_totals(
         }
     }
     w.own(&names::PROMDROP_FILES);
-    let mut states = [0u64; 4];
-    for f in files {
-        if f.snapshot.content.is_err() {
-            states[3] += 1;
-        } else {
-            states[f.state as usize] += 1;
-        }
-    }
     for (state, n) in ["fresh", "stale", "expired", "error"].iter().zip(states) {
         w.sample(&[("state", state)], n as f64);
     }
@@ -1330,8 +1346,7 @@ fn render_meta_totals(
     if compat_node {
         end.own(&names::NODE_TEXTFILE_SCRAPE_ERROR);
         // As node_exporter: 1 when a file or a directory cannot be read.
-        let error = files.iter().any(|f| f.snapshot.content.is_err())
-            || counters.directories.iter().any(|(_, e)| *e);
+        let error = states[3] > 0 || counters.directories.iter().any(|(_, e)| *e);
         end.sample(&[], if error { 1.0 } else { 0.0 });
     }
     [w, end]
@@ -1356,12 +1371,29 @@ pub fn render_meta(
 #[derive(Debug)]
 pub struct MetaChunk {
     lines: [Arc<Segment>; PER_FILE],
+    /// How many of its files are fresh, stale, expired, or not served for an error.
+    states: [u64; 4],
+}
+
+/// How many of `files` are fresh, stale, expired, or not served for an error
+/// (`promdrop_files`).
+fn count_states(files: &[FileView]) -> [u64; 4] {
+    let mut states = [0u64; 4];
+    for f in files {
+        if f.snapshot.content.is_err() {
+            states[3] += 1;
+        } else {
+            states[f.state as usize] += 1;
+        }
+    }
+    states
 }
 
 impl MetaChunk {
     /// The lines of `files` (one chunk, every tracked file, in order).
     pub fn build(files: &[FileView], compat_node: bool) -> MetaChunk {
         MetaChunk {
+            states: count_states(files),
             lines: std::array::from_fn(|k| {
                 let text = if k < PER_FILE - 1 || compat_node {
                     per_file_lines(k, files)
@@ -1393,22 +1425,27 @@ impl MetaPart {
         adopted: &Arc<Adopted>,
     ) -> MetaPart {
         let chunk = Arc::new(MetaChunk::build(files, compat_node));
-        MetaPart::from_chunks(&[chunk], files, counters, compat_node, adopted)
+        MetaPart::from_chunks(&[chunk], counters, compat_node, adopted)
     }
 
-    /// Prepares the meta part from the per-file lines of `chunks` (in order) and the totals
-    /// of `files` (every tracked file), with the files' series of these families (`adopted`)
+    /// Prepares the meta part from `chunks` (every tracked file's, in order): their per-file
+    /// lines and their files' states, with the files' series of these families (`adopted`)
     /// right under each family's header, as [`MetaWriter::own`] writes them.
     pub fn from_chunks(
         chunks: &[Arc<MetaChunk>],
-        files: &[FileView],
         counters: &Counters,
         compat_node: bool,
         adopted: &Arc<Adopted>,
     ) -> MetaPart {
         let headers = per_file_headers();
         let metrics = per_file_metrics();
-        let [totals, end] = render_meta_totals(files, counters, compat_node, adopted);
+        let states = chunks.iter().fold([0u64; 4], |mut sum, c| {
+            for (s, n) in sum.iter_mut().zip(c.states) {
+                *s += n;
+            }
+            sum
+        });
+        let [totals, end] = render_meta_totals(states, counters, compat_node, adopted);
         let mut classic = Vec::with_capacity(chunks.len() * 7 + 16);
         let mut openmetrics = Vec::with_capacity(chunks.len() * 7 + 16);
         let family = |k: usize, classic: &mut Vec<Arc<Segment>>, om: &mut Vec<Arc<Segment>>| {
@@ -1452,8 +1489,9 @@ pub struct Published {
     /// What the status page and `/api/v1/files` show, but the files ([`Published::status`]
     /// adds them on first request).
     status: Arc<StatusModel>,
-    /// Every tracked file, for the status.
-    views: Vec<FileView>,
+    /// Every tracked file, for the status, by chunk (shared with the engine's chunks, so
+    /// that a publication costs the chunks that changed).
+    views: Vec<Arc<[FileView]>>,
     status_full: OnceLock<Arc<StatusModel>>,
     /// The gzip stream of data and meta, by format (classic, OpenMetrics) and data part (the
     /// published one, then the escaped variants `underscores`, `dots`, `values` that differ
@@ -1485,12 +1523,13 @@ impl Body {
 }
 
 impl Published {
-    /// A publication of these parts; `status` without its files, which are `views`.
+    /// A publication of these parts; `status` without its files, which are `views` (every
+    /// tracked file, in order, in chunks).
     pub fn new(
         data: Arc<DataPart>,
         meta: MetaPart,
         status: Arc<StatusModel>,
-        views: Vec<FileView>,
+        views: Vec<Arc<[FileView]>>,
     ) -> Published {
         Published {
             data,
@@ -1512,6 +1551,7 @@ impl Published {
             model.files = self
                 .views
                 .iter()
+                .flat_map(|chunk| chunk.iter())
                 .map(crate::status::FileStatus::of)
                 .collect();
             Arc::new(model)
@@ -1570,7 +1610,7 @@ impl Published {
         let data = if openmetrics {
             variant.openmetrics().await
         } else {
-            Arc::new(variant.classic.clone())
+            Arc::new(variant.classic().to_vec())
         };
         let meta = if openmetrics {
             &self.meta.openmetrics
@@ -1603,11 +1643,11 @@ impl Published {
                 chunks: joined.finish(tail.as_bytes()),
             };
         }
-        let mut chunks: Vec<Bytes> = data
-            .iter()
-            .chain(meta.iter())
-            .flat_map(|s| s.parts.iter().cloned())
-            .collect();
+        let mut chunks = coalesce(
+            data.iter()
+                .chain(meta.iter())
+                .flat_map(|s| s.parts.iter().cloned()),
+        );
         chunks.push(Bytes::from(tail));
         Body {
             content_type,
@@ -1615,6 +1655,39 @@ impl Published {
             chunks,
         }
     }
+}
+
+/// Small pieces of a plain body are copied into buffers of this size; larger ones are sent
+/// as they are.
+const COALESCE: usize = 256 << 10;
+
+/// `parts` joined into buffers of about [`COALESCE`] bytes (a part of a quarter of that or
+/// more is passed as it is, without a copy). A body of chunks lists each file's lines of each
+/// family apart: at 10,000 files, 100,000 pieces of a few hundred bytes, which the server
+/// wrote a few at a time, a scrape taking twice as long as copying them once.
+fn coalesce(parts: impl Iterator<Item = Bytes>) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut buffer = bytes::BytesMut::new();
+    for part in parts {
+        if part.len() >= COALESCE / 4 {
+            if !buffer.is_empty() {
+                out.push(buffer.split().freeze());
+            }
+            out.push(part);
+            continue;
+        }
+        if buffer.is_empty() {
+            buffer.reserve(COALESCE);
+        }
+        buffer.extend_from_slice(&part);
+        if buffer.len() >= COALESCE {
+            out.push(buffer.split().freeze());
+        }
+    }
+    if !buffer.is_empty() {
+        out.push(buffer.freeze());
+    }
+    out
 }
 
 /// Renders `files` with their states as the classic body a scrape gets, without process
