@@ -124,11 +124,11 @@ fn publish(
     );
     assert!(data.is_concatenated(), "no duplicate series here");
     let meta_chunks: Vec<Arc<MetaChunk>> = cache.iter().map(|c| Arc::clone(&c.2)).collect();
-    let meta = MetaPart::from_chunks(&meta_chunks, &Counters::default(), false, &data.adopted);
+    let meta = MetaPart::from_chunks(meta_chunks, &Counters::default(), false, &data.adopted);
     let segments: Vec<Arc<Segment>> = data
         .render_openmetrics_segments()
         .into_iter()
-        .chain(meta.openmetrics.iter().cloned())
+        .chain(meta.openmetrics().iter().cloned())
         .collect();
     let deflated: Vec<&Deflated> = segments.iter().map(|s| s.compress()).collect();
     let joined = Joined::new(&deflated);

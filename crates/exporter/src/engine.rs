@@ -1346,7 +1346,7 @@ impl Engine {
             .map(|(d, e)| (promdrop_textfile::snapshot::file_label(d), e.is_some()))
             .collect();
         let meta_chunks: Vec<Arc<MetaChunk>> = chunks.iter().map(|c| Arc::clone(&c.meta)).collect();
-        let meta = MetaPart::from_chunks(&meta_chunks, &self.counters, compat, &data.adopted);
+        let meta = MetaPart::from_chunks(meta_chunks, &self.counters, compat, &data.adopted);
         let published_files = self.files.len();
         let views = chunks.iter().map(|c| Arc::clone(&c.views)).collect();
         self.chunks = chunks;

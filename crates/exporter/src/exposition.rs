@@ -1362,8 +1362,8 @@ pub fn render_meta(
 ) -> MetaWriter {
     let part = MetaPart::build(files, counters, compat_node, adopted);
     let mut w = MetaWriter::default();
-    w.classic = segments_text(&part.classic);
-    w.openmetrics = segments_text(&part.openmetrics);
+    w.classic = segments_text(part.classic());
+    w.openmetrics = segments_text(part.openmetrics());
     w
 }
 
@@ -1409,10 +1409,17 @@ impl MetaChunk {
 /// The exporter's own metrics, rendered in both formats, in segments.
 #[derive(Debug)]
 pub struct MetaPart {
-    /// Classic.
-    pub classic: Vec<Arc<Segment>>,
-    /// OpenMetrics.
-    pub openmetrics: Vec<Arc<Segment>>,
+    /// The per-file lines, by chunk.
+    chunks: Vec<Arc<MetaChunk>>,
+    /// The files' series of these families.
+    adopted: Arc<Adopted>,
+    compat_node: bool,
+    /// The families about all files together (classic, OpenMetrics), and the compat end.
+    totals: [Arc<Segment>; 2],
+    end: [Arc<Segment>; 2],
+    /// The segments in order (classic, OpenMetrics), listed on first use: most publications
+    /// under churn are replaced before a scrape asks for them.
+    listed: [OnceLock<Vec<Arc<Segment>>>; 2],
 }
 
 impl MetaPart {
@@ -1425,20 +1432,19 @@ impl MetaPart {
         adopted: &Arc<Adopted>,
     ) -> MetaPart {
         let chunk = Arc::new(MetaChunk::build(files, compat_node));
-        MetaPart::from_chunks(&[chunk], counters, compat_node, adopted)
+        MetaPart::from_chunks(vec![chunk], counters, compat_node, adopted)
     }
 
     /// Prepares the meta part from `chunks` (every tracked file's, in order): their per-file
     /// lines and their files' states, with the files' series of these families (`adopted`)
-    /// right under each family's header, as [`MetaWriter::own`] writes them.
+    /// right under each family's header, as [`MetaWriter::own`] writes them. Costs the
+    /// chunks' states and the totals' few lines; the segments are listed on first use.
     pub fn from_chunks(
-        chunks: &[Arc<MetaChunk>],
+        chunks: Vec<Arc<MetaChunk>>,
         counters: &Counters,
         compat_node: bool,
         adopted: &Arc<Adopted>,
     ) -> MetaPart {
-        let headers = per_file_headers();
-        let metrics = per_file_metrics();
         let states = chunks.iter().fold([0u64; 4], |mut sum, c| {
             for (s, n) in sum.iter_mut().zip(c.states) {
                 *s += n;
@@ -1446,36 +1452,61 @@ impl MetaPart {
             sum
         });
         let [totals, end] = render_meta_totals(states, counters, compat_node, adopted);
-        let mut classic = Vec::with_capacity(chunks.len() * 7 + 16);
-        let mut openmetrics = Vec::with_capacity(chunks.len() * 7 + 16);
-        let family = |k: usize, classic: &mut Vec<Arc<Segment>>, om: &mut Vec<Arc<Segment>>| {
-            classic.push(Arc::clone(&headers[k].0));
-            om.push(Arc::clone(&headers[k].1));
-            if let Some(lines) = adopted.lines(metrics[k].name) {
-                classic.push(Arc::new(Segment::new(lines.classic.clone())));
-                om.push(Arc::new(Segment::new(lines.openmetrics.clone())));
+        let segment = |text: String| Arc::new(Segment::new(text));
+        MetaPart {
+            chunks,
+            adopted: Arc::clone(adopted),
+            compat_node,
+            totals: [segment(totals.classic), segment(totals.openmetrics)],
+            end: [segment(end.classic), segment(end.openmetrics)],
+            listed: Default::default(),
+        }
+    }
+
+    /// The classic segments, in order.
+    pub fn classic(&self) -> &[Arc<Segment>] {
+        self.listed[0].get_or_init(|| self.list(false))
+    }
+
+    /// The OpenMetrics segments, in order.
+    pub fn openmetrics(&self) -> &[Arc<Segment>] {
+        self.listed[1].get_or_init(|| self.list(true))
+    }
+
+    fn list(&self, openmetrics: bool) -> Vec<Arc<Segment>> {
+        let headers = per_file_headers();
+        let metrics = per_file_metrics();
+        let format = usize::from(openmetrics);
+        let mut out = Vec::with_capacity(self.chunks.len() * 7 + 16);
+        let family = |k: usize, out: &mut Vec<Arc<Segment>>| {
+            out.push(Arc::clone(if openmetrics {
+                &headers[k].1
+            } else {
+                &headers[k].0
+            }));
+            if let Some(lines) = self.adopted.lines(metrics[k].name) {
+                let text = if openmetrics {
+                    &lines.openmetrics
+                } else {
+                    &lines.classic
+                };
+                out.push(Arc::new(Segment::new(text.clone())));
             }
-            for c in chunks {
+            for c in &self.chunks {
                 if !c.lines[k].is_empty() {
-                    classic.push(Arc::clone(&c.lines[k]));
-                    om.push(Arc::clone(&c.lines[k]));
+                    out.push(Arc::clone(&c.lines[k]));
                 }
             }
         };
         for k in 0..PER_FILE - 1 {
-            family(k, &mut classic, &mut openmetrics);
+            family(k, &mut out);
         }
-        classic.push(Arc::new(Segment::new(totals.classic)));
-        openmetrics.push(Arc::new(Segment::new(totals.openmetrics)));
-        if compat_node {
-            family(PER_FILE - 1, &mut classic, &mut openmetrics);
-            classic.push(Arc::new(Segment::new(end.classic)));
-            openmetrics.push(Arc::new(Segment::new(end.openmetrics)));
+        out.push(Arc::clone(&self.totals[format]));
+        if self.compat_node {
+            family(PER_FILE - 1, &mut out);
+            out.push(Arc::clone(&self.end[format]));
         }
-        MetaPart {
-            classic,
-            openmetrics,
-        }
+        out
     }
 }
 
@@ -1613,9 +1644,9 @@ impl Published {
             Arc::new(variant.classic().to_vec())
         };
         let meta = if openmetrics {
-            &self.meta.openmetrics
+            self.meta.openmetrics()
         } else {
-            &self.meta.classic
+            self.meta.classic()
         };
         let mut tail = crate::process::render(openmetrics, scrape_metrics, &self.data.adopted);
         if openmetrics {
