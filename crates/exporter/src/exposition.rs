@@ -1674,11 +1674,13 @@ impl Published {
                 chunks: joined.finish(tail.as_bytes()),
             };
         }
-        let mut chunks = coalesce(
-            data.iter()
-                .chain(meta.iter())
-                .flat_map(|s| s.parts.iter().cloned()),
-        );
+        // Not joined into one buffer as the gzip body is: that would keep a second copy of
+        // the text; the response gathers the small pieces as it goes (routes::Chunks).
+        let mut chunks: Vec<Bytes> = data
+            .iter()
+            .chain(meta.iter())
+            .flat_map(|s| s.parts.iter().cloned())
+            .collect();
         chunks.push(Bytes::from(tail));
         Body {
             content_type,
@@ -1686,39 +1688,6 @@ impl Published {
             chunks,
         }
     }
-}
-
-/// Small pieces of a plain body are copied into buffers of this size; larger ones are sent
-/// as they are.
-const COALESCE: usize = 256 << 10;
-
-/// `parts` joined into buffers of about [`COALESCE`] bytes (a part of a quarter of that or
-/// more is passed as it is, without a copy). A body of chunks lists each file's lines of each
-/// family apart: at 10,000 files, 100,000 pieces of a few hundred bytes, which the server
-/// wrote a few at a time, a scrape taking twice as long as copying them once.
-fn coalesce(parts: impl Iterator<Item = Bytes>) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut buffer = bytes::BytesMut::new();
-    for part in parts {
-        if part.len() >= COALESCE / 4 {
-            if !buffer.is_empty() {
-                out.push(buffer.split().freeze());
-            }
-            out.push(part);
-            continue;
-        }
-        if buffer.is_empty() {
-            buffer.reserve(COALESCE);
-        }
-        buffer.extend_from_slice(&part);
-        if buffer.len() >= COALESCE {
-            out.push(buffer.split().freeze());
-        }
-    }
-    if !buffer.is_empty() {
-        out.push(buffer.freeze());
-    }
-    out
 }
 
 /// Renders `files` with their states as the classic body a scrape gets, without process
