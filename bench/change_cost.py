@@ -81,7 +81,7 @@ def main():
               f"{total / args.changes / 1e6:.2f} M a change")
         shown = 0
         for line in report.splitlines():
-            m = re.match(r"^\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S+):(\S+)", line)
+            m = re.match(r"^\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S+?):(\S+)", line)
             if m and ("promdrop" in m.group(4) or "memset" in m.group(4) or "deflate" in m.group(4)):
                 print(f"  {int(m.group(1).replace(',', '')) / args.changes / 1e6:8.2f} M  {m.group(4)[:110]}")
                 shown += 1
