@@ -1287,15 +1287,8 @@ impl Engine {
         {
             // Debug builds (every test): the index followed chunk by chunk counts what one
             // made over every file counts.
-            let mut fresh = SeriesIndex::default();
-            let members: Vec<_> = data_chunks
-                .iter()
-                .flat_map(|c| c.files().iter().zip(c.prepared()))
-                .map(|(f, p)| (f.path.as_path(), p))
-                .collect();
-            fresh.update(&members);
             assert_eq!(
-                fresh.has_repeats(),
+                crate::exposition::series_index_of(&data_chunks).has_repeats(),
                 self.index.has_repeats(),
                 "the series index drifted from the files"
             );

@@ -459,6 +459,24 @@ impl ChunkIndex {
     }
 }
 
+/// An index counting the series of every file of `chunks` (tests and debug checks compare
+/// the index followed chunk by chunk with it).
+pub fn series_index_of(chunks: &[Arc<DataChunk>]) -> SeriesIndex {
+    let mut index = SeriesIndex::default();
+    count_chunks(&mut index, chunks);
+    index
+}
+
+/// Makes `index` count exactly the files of `chunks` ([`SeriesIndex::update`]).
+fn count_chunks(index: &mut SeriesIndex, chunks: &[Arc<DataChunk>]) {
+    let members: Vec<(&std::path::Path, &Arc<Prepared>)> = chunks
+        .iter()
+        .flat_map(|c| c.files.iter().zip(c.prepared()))
+        .map(|(f, p)| (f.path.as_path(), p))
+        .collect();
+    index.update(&members);
+}
+
 /// Updates `index`, which counts the files of `previous`, to count those of `next`: only the
 /// chunks that came or went are looked at (by pointer), and of those only the prepared forms
 /// that differ are counted again (a rebuilt chunk keeps most of its files).
@@ -716,13 +734,7 @@ impl DataPart {
             .into_iter()
             .map(|c| Arc::new(DataChunk::build_prepared(c, &wanted, config)))
             .collect();
-        let members: Vec<(&std::path::Path, &Arc<Prepared>)> = chunks
-            .iter()
-            .flat_map(|c| c.files.iter().zip(c.prepared()))
-            .map(|(f, p)| (f.path.as_path(), p))
-            .collect();
-        index.update(&members);
-        drop(members);
+        count_chunks(index, &chunks);
         let repeats = index.has_repeats();
         DataPart::assemble(chunks, options, repeats, Arc::new(Carry::default()))
     }

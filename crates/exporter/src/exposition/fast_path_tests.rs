@@ -108,6 +108,25 @@ const POOL: &[(&str, &str)] = &[
     ),
 ];
 
+/// A xorshift generator from `seed`: the tests' orders and choices, the same at every run.
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// The read limits of these tests (1 MiB, 1,000 series a file).
+fn read_options(timestamps: TimestampPolicy) -> ReadOptions {
+    ReadOptions {
+        max_bytes: 1 << 20,
+        max_series: 1000,
+        timestamps,
+    }
+}
+
 fn snapshot(i: usize, read: &ReadOptions) -> Arc<FileSnapshot> {
     let (name, text) = POOL[i];
     let identity = FileIdentity {
@@ -130,13 +149,7 @@ fn snapshot(i: usize, read: &ReadOptions) -> Arc<FileSnapshot> {
 /// subset and order of the pool tried, in both formats and with every option.
 #[test]
 fn concatenating_prepared_text_equals_the_full_merge() {
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let mut concatenated = [0usize; 3];
     // The conflicts seen: each kind, and type conflicts between families of different names.
     let mut kinds = std::collections::BTreeSet::new();
@@ -145,11 +158,7 @@ fn concatenating_prepared_text_equals_the_full_merge() {
         (TimestampPolicy::Strip, None),
         (TimestampPolicy::Keep, Some("src".to_string())),
     ] {
-        let read = ReadOptions {
-            max_bytes: 1 << 20,
-            max_series: 1000,
-            timestamps,
-        };
+        let read = read_options(timestamps);
         let options = ExpositionOptions {
             timestamps: Some(timestamps),
             source_label,
@@ -253,18 +262,8 @@ fn finding_8_rules_by_chunks_equal_the_full_merge() {
         .chain(&["p.prom", "q.prom", "r.prom", "s.prom", "t.prom", "a.prom"])
         .map(|name| POOL.iter().position(|(n, _)| n == name).unwrap_or(0))
         .collect();
-    let mut seed: u64 = 0x853c_49e6_748f_ea9b;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let read = ReadOptions {
-        max_bytes: 1 << 20,
-        max_series: 1000,
-        timestamps: TimestampPolicy::Keep,
-    };
+    let mut next = xorshift(0x853c_49e6_748f_ea9b);
+    let read = read_options(TimestampPolicy::Keep);
     // (same chunk, other chunks) for finding 8's conflicts; buckets conflicts by tenancy.
     let mut sides = [0usize; 2];
     let mut buckets = [0usize; 2];
@@ -380,11 +379,7 @@ fn finding_8_rules_by_chunks_equal_the_full_merge() {
 
 #[test]
 fn the_index_counts_what_changes() {
-    let read = ReadOptions {
-        max_bytes: 1 << 20,
-        max_series: 1000,
-        timestamps: TimestampPolicy::Keep,
-    };
+    let read = read_options(TimestampPolicy::Keep);
     let a = snapshot(0, &read);
     let i = snapshot(8, &read);
     let b = snapshot(1, &read);
@@ -445,18 +440,8 @@ const OWN_POOL: &[(&str, &str)] = &[
 #[test]
 fn own_families_taken_by_chunks_equal_one_build() {
     use crate::adopt::Adopted;
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let read = ReadOptions {
-        max_bytes: 1 << 20,
-        max_series: 1000,
-        timestamps: TimestampPolicy::Keep,
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    let read = read_options(TimestampPolicy::Keep);
     let options = ExpositionOptions::default();
     let wanted = options.prepare_options();
     let all: Vec<Arc<FileSnapshot>> = OWN_POOL
@@ -579,18 +564,8 @@ fn job_text(job: usize, generation: u64, shape: u64) -> String {
 fn merges_kept_between_publications_equal_the_full_merge() {
     use super::{Carry, DataChunk};
     use std::sync::atomic::Ordering;
-    let mut seed: u64 = 0xda94_2042_e4dd_58b5;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let read = ReadOptions {
-        max_bytes: 1 << 20,
-        max_series: 1000,
-        timestamps: TimestampPolicy::Keep,
-    };
+    let mut next = xorshift(0xda94_2042_e4dd_58b5);
+    let read = read_options(TimestampPolicy::Keep);
     const CHUNKS: usize = 4;
     const PER_CHUNK: usize = 3;
     // What a position holds: a job's file (shape, generation), or a pool file.
@@ -653,14 +628,7 @@ fn merges_kept_between_publications_equal_the_full_merge() {
                 files[position] = file(position, held[position]);
                 chunks[position / PER_CHUNK] = build(&files, position / PER_CHUNK);
             }
-            let mut index = SeriesIndex::default();
-            let members: Vec<_> = chunks
-                .iter()
-                .flat_map(|c| c.files().iter().zip(c.prepared()))
-                .map(|(f, p)| (f.path.as_path(), p))
-                .collect();
-            index.update(&members);
-            let repeats = index.has_repeats();
+            let repeats = super::series_index_of(&chunks).has_repeats();
             let kept_before = carry.merges_kept.load(Ordering::Relaxed);
             let data =
                 DataPart::assemble(chunks.clone(), options.clone(), repeats, Arc::clone(&carry));
