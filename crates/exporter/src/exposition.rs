@@ -2,8 +2,10 @@
 //!
 //! A [`Published`] value holds everything `/metrics` serves, prepared once per change:
 //!
-//! - the *data* part, the merged samples of every served file, rendered in the classic format
-//!   when published and in OpenMetrics on the first request that prefers it. Each file was
+//! - the *data* part, the merged samples of every served file, merged in the classic format
+//!   when published (the last publication's merge kept when the changed chunks merge as
+//!   before: [`ChunkPlan::same_shape`]), its segments listed on the first request that needs
+//!   them, and in OpenMetrics on the first request that prefers it. Each file was
 //!   parsed and prepared when it changed ([`prepared`]); the files are cut into chunks
 //!   ([`DataChunk`]), and merging lists the chunks' prepared lines under one HELP/TYPE block
 //!   per family ([`assembly`]), so a change costs its chunk. A duplicate series (or an
@@ -12,11 +14,12 @@
 //!   exporter's own families ([`Adopted`]) are taken apart, per chunk, for the exporter's own
 //!   blocks; the variants with escaped names are made per chunk on first demand
 //!   ([`DataPart::escaped`]);
-//! - the *meta* part, the `promdrop_*` metrics about the files, rendered in both formats when
-//!   published (it changes with staleness transitions while the data part may not), its
-//!   per-file lines by chunk ([`MetaChunk`]);
+//! - the *meta* part, the `promdrop_*` metrics about the files: its totals rendered in both
+//!   formats when published (it changes with staleness transitions while the data part may
+//!   not), its per-file lines by chunk ([`MetaChunk`]), listed on first request;
 //! - both compressed as gzip segments (see [`crate::gzip`]) on the first gzip request of a
-//!   publication: only the segments not compressed before (the changed chunks').
+//!   publication: only the segments not compressed before (the changed chunks'), joined into
+//!   one buffer.
 //!
 //! Only process metrics are rendered for each scrape: they are small and change all the time.
 
