@@ -126,8 +126,8 @@ struct Tracked {
     ends_chunk: bool,
     /// Refused by the directory caps: the series it had (its bytes are in the identity).
     capped: Option<u64>,
-    /// What the snapshot holds towards the directory caps ([`held`]), kept here so that the
-    /// totals, summed at every read, walk the map and not every snapshot.
+    /// What the snapshot holds towards the directory caps ([`held`]): what the engine's
+    /// running totals lose when the file goes or changes.
     held: (u64, u64),
 }
 
