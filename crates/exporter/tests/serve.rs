@@ -820,3 +820,63 @@ fn the_directory_caps_refuse_files_in_serving_order() {
         Some(1.0)
     );
 }
+
+/// The engine cuts again only the chunks of the files that changed (`Engine::rechunk`): files
+/// added before the first and after the last, a run of files removed, several files of one
+/// chunk rewritten at once, the first file removed, every file rewritten. After each step
+/// `/metrics` serves exactly the files there, at their last values. (Debug builds, as tests
+/// run the binary, also check at every publication that the chunks kept equal what cutting
+/// every file gives, and stop publishing if not.)
+#[test]
+fn chunks_follow_files_added_removed_and_rewritten_anywhere_in_serving_order() {
+    use std::collections::BTreeMap;
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let text = |job: &str, value: u64| {
+        format!(
+            "# HELP chunked_value A value.\n# TYPE chunked_value gauge\nchunked_value{{job=\"{job}\"}} {value}\n"
+        )
+    };
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut put = |expected: &mut BTreeMap<String, u64>, job: &str, value: u64| {
+        write_atomic(dir, &format!("{job}.prom"), &text(job, value));
+        expected.insert(job.to_string(), value);
+    };
+    for i in 0..60 {
+        put(&mut expected, &format!("f{i:03}"), 1);
+    }
+    let exporter = common::start(&[dir_arg(dir)]);
+    let served = |m: &Metrics| -> BTreeMap<String, u64> {
+        m.with_prefix("chunked_value")
+            .iter()
+            .filter_map(|((_, labels), v)| Some((labels.get("job")?.clone(), *v as u64)))
+            .collect()
+    };
+    let check = |step: &str, expected: &BTreeMap<String, u64>| {
+        exporter.wait_for(step, Duration::from_secs(10), |m| served(m) == *expected);
+    };
+    check("the first publication", &expected);
+    put(&mut expected, "a000", 7);
+    check("a file before the first", &expected);
+    put(&mut expected, "z999", 8);
+    check("a file after the last", &expected);
+    for i in 10..31 {
+        let job = format!("f{i:03}");
+        std::fs::remove_file(dir.join(format!("{job}.prom"))).unwrap();
+        expected.remove(&job);
+    }
+    check("a run of files removed", &expected);
+    for i in 40..45 {
+        put(&mut expected, &format!("f{i:03}"), 2);
+    }
+    check("five neighbours rewritten at once", &expected);
+    std::fs::remove_file(dir.join("a000.prom")).unwrap();
+    expected.remove("a000");
+    check("the first file removed", &expected);
+    let jobs: Vec<String> = expected.keys().cloned().collect();
+    for job in &jobs {
+        put(&mut expected, job, 3);
+    }
+    put(&mut expected, "f020", 4);
+    check("every file rewritten, and a removed one back", &expected);
+}
