@@ -838,7 +838,7 @@ fn chunks_follow_files_added_removed_and_rewritten_anywhere_in_serving_order() {
         )
     };
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    let mut put = |expected: &mut BTreeMap<String, u64>, job: &str, value: u64| {
+    let put = |expected: &mut BTreeMap<String, u64>, job: &str, value: u64| {
         write_atomic(dir, &format!("{job}.prom"), &text(job, value));
         expected.insert(job.to_string(), value);
     };
