@@ -119,27 +119,12 @@ pub fn trailer(crc: &Hasher, len: u64) -> [u8; 8] {
     out
 }
 
-/// Joins prepared segments and a last piece of plain text into the chunks of one gzip member.
-pub fn join(segments: &[&Deflated], last: &[u8]) -> Vec<Bytes> {
-    let tail = deflate(last, true);
-    let mut crc = Hasher::new();
-    let mut len = 0u64;
-    let mut chunks = Vec::with_capacity(segments.len() + 3);
-    chunks.push(Bytes::from_static(&HEADER));
-    for segment in segments.iter().copied().chain(std::iter::once(&tail)) {
-        crc.combine(&segment.crc);
-        len += segment.len;
-        chunks.push(segment.bytes.clone());
-    }
-    chunks.push(Bytes::copy_from_slice(&trailer(&crc, len)));
-    chunks
-}
-
 /// Prepared segments joined once: the gzip header and the segments' bytes, with their CRC-32
 /// and length combined, ready to end with a last piece of text per response.
 #[derive(Debug, Clone)]
 pub struct Joined {
-    chunks: Vec<Bytes>,
+    /// The header and the segments' bytes, in one buffer.
+    bytes: Bytes,
     crc: Hasher,
     len: u64,
 }
@@ -163,7 +148,7 @@ impl Joined {
             joined.extend_from_slice(&segment.bytes);
         }
         Joined {
-            chunks: vec![Bytes::from(joined)],
+            bytes: Bytes::from(joined),
             crc,
             len,
         }
@@ -176,11 +161,11 @@ impl Joined {
         let mut crc = self.crc.clone();
         crc.combine(&tail.crc);
         let len = self.len + tail.len;
-        let mut chunks = Vec::with_capacity(self.chunks.len() + 2);
-        chunks.extend(self.chunks.iter().cloned());
-        chunks.push(tail.bytes);
-        chunks.push(Bytes::copy_from_slice(&trailer(&crc, len)));
-        chunks
+        vec![
+            self.bytes.clone(),
+            tail.bytes,
+            Bytes::copy_from_slice(&trailer(&crc, len)),
+        ]
     }
 }
 
@@ -197,7 +182,7 @@ mod tests {
         let parts: [&[u8]; 3] = [big.as_bytes(), b"", b"small part\n"];
         let segments: Vec<Deflated> = parts.iter().map(|p| deflate(p, false)).collect();
         let refs: Vec<&Deflated> = segments.iter().collect();
-        let chunks = join(&refs, b"# EOF\n");
+        let chunks = Joined::new(&refs).finish(b"# EOF\n");
         let body: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         assert!(body.len() < big.len() / 3, "compressed to {}", body.len());
         let mut decoded = Vec::new();
