@@ -774,10 +774,7 @@ impl Engine {
         let before = self.files.len();
         self.files.retain(|k, _| k.0 != index);
         self.all_dirty = true;
-        self.held_total = self
-            .files
-            .values()
-            .fold((0, 0), |(b, s), t| (b + t.held.0, s + t.held.1));
+        self.held_total = self.held_by_files();
         self.refused.retain(|k, _| k.0 != index);
         changed || before != self.files.len()
     }
@@ -786,12 +783,17 @@ impl Engine {
     fn totals(&self) -> (u64, u64) {
         debug_assert_eq!(
             self.held_total,
-            self.files
-                .values()
-                .fold((0, 0), |(b, s), t| (b + t.held.0, s + t.held.1)),
+            self.held_by_files(),
             "the running totals drifted from the files'"
         );
         self.held_total
+    }
+
+    /// What the files hold, summed over every file (the running totals are this).
+    fn held_by_files(&self) -> (u64, u64) {
+        self.files
+            .values()
+            .fold((0, 0), |(b, s), t| (b + t.held.0, s + t.held.1))
     }
 
     /// Stops tracking the file at `key`.
@@ -1238,17 +1240,19 @@ impl Engine {
     /// no change escaped [`Engine::dirty`]).
     #[cfg(debug_assertions)]
     fn check_chunks(&self, chunks: &[Arc<EngineChunk>]) {
-        let mut expected: Vec<Vec<(*const FileSnapshot, FileState)>> = vec![Vec::new()];
-        let mut files = self.files.values().peekable();
-        while let Some(t) = files.next() {
-            if let Some(current) = expected.last_mut() {
-                current.push((Arc::as_ptr(&t.snapshot), t.state));
-            }
-            if t.ends_chunk && files.peek().is_some() {
-                expected.push(Vec::new());
-            }
-        }
-        expected.retain(|c| !c.is_empty());
+        let expected: Vec<Vec<(*const FileSnapshot, FileState)>> = crate::exposition::cut(
+            self.files.values().collect(),
+            |t| t.snapshot.path.as_path(),
+            CHUNK_BITS,
+        )
+        .into_iter()
+        .map(|chunk| {
+            chunk
+                .into_iter()
+                .map(|t| (Arc::as_ptr(&t.snapshot), t.state))
+                .collect()
+        })
+        .collect();
         let got: Vec<Vec<(*const FileSnapshot, FileState)>> = chunks
             .iter()
             .map(|c| {
