@@ -37,7 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::parse_listen_address;
 use crate::error::Error;
-use crate::routes::{Chunks, State, route, unauthorized};
+use crate::routes::{Chunks, State, Window, route, unauthorized};
 
 /// How long a client has to send a request's head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,13 +163,13 @@ pub struct Held {
 }
 
 impl hyper::body::Body for Held {
-    type Data = Bytes;
+    type Data = Window;
     type Error = Infallible;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Window>, Infallible>>> {
         Pin::new(&mut self.body).poll_frame(cx)
     }
 
@@ -226,7 +226,9 @@ async fn handle<T: Transport>(
 
 /// A `503` answer in clear text, with `Retry-After`.
 fn unavailable(message: &'static str) -> Response<Chunks> {
-    let mut r = Response::new(Chunks::new(vec![Bytes::from_static(message.as_bytes())]));
+    let mut r = Response::new(Chunks::from_bytes(vec![Bytes::from_static(
+        message.as_bytes(),
+    )]));
     *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let h = r.headers_mut();
     h.insert(

@@ -12,19 +12,19 @@
 //!
 //! Only GET and HEAD are answered (405 otherwise).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use hyper::body::{Frame, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::exposition::{Shared, negotiate};
+use crate::exposition::{Segment, Shared, negotiate};
 use crate::status;
 use crate::watchdog::Watchdog;
 
@@ -39,62 +39,185 @@ pub struct State {
     pub watchdog: Arc<Watchdog>,
 }
 
-/// A body made of prepared chunks, sent without copying.
-#[derive(Debug, Default)]
+/// A response body: a list of prepared segments, sent without copying them. Each frame is a
+/// [`Window`] over up to [`Chunks::FRAME`] bytes of the segments' parts, which the server
+/// writes with `writev` straight from the parts (hyper queues a vectored `Buf` as it is), so
+/// a body of many small pieces (a piece per chunk and family) costs neither a copy nor a
+/// reference count per piece.
+#[derive(Debug)]
 pub struct Chunks {
-    chunks: VecDeque<Bytes>,
+    segments: Arc<[Arc<Segment>]>,
+    /// The first part not yet handed out as a frame.
+    at: Position,
     remaining: u64,
 }
 
+impl Default for Chunks {
+    fn default() -> Chunks {
+        Chunks::new(Vec::new())
+    }
+}
+
 impl Chunks {
-    /// A body of `chunks`.
-    pub fn new(chunks: Vec<Bytes>) -> Chunks {
-        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+    /// About how many bytes a frame covers (a frame ends at the first part boundary past it).
+    pub const FRAME: usize = 256 << 10;
+
+    /// A body of `segments`, in order.
+    pub fn new(segments: Vec<Arc<Segment>>) -> Chunks {
+        let remaining = segments.iter().map(|s| s.len() as u64).sum();
         Chunks {
-            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
+            segments: segments.into(),
+            at: Position::default(),
             remaining,
         }
+    }
+
+    /// A body of `bytes`, in order.
+    pub fn from_bytes(bytes: Vec<Bytes>) -> Chunks {
+        Chunks::new(vec![Arc::new(Segment::from_parts(bytes))])
     }
 }
 
 impl hyper::body::Body for Chunks {
-    type Data = Bytes;
+    type Data = Window;
     type Error = Infallible;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        // Small chunks (a body in many segments) go out gathered, up to 64 KiB a frame.
-        const SMALL: usize = 16 << 10;
-        const FRAME: usize = 64 << 10;
-        let Some(first) = self.chunks.pop_front() else {
+    ) -> Poll<Option<Result<Frame<Window>, Infallible>>> {
+        let start = self.at;
+        let mut end = start;
+        let mut len = 0;
+        while len < Chunks::FRAME && end.segment < self.segments.len() {
+            len += part(&self.segments, end).len();
+            end = end.next(&self.segments);
+        }
+        if len == 0 {
+            self.at = end;
             return Poll::Ready(None);
-        };
-        let chunk = if first.len() < SMALL && self.chunks.front().is_some_and(|c| c.len() < SMALL) {
-            let mut frame = bytes::BytesMut::with_capacity(FRAME);
-            frame.extend_from_slice(&first);
-            while let Some(next) = self.chunks.front() {
-                if frame.len() + next.len() > FRAME {
-                    break;
-                }
-                frame.extend_from_slice(next);
-                self.chunks.pop_front();
-            }
-            frame.freeze()
-        } else {
-            first
-        };
-        self.remaining -= chunk.len() as u64;
-        Poll::Ready(Some(Ok(Frame::data(chunk))))
+        }
+        self.at = end;
+        self.remaining -= len as u64;
+        let window = Window::new(Arc::clone(&self.segments), start, end, len);
+        Poll::Ready(Some(Ok(Frame::data(window))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.remaining == 0
     }
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// A part of a list of segments: the segment and the part within it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Position {
+    segment: usize,
+    part: usize,
+}
+
+impl Position {
+    fn next(self, segments: &[Arc<Segment>]) -> Position {
+        if self.part + 1 < segments[self.segment].parts.len() {
+            Position {
+                segment: self.segment,
+                part: self.part + 1,
+            }
+        } else {
+            Position {
+                segment: self.segment + 1,
+                part: 0,
+            }
+        }
+    }
+}
+
+/// The part at `at` (empty past the end or in a segment of no parts).
+fn part(segments: &[Arc<Segment>], at: Position) -> &[u8] {
+    segments
+        .get(at.segment)
+        .and_then(|s| s.parts.get(at.part))
+        .map_or(&[][..], |b| &b[..])
+}
+
+/// One frame of a [`Chunks`] body: the parts from one position to another, read in place.
+#[derive(Debug)]
+pub struct Window {
+    segments: Arc<[Arc<Segment>]>,
+    at: Position,
+    /// Bytes of the part at `at` already consumed.
+    offset: usize,
+    end: Position,
+    remaining: usize,
+}
+
+impl Window {
+    fn new(segments: Arc<[Arc<Segment>]>, at: Position, end: Position, len: usize) -> Window {
+        let mut window = Window {
+            segments,
+            at,
+            offset: 0,
+            end,
+            remaining: len,
+        };
+        window.skip_empty();
+        window
+    }
+
+    /// Moves past parts with nothing left, so `chunk` is never empty before the end.
+    fn skip_empty(&mut self) {
+        while self.at < self.end && part(&self.segments, self.at).len() == self.offset {
+            self.at = self.at.next(&self.segments);
+            self.offset = 0;
+        }
+    }
+}
+
+impl Buf for Window {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        if self.at < self.end {
+            &part(&self.segments, self.at)[self.offset..]
+        } else {
+            &[]
+        }
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        cnt = cnt.min(self.remaining);
+        self.remaining -= cnt;
+        while cnt > 0 && self.at < self.end {
+            let left = part(&self.segments, self.at).len() - self.offset;
+            if cnt < left {
+                self.offset += cnt;
+                return;
+            }
+            cnt -= left;
+            self.offset += left;
+            self.skip_empty();
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let mut at = self.at;
+        let mut offset = self.offset;
+        while n < dst.len() && at < self.end {
+            let bytes = &part(&self.segments, at)[offset..];
+            if !bytes.is_empty() {
+                dst[n] = IoSlice::new(bytes);
+                n += 1;
+            }
+            at = at.next(&self.segments);
+            offset = 0;
+        }
+        n
     }
 }
 
@@ -104,7 +227,7 @@ fn text_response(
     body: impl Into<Bytes>,
 ) -> Response<Chunks> {
     let body = body.into();
-    let mut response = Response::new(Chunks::new(vec![body]));
+    let mut response = Response::new(Chunks::from_bytes(vec![body]));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -122,7 +245,7 @@ async fn dispatch<B>(req: &Request<B>, state: &State) -> Response<Chunks> {
         let body = published
             .negotiated_body(&negotiated, &state.shared.scrape_metrics)
             .await;
-        let mut response = Response::new(Chunks::new(body.chunks));
+        let mut response = Response::new(Chunks::new(body.segments));
         let h = response.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -240,6 +363,55 @@ mod tests {
 
     fn content_type(response: &Response<Chunks>) -> &str {
         response.headers()[header::CONTENT_TYPE].to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_of_many_pieces_is_sent_whole_however_the_writer_reads_it() {
+        // Pieces of every size from none to a few KiB, segments of no parts among them, as a
+        // body of a segment per chunk and family is.
+        let mut expected = Vec::new();
+        let mut segments = Vec::new();
+        for i in 0..900usize {
+            let parts: Vec<Bytes> = (0..i % 4)
+                .map(|k| {
+                    let len = (i * 7919 + k * 104_729) % 3000 * usize::from(k != 1);
+                    let text: Vec<u8> = (0..len).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+                    expected.extend_from_slice(&text);
+                    Bytes::from(text)
+                })
+                .collect();
+            segments.push(Arc::new(Segment::from_parts(parts)));
+        }
+        let mut body = Chunks::new(segments);
+        assert_eq!(
+            hyper::body::Body::size_hint(&body).exact(),
+            Some(expected.len() as u64)
+        );
+        let mut sent = Vec::new();
+        let mut frames = 0;
+        while let Some(frame) = body.frame().await {
+            let mut window = frame.unwrap().into_data().unwrap();
+            frames += 1;
+            assert!(window.remaining() < Chunks::FRAME + 3000);
+            // As a writer does: a few slices at a time, of which it writes only part.
+            let mut round = 0;
+            while window.has_remaining() {
+                let mut slices = [IoSlice::new(&[]); 5];
+                let n = window.chunks_vectored(&mut slices);
+                assert!(n > 0);
+                let gathered: Vec<u8> =
+                    slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+                assert!(gathered.starts_with(window.chunk()));
+                let take = gathered.len().min(1 + round * 997 % 5000);
+                sent.extend_from_slice(&gathered[..take]);
+                window.advance(take);
+                round += 1;
+            }
+        }
+        assert!(frames > 1, "{frames} frames");
+        assert!(hyper::body::Body::is_end_stream(&body));
+        assert_eq!(sent.len(), expected.len());
+        assert!(sent == expected, "the body sent differs from its pieces");
     }
 
     #[tokio::test]
