@@ -273,6 +273,9 @@ pub fn render_data(
 pub struct Segment {
     /// The text, in order.
     pub parts: Vec<Bytes>,
+    /// The chunk it is part of (a number no other chunk has), or 0 for a family header:
+    /// consecutive segments of one chunk are compressed together ([`compress_runs`]).
+    owner: u64,
     deflated: OnceLock<Deflated>,
 }
 
@@ -289,10 +292,24 @@ impl Segment {
         Segment::from_parts(vec![text])
     }
 
-    /// A segment of the concatenation of `parts`, not yet compressed.
+    /// A segment of the concatenation of `parts`, not yet compressed, compressed on its own
+    /// (a chunk of its own).
     pub fn from_parts(parts: Vec<Bytes>) -> Segment {
+        Segment::owned(parts, next_owner())
+    }
+
+    /// A family header's segment: compressed with the chunk before it ([`runs`]).
+    pub fn header(text: String) -> Segment {
+        let mut segment = Segment::new(text);
+        segment.owner = 0;
+        segment
+    }
+
+    /// A segment of `parts` that is part of the chunk numbered `owner` ([`next_owner`]).
+    pub fn owned(parts: Vec<Bytes>, owner: u64) -> Segment {
         Segment {
             parts,
+            owner,
             deflated: OnceLock::new(),
         }
     }
@@ -322,11 +339,71 @@ impl Segment {
             gzip::deflate_parts(&parts, false)
         })
     }
+}
 
-    /// The compressed segment, if ready.
-    pub fn deflated(&self) -> Option<&Deflated> {
-        self.deflated.get()
+/// A number for a new chunk's segments ([`Segment::owned`]): never 0, never given twice.
+pub fn next_owner() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The runs of `segments` compressed as one: consecutive segments of one chunk, with the
+/// segments of no chunk (family headers) between or after them.
+fn runs(segments: &[Arc<Segment>]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut owner = 0;
+    for (i, segment) in segments.iter().enumerate() {
+        if segment.owner != 0 && owner != 0 && segment.owner != owner {
+            out.push(start..i);
+            start = i;
+        }
+        if segment.owner != 0 {
+            owner = segment.owner;
+        }
     }
+    if start < segments.len() {
+        out.push(start..segments.len());
+    }
+    out
+}
+
+/// Compressed runs of segments kept from one gzip body to the next, by the addresses of
+/// the run's segments (which the entry holds, so no address is reused while it is kept).
+pub type RunCache = std::collections::HashMap<Vec<usize>, (Vec<Arc<Segment>>, Deflated)>;
+
+/// Compresses `segments` for a gzip body, a deflate segment per run ([`runs`]): a chunk's
+/// segments change together, and compressed together they lose less to each deflate
+/// segment starting without a dictionary (a body of one family per file compresses about a
+/// fifth smaller than with a deflate segment per family). A run of one segment is kept in
+/// the segment; longer runs in `cache`, which then holds the runs of this body only.
+/// Blocking.
+pub fn compress_runs(segments: &[Arc<Segment>], cache: &Mutex<RunCache>) -> Vec<Deflated> {
+    let mut last = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut kept = RunCache::new();
+    let mut out = Vec::new();
+    for run in runs(segments) {
+        let members = &segments[run];
+        if let [one] = members {
+            out.push(one.compress().clone());
+            continue;
+        }
+        let key: Vec<usize> = members.iter().map(|s| Arc::as_ptr(s) as usize).collect();
+        let deflated = match last.remove(&key) {
+            Some((_, deflated)) => deflated,
+            None => {
+                let parts: Vec<&[u8]> = members
+                    .iter()
+                    .flat_map(|s| s.parts.iter().map(|b| &b[..]))
+                    .collect();
+                gzip::deflate_parts(&parts, false)
+            }
+        };
+        out.push(deflated.clone());
+        kept.insert(key, (members.to_vec(), deflated));
+    }
+    *last = kept;
+    out
 }
 
 /// The text of `segments` as one string (lossy), for tests and tools.
@@ -364,12 +441,12 @@ impl HeaderCache {
     /// The segment of `text`.
     pub fn get(&self, text: &str) -> Arc<Segment> {
         let Ok(mut map) = self.map.lock() else {
-            return Arc::new(Segment::new(text.to_owned()));
+            return Arc::new(Segment::header(text.to_owned()));
         };
         if let Some(s) = map.get(text) {
             return Arc::clone(s);
         }
-        let segment = Arc::new(Segment::new(text.to_owned()));
+        let segment = Arc::new(Segment::header(text.to_owned()));
         map.insert(text.to_owned(), Arc::clone(&segment));
         segment
     }
@@ -404,6 +481,9 @@ pub struct Carry {
     openmetrics: [KeptSlot<Option<Vec<Piece>>>; 4],
     /// How many merges were kept rather than made again (tests read it).
     pub merges_kept: std::sync::atomic::AtomicUsize,
+    /// Per gzip body (by `Published`'s index: format, then variant), its compressed runs of
+    /// segments ([`compress_runs`]).
+    gzip_runs: [Mutex<RunCache>; 8],
 }
 
 /// A merge of chunks, kept with the chunks it was made from.
@@ -560,13 +640,14 @@ impl DataChunk {
             .map(|f| snapshot::file_label(&f.path))
             .collect();
         let plan = ChunkPlan::build(prepared, paths);
+        let owner = next_owner();
         let segments = plan
             .groups
             .iter()
             .map(|g| {
                 std::array::from_fn(|slot| {
                     (!g.lines[slot].is_empty())
-                        .then(|| Arc::new(Segment::from_parts(g.lines[slot].clone())))
+                        .then(|| Arc::new(Segment::owned(g.lines[slot].clone(), owner)))
                 })
             })
             .collect();
@@ -1294,8 +1375,8 @@ fn per_file_headers() -> &'static [(Arc<Segment>, Arc<Segment>); PER_FILE] {
             let mut w = MetaWriter::default();
             w.own(m);
             (
-                Arc::new(Segment::new(w.classic)),
-                Arc::new(Segment::new(w.openmetrics)),
+                Arc::new(Segment::header(w.classic)),
+                Arc::new(Segment::header(w.openmetrics)),
             )
         })
     })
@@ -1543,28 +1624,34 @@ pub struct Published {
     /// published one, then the escaped variants `underscores`, `dots`, `values` that differ
     /// from it), joined on first request.
     gzipped: [tokio::sync::OnceCell<Arc<gzip::Joined>>; 8],
+    /// The plain text of data and meta, by the same index as `gzipped`, joined into one
+    /// segment on the second plain request (see [`Published::negotiated_body`]).
+    joined_plain: [tokio::sync::OnceCell<Option<Arc<Segment>>>; 8],
+    /// How many plain requests each index has had (counted up to 2).
+    plain_requests: [std::sync::atomic::AtomicU8; 8],
 }
 
-/// A response body: its content type, whether it is gzip-encoded, and its chunks.
+/// A response body: its content type, whether it is gzip-encoded, and its segments.
 #[derive(Debug)]
 pub struct Body {
     /// The `Content-Type`, with the escaping applied ([`Negotiated::content_type`]).
     pub content_type: &'static str,
-    /// Whether the chunks are gzip-compressed.
+    /// Whether the segments hold a gzip stream.
     pub gzip: bool,
-    /// The body, in order.
-    pub chunks: Vec<Bytes>,
+    /// The body, in order: the published segments themselves (their parts are sent as they
+    /// are), then what this request rendered.
+    pub segments: Vec<Arc<Segment>>,
 }
 
 impl Body {
     /// The total length.
     pub fn len(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
+        self.segments.iter().map(|s| s.len()).sum()
     }
 
     /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.segments.iter().all(|s| s.is_empty())
     }
 }
 
@@ -1584,6 +1671,8 @@ impl Published {
             views,
             status_full: OnceLock::new(),
             gzipped: Default::default(),
+            joined_plain: Default::default(),
+            plain_requests: Default::default(),
         }
     }
 
@@ -1653,6 +1742,35 @@ impl Published {
         } else {
             escaped::slot_index(negotiated.escaping).map_or(0, |i| i + 1)
         };
+        let mut tail = crate::process::render(openmetrics, scrape_metrics, &self.data.adopted);
+        if openmetrics {
+            tail.push_str("# EOF\n");
+        }
+        let content_type = negotiated.content_type();
+        let index = usize::from(openmetrics) * 4 + slot;
+        // Every request after the first of its kind finds its body made: no list of the
+        // segments (tens of thousands) is made for it.
+        let gzip_body = |joined: &gzip::Joined| Body {
+            content_type,
+            gzip: true,
+            segments: vec![Arc::new(Segment::from_parts(
+                joined.finish(tail.as_bytes()),
+            ))],
+        };
+        if negotiated.gzip
+            && let Some(joined) = self.gzipped[index].get()
+        {
+            return gzip_body(joined);
+        }
+        if !negotiated.gzip
+            && let Some(Some(joined)) = self.joined_plain[index].get()
+        {
+            return Body {
+                content_type,
+                gzip: false,
+                segments: vec![Arc::clone(joined), Arc::new(Segment::new(tail))],
+            };
+        }
         let data = if openmetrics {
             variant.openmetrics().await
         } else {
@@ -1663,19 +1781,14 @@ impl Published {
         } else {
             self.meta.classic()
         };
-        let mut tail = crate::process::render(openmetrics, scrape_metrics, &self.data.adopted);
-        if openmetrics {
-            tail.push_str("# EOF\n");
-        }
-        let content_type = negotiated.content_type();
+        let segments: Vec<Arc<Segment>> = data.iter().chain(meta.iter()).cloned().collect();
         if negotiated.gzip {
-            let segments: Vec<Arc<Segment>> = data.iter().chain(meta.iter()).cloned().collect();
-            let index = usize::from(openmetrics) * 4 + slot;
+            let carry = Arc::clone(&self.data.carry);
             let joined = self.gzipped[index]
                 .get_or_init(|| async move {
                     let joined = tokio::task::spawn_blocking(move || {
-                        let deflated: Vec<&Deflated> =
-                            segments.iter().map(|s| s.compress()).collect();
+                        let deflated = compress_runs(&segments, &carry.gzip_runs[index]);
+                        let deflated: Vec<&Deflated> = deflated.iter().collect();
                         Arc::new(gzip::Joined::new(&deflated))
                     })
                     .await;
@@ -1683,24 +1796,48 @@ impl Published {
                     joined.unwrap_or_else(|_| Arc::new(gzip::Joined::new(&[])))
                 })
                 .await;
-            return Body {
-                content_type,
-                gzip: true,
-                chunks: joined.finish(tail.as_bytes()),
-            };
+            return gzip_body(joined);
         }
-        // Not joined into one buffer as the gzip body is: that would keep a second copy of
-        // the text; the response gathers the small pieces as it goes (routes::Chunks).
-        let mut chunks: Vec<Bytes> = data
-            .iter()
-            .chain(meta.iter())
-            .flat_map(|s| s.parts.iter().cloned())
-            .collect();
-        chunks.push(Bytes::from(tail));
+        // A plain body is the segments' pieces, written as they are (routes::Chunks): no copy
+        // is kept for a one-off request (a person with curl), whose cost would be a second
+        // copy of the text. A publication asked for the same plain body a second time (a
+        // scraper that does not take gzip) has it joined into one buffer, kept with the
+        // publication as the gzip body is: a body of thousands of pieces costs the server a
+        // system call per 64 of them, one buffer a few.
+        let seen = self.plain_requests[index]
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(1).min(2))
+            })
+            .unwrap_or(2);
+        let mut segments = if seen >= 1 {
+            let pieces = segments.clone();
+            let joined = self.joined_plain[index]
+                .get_or_init(|| async move {
+                    tokio::task::spawn_blocking(move || {
+                        let len = pieces.iter().map(|s| s.len()).sum();
+                        let mut text = Vec::with_capacity(len);
+                        for part in pieces.iter().flat_map(|s| s.parts.iter()) {
+                            text.extend_from_slice(part);
+                        }
+                        Arc::new(Segment::from_bytes(Bytes::from(text)))
+                    })
+                    .await
+                    // Should the copy fail, the pieces are served as for a first request.
+                    .ok()
+                })
+                .await;
+            match joined {
+                Some(joined) => vec![Arc::clone(joined)],
+                None => segments,
+            }
+        } else {
+            segments
+        };
+        segments.push(Arc::new(Segment::new(tail)));
         Body {
             content_type,
             gzip: false,
-            chunks,
+            segments,
         }
     }
 }
@@ -1793,6 +1930,75 @@ mod tests {
         assert!(!accepts_gzip("gzip;q=0"));
         assert!(!accepts_gzip("identity"));
         assert!(!accepts_gzip(""));
+    }
+
+    pub(super) fn gunzip(body: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_chunks_segments_compress_together_and_are_kept_until_it_changes() {
+        let header = |t: &str| Arc::new(Segment::header(t.to_owned()));
+        let chunk = |texts: &[String]| {
+            let owner = next_owner();
+            texts
+                .iter()
+                .map(|t| Arc::new(Segment::owned(vec![Bytes::from(t.clone())], owner)))
+                .collect::<Vec<_>>()
+        };
+        let lines = |family: &str, job: &str| -> String {
+            (0..40)
+                .map(|i| format!("{family}{{job=\"{job}\",shard=\"{i}\"}} {i}\n"))
+                .collect()
+        };
+        let a = chunk(&[lines("x", "a"), lines("y", "a")]);
+        let b = chunk(&[lines("y", "b")]);
+        let (hx, hy) = (header("# TYPE x gauge\n"), header("# TYPE y gauge\n"));
+        let body = |a: &[Arc<Segment>]| {
+            vec![
+                Arc::clone(&hx),
+                Arc::clone(&a[0]),
+                Arc::clone(&hy),
+                Arc::clone(&a[1]),
+                Arc::clone(&b[0]),
+            ]
+        };
+        let segments = body(&a);
+        // The header goes with the chunk before it; another chunk starts a run.
+        assert_eq!(runs(&segments), vec![0..4, 4..5]);
+        let cache = Mutex::default();
+        let joined = |deflated: &[Deflated]| {
+            let refs: Vec<&Deflated> = deflated.iter().collect();
+            let chunks = gzip::Joined::new(&refs).finish(b"# EOF\n");
+            gunzip(&chunks.concat())
+        };
+        let first = compress_runs(&segments, &cache);
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            joined(&first),
+            [segments_text(&segments).as_bytes(), b"# EOF\n"].concat()
+        );
+        // The same segments: the runs compressed before, not compressed again.
+        let again = compress_runs(&segments, &cache);
+        assert_eq!(again[0].bytes.as_ptr(), first[0].bytes.as_ptr());
+        assert_eq!(again[1].bytes.as_ptr(), first[1].bytes.as_ptr());
+        // Chunk a rewritten: its run is compressed again, b's segment is kept.
+        let a2 = chunk(&[lines("x", "a2"), lines("y", "a2")]);
+        let changed = body(&a2);
+        let third = compress_runs(&changed, &cache);
+        assert_ne!(third[0].bytes.as_ptr(), first[0].bytes.as_ptr());
+        assert_eq!(third[1].bytes.as_ptr(), first[1].bytes.as_ptr());
+        assert_eq!(
+            joined(&third),
+            [segments_text(&changed).as_bytes(), b"# EOF\n"].concat()
+        );
+        // Only the last body's runs are kept.
+        assert_eq!(cache.lock().unwrap().len(), 1);
     }
 }
 
@@ -1903,6 +2109,52 @@ mod escaping_tests {
             })
             .collect();
         Arc::new(DataPart::build(snapshots, ExpositionOptions::default()))
+    }
+
+    #[tokio::test]
+    async fn every_body_of_a_publication_is_the_same_text_however_it_is_sent() {
+        let files: Vec<(String, String)> = (0..40)
+            .map(|i| {
+                let text: String = ["rows_total", "queue_depth"]
+                    .iter()
+                    .map(|f| format!("# TYPE {f} gauge\n{f}{{job=\"j{i}\"}} {i}\n"))
+                    .collect();
+                (format!("/d/job-{i:02}.prom"), text)
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        let published = Published::new(
+            data_of(&refs),
+            MetaPart::build(&[], &Counters::default(), false, &Arc::default()),
+            Arc::new(StatusModel::default()),
+            Vec::new(),
+        );
+        for format in [Format::Classic, Format::OpenMetrics] {
+            // The text before the tail (the process metrics, rendered for each request).
+            let text = |body: &Body| segments_text(&body.segments[..body.segments.len() - 1]);
+            // The first plain body is the published pieces; the second is joined into one
+            // segment (then kept); both are the text the gzip body holds.
+            let first = published.body(format, false, &[]).await;
+            assert!(first.segments.len() > 2);
+            let second = published.body(format, false, &[]).await;
+            assert_eq!(second.segments.len(), 2, "one joined segment and the tail");
+            let third = published.body(format, false, &[]).await;
+            assert!(Arc::ptr_eq(&second.segments[0], &third.segments[0]));
+            assert_eq!(text(&first), text(&second));
+            let gzip = published.body(format, true, &[]).await;
+            let compressed: Vec<u8> = gzip
+                .segments
+                .iter()
+                .flat_map(|s| s.parts.iter().flat_map(|p| p.iter().copied()))
+                .collect();
+            let decoded = String::from_utf8(tests::gunzip(&compressed)).unwrap();
+            assert!(decoded.starts_with(&text(&first)), "{decoded}");
+            assert!(decoded.len() > text(&first).len());
+            assert!(text(&first).contains("rows_total{job=\"j39\"} 39\n"));
+        }
     }
 
     #[tokio::test]
