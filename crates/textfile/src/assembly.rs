@@ -184,7 +184,7 @@ impl ChunkPlan {
                     g.lines[k].push(prepared.classic_slice(range));
                 }
                 if !family.om.is_empty() {
-                    g.lines[OM_SLOT].push(prepared.om_slice(&family.om));
+                    g.lines[OM_SLOT].push(prepared.om_slice(family));
                 }
                 for (name, how) in family.names.iter() {
                     match g.names.iter_mut().find(|(n, _)| n == name) {

@@ -172,8 +172,11 @@ pub struct PreparedFamily {
     /// OpenMetrics: the family's name when not the family name.
     pub(crate) om_name: Option<Box<str>>,
     /// OpenMetrics sample lines (with any folded `_created` samples interleaved), a range
-    /// into [`Prepared::openmetrics`].
+    /// into [`Prepared::classic`] when `om_in_classic` (they are the classic main block's
+    /// lines, byte for byte), else into [`Prepared::openmetrics`].
     pub(crate) om: Range<u32>,
+    /// Whether `om` is a range of the classic text.
+    pub(crate) om_in_classic: bool,
     /// OpenMetrics: this `x_created` gauge was folded into the counter `x` of the same file.
     pub(crate) om_folded: bool,
     /// OpenMetrics: a gauge was folded into this family.
@@ -485,6 +488,7 @@ impl Prepared {
                 classic: ranges,
                 om_name: None,
                 om: 0..0,
+                om_in_classic: false,
                 om_folded: false,
                 om_folds: false,
                 om_has_created: false,
@@ -538,12 +542,30 @@ impl Prepared {
             om_ok = false;
         }
 
+        // A family's OpenMetrics lines are usually its classic lines byte for byte (only the
+        // headers differ, and the headers are written apart): those are taken from the classic
+        // text, and only the lines that differ (folded `_created` samples, other number
+        // forms) are kept, so a file costs one copy of its text, not two.
+        let mut om_own = String::new();
+        for p in prepared.iter_mut().filter(|p| !p.om.is_empty()) {
+            let lines = &openmetrics[p.om.start as usize..p.om.end as usize];
+            let main = &p.classic[0];
+            if classic.get(main.start as usize..main.end as usize) == Some(lines) {
+                p.om = main.clone();
+                p.om_in_classic = true;
+            } else {
+                let start = om_own.len();
+                om_own.push_str(lines);
+                match to_u32(start..om_own.len()) {
+                    Some(r) => p.om = r,
+                    None => om_ok = false,
+                }
+            }
+        }
+        drop(openmetrics);
         let classic = store(classic, raw);
-        let openmetrics = if openmetrics.as_bytes() == &classic[..] {
-            classic.clone()
-        } else {
-            store(openmetrics, raw)
-        };
+        om_own.shrink_to_fit();
+        let openmetrics = Bytes::from(om_own);
         Prepared {
             options: options.clone(),
             families: prepared,
@@ -587,12 +609,22 @@ impl Prepared {
     }
 
     /// The OpenMetrics lines in `range`, sharing the prepared text.
-    pub(crate) fn om_slice(&self, range: &Range<u32>) -> Bytes {
-        if range.end as usize > self.openmetrics.len() || range.start > range.end {
+    pub(crate) fn om_slice(&self, family: &PreparedFamily) -> Bytes {
+        let text = self.om_text(family);
+        let range = &family.om;
+        if range.end as usize > text.len() || range.start > range.end {
             return Bytes::new();
         }
-        self.openmetrics
-            .slice(range.start as usize..range.end as usize)
+        text.slice(range.start as usize..range.end as usize)
+    }
+
+    /// The text `family.om` is a range of.
+    fn om_text(&self, family: &PreparedFamily) -> &Bytes {
+        if family.om_in_classic {
+            &self.classic
+        } else {
+            &self.openmetrics
+        }
     }
 
     fn classic_lines(&self, range: &Range<u32>) -> &[u8] {
@@ -601,9 +633,9 @@ impl Prepared {
             .unwrap_or(&[])
     }
 
-    fn om_lines(&self, range: &Range<u32>) -> &[u8] {
-        self.openmetrics
-            .get(range.start as usize..range.end as usize)
+    fn om_lines(&self, family: &PreparedFamily) -> &[u8] {
+        self.om_text(family)
+            .get(family.om.start as usize..family.om.end as usize)
             .unwrap_or(&[])
     }
 
@@ -996,7 +1028,7 @@ pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
         write_openmetrics_header(m.first.om_name(), m.help, om_types[i], m.unit, &mut header);
         out.extend_from_slice(header.as_bytes());
         for (file, part) in &m.parts {
-            out.extend_from_slice(files[*file].om_lines(&part.om));
+            out.extend_from_slice(files[*file].om_lines(part));
         }
     }
     true
@@ -1025,6 +1057,53 @@ mod tests {
         let mut out = Vec::new();
         render_classic(&[prepared], &|_| path.to_string(), &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn openmetrics_lines_equal_to_the_classic_ones_are_not_kept_twice() {
+        let prepare = |input: &str| {
+            let raw = Bytes::from(input.to_string());
+            let families = promdrop_textformat::parse(&raw, promdrop_textformat::Format::Classic)
+                .unwrap()
+                .families;
+            let origin = Origin::of("/d/job.prom".as_ref());
+            let prepared = Prepared::build(families, &raw, &origin, &PrepareOptions::default());
+            (raw, prepared)
+        };
+        let openmetrics = |prepared: Prepared| {
+            let mut out = Vec::new();
+            assert!(render_openmetrics(&[Arc::new(prepared)], &mut out));
+            String::from_utf8(out).unwrap()
+        };
+        // A client library's file: the counter's and the gauge's lines read the same in both
+        // formats, so the file's own buffer holds both.
+        let client = "# HELP rows_total Rows.\n# TYPE rows_total counter\nrows_total{shard=\"0\"} 3\n\
+                      # TYPE depth gauge\ndepth 2\n";
+        let (raw, prepared) = prepare(client);
+        assert!(prepared.openmetrics.is_empty());
+        assert!(prepared.families.iter().all(|f| f.om_in_classic));
+        assert_eq!(prepared.classic.as_ptr(), raw.as_ptr());
+        assert_eq!(
+            openmetrics(prepared),
+            "# HELP rows Rows.\n# TYPE rows counter\nrows_total{shard=\"0\"} 3\n\
+             # TYPE depth gauge\ndepth 2\n"
+        );
+        // A `_created` gauge folded into its counter: the counter's OpenMetrics lines differ
+        // and are kept; the gauge's are still shared.
+        let folded = "# TYPE rows_total counter\nrows_total 3\n# TYPE rows_created gauge\n\
+                      rows_created 1.7e+09\n# TYPE depth gauge\ndepth 2\n";
+        let (_, prepared) = prepare(folded);
+        let rows = &prepared.families[0];
+        assert!(!rows.om_in_classic);
+        assert_eq!(
+            prepared.om_lines(rows),
+            b"rows_total 3\nrows_created 1.7e+09\n"
+        );
+        assert!(prepared.families[2].om_in_classic);
+        assert_eq!(
+            openmetrics(prepared),
+            "# TYPE rows counter\nrows_total 3\nrows_created 1.7e+09\n# TYPE depth gauge\ndepth 2\n"
+        );
     }
 
     #[test]
