@@ -124,8 +124,8 @@ pub use escaping::{EscapingScheme, UnknownEscapingScheme, escape_names, is_legac
 pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};
 pub use lex::{is_valid_label_name, is_valid_metric_name};
 pub use merge::{
-    Conflict, HashedMap, MergedFamily, MergedView, PassThrough, Source, describe_series, merge,
-    series_hash,
+    Conflict, HashedMap, HashedSet, MergedFamily, MergedView, PassThrough, Source, describe_series,
+    merge, series_hash,
 };
 pub use model::{
     Exemplar, Exposition, Format, Label, MetricFamily, MetricType, Sample, Timestamp, Value,

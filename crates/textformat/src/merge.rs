@@ -267,6 +267,9 @@ impl Hasher for PassThrough {
 /// A map keyed by series hashes ([`series_hash`]), which are not hashed again.
 pub type HashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
 
+/// A set of series hashes ([`series_hash`]), which are not hashed again.
+pub type HashedSet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<PassThrough>>;
+
 fn same_series(a: &Sample<'_>, b: &Sample<'_>) -> bool {
     a.name == b.name
         && a.timestamp.map(|t| t.as_millis()) == b.timestamp.map(|t| t.as_millis())

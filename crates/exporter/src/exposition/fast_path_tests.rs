@@ -401,6 +401,13 @@ fn the_index_counts_what_changes() {
     assert!(index.has_repeats());
     index.update(&[(&a.path, &pa), (&i.path, &pb)]);
     assert!(!index.has_repeats());
+    // up{job="a"} three times, then twice (still a repeat), then once.
+    index.update(&[(&a.path, &pa), (&b.path, &pa), (&i.path, &pi)]);
+    assert!(index.has_repeats());
+    index.update(&[(&a.path, &pa), (&i.path, &pi)]);
+    assert!(index.has_repeats());
+    index.update(&[(&i.path, &pi)]);
+    assert!(!index.has_repeats());
     index.update(&[]);
     assert!(index.is_empty());
 }
