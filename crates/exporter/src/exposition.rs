@@ -1629,6 +1629,9 @@ pub struct Published {
     joined_plain: [tokio::sync::OnceCell<Option<Arc<Segment>>>; 8],
     /// How many plain requests each index has had (counted up to 2).
     plain_requests: [std::sync::atomic::AtomicU8; 8],
+    /// The index whose plain body is joined, plus one (0: none yet): one per publication, so
+    /// that it costs one copy of the text at most.
+    plain_joined: std::sync::atomic::AtomicUsize,
 }
 
 /// A response body: its content type, whether it is gzip-encoded, and its segments.
@@ -1673,6 +1676,7 @@ impl Published {
             gzipped: Default::default(),
             joined_plain: Default::default(),
             plain_requests: Default::default(),
+            plain_joined: Default::default(),
         }
     }
 
@@ -1803,13 +1807,24 @@ impl Published {
         // copy of the text. A publication asked for the same plain body a second time (a
         // scraper that does not take gzip) has it joined into one buffer, kept with the
         // publication as the gzip body is: a body of thousands of pieces costs the server a
-        // system call per 64 of them, one buffer a few.
+        // system call per 64 of them, one buffer a few. One plain body per publication is
+        // joined (the first asked for twice), so this costs one copy of the text at most.
         let seen = self.plain_requests[index]
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_add(1).min(2))
             })
             .unwrap_or(2);
-        let mut segments = if seen >= 1 {
+        let claimed = seen >= 1
+            && match self.plain_joined.compare_exchange(
+                0,
+                index + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => true,
+                Err(holder) => holder == index + 1,
+            };
+        let mut segments = if claimed {
             let pieces = segments.clone();
             let joined = self.joined_plain[index]
                 .get_or_init(|| async move {
@@ -2140,9 +2155,20 @@ mod escaping_tests {
             let first = published.body(format, false, &[]).await;
             assert!(first.segments.len() > 2);
             let second = published.body(format, false, &[]).await;
-            assert_eq!(second.segments.len(), 2, "one joined segment and the tail");
+            // One plain body per publication is joined: the classic one, asked for first.
+            let joined = if format == Format::Classic {
+                2
+            } else {
+                first.segments.len()
+            };
+            assert_eq!(
+                second.segments.len(),
+                joined,
+                "one joined segment and the tail"
+            );
             let third = published.body(format, false, &[]).await;
             assert!(Arc::ptr_eq(&second.segments[0], &third.segments[0]));
+            assert_eq!(third.segments.len(), joined);
             assert_eq!(text(&first), text(&second));
             let gzip = published.body(format, true, &[]).await;
             let compressed: Vec<u8> = gzip
