@@ -127,8 +127,9 @@ fn serve_everything(args: &[String]) -> (Exporter, Metrics) {
         "application/openmetrics-text;version=1.0.0",
     ] {
         for encoding in ["gzip", "identity"] {
-            // Twice: the second plain request of a publication has its body joined into one
-            // buffer (one per publication), which the peak must include.
+            // Twice, as a scraper asks: a second request is what makes the server keep
+            // anything it made for the first (the plain body of a directory of thousands of
+            // files is then joined; these few files' bodies are not: JOIN_PARTS).
             for _ in 0..2 {
                 let r = exporter.get(
                     "/metrics",
