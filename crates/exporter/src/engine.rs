@@ -1113,7 +1113,8 @@ impl Engine {
             // A file new before the chunk's first starts the chunk.
             let from = key.clone().min(previous[i].first.clone());
             let built = out.len();
-            next_old = self.cut_from(Some(from), &previous, &mut keys, &mut out, compat);
+            let until = key.clone();
+            next_old = self.cut_from(Some((from, until)), &previous, &mut keys, &mut out, compat);
             before.extend(data(&previous[i..next_old.max(i)]));
             after.extend(data(&out[built..]));
         }
@@ -1128,21 +1129,22 @@ impl Engine {
     }
 
     /// Cuts the files from `from` (all when `None`) into chunks, built into `out`, until a
-    /// chunk ends where one of `previous` ended, past the dirty `keys` (each taken as passed):
-    /// returns the index of the first of `previous` after it (`previous.len()` when the files
-    /// ran out).
+    /// chunk ends where one of `previous` ended, past the dirty `keys` (each taken as passed)
+    /// and past `from`'s second key (the dirty key the cut is for: a file new after the last
+    /// chunk, which ended on a file of its own, is past that chunk's end): returns the index
+    /// of the first of `previous` after it (`previous.len()` when the files ran out).
     fn cut_from<'k>(
         &self,
-        from: Option<Key>,
+        from: Option<(Key, Key)>,
         previous: &[Arc<EngineChunk>],
         keys: &mut std::iter::Peekable<impl Iterator<Item = &'k Key>>,
         out: &mut Vec<Arc<EngineChunk>>,
         compat: bool,
     ) -> usize {
         let whole = from.is_none();
-        let range = match from {
-            Some(from) => self.files.range(from..),
-            None => self.files.range::<Key, _>(..),
+        let (range, until) = match from {
+            Some((from, until)) => (self.files.range(from..), Some(until)),
+            None => (self.files.range::<Key, _>(..), None),
         };
         let mut part: Vec<(&Key, &Tracked)> = Vec::new();
         let mut files = range.peekable();
@@ -1154,7 +1156,7 @@ impl Engine {
             let last = key.clone();
             out.push(self.chunk_of(&std::mem::take(&mut part), previous, compat));
             while keys.next_if(|k| **k <= last).is_some() {}
-            if whole {
+            if whole || until.as_ref().is_some_and(|u| last < *u) {
                 continue;
             }
             // Where the old chunks are cut the same way again, the rest is as it was.

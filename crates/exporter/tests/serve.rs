@@ -858,6 +858,20 @@ fn chunks_follow_files_added_removed_and_rewritten_anywhere_in_serving_order() {
     check("the first publication", &expected);
     put(&mut expected, "a000", 7);
     check("a file before the first", &expected);
+    // A last file that ends its chunk by its path's hash: the next file after it starts a
+    // chunk of its own (the cut must go past the old end to reach it).
+    let ends = |job: &str| {
+        promdrop_exporter::exposition::ends_chunk(
+            &dir.join(format!("{job}.prom")),
+            promdrop_exporter::exposition::CHUNK_BITS,
+        )
+    };
+    let ender = (0..10_000)
+        .map(|n| format!("y{n:04}"))
+        .find(|job| ends(job))
+        .expect("a name whose path ends a chunk");
+    put(&mut expected, &ender, 5);
+    check("a last file that ends its chunk", &expected);
     put(&mut expected, "z999", 8);
     check("a file after the last", &expected);
     for i in 10..31 {
