@@ -121,7 +121,8 @@ struct Position {
 
 impl Position {
     fn next(self, segments: &[Arc<Segment>]) -> Position {
-        if self.part + 1 < segments[self.segment].parts.len() {
+        let parts = segments.get(self.segment).map_or(0, |s| s.parts.len());
+        if self.part + 1 < parts {
             Position {
                 segment: self.segment,
                 part: self.part + 1,

@@ -548,7 +548,10 @@ impl Prepared {
         // forms) are kept, so a file costs one copy of its text, not two.
         let mut om_own = String::new();
         for p in prepared.iter_mut().filter(|p| !p.om.is_empty()) {
-            let lines = &openmetrics[p.om.start as usize..p.om.end as usize];
+            let Some(lines) = openmetrics.get(p.om.start as usize..p.om.end as usize) else {
+                om_ok = false;
+                continue;
+            };
             let main = &p.classic[0];
             if classic.get(main.start as usize..main.end as usize) == Some(lines) {
                 p.om = main.clone();
