@@ -211,7 +211,7 @@ impl Holders {
     }
 }
 
-/// A hasher for names: [`fx_hash`](crate::merge::fx_hash) over the bytes. The table is built
+/// A hasher for names: [`fx_hash`](crate::hash::fx_hash) over the bytes. The table is built
 /// once per publication over every family of every file, so SipHash's cost showed; its
 /// resistance to chosen collisions buys nothing here (a collision costs a comparison).
 #[derive(Debug, Default, Clone, Copy)]
@@ -222,7 +222,7 @@ impl std::hash::Hasher for NameHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        self.0 = crate::merge::fx_hash(bytes, self.0);
+        self.0 = crate::hash::fx_hash(bytes, self.0);
     }
 }
 

@@ -110,6 +110,7 @@ mod clash;
 mod classic;
 mod error;
 mod escaping;
+mod hash;
 mod header;
 mod lex;
 mod merge;
@@ -121,12 +122,10 @@ mod render;
 pub use clash::{Holder, NameTable, NameUse, family_bounds, family_names};
 pub use error::Error;
 pub use escaping::{EscapingScheme, UnknownEscapingScheme, escape_names, is_legacy_label_name};
+pub use hash::{HashedMap, HashedSet, PassThrough, series_hash};
 pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};
 pub use lex::{is_valid_label_name, is_valid_metric_name};
-pub use merge::{
-    Conflict, HashedMap, HashedSet, MergedFamily, MergedView, PassThrough, Source, describe_series,
-    merge, series_hash,
-};
+pub use merge::{Conflict, MergedFamily, MergedView, Source, describe_series, merge};
 pub use model::{
     Exemplar, Exposition, Format, Label, MetricFamily, MetricType, Sample, Timestamp, Value,
 };
