@@ -1782,10 +1782,14 @@ impl Published {
                 segments: vec![Arc::clone(joined), Arc::new(Segment::new(tail))],
             };
         }
-        let data = if openmetrics {
-            variant.openmetrics().await
+        // The classic segments are read in place in the part, not copied into a list of
+        // their own first.
+        let openmetrics_data;
+        let data: &[Arc<Segment>] = if openmetrics {
+            openmetrics_data = variant.openmetrics().await;
+            &openmetrics_data
         } else {
-            Arc::new(variant.classic().to_vec())
+            variant.classic()
         };
         let meta = if openmetrics {
             self.meta.openmetrics()
