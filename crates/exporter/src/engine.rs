@@ -800,22 +800,27 @@ impl Engine {
             .fold((0, 0), |(b, s), t| (b + t.held.0, s + t.held.1))
     }
 
+    /// Moves the running totals from a file holding `old` to it holding `new`.
+    fn adjust_held(&mut self, old: (u64, u64), new: (u64, u64)) {
+        self.held_total = (
+            self.held_total.0 - old.0 + new.0,
+            self.held_total.1 - old.1 + new.1,
+        );
+    }
+
     /// Stops tracking the file at `key`.
     fn untrack(&mut self, key: &Key) -> Option<Tracked> {
         let t = self.files.remove(key)?;
         self.dirty.insert(key.clone());
-        self.held_total = (self.held_total.0 - t.held.0, self.held_total.1 - t.held.1);
+        self.adjust_held(t.held, (0, 0));
         Some(t)
     }
 
     /// Sets what the file at `key` holds towards the caps.
     fn set_held(&mut self, key: &Key, held: (u64, u64)) {
         if let Some(t) = self.files.get_mut(key) {
-            self.held_total = (
-                self.held_total.0 - t.held.0 + held.0,
-                self.held_total.1 - t.held.1 + held.1,
-            );
-            t.held = held;
+            let old = std::mem::replace(&mut t.held, held);
+            self.adjust_held(old, held);
         }
     }
 
@@ -965,9 +970,8 @@ impl Engine {
             *known = Some(known.map_or(t, |k| k.min(t)));
         }
         let now = held(&snapshot);
-        self.held_total = (self.held_total.0 + now.0, self.held_total.1 + now.1);
         self.dirty.insert(key.clone());
-        if let Some(old) = self.files.insert(
+        let old = self.files.insert(
             key,
             Tracked {
                 held: now,
@@ -978,12 +982,8 @@ impl Engine {
                 ends_chunk,
                 capped: None,
             },
-        ) {
-            self.held_total = (
-                self.held_total.0 - old.held.0,
-                self.held_total.1 - old.held.1,
-            );
-        }
+        );
+        self.adjust_held(old.map_or((0, 0), |t| t.held), now);
     }
 
     /// Recomputes every file's state and deletes the files due. Returns whether anything
