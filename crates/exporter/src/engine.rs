@@ -1231,7 +1231,11 @@ impl Engine {
                 self.settings.exposition.own_config(),
             )),
         };
-        let meta = Arc::new(MetaChunk::build(&views, compat));
+        let meta = Arc::new(MetaChunk::build_reusing(
+            &views,
+            compat,
+            candidate.map(|c| &*c.meta),
+        ));
         Arc::new(EngineChunk {
             views: views.into(),
             within,

@@ -1353,18 +1353,58 @@ fn per_file_value(k: usize, f: &FileView) -> Option<f64> {
     }
 }
 
-/// The sample lines of per-file meta family `k` for `files` (the same in both formats).
-fn per_file_lines(k: usize, files: &[FileView]) -> String {
-    let mut w = MetaWriter::default();
-    w.own(per_file_metrics()[k]);
-    w.classic.clear();
-    w.openmetrics.clear();
-    for f in files {
-        if let Some(v) = per_file_value(k, f) {
-            w.sample(&[("file", &snapshot::file_label(&f.snapshot.path))], v);
+/// One file's per-file meta lines, one per family of [`per_file_metrics`] (the same in both
+/// formats), and what they were made from: kept with the file's chunk, so that a chunk built
+/// again for one changed file renders that file's lines alone (a chunk's other files would
+/// otherwise cost their path's escaping and eight numbers each, at every change).
+#[derive(Debug)]
+struct FileMetaLines {
+    snapshot: Arc<FileSnapshot>,
+    state: FileState,
+    /// The reference time's bits (the age is counted from it).
+    reference: u64,
+    text: String,
+    /// Where family `k`'s line ends in `text` (empty when the file has no value for it).
+    ends: [usize; PER_FILE],
+}
+
+impl FileMetaLines {
+    fn render(f: &FileView) -> FileMetaLines {
+        let label = snapshot::file_label(&f.snapshot.path);
+        let mut text = String::with_capacity(PER_FILE * (label.len() + 48));
+        let mut ends = [0; PER_FILE];
+        let mut w = MetaWriter::default();
+        for (k, metric) in per_file_metrics().into_iter().enumerate() {
+            if let Some(v) = per_file_value(k, f) {
+                w.own(metric);
+                w.classic.clear();
+                w.openmetrics.clear();
+                w.sample(&[("file", &label)], v);
+                text.push_str(&w.classic);
+            }
+            ends[k] = text.len();
+        }
+        FileMetaLines {
+            snapshot: Arc::clone(&f.snapshot),
+            state: f.state,
+            reference: f.timing.reference.to_bits(),
+            text,
+            ends,
         }
     }
-    w.classic
+
+    /// Whether these are `f`'s lines as it is now.
+    fn made_from(&self, f: &FileView) -> bool {
+        Arc::ptr_eq(&self.snapshot, &f.snapshot)
+            && self.state == f.state
+            && self.reference == f.timing.reference.to_bits()
+    }
+
+    /// The line of family `k`.
+    fn line(&self, k: usize) -> &str {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        &self.text[start..self.ends[k]]
+    }
 }
 
 /// The headers of the per-file meta families, classic and OpenMetrics.
@@ -1469,6 +1509,8 @@ pub struct MetaChunk {
     lines: [Arc<Segment>; PER_FILE],
     /// How many of its files are fresh, stale, expired, or not served for an error.
     states: [u64; 4],
+    /// Each file's lines, in order.
+    files: Vec<Arc<FileMetaLines>>,
 }
 
 /// How many of `files` are fresh, stale, expired, or not served for an error
@@ -1488,16 +1530,45 @@ fn count_states(files: &[FileView]) -> [u64; 4] {
 impl MetaChunk {
     /// The lines of `files` (one chunk, every tracked file, in order).
     pub fn build(files: &[FileView], compat_node: bool) -> MetaChunk {
+        MetaChunk::build_reusing(files, compat_node, None)
+    }
+
+    /// [`MetaChunk::build`], taking the lines of each file unchanged since `previous` (the
+    /// chunk the files were in) from it.
+    pub fn build_reusing(
+        files: &[FileView],
+        compat_node: bool,
+        previous: Option<&MetaChunk>,
+    ) -> MetaChunk {
+        let kept = previous.map_or(&[][..], |p| &p.files[..]);
+        let per_file: Vec<Arc<FileMetaLines>> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                // Files keep their place in a chunk unless one came or went before them.
+                let same = kept
+                    .get(i)
+                    .filter(|m| m.made_from(f))
+                    .or_else(|| kept.iter().find(|m| m.made_from(f)));
+                match same {
+                    Some(m) => Arc::clone(m),
+                    None => Arc::new(FileMetaLines::render(f)),
+                }
+            })
+            .collect();
         MetaChunk {
             states: count_states(files),
             lines: std::array::from_fn(|k| {
-                let text = if k < PER_FILE - 1 || compat_node {
-                    per_file_lines(k, files)
-                } else {
-                    String::new()
-                };
+                let mut text = String::new();
+                if k < PER_FILE - 1 || compat_node {
+                    text.reserve_exact(per_file.iter().map(|m| m.line(k).len()).sum());
+                    for m in &per_file {
+                        text.push_str(m.line(k));
+                    }
+                }
                 Arc::new(Segment::new(text))
             }),
+            files: per_file,
         }
     }
 }
@@ -2138,6 +2209,97 @@ mod escaping_tests {
             })
             .collect();
         Arc::new(DataPart::build(snapshots, ExpositionOptions::default()))
+    }
+
+    #[test]
+    fn a_chunks_meta_lines_are_rendered_again_only_for_files_that_changed() {
+        use promdrop_textfile::staleness::Timing;
+        let options = ReadOptions {
+            max_bytes: 1 << 20,
+            max_series: 1000,
+            timestamps: TimestampPolicy::Reject,
+        };
+        let snapshot = |path: &str, mtime_ns: i128, text: &str| {
+            let identity = FileIdentity {
+                dev: 1,
+                ino: 1,
+                size: text.len() as u64,
+                mtime_ns,
+            };
+            Arc::new(parse_bytes(
+                path.into(),
+                identity,
+                Bytes::from(text.to_string()),
+                &options,
+            ))
+        };
+        let timing = Timing {
+            reference: 1_000.0,
+            stale_after: None,
+            expire_after: None,
+            delete_after: None,
+        };
+        let view = |snapshot: Arc<FileSnapshot>, state: FileState| FileView {
+            snapshot,
+            timing,
+            state,
+        };
+        let before = vec![
+            view(
+                snapshot("/d/a.prom", 1_000_000_000_000, "a 1\n"),
+                FileState::Fresh,
+            ),
+            view(
+                snapshot("/d/b\"q.prom", 2_000_000_000_000, "b 1\n"),
+                FileState::Fresh,
+            ),
+            view(
+                snapshot("/d/c.prom", 3_000_000_000_000, "c 1\n"),
+                FileState::Fresh,
+            ),
+        ];
+        let old = MetaChunk::build(&before, true);
+        // b rewritten (another snapshot), c gone stale with its age counted from later, d new
+        // before c: a's lines are the same, the rest made again.
+        let mut after = before.clone();
+        after[1] = view(
+            snapshot("/d/b\"q.prom", 5_000_000_000_000, "b 1\nb2 2\n"),
+            FileState::Fresh,
+        );
+        after[2].state = FileState::Stale;
+        after[2].timing.reference = 2_000.0;
+        after.insert(
+            2,
+            view(
+                snapshot("/d/c0.prom", 4_000_000_000_000, "x{"),
+                FileState::Fresh,
+            ),
+        );
+        for compat in [true, false] {
+            let reused = MetaChunk::build_reusing(&after, compat, Some(&old));
+            let fresh = MetaChunk::build(&after, compat);
+            assert_eq!(segments_text(&reused.lines), segments_text(&fresh.lines));
+            assert_eq!(reused.states, fresh.states);
+            assert!(Arc::ptr_eq(&reused.files[0], &old.files[0]));
+            for i in 1..after.len() {
+                assert!(
+                    old.files.iter().all(|m| !Arc::ptr_eq(m, &reused.files[i])),
+                    "{i}"
+                );
+            }
+        }
+        // What changed shows: b's new series count and mtime, c stale, c0's error.
+        let text = segments_text(&MetaChunk::build_reusing(&after, true, Some(&old)).lines);
+        for line in [
+            "promdrop_file_series{file=\"/d/b\\\"q.prom\"} 2\n",
+            "promdrop_file_mtime_seconds{file=\"/d/b\\\"q.prom\"} 5000\n",
+            "promdrop_file_stale{file=\"/d/c.prom\"} 1\n",
+            "promdrop_file_reference_time_seconds{file=\"/d/c.prom\"} 2000\n",
+            "promdrop_file_error{file=\"/d/c0.prom\"} 1\n",
+            "promdrop_file_stale{file=\"/d/a.prom\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 
     #[tokio::test]
