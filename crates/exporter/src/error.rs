@@ -47,6 +47,9 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The engine's thread or its runtime could not be started.
+    #[error("cannot start the engine's thread: {0}")]
+    Engine(io::Error),
 
     /// A file or a directory: reading, listing, parsing or deleting it.
     #[error(transparent)]

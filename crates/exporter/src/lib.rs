@@ -121,11 +121,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         events_tx,
     ));
     let watchdog = Arc::new(watchdog::Watchdog::new(config.watchdog_timeout));
-    let mut engine = tokio::spawn(
-        engine::Engine::new(settings, Arc::clone(&shared))
-            .with_watchdog(Arc::clone(&watchdog))
-            .run(events_rx, stop_rx.clone()),
-    );
+    let engine = engine::Engine::new(settings, Arc::clone(&shared))
+        .with_watchdog(Arc::clone(&watchdog))
+        .run(events_rx, stop_rx.clone());
+    let mut engine = start_engine(engine)?;
     let reloaders = web.spawn_reloading(config.web_config_reload_interval);
     let state = routes::State {
         shared,
@@ -158,10 +157,31 @@ pub async fn run(config: Config) -> Result<(), Error> {
         .is_err()
     {
         tracing::warn!("the engine did not stop in time; exiting without it");
-        engine.abort();
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the engine on a thread of its own, with a runtime of its own (timers and channels
+/// only): its blocking work (stat, read, publication) runs there, without a handoff to the
+/// blocking pool, and without holding up the workers that serve scrapes. The receiver
+/// resolves when the engine has stopped.
+fn start_engine(
+    engine: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::sync::oneshot::Receiver<()>, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Engine)?;
+    let (stopped, on_stop) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("promdrop-engine".into())
+        .spawn(move || {
+            runtime.block_on(engine);
+            let _ = stopped.send(());
+        })
+        .map_err(Error::Engine)?;
+    Ok(on_stop)
 }
 
 /// Resolves on SIGTERM or SIGINT.
