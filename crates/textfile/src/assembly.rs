@@ -31,7 +31,9 @@ use bytes::Bytes;
 use promdrop_textformat::{MetricType, NameTable, NameUse};
 
 use crate::conflict::ConflictRecord;
-use crate::prepared::{Prepared, split_suffixes, write_openmetrics_header};
+use crate::prepared::{
+    FamilyShape, Prepared, PreparedFamily, split_suffixes, write_openmetrics_header,
+};
 
 /// The lines slots of a group: the classic main block, the two split-off classic gauges, the
 /// OpenMetrics lines.
@@ -85,6 +87,39 @@ struct ScopeBounds {
 }
 
 impl Group {
+    /// Adds the lines of `family` (of file `prepared`), a part of this group.
+    fn add_lines(&mut self, prepared: &Prepared, family: &PreparedFamily) {
+        for (k, range) in family.classic.iter().enumerate() {
+            if range.is_empty() {
+                continue;
+            }
+            if k == 0 && !self.has_lines[0] {
+                self.main_name = Some(Box::from(family.main_name()));
+            }
+            self.has_lines[k] = true;
+            self.lines[k].push(prepared.classic_slice(range));
+        }
+        if !family.om.is_empty() {
+            self.lines[OM_SLOT].push(prepared.om_slice(family));
+        }
+    }
+
+    /// Compares the bucket bounds or quantiles of `family` (of file `prepared`) with the
+    /// first of its scope.
+    fn add_bounds(&mut self, prepared: &Prepared, family: &PreparedFamily) {
+        if family.bounds.is_empty() {
+            return;
+        }
+        match self.bounds.iter_mut().find(|b| b.scope == prepared.scope) {
+            Some(b) => b.uniform &= b.first == family.bounds,
+            None => self.bounds.push(ScopeBounds {
+                scope: prepared.scope.clone(),
+                first: family.bounds.clone(),
+                uniform: true,
+            }),
+        }
+    }
+
     /// Whether `other` merges as this group does: equal in everything [`assemble`] and
     /// [`assemble_openmetrics`] read, but the lines themselves (only which slots have some).
     fn same_shape(&self, other: &Group) -> bool {
@@ -132,12 +167,25 @@ impl ChunkPlan {
     pub fn build(files: Vec<Arc<Prepared>>, paths: Vec<String>) -> ChunkPlan {
         let mut groups: Vec<Group> = Vec::new();
         let mut by_key: HashMap<(&str, MetricType), usize> = HashMap::new();
+        // The group of each shape met so far. Files written by one library share their
+        // families' shapes ([`FamilyShape::intern`]): a family of a shape already merged
+        // into its group changes nothing of the group's shape-made fields (every rule below
+        // gives the same for the same shape again), so only its lines are added.
+        let mut by_shape: Vec<(*const FamilyShape, usize)> = Vec::new();
         let mut classic_ok = true;
         let mut om_ok = true;
         for (f, prepared) in files.iter().enumerate() {
             classic_ok &= prepared.ok;
             om_ok &= prepared.ok && prepared.om_ok;
             for (i, family) in prepared.families.iter().enumerate() {
+                let shape = Arc::as_ptr(family.shape());
+                if let Some(&(_, slot)) = by_shape.iter().find(|(s, _)| *s == shape) {
+                    let g = &mut groups[slot];
+                    g.parts.push((f as u32, i as u32));
+                    g.add_lines(prepared, family);
+                    g.add_bounds(prepared, family);
+                    continue;
+                }
                 om_ok &= !family.om_folded && !family.om_folds;
                 let slot = match by_key.entry((&family.name, family.metric_type)) {
                     Entry::Occupied(e) => *e.get(),
@@ -173,19 +221,7 @@ impl ChunkPlan {
                 if g.unit.is_none() {
                     g.unit = family.unit.clone();
                 }
-                for (k, range) in family.classic.iter().enumerate() {
-                    if range.is_empty() {
-                        continue;
-                    }
-                    if k == 0 && !g.has_lines[0] {
-                        g.main_name = Some(Box::from(family.main_name()));
-                    }
-                    g.has_lines[k] = true;
-                    g.lines[k].push(prepared.classic_slice(range));
-                }
-                if !family.om.is_empty() {
-                    g.lines[OM_SLOT].push(prepared.om_slice(family));
-                }
+                g.add_lines(prepared, family);
                 for (name, how) in family.names.iter() {
                     match g.names.iter_mut().find(|(n, _)| n == name) {
                         Some((_, held)) => {
@@ -196,19 +232,11 @@ impl ChunkPlan {
                         None => g.names.push((name.clone(), *how)),
                     }
                 }
-                if !family.bounds.is_empty() {
-                    match g.bounds.iter_mut().find(|b| b.scope == prepared.scope) {
-                        Some(b) => b.uniform &= b.first == family.bounds,
-                        None => g.bounds.push(ScopeBounds {
-                            scope: prepared.scope.clone(),
-                            first: family.bounds.clone(),
-                            uniform: true,
-                        }),
-                    }
-                }
+                g.add_bounds(prepared, family);
                 g.om_same_name &= family.om_name() == &*g.om_name;
                 g.om_unknown |= family.om_unknown;
                 g.om_has_created |= family.om_has_created;
+                by_shape.push((shape, slot));
             }
         }
         ChunkPlan {

@@ -152,9 +152,14 @@ impl PrepareOptions {
     }
 }
 
-/// One family of a prepared file.
-#[derive(Debug)]
-pub struct PreparedFamily {
+/// What a family of a prepared file is, apart from its lines: its name, HELP, type, unit and
+/// the names and bounds the merge compares. Files written by one client library have the same
+/// shapes, so shapes are shared ([`FamilyShape::intern`]): a directory of 10,000 such files
+/// keeps each once, not 10,000 times, and a chunk's merge compares them in memory that is
+/// already in the cache (each file's own copy was a cache miss per string, the largest cost
+/// of a change at 1,000 files).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FamilyShape {
     /// The family name.
     pub name: Box<str>,
     /// The HELP text, unescaped.
@@ -166,17 +171,8 @@ pub struct PreparedFamily {
     /// Classic: the name of the main block when it is not the family name (a counter's
     /// samples name it).
     pub(crate) main_name: Option<Box<str>>,
-    /// Classic sample lines: the main block, then the split-off gauges in the order of
-    /// [`split_suffixes`]. Ranges into [`Prepared::classic`]; empty when absent.
-    pub(crate) classic: [Range<u32>; 3],
     /// OpenMetrics: the family's name when not the family name.
     pub(crate) om_name: Option<Box<str>>,
-    /// OpenMetrics sample lines (with any folded `_created` samples interleaved), a range
-    /// into [`Prepared::classic`] when `om_in_classic` (they are the classic main block's
-    /// lines, byte for byte), else into [`Prepared::openmetrics`].
-    pub(crate) om: Range<u32>,
-    /// Whether `om` is a range of the classic text.
-    pub(crate) om_in_classic: bool,
     /// OpenMetrics: this `x_created` gauge was folded into the counter `x` of the same file.
     pub(crate) om_folded: bool,
     /// OpenMetrics: a gauge was folded into this family.
@@ -194,13 +190,95 @@ pub struct PreparedFamily {
     pub(crate) bounds: Box<[Box<str>]>,
 }
 
-impl PreparedFamily {
+impl FamilyShape {
     pub(crate) fn om_name(&self) -> &str {
         self.om_name.as_deref().unwrap_or(&self.name)
     }
 
     pub(crate) fn main_name(&self) -> &str {
         self.main_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The shape equal to `shape` that is already in use, or `shape` itself, shared from now
+    /// on. The table forgets the shapes no file uses any more as it grows: it holds at most
+    /// about twice the shapes in use, plus a thousand.
+    pub fn intern(shape: FamilyShape) -> Arc<FamilyShape> {
+        static SHAPES: std::sync::Mutex<Shapes> = std::sync::Mutex::new(Shapes {
+            set: None,
+            purge_at: 1024,
+        });
+        // A poisoned lock only means another thread panicked while holding it; the set is
+        // still a set of valid shapes.
+        let mut shapes = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
+        let Shapes { set, purge_at } = &mut *shapes;
+        let set = set.get_or_insert_with(Default::default);
+        if let Some(kept) = set.get(&shape) {
+            return Arc::clone(kept);
+        }
+        let shape = Arc::new(shape);
+        set.insert(Arc::clone(&shape));
+        if set.len() >= *purge_at {
+            set.retain(|s| Arc::strong_count(s) > 1);
+            *purge_at = 2 * set.len() + 1024;
+        }
+        shape
+    }
+}
+
+/// The shapes in use ([`FamilyShape::intern`]).
+struct Shapes {
+    set: Option<std::collections::HashSet<Arc<FamilyShape>>>,
+    /// The size at which shapes no longer used are dropped.
+    purge_at: usize,
+}
+
+/// One family of a prepared file: its shape (shared), and where its lines are in the file's
+/// prepared text. Its shape's fields read as its own (`family.name`).
+#[derive(Debug)]
+pub struct PreparedFamily {
+    shape: Arc<FamilyShape>,
+    /// Classic sample lines: the main block, then the split-off gauges in the order of
+    /// [`split_suffixes`]. Ranges into [`Prepared::classic`]; empty when absent.
+    pub(crate) classic: [Range<u32>; 3],
+    /// OpenMetrics sample lines (with any folded `_created` samples interleaved), a range
+    /// into [`Prepared::classic`] when `om_in_classic` (they are the classic main block's
+    /// lines, byte for byte), else into [`Prepared::openmetrics`].
+    pub(crate) om: Range<u32>,
+    /// Whether `om` is a range of the classic text.
+    pub(crate) om_in_classic: bool,
+}
+
+impl std::ops::Deref for PreparedFamily {
+    type Target = FamilyShape;
+
+    fn deref(&self) -> &FamilyShape {
+        &self.shape
+    }
+}
+
+impl PreparedFamily {
+    /// Its shape, shared with the families of other files that have the same.
+    pub fn shape(&self) -> &Arc<FamilyShape> {
+        &self.shape
+    }
+}
+
+/// A family while its file is prepared: its shape not yet shared.
+struct FamilyDraft {
+    shape: FamilyShape,
+    classic: [Range<u32>; 3],
+    om: Range<u32>,
+    om_in_classic: bool,
+}
+
+impl FamilyDraft {
+    fn finish(self) -> PreparedFamily {
+        PreparedFamily {
+            shape: FamilyShape::intern(self.shape),
+            classic: self.classic,
+            om: self.om,
+            om_in_classic: self.om_in_classic,
+        }
     }
 }
 
@@ -455,7 +533,7 @@ impl Prepared {
 
         let mut hashes = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
         let mut classic = String::with_capacity(raw.len() + 64);
-        let mut prepared: Vec<PreparedFamily> = Vec::with_capacity(families.len());
+        let mut prepared: Vec<FamilyDraft> = Vec::with_capacity(families.len());
         let mut ok = true;
         for family in &families {
             hashes.extend(family.samples.iter().map(series_hash));
@@ -479,25 +557,27 @@ impl Prepared {
                     None => ok = false,
                 }
             }
-            prepared.push(PreparedFamily {
-                name: Box::from(family.name.as_ref()),
-                help: family.help.as_deref().map(Box::from),
-                metric_type: family.metric_type,
-                unit: family.unit.as_deref().map(Box::from),
-                main_name,
+            prepared.push(FamilyDraft {
+                shape: FamilyShape {
+                    name: Box::from(family.name.as_ref()),
+                    help: family.help.as_deref().map(Box::from),
+                    metric_type: family.metric_type,
+                    unit: family.unit.as_deref().map(Box::from),
+                    main_name,
+                    om_name: None,
+                    om_folded: false,
+                    om_folds: false,
+                    om_has_created: false,
+                    om_unknown: om_type(family) != family.metric_type,
+                    names: held_names(family),
+                    bounds: family_bounds(family)
+                        .into_iter()
+                        .map(String::into_boxed_str)
+                        .collect(),
+                },
                 classic: ranges,
-                om_name: None,
                 om: 0..0,
                 om_in_classic: false,
-                om_folded: false,
-                om_folds: false,
-                om_has_created: false,
-                om_unknown: om_type(family) != family.metric_type,
-                names: held_names(family),
-                bounds: family_bounds(family)
-                    .into_iter()
-                    .map(String::into_boxed_str)
-                    .collect(),
             });
         }
 
@@ -517,14 +597,14 @@ impl Prepared {
         for (i, (family, p)) in families.iter().zip(prepared.iter_mut()).enumerate() {
             let om_name = om_family_name(family);
             if om_name != family.name {
-                p.om_name = Some(Box::from(om_name));
+                p.shape.om_name = Some(Box::from(om_name));
             }
-            p.om_has_created = family
+            p.shape.om_has_created = family
                 .samples
                 .iter()
                 .any(|s| s.name.strip_prefix(om_name) == Some("_created"));
-            p.om_folds = created_of[i].is_some();
-            p.om_folded = folded[i];
+            p.shape.om_folds = created_of[i].is_some();
+            p.shape.om_folded = folded[i];
             if folded[i] {
                 continue;
             }
@@ -571,7 +651,7 @@ impl Prepared {
         let openmetrics = Bytes::from(om_own);
         Prepared {
             options: options.clone(),
-            families: prepared,
+            families: prepared.into_iter().map(FamilyDraft::finish).collect(),
             reserved,
             withheld,
             withheld_names,
@@ -1061,6 +1141,43 @@ mod tests {
         let mut out = Vec::new();
         render_classic(&[prepared], &|_| path.to_string(), &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn files_of_the_same_families_share_their_shapes_and_only_those() {
+        let prepare = |path: &str, input: &str| {
+            let raw = Bytes::from(input.to_string());
+            let families = promdrop_textformat::parse(&raw, promdrop_textformat::Format::Classic)
+                .unwrap()
+                .families;
+            let origin = Origin::of(path.as_ref());
+            Prepared::build(families, &raw, &origin, &PrepareOptions::default())
+        };
+        let family = |help: &str, job: &str, value: u32| {
+            format!(
+                "# HELP shape_test_rows_total {help}\n# TYPE shape_test_rows_total counter\n\
+                 shape_test_rows_total{{job=\"{job}\"}} {value}\n\
+                 # TYPE shape_test_depth gauge\nshape_test_depth {value}\n"
+            )
+        };
+        let a = prepare("/d/a.prom", &family("Rows.", "a", 1));
+        let b = prepare("/d/b.prom", &family("Rows.", "b", 2));
+        let c = prepare("/d/c.prom", &family("Rows read.", "c", 3));
+        assert_eq!(a.families.len(), 2);
+        // Other series and values, the same shapes: shared.
+        for (x, y) in a.families.iter().zip(&b.families) {
+            assert!(Arc::ptr_eq(x.shape(), y.shape()), "{}", x.name);
+        }
+        // Another HELP is another shape; the gauge's is still shared.
+        assert!(!Arc::ptr_eq(a.families[0].shape(), c.families[0].shape()));
+        assert_eq!(c.families[0].help.as_deref(), Some("Rows read."));
+        assert!(Arc::ptr_eq(a.families[1].shape(), c.families[1].shape()));
+        // Each family's lines are still its own file's.
+        let lines = |p: &Prepared| {
+            String::from_utf8(p.classic_slice(&p.families[0].classic[0]).to_vec()).unwrap()
+        };
+        assert_eq!(lines(&a), "shape_test_rows_total{job=\"a\"} 1\n");
+        assert_eq!(lines(&b), "shape_test_rows_total{job=\"b\"} 2\n");
     }
 
     #[test]
