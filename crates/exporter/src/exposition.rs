@@ -571,25 +571,47 @@ pub fn follow_chunks(
     let ptr = |c: &Arc<DataChunk>| Arc::as_ptr(c) as usize;
     let before: HashSet<usize> = previous.iter().map(ptr).collect();
     let after: HashSet<usize> = next.iter().map(ptr).collect();
-    let gone: HashMap<usize, &Arc<Prepared>> = previous
+    let files = |c: &'_ Arc<DataChunk>| {
+        let c = Arc::clone(c);
+        (0..c.prepared().len())
+            .map(move |i| (Arc::clone(&c.files[i]), Arc::clone(&c.prepared()[i])))
+    };
+    let gone: HashMap<usize, (Arc<FileSnapshot>, Arc<Prepared>)> = previous
         .iter()
         .filter(|c| !after.contains(&ptr(c)))
-        .flat_map(|c| c.prepared())
-        .map(|p| (Arc::as_ptr(p) as usize, p))
+        .flat_map(files)
+        .map(|(f, p)| (Arc::as_ptr(&p) as usize, (f, p)))
         .collect();
-    let came: HashMap<usize, &Arc<Prepared>> = next
+    let came: HashMap<usize, (Arc<FileSnapshot>, Arc<Prepared>)> = next
         .iter()
         .filter(|c| !before.contains(&ptr(c)))
-        .flat_map(|c| c.prepared())
-        .map(|p| (Arc::as_ptr(p) as usize, p))
+        .flat_map(files)
+        .map(|(f, p)| (Arc::as_ptr(&p) as usize, (f, p)))
         .collect();
-    for (k, p) in &gone {
-        if !came.contains_key(k) {
+    // A file rewritten with new values has the same series: its old and new forms leave the
+    // index as it is, and are not counted out and in again (100 random probes each way).
+    let unchanged: HashMap<&std::path::Path, &Arc<Prepared>> = gone
+        .iter()
+        .filter(|(k, _)| !came.contains_key(k))
+        .map(|(_, (f, p))| (f.path.as_path(), p))
+        .collect();
+    // The new forms of such files (by address), and the old forms they replace.
+    let (mut same_new, mut same_old) = (HashSet::new(), HashSet::new());
+    for (k, (f, p)) in came.iter().filter(|(k, _)| !gone.contains_key(k)) {
+        if let Some(old) = unchanged.get(f.path.as_path())
+            && old.hashes() == p.hashes()
+        {
+            same_new.insert(*k);
+            same_old.insert(Arc::as_ptr(old) as usize);
+        }
+    }
+    for (k, (_, p)) in &gone {
+        if !came.contains_key(k) && !same_old.contains(k) {
             index.remove(p);
         }
     }
-    for (k, p) in &came {
-        if !gone.contains_key(k) {
+    for (k, (_, p)) in &came {
+        if !gone.contains_key(k) && !same_new.contains(k) {
             index.add(p);
         }
     }
