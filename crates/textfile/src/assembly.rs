@@ -194,7 +194,9 @@ impl ChunkPlan {
                         groups.push(Group {
                             name: family.name.clone(),
                             metric_type: family.metric_type,
-                            parts: Vec::new(),
+                            // Sized for a part per file: files of one library have every
+                            // family, and a chunk is built at every change.
+                            parts: Vec::with_capacity(files.len()),
                             help: None,
                             help_uniform: true,
                             unit: None,
@@ -204,7 +206,12 @@ impl ChunkPlan {
                             om_same_name: true,
                             om_unknown: false,
                             om_has_created: false,
-                            lines: Default::default(),
+                            lines: [
+                                Vec::with_capacity(files.len()),
+                                Vec::new(),
+                                Vec::new(),
+                                Vec::with_capacity(files.len()),
+                            ],
                             names: Vec::new(),
                             bounds: Vec::new(),
                         });
