@@ -1261,11 +1261,15 @@ impl Engine {
             {
                 Arc::clone(&c.data)
             }
-            _ => Arc::new(DataChunk::build_prepared(
-                served,
-                &self.prepare,
-                self.settings.exposition.own_config(),
-            )),
+            // Files rewritten with new values: the old chunk's plan with their lines.
+            _ => match candidate.and_then(|c| c.data.patched(&served, &self.prepare)) {
+                Some(patched) => Arc::new(patched),
+                None => Arc::new(DataChunk::build_prepared(
+                    served,
+                    &self.prepare,
+                    self.settings.exposition.own_config(),
+                )),
+            },
         };
         let meta = Arc::new(MetaChunk::build_reusing(
             &views,

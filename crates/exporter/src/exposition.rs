@@ -662,24 +662,52 @@ impl DataChunk {
             .map(|f| snapshot::file_label(&f.path))
             .collect();
         let plan = ChunkPlan::build(prepared, paths);
-        let owner = next_owner();
-        let segments = plan
-            .groups
-            .iter()
-            .map(|g| {
-                std::array::from_fn(|slot| {
-                    (!g.lines[slot].is_empty())
-                        .then(|| Arc::new(Segment::owned(g.lines[slot].clone(), owner)))
-                })
-            })
-            .collect();
         DataChunk {
             files,
+            segments: segments_of(&plan),
             plan,
-            segments,
             adopted,
             escaped: Default::default(),
         }
+    }
+
+    /// This chunk with some of its files rewritten (`files`: the chunk's served files now, as
+    /// many as before, in the same order), when each rewritten file kept its families'
+    /// shapes ([`ChunkPlan::with_file_replaced`]) and no file of the chunk has families of
+    /// the exporter's own: its plan shares this one's groups, and it merges as this one.
+    /// `None` otherwise, or when no file was rewritten (the caller builds the chunk, or keeps
+    /// it).
+    pub fn patched(
+        &self,
+        files: &[Arc<FileSnapshot>],
+        wanted: &PrepareOptions,
+    ) -> Option<DataChunk> {
+        if files.len() != self.files.len() || !self.adopted.is_empty() {
+            return None;
+        }
+        let mut plan: Option<ChunkPlan> = None;
+        for (i, (new, old)) in files.iter().zip(&self.files).enumerate() {
+            if Arc::ptr_eq(new, old) {
+                continue;
+            }
+            if new.path != old.path {
+                return None;
+            }
+            let prepared = prepared_for(new, wanted)?;
+            if !prepared.reserved.is_empty() {
+                return None;
+            }
+            let base = plan.as_ref().unwrap_or(&self.plan);
+            plan = Some(base.with_file_replaced(i, prepared)?);
+        }
+        let plan = plan?;
+        Some(DataChunk {
+            files: files.to_vec(),
+            segments: segments_of(&plan),
+            plan,
+            adopted: Arc::default(),
+            escaped: Default::default(),
+        })
     }
 
     /// The files' prepared forms, in order.
@@ -732,6 +760,20 @@ impl DataChunk {
             None => Arc::clone(self),
         }
     }
+}
+
+/// The segments of `plan`'s groups' lines, by group and slot: one chunk's (a number of its own
+/// for the gzip runs, [`next_owner`]).
+fn segments_of(plan: &ChunkPlan) -> Vec<[Option<Arc<Segment>>; SLOTS]> {
+    let owner = next_owner();
+    (0..plan.groups.len())
+        .map(|g| {
+            std::array::from_fn(|slot| {
+                let lines = plan.lines(g, slot);
+                (!lines.is_empty()).then(|| Arc::new(Segment::owned(lines.to_vec(), owner)))
+            })
+        })
+        .collect()
 }
 
 /// The segments of `pieces` (from [`assembly`]) over `chunks`.

@@ -59,8 +59,8 @@ pub struct Group {
     unit: Option<Box<str>>,
     /// The classic main block name of the first part that has main lines.
     main_name: Option<Box<str>>,
-    /// Whether any part has lines in each classic slot.
-    has_lines: [bool; 3],
+    /// Whether any part has lines in each slot ([`SLOTS`]).
+    has_lines: [bool; SLOTS],
     /// The OpenMetrics name of the first part.
     om_name: Box<str>,
     /// Whether every part has `om_name`.
@@ -69,8 +69,9 @@ pub struct Group {
     om_unknown: bool,
     /// Whether a part has `_created` samples of its own.
     om_has_created: bool,
-    /// The lines of each slot, as slices of the files' prepared text.
-    pub lines: [Vec<Bytes>; SLOTS],
+    /// Where each part's lines are in its group's lines of each slot
+    /// ([`ChunkPlan::lines`]; `u32::MAX` when the part has none there), in `parts` order.
+    line_index: Vec<[u32; SLOTS]>,
     /// Every name a part holds in either format, each once (taken when a part takes it).
     names: Vec<(Box<str>, NameUse)>,
     /// Per scope ([`Prepared::scope`]): the first bucket bounds or quantiles of a part, and
@@ -87,8 +88,15 @@ struct ScopeBounds {
 }
 
 impl Group {
-    /// Adds the lines of `family` (of file `prepared`), a part of this group.
-    fn add_lines(&mut self, prepared: &Prepared, family: &PreparedFamily) {
+    /// Adds the lines of `family` (of file `prepared`), the part just added to this group, to
+    /// `lines` (the group's).
+    fn add_lines(
+        &mut self,
+        lines: &mut [Vec<Bytes>; SLOTS],
+        prepared: &Prepared,
+        family: &PreparedFamily,
+    ) {
+        let mut index = [u32::MAX; SLOTS];
         for (k, range) in family.classic.iter().enumerate() {
             if range.is_empty() {
                 continue;
@@ -97,11 +105,15 @@ impl Group {
                 self.main_name = Some(Box::from(family.main_name()));
             }
             self.has_lines[k] = true;
-            self.lines[k].push(prepared.classic_slice(range));
+            index[k] = lines[k].len() as u32;
+            lines[k].push(prepared.classic_slice(range));
         }
         if !family.om.is_empty() {
-            self.lines[OM_SLOT].push(prepared.om_slice(family));
+            self.has_lines[OM_SLOT] = true;
+            index[OM_SLOT] = lines[OM_SLOT].len() as u32;
+            lines[OM_SLOT].push(prepared.om_slice(family));
         }
+        self.line_index.push(index);
     }
 
     /// Compares the bucket bounds or quantiles of `family` (of file `prepared`) with the
@@ -135,11 +147,6 @@ impl Group {
             && self.om_same_name == other.om_same_name
             && self.om_unknown == other.om_unknown
             && self.om_has_created == other.om_has_created
-            && self
-                .lines
-                .iter()
-                .zip(&other.lines)
-                .all(|(a, b)| a.is_empty() == b.is_empty())
             && self.names == other.names
             && self.bounds == other.bounds
     }
@@ -149,9 +156,12 @@ impl Group {
 #[derive(Debug)]
 pub struct ChunkPlan {
     /// The files' paths as conflicts name them.
-    paths: Vec<String>,
-    /// The groups, in order of first appearance.
-    pub groups: Vec<Group>,
+    paths: Arc<[String]>,
+    /// The groups, in order of first appearance: shared by the plans of the chunk's later
+    /// versions whose files kept their families' shapes ([`ChunkPlan::with_file_replaced`]).
+    pub groups: Arc<[Group]>,
+    /// The lines of each group, by slot, as slices of the files' prepared text.
+    lines: Vec<[Vec<Bytes>; SLOTS]>,
     /// Whether every file's text could be split by family (else the full merge).
     pub classic_ok: bool,
     /// Whether the OpenMetrics lines can be merged here: every file split by family and no
@@ -166,6 +176,7 @@ impl ChunkPlan {
     /// name them) are `paths`.
     pub fn build(files: Vec<Arc<Prepared>>, paths: Vec<String>) -> ChunkPlan {
         let mut groups: Vec<Group> = Vec::new();
+        let mut lines: Vec<[Vec<Bytes>; SLOTS]> = Vec::new();
         let mut by_key: HashMap<(&str, MetricType), usize> = HashMap::new();
         // The group of each shape met so far. Files written by one library share their
         // families' shapes ([`FamilyShape::intern`]): a family of a shape already merged
@@ -182,7 +193,7 @@ impl ChunkPlan {
                 if let Some(&(_, slot)) = by_shape.iter().find(|(s, _)| *s == shape) {
                     let g = &mut groups[slot];
                     g.parts.push((f as u32, i as u32));
-                    g.add_lines(prepared, family);
+                    g.add_lines(&mut lines[slot], prepared, family);
                     g.add_bounds(prepared, family);
                     continue;
                 }
@@ -201,20 +212,21 @@ impl ChunkPlan {
                             help_uniform: true,
                             unit: None,
                             main_name: None,
-                            has_lines: [false; 3],
+                            has_lines: [false; SLOTS],
                             om_name: Box::from(family.om_name()),
                             om_same_name: true,
                             om_unknown: false,
                             om_has_created: false,
-                            lines: [
-                                Vec::with_capacity(files.len()),
-                                Vec::new(),
-                                Vec::new(),
-                                Vec::with_capacity(files.len()),
-                            ],
+                            line_index: Vec::with_capacity(files.len()),
                             names: Vec::new(),
                             bounds: Vec::new(),
                         });
+                        lines.push([
+                            Vec::with_capacity(files.len()),
+                            Vec::new(),
+                            Vec::new(),
+                            Vec::with_capacity(files.len()),
+                        ]);
                         groups.len() - 1
                     }
                 };
@@ -228,7 +240,7 @@ impl ChunkPlan {
                 if g.unit.is_none() {
                     g.unit = family.unit.clone();
                 }
-                g.add_lines(prepared, family);
+                g.add_lines(&mut lines[slot], prepared, family);
                 for (name, how) in family.names.iter() {
                     match g.names.iter_mut().find(|(n, _)| n == name) {
                         Some((_, held)) => {
@@ -247,12 +259,76 @@ impl ChunkPlan {
             }
         }
         ChunkPlan {
-            paths,
-            groups,
+            paths: paths.into(),
+            groups: groups.into(),
+            lines,
             classic_ok,
             om_ok,
             files,
         }
+    }
+
+    /// The lines of slot `slot` of group `group`, as slices of the files' prepared text.
+    pub fn lines(&self, group: usize, slot: usize) -> &[Bytes] {
+        self.lines
+            .get(group)
+            .and_then(|l| l.get(slot))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// This plan with file `f`'s prepared form replaced by `new`, when `new` has the same
+    /// families of the same shapes ([`FamilyShape::intern`]) in the same order, with lines in
+    /// the same slots: a rewrite with new values, what a change almost always is. It shares
+    /// this plan's groups (and so merges as this plan, [`ChunkPlan::same_shape`]) and differs
+    /// only in `f`'s lines; it costs the chunk's lines, not its grouping. `None` when `new`
+    /// differs in more than its lines (the caller then builds the plan).
+    pub fn with_file_replaced(&self, f: usize, new: Arc<Prepared>) -> Option<ChunkPlan> {
+        let old = self.files.get(f)?;
+        let same_shapes = old.ok == new.ok
+            && old.om_ok == new.om_ok
+            && old.scope == new.scope
+            && old.families.len() == new.families.len()
+            && old.families.iter().zip(&new.families).all(|(a, b)| {
+                Arc::ptr_eq(a.shape(), b.shape())
+                    && a.om.is_empty() == b.om.is_empty()
+                    && a.classic
+                        .iter()
+                        .zip(&b.classic)
+                        .all(|(x, y)| x.is_empty() == y.is_empty())
+            });
+        if !same_shapes {
+            return None;
+        }
+        let mut lines = self.lines.clone();
+        for (g, group) in self.groups.iter().enumerate() {
+            for (&(file, i), index) in group.parts.iter().zip(&group.line_index) {
+                if file as usize != f {
+                    continue;
+                }
+                let family = new.families.get(i as usize)?;
+                for (slot, &at) in index.iter().enumerate() {
+                    if at == u32::MAX {
+                        continue;
+                    }
+                    let text = if slot == OM_SLOT {
+                        new.om_slice(family)
+                    } else {
+                        new.classic_slice(&family.classic[slot])
+                    };
+                    *lines.get_mut(g)?.get_mut(slot)?.get_mut(at as usize)? = text;
+                }
+            }
+        }
+        let mut files = self.files.clone();
+        files[f] = new;
+        Some(ChunkPlan {
+            paths: Arc::clone(&self.paths),
+            groups: Arc::clone(&self.groups),
+            lines,
+            classic_ok: self.classic_ok,
+            om_ok: self.om_ok,
+            files,
+        })
     }
 
     /// The number of files.
@@ -282,6 +358,10 @@ impl ChunkPlan {
     /// need not merge again. What differs is only the lines the pieces refer to. Costs the
     /// chunk's groups, names and parts, not its lines.
     pub fn same_shape(&self, other: &ChunkPlan) -> bool {
+        if Arc::ptr_eq(&self.groups, &other.groups) && Arc::ptr_eq(&self.paths, &other.paths) {
+            // One is the other with files replaced by files of the same shapes.
+            return self.classic_ok == other.classic_ok && self.om_ok == other.om_ok;
+        }
         self.classic_ok == other.classic_ok
             && self.om_ok == other.om_ok
             && self.paths == other.paths
@@ -289,7 +369,7 @@ impl ChunkPlan {
             && self
                 .groups
                 .iter()
-                .zip(&other.groups)
+                .zip(other.groups.iter())
                 .all(|(a, b)| a.same_shape(b))
             // Help conflicts name each part whose help differs from the kept one.
             && self.groups.iter().all(|g| {
@@ -380,7 +460,7 @@ fn conflicts(chunks: &[&ChunkPlan], families: &[Family<'_>]) -> Vec<ConflictReco
     // (chunk, file, family index in file) orders them as the full merge finds them.
     let mut found: Vec<((usize, u32, u32), ConflictRecord)> = Vec::new();
     for (c, chunk) in chunks.iter().enumerate() {
-        for group in &chunk.groups {
+        for group in chunk.groups.iter() {
             let Some(family) = by_name.get(&*group.name) else {
                 continue;
             };
@@ -531,7 +611,7 @@ pub fn assemble(chunks: &[&ChunkPlan]) -> Option<Assembly> {
 
 fn push_lines(chunks: &[&ChunkPlan], groups: &[(usize, usize)], slot: usize, out: &mut Vec<Piece>) {
     for &(chunk, group) in groups {
-        if !chunks[chunk].groups[group].lines[slot].is_empty() {
+        if chunks[chunk].groups[group].has_lines[slot] {
             out.push(Piece::Lines { chunk, group, slot });
         }
     }
@@ -607,4 +687,97 @@ pub fn assemble_openmetrics(chunks: &[&ChunkPlan]) -> Option<Vec<Piece>> {
         push_lines(chunks, &m.groups, OM_SLOT, &mut out);
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prepared::{Origin, PrepareOptions};
+
+    fn prepared(path: &str, text: &str) -> Arc<Prepared> {
+        let raw = Bytes::from(text.to_string());
+        let families = promdrop_textformat::parse(&raw, promdrop_textformat::Format::Classic)
+            .unwrap()
+            .families;
+        let origin = Origin::of(path.as_ref());
+        Arc::new(Prepared::build(
+            families,
+            &raw,
+            &origin,
+            &PrepareOptions::default(),
+        ))
+    }
+
+    fn job(name: &str, help: &str, value: u32, created: bool) -> String {
+        let mut text = format!(
+            "# HELP patch_rows_total {help}\n# TYPE patch_rows_total counter\n\
+             patch_rows_total{{job=\"{name}\"}} {value}\n"
+        );
+        if created {
+            text.push_str(&format!("patch_rows_created{{job=\"{name}\"}} 17\n"));
+        }
+        text.push_str(&format!(
+            "# TYPE patch_depth gauge\npatch_depth{{job=\"{name}\"}} {value}\n"
+        ));
+        text
+    }
+
+    /// Every group's lines of every slot, as text.
+    fn lines_of(plan: &ChunkPlan) -> Vec<Vec<String>> {
+        (0..plan.groups.len())
+            .map(|g| {
+                (0..SLOTS)
+                    .map(|slot| {
+                        let bytes: Vec<u8> = plan.lines(g, slot).concat();
+                        String::from_utf8(bytes).unwrap()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_file_rewritten_with_new_values_is_patched_into_the_plan_as_a_new_plan_would_have_it() {
+        let paths = || {
+            vec![
+                "/d/a.prom".to_string(),
+                "/d/b.prom".into(),
+                "/d/c.prom".into(),
+            ]
+        };
+        let files = [
+            prepared("/d/a.prom", &job("a", "Rows.", 1, true)),
+            prepared("/d/b.prom", &job("b", "Rows.", 2, true)),
+            prepared("/d/c.prom", &job("c", "Rows.", 3, false)),
+        ];
+        let plan = ChunkPlan::build(files.to_vec(), paths());
+        // b rewritten with other values: the same plan, b's lines replaced.
+        let b2 = prepared("/d/b.prom", &job("b", "Rows.", 20, true));
+        let patched = plan.with_file_replaced(1, Arc::clone(&b2)).unwrap();
+        let mut now = files.to_vec();
+        now[1] = b2;
+        let built = ChunkPlan::build(now, paths());
+        assert_eq!(lines_of(&patched), lines_of(&built));
+        assert!(lines_of(&patched)[0][0].contains("patch_rows_total{job=\"b\"} 20\n"));
+        assert!(Arc::ptr_eq(&patched.groups, &plan.groups));
+        assert!(patched.same_shape(&plan) && built.same_shape(&patched));
+        assert!(Arc::ptr_eq(&patched.files()[1], &built.files()[1]));
+        // Twice in a row (as a chunk rewritten again): c, the last file.
+        let c2 = prepared("/d/c.prom", &job("c", "Rows.", 30, false));
+        let again = patched.with_file_replaced(2, c2).unwrap();
+        assert!(lines_of(&again)[2][OM_SLOT].contains("patch_depth{job=\"c\"} 30\n"));
+        assert!(lines_of(&again)[0][0].contains("patch_rows_total{job=\"b\"} 20\n"));
+        // Another HELP, a `_created` gauge gained or lost, another family: not patched.
+        for text in [
+            job("b", "Rows read.", 2, true),
+            job("b", "Rows.", 2, false),
+            job("b", "Rows.", 2, true) + "# TYPE patch_extra gauge\npatch_extra 1\n",
+        ] {
+            let other = prepared("/d/b.prom", &text);
+            assert!(plan.with_file_replaced(1, other).is_none(), "{text}");
+        }
+        // c has no `_created` gauge where a and b have one: gaining one is not a patch either.
+        let c3 = prepared("/d/c.prom", &job("c", "Rows.", 3, true));
+        assert!(plan.with_file_replaced(2, c3).is_none());
+    }
 }
