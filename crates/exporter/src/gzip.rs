@@ -16,9 +16,11 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 /// The gzip header: deflate, no flags, no time, no extra flags, unknown OS.
 pub const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
-/// The compression level: fast, since the body is compressed once per change but must be
-/// ready soon after it.
-pub const LEVEL: u32 = 1;
+/// The compression level: fast, since the changed part of the body is compressed again at the
+/// first scrape after a change. With flate2's zlib-rs back end, level 2 compresses a
+/// 1,000-file body (6.5 MB of OpenMetrics) to 499 KB where miniz_oxide's level 1 gave 560 KB,
+/// in about 15% less CPU; zlib-rs's level 1 is faster still but 30% larger (729 KB).
+pub const LEVEL: u32 = 2;
 
 /// A compressed segment.
 #[derive(Debug, Clone)]
