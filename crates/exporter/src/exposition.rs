@@ -271,8 +271,8 @@ pub fn render_data(
 /// text), and its gzip segment once compressed.
 #[derive(Debug)]
 pub struct Segment {
-    /// The text, in order.
-    pub parts: Vec<Bytes>,
+    /// The text, in order (a chunk's segment shares its plan's lines).
+    pub parts: Arc<[Bytes]>,
     /// The chunk it is part of (a number no other chunk has), or 0 for a family header:
     /// consecutive segments of one chunk are compressed together ([`compress_runs`]).
     owner: u64,
@@ -306,9 +306,9 @@ impl Segment {
     }
 
     /// A segment of `parts` that is part of the chunk numbered `owner` ([`next_owner`]).
-    pub fn owned(parts: Vec<Bytes>, owner: u64) -> Segment {
+    pub fn owned(parts: impl Into<Arc<[Bytes]>>, owner: u64) -> Segment {
         Segment {
-            parts,
+            parts: parts.into(),
             owner,
             deflated: OnceLock::new(),
         }
@@ -410,7 +410,7 @@ pub fn compress_runs(segments: &[Arc<Segment>], cache: &Mutex<RunCache>) -> Vec<
 pub fn segments_text(segments: &[Arc<Segment>]) -> String {
     let mut out = Vec::new();
     for s in segments {
-        for p in &s.parts {
+        for p in s.parts.iter() {
             out.extend_from_slice(p);
         }
     }
@@ -770,7 +770,7 @@ fn segments_of(plan: &ChunkPlan) -> Vec<[Option<Arc<Segment>>; SLOTS]> {
         .map(|g| {
             std::array::from_fn(|slot| {
                 let lines = plan.lines(g, slot);
-                (!lines.is_empty()).then(|| Arc::new(Segment::owned(lines.to_vec(), owner)))
+                (!lines.is_empty()).then(|| Arc::new(Segment::owned(lines, owner)))
             })
         })
         .collect()

@@ -160,8 +160,9 @@ pub struct ChunkPlan {
     /// The groups, in order of first appearance: shared by the plans of the chunk's later
     /// versions whose files kept their families' shapes ([`ChunkPlan::with_file_replaced`]).
     pub groups: Arc<[Group]>,
-    /// The lines of each group, by slot, as slices of the files' prepared text.
-    lines: Vec<[Vec<Bytes>; SLOTS]>,
+    /// The lines of each group, by slot, as slices of the files' prepared text (shared with
+    /// the segments made of them).
+    lines: Vec<[Arc<[Bytes]>; SLOTS]>,
     /// Whether every file's text could be split by family (else the full merge).
     pub classic_ok: bool,
     /// Whether the OpenMetrics lines can be merged here: every file split by family and no
@@ -261,7 +262,7 @@ impl ChunkPlan {
         ChunkPlan {
             paths: paths.into(),
             groups: groups.into(),
-            lines,
+            lines: lines.into_iter().map(|l| l.map(Arc::from)).collect(),
             classic_ok,
             om_ok,
             files,
@@ -269,11 +270,11 @@ impl ChunkPlan {
     }
 
     /// The lines of slot `slot` of group `group`, as slices of the files' prepared text.
-    pub fn lines(&self, group: usize, slot: usize) -> &[Bytes] {
+    pub fn lines(&self, group: usize, slot: usize) -> Arc<[Bytes]> {
         self.lines
             .get(group)
             .and_then(|l| l.get(slot))
-            .map_or(&[], Vec::as_slice)
+            .map_or_else(|| Arc::from([]), Arc::clone)
     }
 
     /// This plan with file `f`'s prepared form replaced by `new`, when `new` has the same
@@ -301,6 +302,8 @@ impl ChunkPlan {
         }
         let mut lines = self.lines.clone();
         for (g, group) in self.groups.iter().enumerate() {
+            // The group's lines of each slot, copied on the first of `f`'s lines in it.
+            let mut patched: [Option<Vec<Bytes>>; SLOTS] = Default::default();
             for (&(file, i), index) in group.parts.iter().zip(&group.line_index) {
                 if file as usize != f {
                     continue;
@@ -315,7 +318,13 @@ impl ChunkPlan {
                     } else {
                         new.classic_slice(&family.classic[slot])
                     };
-                    *lines.get_mut(g)?.get_mut(slot)?.get_mut(at as usize)? = text;
+                    let copy = patched[slot].get_or_insert_with(|| self.lines[g][slot].to_vec());
+                    *copy.get_mut(at as usize)? = text;
+                }
+            }
+            for (slot, copy) in patched.into_iter().enumerate() {
+                if let Some(copy) = copy {
+                    lines[g][slot] = copy.into();
                 }
             }
         }
