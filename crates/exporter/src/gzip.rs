@@ -121,39 +121,37 @@ pub fn trailer(crc: &Hasher, len: u64) -> [u8; 8] {
     out
 }
 
-/// Prepared segments joined once: the gzip header and the segments' bytes, with their CRC-32
-/// and length combined, ready to end with a last piece of text per response.
+/// Prepared segments joined once: the gzip header and the segments' bytes (shared with the
+/// segments, not copied), with their CRC-32 and length combined, ready to end with a last
+/// piece of text per response.
 #[derive(Debug, Clone)]
 pub struct Joined {
-    /// The header and the segments' bytes, in one buffer.
-    bytes: Bytes,
+    /// The header, then the segments' bytes.
+    parts: Vec<Bytes>,
     crc: Hasher,
     len: u64,
 }
 
 impl Joined {
-    /// Joins `segments` (in order), copied into one buffer: a publication is joined once
-    /// and served many times, and a response of tens of thousands of small pieces (a segment
-    /// per chunk and family) costs the server more to write than one copy of the compressed
-    /// bytes costs once.
+    /// Joins `segments` (in order). The pieces are sent as they are: a body is a few
+    /// compressed runs per hundred files (63 at 1,000 files, 625 at 10,000), which the
+    /// server writes 64 to a system call; a copy into one buffer was a second copy of the
+    /// compressed body (12 MB at 10,000 files) per publication.
     pub fn new(segments: &[&Deflated]) -> Joined {
         let mut crc = Hasher::new();
         let mut len = 0u64;
-        let size = HEADER.len() + segments.iter().map(|s| s.bytes.len()).sum::<usize>();
-        let mut joined = Vec::with_capacity(size);
-        joined.extend_from_slice(&HEADER);
+        let mut parts = Vec::with_capacity(segments.len() + 1);
+        parts.push(Bytes::from_static(&HEADER));
         for segment in segments {
             if segment.len > 0 {
                 crc.combine(&segment.crc);
                 len += segment.len;
             }
-            joined.extend_from_slice(&segment.bytes);
+            if !segment.bytes.is_empty() {
+                parts.push(segment.bytes.clone());
+            }
         }
-        Joined {
-            bytes: Bytes::from(joined),
-            crc,
-            len,
-        }
+        Joined { parts, crc, len }
     }
 
     /// The chunks of one gzip member: the joined segments, then `last` compressed and the
@@ -163,11 +161,11 @@ impl Joined {
         let mut crc = self.crc.clone();
         crc.combine(&tail.crc);
         let len = self.len + tail.len;
-        vec![
-            self.bytes.clone(),
-            tail.bytes,
-            Bytes::copy_from_slice(&trailer(&crc, len)),
-        ]
+        let mut chunks = Vec::with_capacity(self.parts.len() + 2);
+        chunks.extend(self.parts.iter().cloned());
+        chunks.push(tail.bytes);
+        chunks.push(Bytes::copy_from_slice(&trailer(&crc, len)));
+        chunks
     }
 }
 
