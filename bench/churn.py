@@ -30,6 +30,7 @@ One scenario per run (bench/churn.sh runs several and prints RESULT lines):
 Loopback only; bounded in time; both servers stopped by PID.
 """
 import argparse
+import contextlib
 import gzip
 import http.client
 import json
@@ -256,6 +257,41 @@ def probe_seen(port, needle, timeout=10):
             pending = chunk
     finally:
         sock.close()
+
+
+def side_by_side_arguments(doc, files, **counts):
+    """The command line of a side-by-side script (bench/first_gzip_scrape.py and others): the
+    exporter binary, --files (default FILES) and, for each of COUNTS, --NAME N."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("exporter", help="promdrop-exporter binary")
+    ap.add_argument("--files", type=int, default=files)
+    for name, default in counts.items():
+        ap.add_argument(f"--{name}", type=int, default=default)
+    return ap.parse_args()
+
+
+@contextlib.contextmanager
+def serving_churn_files(exporter, files, extra_args=(), deadline_s=600):
+    """FILES files of this benchmark in a new temporary directory, and promdrop-exporter
+    EXPORTER serving them on a loopback port (with EXTRA_ARGS): yields (process, port,
+    directory) once every file is served; stops the exporter by PID and removes the directory
+    after. For the side-by-side scripts (bench/first_gzip_scrape.py and others)."""
+    directory = tempfile.mkdtemp(prefix="promdrop-churn-files.")
+    process = None
+    try:
+        for i in range(files):
+            write_atomically(directory, i, 1)
+        port = free_port()
+        process = subprocess.Popen([exporter, f"--textfile.directory={directory}",
+                                    f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+                                    *extra_args])
+        wait_serving(port, files, deadline_s)
+        yield process, port, directory
+    finally:
+        if process:
+            process.terminate()
+            process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def percentile(values, p):

@@ -9,33 +9,18 @@ serves every file, then asks for the plain body once, the OpenMetrics gzip body 
 and the classic gzip body twice, printing VmRSS (and the plain body's size) after each. Run
 binaries one after the other to compare them. Loopback only; stopped by PID.
 """
-import argparse
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import churn  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("exporter")
-    ap.add_argument("--files", type=int, default=10000)
-    args = ap.parse_args()
-    d = tempfile.mkdtemp(prefix="promdrop-churn-memory.")
-    p = None
-    try:
-        for i in range(args.files):
-            churn.write_atomically(d, i, 1)
-        port = churn.free_port()
-        p = subprocess.Popen([args.exporter, f"--textfile.directory={d}",
-                              f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-                              "--max-total-bytes=1GiB", "--max-total-series=10000000"])
-        churn.wait_serving(port, args.files, 600)
+    args = churn.side_by_side_arguments(__doc__, 10000)
+    caps = ["--max-total-bytes=1GiB", "--max-total-series=10000000"]
+    with churn.serving_churn_files(args.exporter, args.files, caps) as (p, port, _):
 
         def rss_mb():
             with open(f"/proc/{p.pid}/status") as status:
@@ -51,11 +36,6 @@ def main():
             churn.get(port, accept="text/plain;version=0.0.4")
         rss = rss_mb()
         print(f"classic gzip x2: {rss:.0f} MB ({rss * 1024 * 1024 / len(plain):.2f}x the plain body)")
-    finally:
-        if p:
-            p.terminate()
-            p.wait()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,9 @@ header and gzip. Prints the exporter's CPU time (utime + stime of /proc/PID/stat
 time of that scrape, averaged, and the gzip body's size: the cost of compressing again what
 changed. Run binaries one after the other to compare them. Loopback only; stopped by PID.
 """
-import argparse
 import http.client
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -24,21 +20,9 @@ import churn  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("exporter")
-    ap.add_argument("--files", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=10)
-    args = ap.parse_args()
-    d = tempfile.mkdtemp(prefix="promdrop-first-gzip.")
-    p = None
-    try:
-        for i in range(args.files):
-            churn.write_atomically(d, i, 1)
-        port = churn.free_port()
-        p = subprocess.Popen([args.exporter, f"--textfile.directory={d}",
-                              f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-                              "--max-total-bytes=1GiB", "--max-total-series=10000000"])
-        churn.wait_serving(port, args.files, 300)
+    args = churn.side_by_side_arguments(__doc__, 1000, rounds=10)
+    caps = ["--max-total-bytes=1GiB", "--max-total-series=10000000"]
+    with churn.serving_churn_files(args.exporter, args.files, caps) as (p, port, d):
         churn.get(port)
         cpu = wall = 0.0
         for r in range(args.rounds):
@@ -54,15 +38,10 @@ def main():
                                                  "Accept-Encoding": "gzip"})
         size = len(conn.getresponse().read())
         conn.close()
-        print(f"{os.path.basename(args.exporter)}: first gzip scrape after ~150 changes, "
-              f"{args.files} files: CPU {cpu / args.rounds * 1000:.1f} ms, "
-              f"wall {wall / args.rounds * 1000:.1f} ms (mean of {args.rounds}); "
-              f"gzip body {size} bytes")
-    finally:
-        if p:
-            p.terminate()
-            p.wait()
-        shutil.rmtree(d, ignore_errors=True)
+    print(f"{os.path.basename(args.exporter)}: first gzip scrape after ~150 changes, "
+          f"{args.files} files: CPU {cpu / args.rounds * 1000:.1f} ms, "
+          f"wall {wall / args.rounds * 1000:.1f} ms (mean of {args.rounds}); "
+          f"gzip body {size} bytes")
 
 
 if __name__ == "__main__":
