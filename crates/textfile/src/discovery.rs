@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::Error;
+use crate::error::Error;
 
 /// What makes a file "the same file, unchanged": device, inode, size and modification time.
 /// A file whose identity has not changed since it was read is not read again.

@@ -18,8 +18,8 @@ use promdrop_textformat::{Format, ParseLimits, WriterHeader, parse_with_limits};
 
 use std::sync::Arc;
 
-use crate::Error;
 use crate::discovery::FileIdentity;
+use crate::error::Error;
 use crate::prepared::{Origin, PrepareOptions, Prepared};
 
 /// How much later than a file's modification time its header's `written_at` may be (clock

@@ -12,8 +12,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::Error;
 use crate::discovery::FileIdentity;
+use crate::error::Error;
 use std::sync::Arc;
 
 use crate::snapshot::FileSnapshot;
