@@ -1,10 +1,12 @@
 //! The engine: the one task that owns the state and moves data one way, from change events to
-//! a new [`Published`](crate::exposition::Published).
+//! a new [`Published`](crate::exposition::Published). It runs on a thread of its own
+//! ([`crate::run`] starts it there), where its blocking work runs in place (`blocking`).
 //!
 //! ```text
-//! WatchEvent ─▶ list the directory ─▶ read+parse what changed (blocking pool) ─▶ FileSnapshot
-//!   ─▶ staleness states ─▶ merge + render (blocking) ─▶ Published, swapped atomically
-//!   ─▶ gzip in the background
+//! WatchEvent ─▶ look at the names (or list the directory) ─▶ read+parse what changed (one
+//!   file in place, several in parallel on the blocking pool) ─▶ FileSnapshot
+//!   ─▶ staleness states ─▶ chunks patched or built, merged ─▶ Published, swapped atomically
+//!   ─▶ gzip on the first request that asks for it
 //! ```
 //!
 //! Bursts of events are gathered for `--watch.debounce` before a scan. Besides events and
@@ -141,7 +143,7 @@ fn held(snapshot: &FileSnapshot) -> (u64, u64) {
 
 /// Runs blocking `work` where the engine runs, catching a panic (as a task of the blocking pool
 /// would: the engine goes on, logging that the work failed). The engine has a thread of its
-/// own ([`crate::run`] starts it), so blocking it costs no other task anything, and a change's
+/// own ([`crate::run`] starts it there), so blocking it costs no other task anything, and a change's
 /// stat, read and publication cost no handoff to another thread: on a 2-core VM those
 /// handoffs (two context switches each) were a sixth of the CPU a change cost.
 fn blocking<T>(work: impl FnOnce() -> T) -> Result<T, Panicked> {

@@ -298,7 +298,7 @@ impl Segment {
         Segment::owned(parts, next_owner())
     }
 
-    /// A family header's segment: compressed with the chunk before it ([`runs`]).
+    /// A family header's segment: compressed with the chunk before it (see `runs`).
     pub fn header(text: String) -> Segment {
         let mut segment = Segment::new(text);
         segment.owner = 0;
@@ -372,7 +372,7 @@ fn runs(segments: &[Arc<Segment>]) -> Vec<std::ops::Range<usize>> {
 /// the run's segments (which the entry holds, so no address is reused while it is kept).
 pub type RunCache = std::collections::HashMap<Vec<usize>, (Vec<Arc<Segment>>, Deflated)>;
 
-/// Compresses `segments` for a gzip body, a deflate segment per run ([`runs`]): a chunk's
+/// Compresses `segments` for a gzip body, a deflate segment per run (see `runs`): a chunk's
 /// segments change together, and compressed together they lose less to each deflate
 /// segment starting without a dictionary (10,000 files of one family each: 13.3 MB with a
 /// segment per family, 11.7 MB by runs, 11.2 MB as one stream). A run of one segment is kept in
