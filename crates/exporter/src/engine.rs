@@ -150,6 +150,17 @@ fn blocking<T>(work: impl FnOnce() -> T) -> Result<T, Panicked> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|_| Panicked)
 }
 
+/// Reads and prepares the file `found`: its name, the size it was listed with (what the read
+/// counted towards the bytes being read), and the snapshot or why not.
+fn read_found(
+    found: discovery::Found,
+    options: &ReadOptions,
+    prepare: &promdrop_textfile::prepared::PrepareOptions,
+) -> (OsString, u64, Result<FileSnapshot, Error>) {
+    let result = snapshot::read_prepared(&found.path, found.identity, options, prepare);
+    (found.name, found.identity.size, result)
+}
+
 /// Blocking work that panicked ([`blocking`]).
 #[derive(Debug)]
 struct Panicked;
@@ -701,15 +712,8 @@ impl Engine {
         loop {
             let joined = if inline {
                 let Some(found) = pending.next() else { break };
-                let (options, prepare) = (self.settings.read, &self.prepare);
-                let size = found.identity.size;
-                reading += size;
-                blocking(|| {
-                    let result =
-                        snapshot::read_prepared(&found.path, found.identity, &options, prepare);
-                    (found.name, size, result)
-                })
-                .ok()
+                reading += found.identity.size;
+                blocking(|| read_found(found, &self.settings.read, &self.prepare)).ok()
             } else {
                 while reads.len() < limit {
                     let Some(next) = pending.peek() else { break };
@@ -717,19 +721,9 @@ impl Engine {
                         break;
                     }
                     let Some(found) = pending.next() else { break };
-                    let options = self.settings.read;
-                    let prepare = Arc::clone(&self.prepare);
-                    let size = found.identity.size;
-                    reading += size;
-                    reads.spawn_blocking(move || {
-                        let result = snapshot::read_prepared(
-                            &found.path,
-                            found.identity,
-                            &options,
-                            &prepare,
-                        );
-                        (found.name, size, result)
-                    });
+                    reading += found.identity.size;
+                    let (options, prepare) = (self.settings.read, Arc::clone(&self.prepare));
+                    reads.spawn_blocking(move || read_found(found, &options, &prepare));
                 }
                 let Some(joined) = reads.join_next().await else {
                     break;
