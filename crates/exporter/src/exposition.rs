@@ -563,57 +563,50 @@ fn count_chunks(index: &mut SeriesIndex, chunks: &[Arc<DataChunk>]) {
 /// Updates `index`, which counts the files of `previous`, to count those of `next`: only the
 /// chunks that came or went are looked at (by pointer), and of those only the prepared forms
 /// that differ are counted again (a rebuilt chunk keeps most of its files).
-pub fn follow_chunks(
+pub fn follow_chunks<'a>(
     index: &mut SeriesIndex,
-    previous: &[Arc<DataChunk>],
-    next: &[Arc<DataChunk>],
+    previous: &'a [Arc<DataChunk>],
+    next: &'a [Arc<DataChunk>],
 ) {
     let ptr = |c: &Arc<DataChunk>| Arc::as_ptr(c) as usize;
     let before: HashSet<usize> = previous.iter().map(ptr).collect();
     let after: HashSet<usize> = next.iter().map(ptr).collect();
-    let files = |c: &'_ Arc<DataChunk>| {
-        let c = Arc::clone(c);
-        (0..c.prepared().len())
-            .map(move |i| (Arc::clone(&c.files[i]), Arc::clone(&c.prepared()[i])))
+    // Each chunk's files with their prepared forms, by the prepared form's address.
+    let forms = |chunks: &'a [Arc<DataChunk>], skip: &HashSet<usize>| {
+        chunks
+            .iter()
+            .filter(|c| !skip.contains(&ptr(c)))
+            .flat_map(|c| c.files.iter().zip(c.prepared()))
+            .map(|(f, p)| (Arc::as_ptr(p) as usize, (f, p)))
+            .collect::<HashMap<usize, (&'a Arc<FileSnapshot>, &'a Arc<Prepared>)>>()
     };
-    let gone: HashMap<usize, (Arc<FileSnapshot>, Arc<Prepared>)> = previous
-        .iter()
-        .filter(|c| !after.contains(&ptr(c)))
-        .flat_map(files)
-        .map(|(f, p)| (Arc::as_ptr(&p) as usize, (f, p)))
-        .collect();
-    let came: HashMap<usize, (Arc<FileSnapshot>, Arc<Prepared>)> = next
-        .iter()
-        .filter(|c| !before.contains(&ptr(c)))
-        .flat_map(files)
-        .map(|(f, p)| (Arc::as_ptr(&p) as usize, (f, p)))
-        .collect();
-    // A file rewritten with new values has the same series: its old and new forms leave the
-    // index as it is, and are not counted out and in again (100 random probes each way).
-    let unchanged: HashMap<&std::path::Path, &Arc<Prepared>> = gone
+    let gone = forms(previous, &after);
+    let came = forms(next, &before);
+    // The old forms that went, by path. A file rewritten with new values has the same
+    // series: its old and new forms leave the index as it is, and are not counted out and
+    // in again (100 random probes each way).
+    let mut went: HashMap<&std::path::Path, &Arc<Prepared>> = gone
         .iter()
         .filter(|(k, _)| !came.contains_key(k))
-        .map(|(_, (f, p))| (f.path.as_path(), p))
+        .map(|(_, (f, p))| (f.path.as_path(), *p))
         .collect();
-    // The new forms of such files (by address), and the old forms they replace.
-    let (mut same_new, mut same_old) = (HashSet::new(), HashSet::new());
-    for (k, (f, p)) in came.iter().filter(|(k, _)| !gone.contains_key(k)) {
-        if let Some(old) = unchanged.get(f.path.as_path())
-            && old.hashes() == p.hashes()
-        {
-            same_new.insert(*k);
-            same_old.insert(Arc::as_ptr(old) as usize);
+    let mut added = Vec::new();
+    for (k, (f, p)) in &came {
+        if gone.contains_key(k) {
+            continue;
+        }
+        match went.get(f.path.as_path()) {
+            Some(old) if old.hashes() == p.hashes() => {
+                went.remove(f.path.as_path());
+            }
+            _ => added.push(*p),
         }
     }
-    for (k, (_, p)) in &gone {
-        if !came.contains_key(k) && !same_old.contains(k) {
-            index.remove(p);
-        }
+    for p in went.values() {
+        index.remove(p);
     }
-    for (k, (_, p)) in &came {
-        if !gone.contains_key(k) && !same_new.contains(k) {
-            index.add(p);
-        }
+    for p in added {
+        index.add(p);
     }
 }
 
