@@ -281,10 +281,15 @@ pub struct Segment {
 
 impl Segment {
     /// A segment of `text`, not yet compressed.
-    pub fn new(mut text: String) -> Segment {
+    pub fn new(text: String) -> Segment {
+        Segment::of_text(text, next_owner())
+    }
+
+    /// A segment of `text` in the chunk numbered `owner`.
+    fn of_text(mut text: String, owner: u64) -> Segment {
         // Kept until its chunk changes: without what the text's growth over-reserved.
         text.shrink_to_fit();
-        Segment::from_bytes(Bytes::from(text))
+        Segment::owned(vec![Bytes::from(text)], owner)
     }
 
     /// A segment of text already in bytes (UTF-8), not yet compressed.
@@ -300,9 +305,7 @@ impl Segment {
 
     /// A family header's segment: compressed with the chunk before it (see `runs`).
     pub fn header(text: String) -> Segment {
-        let mut segment = Segment::new(text);
-        segment.owner = 0;
-        segment
+        Segment::of_text(text, 0)
     }
 
     /// A segment of `parts` that is part of the chunk numbered `owner` ([`next_owner`]).
