@@ -411,13 +411,16 @@ pub fn compress_runs(segments: &[Arc<Segment>], cache: &Mutex<RunCache>) -> Vec<
 
 /// The text of `segments` as one string (lossy), for tests and tools.
 pub fn segments_text(segments: &[Arc<Segment>]) -> String {
-    let mut out = Vec::new();
-    for s in segments {
-        for p in s.parts.iter() {
-            out.extend_from_slice(p);
-        }
+    String::from_utf8_lossy(&segments_bytes(segments)).into_owned()
+}
+
+/// The bytes of `segments`, joined into one buffer of their length.
+fn segments_bytes(segments: &[Arc<Segment>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(segments.iter().map(|s| s.len()).sum());
+    for part in segments.iter().flat_map(|s| s.parts.iter()) {
+        out.extend_from_slice(part);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Where the served files are cut into chunks: after a file whose path hashes to a value with
@@ -1974,12 +1977,7 @@ impl Published {
             let joined = self.joined_plain[index]
                 .get_or_init(|| async move {
                     tokio::task::spawn_blocking(move || {
-                        let len = pieces.iter().map(|s| s.len()).sum();
-                        let mut text = Vec::with_capacity(len);
-                        for part in pieces.iter().flat_map(|s| s.parts.iter()) {
-                            text.extend_from_slice(part);
-                        }
-                        Arc::new(Segment::from_bytes(Bytes::from(text)))
+                        Arc::new(Segment::from_bytes(Bytes::from(segments_bytes(&pieces))))
                     })
                     .await
                     // Should the copy fail, the pieces are served as for a first request.
