@@ -1173,14 +1173,20 @@ mod tests {
         }
     }
 
-    /// The file `path` holding `input`, prepared with `options` and rendered.
-    fn served(path: &str, input: &str, options: &PrepareOptions) -> String {
+    /// The file `path` holding `input` (its bytes), prepared with `options`.
+    fn prepare(path: &str, input: &str, options: &PrepareOptions) -> (Bytes, Prepared) {
         let raw = Bytes::from(input.to_string());
         let families = promdrop_textformat::parse(&raw, promdrop_textformat::Format::Classic)
             .unwrap()
             .families;
         let origin = Origin::of(path.as_ref());
-        let prepared = Arc::new(Prepared::build(families, &raw, &origin, options));
+        let prepared = Prepared::build(families, &raw, &origin, options);
+        (raw, prepared)
+    }
+
+    /// The file `path` holding `input`, prepared with `options` and rendered.
+    fn served(path: &str, input: &str, options: &PrepareOptions) -> String {
+        let prepared = Arc::new(prepare(path, input, options).1);
         let mut out = Vec::new();
         render_classic(&[prepared], &|_| path.to_string(), &mut out);
         String::from_utf8(out).unwrap()
@@ -1188,14 +1194,7 @@ mod tests {
 
     #[test]
     fn files_of_the_same_families_share_their_shapes_and_only_those() {
-        let prepare = |path: &str, input: &str| {
-            let raw = Bytes::from(input.to_string());
-            let families = promdrop_textformat::parse(&raw, promdrop_textformat::Format::Classic)
-                .unwrap()
-                .families;
-            let origin = Origin::of(path.as_ref());
-            Prepared::build(families, &raw, &origin, &PrepareOptions::default())
-        };
+        let prepare = |path: &str, input: &str| prepare(path, input, &PrepareOptions::default()).1;
         let family = |help: &str, job: &str, value: u32| {
             format!(
                 "# HELP shape_test_rows_total {help}\n# TYPE shape_test_rows_total counter\n\
@@ -1225,15 +1224,7 @@ mod tests {
 
     #[test]
     fn openmetrics_lines_equal_to_the_classic_ones_are_not_kept_twice() {
-        let prepare = |input: &str| {
-            let raw = Bytes::from(input.to_string());
-            let families = promdrop_textformat::parse(&raw, promdrop_textformat::Format::Classic)
-                .unwrap()
-                .families;
-            let origin = Origin::of("/d/job.prom".as_ref());
-            let prepared = Prepared::build(families, &raw, &origin, &PrepareOptions::default());
-            (raw, prepared)
-        };
+        let prepare = |input: &str| prepare("/d/job.prom", input, &PrepareOptions::default());
         let openmetrics = |prepared: Prepared| {
             let mut out = Vec::new();
             assert!(render_openmetrics(&[Arc::new(prepared)], &mut out));
