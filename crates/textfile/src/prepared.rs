@@ -692,9 +692,13 @@ impl Prepared {
         let classic = store(classic, raw);
         om_own.shrink_to_fit();
         let openmetrics = Bytes::from(om_own);
+        // Not `collect()`: it would reuse the drafts' buffer, three times the size of the
+        // families (11 MB held for nothing at 10,000 files of ten families).
+        let mut finished = Vec::with_capacity(prepared.len());
+        finished.extend(prepared.into_iter().map(FamilyDraft::finish));
         Prepared {
             options: options.clone(),
-            families: prepared.into_iter().map(FamilyDraft::finish).collect(),
+            families: finished,
             reserved,
             withheld,
             withheld_names,
@@ -1220,6 +1224,18 @@ mod tests {
         };
         assert_eq!(lines(&a), "shape_test_rows_total{job=\"a\"} 1\n");
         assert_eq!(lines(&b), "shape_test_rows_total{job=\"b\"} 2\n");
+    }
+
+    #[test]
+    fn a_prepared_file_holds_no_spare_capacity_for_its_families() {
+        // Ten families, as a job's file has: the drafts they were made from are three times
+        // their size, and are not kept.
+        let input: String = (0..10)
+            .map(|i| format!("# HELP spare_{i}_total Rows.\n# TYPE spare_{i}_total counter\nspare_{i}_total 1\n"))
+            .collect();
+        let (_, prepared) = prepare("/d/job.prom", &input, &PrepareOptions::default());
+        assert_eq!(prepared.families.len(), 10);
+        assert_eq!(prepared.families.capacity(), prepared.families.len());
     }
 
     #[test]
