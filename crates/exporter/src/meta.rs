@@ -84,25 +84,41 @@ impl MetaWriter {
 
     /// Adds a sample to the current family.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
-        let mut line = String::with_capacity(64);
-        line.push_str(&self.name);
-        if !labels.is_empty() {
-            line.push('{');
-            for (i, (name, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    line.push(',');
-                }
-                line.push_str(name);
-                line.push_str("=\"");
-                escape_label_value(value, &mut line);
-                line.push('"');
-            }
-            line.push('}');
-        }
-        line.push(' ');
-        format_go_float(value, &mut line);
-        line.push('\n');
-        self.classic.push_str(&line);
-        self.openmetrics.push_str(&line);
+        let start = self.classic.len();
+        write_sample(&mut self.classic, &self.name, labels, value);
+        // The line reads the same in both formats.
+        self.openmetrics.push_str(&self.classic[start..]);
     }
+}
+
+/// The name the samples of `metric` are written with: a counter's ends in `_total` (as
+/// [`MetaWriter::own`] starts the family).
+pub fn sample_name(metric: &OwnMetric) -> std::borrow::Cow<'static, str> {
+    match metric.metric_type {
+        MetricType::Counter if !metric.name.ends_with("_total") => {
+            format!("{}_total", metric.name).into()
+        }
+        _ => metric.name.into(),
+    }
+}
+
+/// Appends to `out` the sample line `name{labels} value`, as both formats write it.
+pub fn write_sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (name, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(name);
+            out.push_str("=\"");
+            escape_label_value(value, out);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    format_go_float(value, out);
+    out.push('\n');
 }
