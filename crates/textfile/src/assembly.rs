@@ -152,6 +152,24 @@ impl Group {
     }
 }
 
+/// A group's lines by slot, shared: the OpenMetrics lines are one allocation with the classic
+/// main ones when they are the same slices (a client library's counters and gauges read the
+/// same in both formats), so a rewritten file patches, and a plan holds, one list, not two.
+fn share_om_lines(lines: [Vec<Bytes>; SLOTS]) -> [Arc<[Bytes]>; SLOTS] {
+    let same_slice = |a: &Bytes, b: &Bytes| a.as_ptr() == b.as_ptr() && a.len() == b.len();
+    let om_is_main = !lines[0].is_empty()
+        && lines[0].len() == lines[OM_SLOT].len()
+        && lines[0]
+            .iter()
+            .zip(&lines[OM_SLOT])
+            .all(|(a, b)| same_slice(a, b));
+    let mut shared = lines.map(Arc::from);
+    if om_is_main {
+        shared[OM_SLOT] = Arc::clone(&shared[0]);
+    }
+    shared
+}
+
 /// One chunk of files, grouped for merging: see the [module docs](self).
 #[derive(Debug)]
 pub struct ChunkPlan {
@@ -261,8 +279,8 @@ impl ChunkPlan {
         }
         ChunkPlan {
             paths: paths.into(),
+            lines: lines.into_iter().map(share_om_lines).collect(),
             groups: groups.into(),
-            lines: lines.into_iter().map(|l| l.map(Arc::from)).collect(),
             classic_ok,
             om_ok,
             files,
@@ -300,17 +318,20 @@ impl ChunkPlan {
         if !same_shapes {
             return None;
         }
-        let mut lines = self.lines.clone();
-        for (g, group) in self.groups.iter().enumerate() {
+        let mut lines = Vec::with_capacity(self.lines.len());
+        for (g, (group, old)) in self.groups.iter().zip(&self.lines).enumerate() {
             // The group's lines of each slot, copied on the first of `f`'s lines in it.
             let mut patched: [Option<Vec<Bytes>>; SLOTS] = Default::default();
+            // Whether the OpenMetrics lines stay the classic main ones (see `share_om_lines`).
+            let mut om_is_main = Arc::ptr_eq(&old[0], &old[OM_SLOT]);
             for (&(file, i), index) in group.parts.iter().zip(&group.line_index) {
                 if file as usize != f {
                     continue;
                 }
                 let family = new.families.get(i as usize)?;
+                om_is_main &= family.om_in_classic && family.om == family.classic[0];
                 for (slot, &at) in index.iter().enumerate() {
-                    if at == u32::MAX {
+                    if at == u32::MAX || (slot == OM_SLOT && om_is_main) {
                         continue;
                     }
                     let text = if slot == OM_SLOT {
@@ -322,11 +343,15 @@ impl ChunkPlan {
                     *copy.get_mut(at as usize)? = text;
                 }
             }
-            for (slot, copy) in patched.into_iter().enumerate() {
-                if let Some(copy) = copy {
-                    lines[g][slot] = copy.into();
-                }
+            let mut slots: [Arc<[Bytes]>; SLOTS] =
+                std::array::from_fn(|slot| match patched[slot].take() {
+                    Some(copy) => copy.into(),
+                    None => Arc::clone(&old[slot]),
+                });
+            if om_is_main {
+                slots[OM_SLOT] = Arc::clone(&slots[0]);
             }
+            lines.push(slots);
         }
         let mut files = self.files.clone();
         files[f] = new;
@@ -788,5 +813,13 @@ mod tests {
         // c has no `_created` gauge where a and b have one: gaining one is not a patch either.
         let c3 = prepared("/d/c.prom", &job("c", "Rows.", 3, true));
         assert!(plan.with_file_replaced(2, c3).is_none());
+        // The gauge's OpenMetrics lines are its classic lines: one list, in a built plan as
+        // in a patched one. The counter's, with `_created` samples folded in, are their own.
+        let depth = plan.groups.iter().position(|g| &*g.name == "patch_depth");
+        let depth = depth.unwrap();
+        for p in [&plan, &patched, &again, &built] {
+            assert!(Arc::ptr_eq(&p.lines(depth, 0), &p.lines(depth, OM_SLOT)));
+            assert!(!Arc::ptr_eq(&p.lines(0, 0), &p.lines(0, OM_SLOT)));
+        }
     }
 }
