@@ -272,6 +272,29 @@ struct FamilyDraft {
 }
 
 impl FamilyDraft {
+    /// A draft with this one's classic lines and no shape of its own (for a debug check).
+    fn lines_only(&self) -> FamilyDraft {
+        FamilyDraft {
+            shape: FamilyShape {
+                name: self.shape.name.clone(),
+                help: None,
+                metric_type: self.shape.metric_type,
+                unit: None,
+                main_name: None,
+                om_name: self.shape.om_name.clone(),
+                om_folded: self.shape.om_folded,
+                om_folds: self.shape.om_folds,
+                om_has_created: self.shape.om_has_created,
+                om_unknown: self.shape.om_unknown,
+                names: Box::default(),
+                bounds: Box::default(),
+            },
+            classic: self.classic.clone(),
+            om: 0..0,
+            om_in_classic: false,
+        }
+    }
+
     fn finish(self) -> PreparedFamily {
         PreparedFamily {
             shape: FamilyShape::intern(self.shape),
@@ -544,6 +567,97 @@ fn with_render_buffers<T>(f: impl FnOnce(&mut String, &mut String) -> T) -> T {
     })
 }
 
+/// Whether the OpenMetrics renderer writes `family`'s samples exactly as the classic one
+/// writes its main block, so that rendering it again can be skipped: a counter, gauge,
+/// histogram, summary or untyped family with no timestamp or exemplar and no sample that the
+/// classic format splits off (`_created`). Folding (`om_folding`) is checked apart.
+fn om_lines_are_classic(family: &MetricFamily<'_>) -> bool {
+    let suffixes = split_suffixes(family.metric_type);
+    matches!(
+        family.metric_type,
+        MetricType::Counter
+            | MetricType::Gauge
+            | MetricType::Histogram
+            | MetricType::Summary
+            | MetricType::Unknown
+    ) && family.samples.iter().all(|s| {
+        s.timestamp.is_none()
+            && s.exemplar.is_none()
+            && !s
+                .name
+                .strip_prefix(family.name.as_ref())
+                .is_some_and(|rest| suffixes.contains(&rest))
+    })
+}
+
+/// Renders `families` in OpenMetrics into `openmetrics` and finds each draft's lines there
+/// (its block, matched by name; none for a folded family). Lines equal to the draft's classic
+/// main lines are taken from the classic text (`om_in_classic`); the others are returned, one
+/// after the other, with whether every family was found (else OpenMetrics output with this
+/// file takes the full merge).
+fn openmetrics_lines(
+    families: &[MetricFamily<'_>],
+    prepared: &mut [FamilyDraft],
+    classic: &str,
+    openmetrics: &mut String,
+    folded: &[bool],
+    ok: bool,
+) -> (bool, String) {
+    // The whole file at once (the renderer folds `_created` gauges into their counter), then
+    // its blocks matched to the families not folded.
+    openmetrics.reserve(classic.len() + 64);
+    render_openmetrics_into(families, openmetrics);
+    if openmetrics.ends_with("# EOF\n") {
+        openmetrics.truncate(openmetrics.len() - "# EOF\n".len());
+    }
+    let om_blocks = blocks(openmetrics, 0);
+    let mut next = om_blocks.iter();
+    let mut om_ok = ok;
+    for (i, p) in prepared.iter_mut().enumerate() {
+        if folded.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let om_name = p.shape.om_name.as_deref().unwrap_or(&p.shape.name);
+        match next.next() {
+            Some(block) if token_name(&openmetrics[block.name.clone()]) == *om_name => {
+                match to_u32(block.samples.clone()) {
+                    Some(r) => p.om = r,
+                    None => om_ok = false,
+                }
+            }
+            _ => om_ok = false,
+        }
+    }
+    if next.next().is_some() {
+        om_ok = false;
+    }
+
+    // A family's OpenMetrics lines are usually its classic lines byte for byte (only the
+    // headers differ, and the headers are written apart): those are taken from the classic
+    // text, and only the lines that differ (folded `_created` samples, other number forms)
+    // are kept, so a file costs one copy of its text, not two.
+    let mut om_own = String::new();
+    for p in prepared.iter_mut().filter(|p| !p.om.is_empty()) {
+        let Some(lines) = openmetrics.get(p.om.start as usize..p.om.end as usize) else {
+            om_ok = false;
+            continue;
+        };
+        let main = &p.classic[0];
+        if classic.get(main.start as usize..main.end as usize) == Some(lines) {
+            p.om = main.clone();
+            p.om_in_classic = true;
+        } else {
+            let start = om_own.len();
+            om_own.push_str(lines);
+            match to_u32(start..om_own.len()) {
+                Some(r) => p.om = r,
+                None => om_ok = false,
+            }
+        }
+    }
+    (om_ok, om_own)
+}
+
 impl Prepared {
     /// Prepares parsed `families` of a file from `origin` (its bytes `raw`, to share when
     /// they are the rendered text) with `options`.
@@ -625,19 +739,9 @@ impl Prepared {
             });
         }
 
-        // OpenMetrics: the whole file at once (the renderer folds `_created` gauges into
-        // their counter), then its blocks matched to the families not folded.
-        openmetrics.reserve(classic.len() + 64);
-        render_openmetrics_into(&families, openmetrics);
-        if openmetrics.ends_with("# EOF\n") {
-            openmetrics.truncate(openmetrics.len() - "# EOF\n".len());
-        }
         let OpenMetricsPlan {
             created_of, folded, ..
         } = om_folding(&families);
-        let om_blocks = blocks(openmetrics, 0);
-        let mut next = om_blocks.iter();
-        let mut om_ok = ok;
         for (i, (family, p)) in families.iter().zip(prepared.iter_mut()).enumerate() {
             let om_name = om_family_name(family);
             if om_name != family.name {
@@ -649,46 +753,34 @@ impl Prepared {
                 .any(|s| s.name.strip_prefix(om_name) == Some("_created"));
             p.shape.om_folds = created_of[i].is_some();
             p.shape.om_folded = folded[i];
-            if folded[i] {
-                continue;
-            }
-            match next.next() {
-                Some(block) if token_name(&openmetrics[block.name.clone()]) == *om_name => {
-                    match to_u32(block.samples.clone()) {
-                        Some(r) => p.om = r,
-                        None => om_ok = false,
-                    }
+        }
+        let reads_as_classic = families
+            .iter()
+            .enumerate()
+            .all(|(i, f)| created_of[i].is_none() && !folded[i] && om_lines_are_classic(f));
+        let (om_ok, mut om_own) = if ok && reads_as_classic {
+            // Nothing to render: every family's OpenMetrics lines are its classic main lines.
+            // (Debug builds, the tests', render them anyway and compare.)
+            if cfg!(debug_assertions) {
+                let mut rendered: Vec<FamilyDraft> =
+                    prepared.iter().map(FamilyDraft::lines_only).collect();
+                let (rendered_ok, own) =
+                    openmetrics_lines(&families, &mut rendered, classic, openmetrics, &folded, ok);
+                debug_assert!(rendered_ok && own.is_empty());
+                for (p, r) in prepared.iter().zip(&rendered) {
+                    let in_classic = !p.classic[0].is_empty();
+                    debug_assert_eq!(r.om_in_classic, in_classic);
+                    debug_assert!(!in_classic || r.om == p.classic[0]);
                 }
-                _ => om_ok = false,
             }
-        }
-        if next.next().is_some() {
-            om_ok = false;
-        }
-
-        // A family's OpenMetrics lines are usually its classic lines byte for byte (only the
-        // headers differ, and the headers are written apart): those are taken from the classic
-        // text, and only the lines that differ (folded `_created` samples, other number
-        // forms) are kept, so a file costs one copy of its text, not two.
-        let mut om_own = String::new();
-        for p in prepared.iter_mut().filter(|p| !p.om.is_empty()) {
-            let Some(lines) = openmetrics.get(p.om.start as usize..p.om.end as usize) else {
-                om_ok = false;
-                continue;
-            };
-            let main = &p.classic[0];
-            if classic.get(main.start as usize..main.end as usize) == Some(lines) {
-                p.om = main.clone();
+            for p in prepared.iter_mut().filter(|p| !p.classic[0].is_empty()) {
+                p.om = p.classic[0].clone();
                 p.om_in_classic = true;
-            } else {
-                let start = om_own.len();
-                om_own.push_str(lines);
-                match to_u32(start..om_own.len()) {
-                    Some(r) => p.om = r,
-                    None => om_ok = false,
-                }
             }
-        }
+            (ok, String::new())
+        } else {
+            openmetrics_lines(&families, &mut prepared, classic, openmetrics, &folded, ok)
+        };
         let classic = store(classic, raw);
         om_own.shrink_to_fit();
         let openmetrics = Bytes::from(om_own);
