@@ -903,3 +903,46 @@ fn chunks_follow_files_added_removed_and_rewritten_anywhere_in_serving_order() {
     put(&mut expected, "f020", 4);
     check("every file rewritten, and a removed one back", &expected);
 }
+
+#[test]
+fn a_listing_that_ran_while_files_changed_reads_no_file_twice_and_drops_none() {
+    // Directories are listed in the background while the changes events name go on being
+    // read. A listing made before a file was rewritten says nothing new of it: it must not
+    // read the file again (nor drop it). A rescan every 10 ms over 1,000 files keeps a listing
+    // running nearly all the time.
+    const FILES: usize = 1000;
+    const REWRITES: usize = 150;
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let name = |i: usize| format!("f{i:04}.prom");
+    for i in 0..FILES {
+        write_atomic(dir, &name(i), &format!("listed_value{{i=\"{i}\"}} 0\n"));
+    }
+    let exporter = common::start(&[dir_arg(dir), arg("rescan-interval", "10ms")]);
+    let reloads = |m: &Metrics| m.get("promdrop_reloads_total", &[("result", "success")]);
+    let served = |m: &Metrics| m.with_prefix("listed_value").len();
+    let m = exporter.wait_for("every file", WAIT, |m| served(m) == FILES);
+    let before = reloads(&m).expect("promdrop_reloads_total");
+    for n in 1..=REWRITES {
+        let i = (n * 7) % FILES;
+        write_atomic(dir, &name(i), &format!("listed_value{{i=\"{i}\"}} {n}\n"));
+        std::thread::sleep(Duration::from_millis(10));
+        if n % 50 == 0 {
+            let m = Metrics::parse(&exporter.metrics());
+            assert_eq!(served(&m), FILES, "a file went missing after {n} rewrites");
+        }
+    }
+    let last = (REWRITES * 7) % FILES;
+    let last = last.to_string();
+    let m = exporter.wait_for("the last rewrite", WAIT, |m| {
+        m.get("listed_value", &[("i", &last)]) == Some(REWRITES as f64)
+    });
+    assert_eq!(served(&m), FILES);
+    // One read a rewrite at most (two rewrites of a file close together can be one read).
+    let after = reloads(&m).expect("promdrop_reloads_total");
+    assert!(
+        after - before <= REWRITES as f64,
+        "{} reads for {REWRITES} rewrites",
+        after - before
+    );
+}
