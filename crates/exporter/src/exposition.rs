@@ -40,7 +40,7 @@ use crate::meta::{MetaWriter, sample_name};
 use crate::names;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
-use promdrop_textfile::assembly::{self, ChunkPlan, Piece, SLOTS};
+use promdrop_textfile::assembly::{self, ChunkPlan, GroupLines, Piece, SLOTS};
 use promdrop_textfile::conflict::ConflictRecord;
 use promdrop_textfile::prepared::{
     self, Origin, PrepareOptions, Prepared, SeriesIndex, apply_options,
@@ -271,12 +271,20 @@ pub fn render_data(
 /// text), and its gzip segment once compressed.
 #[derive(Debug)]
 pub struct Segment {
-    /// The text, in order (a chunk's segment shares its plan's lines).
-    pub parts: Arc<[Bytes]>,
+    text: SegmentText,
     /// The chunk it is part of (a number no other chunk has), or 0 for a family header:
     /// consecutive segments of one chunk are compressed together ([`compress_runs`]).
     owner: u64,
     deflated: OnceLock<Deflated>,
+}
+
+/// A segment's text, in parts.
+#[derive(Debug)]
+enum SegmentText {
+    /// Bytes of its own (or shared with what made them).
+    Parts(Arc<[Bytes]>),
+    /// A chunk's group's lines, in its files' prepared text (a run of lines a file).
+    Lines(GroupLines),
 }
 
 impl Segment {
@@ -310,35 +318,76 @@ impl Segment {
 
     /// A segment of `parts` that is part of the chunk numbered `owner` ([`next_owner`]).
     pub fn owned(parts: impl Into<Arc<[Bytes]>>, owner: u64) -> Segment {
+        Segment::of(SegmentText::Parts(parts.into()), owner)
+    }
+
+    /// A segment of a chunk's group's `lines`, the chunk numbered `owner`.
+    fn lines(lines: GroupLines, owner: u64) -> Segment {
+        Segment::of(SegmentText::Lines(lines), owner)
+    }
+
+    fn of(text: SegmentText, owner: u64) -> Segment {
         Segment {
-            parts: parts.into(),
+            text,
             owner,
             deflated: OnceLock::new(),
         }
     }
 
+    /// How many parts the text is in.
+    pub fn part_count(&self) -> usize {
+        match &self.text {
+            SegmentText::Parts(parts) => parts.len(),
+            SegmentText::Lines(lines) => lines.count(),
+        }
+    }
+
+    /// Part `i` of the text.
+    pub fn part(&self, i: usize) -> Option<&[u8]> {
+        match &self.text {
+            SegmentText::Parts(parts) => parts.get(i).map(|b| &b[..]),
+            SegmentText::Lines(lines) => lines.get(i),
+        }
+    }
+
+    /// The parts of the text, in order.
+    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        let (parts, lines) = match &self.text {
+            SegmentText::Parts(parts) => (Some(parts.iter().map(|b| &b[..])), None),
+            SegmentText::Lines(lines) => (None, Some(lines.iter())),
+        };
+        parts
+            .into_iter()
+            .flatten()
+            .chain(lines.into_iter().flatten())
+    }
+
     /// The length of the text.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(Bytes::len).sum()
+        match &self.text {
+            SegmentText::Parts(parts) => parts.iter().map(Bytes::len).sum(),
+            SegmentText::Lines(lines) => lines.byte_len(),
+        }
     }
 
     /// Whether the text is empty.
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(Bytes::is_empty)
+        self.len() == 0
     }
 
     /// The text as one buffer (a copy unless it is one part).
     pub fn plain(&self) -> Bytes {
-        match &self.parts[..] {
-            [one] => one.clone(),
-            parts => Bytes::from(parts.concat()),
+        match &self.text {
+            SegmentText::Parts(parts) if parts.len() == 1 => parts[0].clone(),
+            SegmentText::Lines(lines) if lines.count() == 1 => lines.bytes(0).unwrap_or_default(),
+            _ => Bytes::from(self.parts().collect::<Vec<_>>().concat()),
         }
     }
 
     /// Compresses the segment (once; later calls return at once). Blocking.
     pub fn compress(&self) -> &Deflated {
         self.deflated.get_or_init(|| {
-            let parts: Vec<&[u8]> = self.parts.iter().map(|b| &b[..]).collect();
+            let parts: Vec<&[u8]> = self.parts().collect();
             gzip::deflate_parts(&parts, false)
         })
     }
@@ -395,10 +444,7 @@ pub fn compress_runs(segments: &[Arc<Segment>], cache: &Mutex<RunCache>) -> Vec<
         let deflated = match last.remove(&key) {
             Some((_, deflated)) => deflated,
             None => {
-                let parts: Vec<&[u8]> = members
-                    .iter()
-                    .flat_map(|s| s.parts.iter().map(|b| &b[..]))
-                    .collect();
+                let parts: Vec<&[u8]> = members.iter().flat_map(|s| s.parts()).collect();
                 gzip::deflate_parts(&parts, false)
             }
         };
@@ -417,7 +463,7 @@ pub fn segments_text(segments: &[Arc<Segment>]) -> String {
 /// The bytes of `segments`, joined into one buffer of their length.
 fn segments_bytes(segments: &[Arc<Segment>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(segments.iter().map(|s| s.len()).sum());
-    for part in segments.iter().flat_map(|s| s.parts.iter()) {
+    for part in segments.iter().flat_map(|s| s.parts()) {
         out.extend_from_slice(part);
     }
     out
@@ -769,7 +815,7 @@ fn segments_of(plan: &ChunkPlan) -> Vec<[Option<Arc<Segment>>; SLOTS]> {
         .map(|g| {
             std::array::from_fn(|slot| {
                 let lines = plan.lines(g, slot);
-                (!lines.is_empty()).then(|| Arc::new(Segment::owned(lines, owner)))
+                (lines.count() > 0).then(|| Arc::new(Segment::lines(lines, owner)))
             })
         })
         .collect()
@@ -1957,7 +2003,7 @@ impl Published {
                 Some(n.saturating_add(1).min(2))
             })
             .unwrap_or(2);
-        let parts: usize = segments.iter().map(|s| s.parts.len()).sum();
+        let parts: usize = segments.iter().map(|s| s.part_count()).sum();
         let claimed = seen >= 1
             && parts > JOIN_PARTS
             && match self.plain_joined.compare_exchange(
@@ -2406,7 +2452,7 @@ mod escaping_tests {
             let compressed: Vec<u8> = gzip
                 .segments
                 .iter()
-                .flat_map(|s| s.parts.iter().flat_map(|p| p.iter().copied()))
+                .flat_map(|s| s.parts().flat_map(|p| p.iter().copied()))
                 .collect();
             let decoded = String::from_utf8(tests::gunzip(&compressed)).unwrap();
             assert!(decoded.starts_with(&text(&first)), "{decoded}");

@@ -121,7 +121,7 @@ struct Position {
 
 impl Position {
     fn next(self, segments: &[Arc<Segment>]) -> Position {
-        let parts = segments.get(self.segment).map_or(0, |s| s.parts.len());
+        let parts = segments.get(self.segment).map_or(0, |s| s.part_count());
         if self.part + 1 < parts {
             Position {
                 segment: self.segment,
@@ -140,8 +140,8 @@ impl Position {
 fn part(segments: &[Arc<Segment>], at: Position) -> &[u8] {
     segments
         .get(at.segment)
-        .and_then(|s| s.parts.get(at.part))
-        .map_or(&[][..], |b| &b[..])
+        .and_then(|s| s.part(at.part))
+        .unwrap_or(&[][..])
 }
 
 /// One frame of a [`Chunks`] body: the parts from one position to another, read in place.

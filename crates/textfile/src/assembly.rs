@@ -90,12 +90,7 @@ struct ScopeBounds {
 impl Group {
     /// Adds the lines of `family` (of file `prepared`), the part just added to this group, to
     /// `lines` (the group's).
-    fn add_lines(
-        &mut self,
-        lines: &mut [Vec<Bytes>; SLOTS],
-        prepared: &Prepared,
-        family: &PreparedFamily,
-    ) {
+    fn add_lines(&mut self, lines: &mut [Vec<LineRef>; SLOTS], file: u32, family: &PreparedFamily) {
         let mut index = [u32::MAX; SLOTS];
         for (k, range) in family.classic.iter().enumerate() {
             if range.is_empty() {
@@ -106,12 +101,12 @@ impl Group {
             }
             self.has_lines[k] = true;
             index[k] = lines[k].len() as u32;
-            lines[k].push(prepared.classic_slice(range));
+            lines[k].push(LineRef::classic(file, range));
         }
         if !family.om.is_empty() {
             self.has_lines[OM_SLOT] = true;
             index[OM_SLOT] = lines[OM_SLOT].len() as u32;
-            lines[OM_SLOT].push(prepared.om_slice(family));
+            lines[OM_SLOT].push(LineRef::openmetrics(file, family));
         }
         self.line_index.push(index);
     }
@@ -152,17 +147,102 @@ impl Group {
     }
 }
 
-/// A group's lines by slot, shared: the OpenMetrics lines are one allocation with the classic
-/// main ones when they are the same slices (a client library's counters and gauges read the
-/// same in both formats), so a rewritten file patches, and a plan holds, one list, not two.
-fn share_om_lines(lines: [Vec<Bytes>; SLOTS]) -> [Arc<[Bytes]>; SLOTS] {
-    let same_slice = |a: &Bytes, b: &Bytes| a.as_ptr() == b.as_ptr() && a.len() == b.len();
-    let om_is_main = !lines[0].is_empty()
-        && lines[0].len() == lines[OM_SLOT].len()
-        && lines[0]
-            .iter()
-            .zip(&lines[OM_SLOT])
-            .all(|(a, b)| same_slice(a, b));
+/// Where one part's lines of one slot are: the file (its index in the chunk), which of its
+/// prepared texts, and the range there. Plain data: a chunk's lines are copied at each change
+/// of one of its files, and references cost no reference count each (the slices they stand
+/// for did: the largest part of a change's publication).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRef {
+    file: u32,
+    /// The file's OpenMetrics text rather than its classic text.
+    openmetrics: bool,
+    start: u32,
+    end: u32,
+}
+
+impl LineRef {
+    fn classic(file: u32, range: &std::ops::Range<u32>) -> LineRef {
+        LineRef {
+            file,
+            openmetrics: false,
+            start: range.start,
+            end: range.end,
+        }
+    }
+
+    fn openmetrics(file: u32, family: &PreparedFamily) -> LineRef {
+        LineRef {
+            file,
+            openmetrics: !family.om_in_classic,
+            start: family.om.start,
+            end: family.om.end,
+        }
+    }
+
+    /// The lines in `files` (empty when out of range).
+    fn resolve(self, files: &[Arc<Prepared>]) -> &[u8] {
+        files
+            .get(self.file as usize)
+            .and_then(|f| {
+                f.text(self.openmetrics)
+                    .get(self.start as usize..self.end as usize)
+            })
+            .unwrap_or(&[])
+    }
+
+    fn len(self) -> usize {
+        self.end.saturating_sub(self.start) as usize
+    }
+}
+
+/// A group's lines of one slot, in file order: references into the chunk's files' prepared
+/// text ([`ChunkPlan::lines`]), resolved where they are written.
+#[derive(Debug, Clone)]
+pub struct GroupLines {
+    files: Arc<[Arc<Prepared>]>,
+    refs: Arc<[LineRef]>,
+}
+
+impl GroupLines {
+    /// How many runs of lines (one a file).
+    pub fn count(&self) -> usize {
+        self.refs.len()
+    }
+
+    /// The length of the text, in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.refs.iter().map(|r| r.len()).sum()
+    }
+
+    /// Run `i`, borrowed from its file's text.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        Some(self.refs.get(i)?.resolve(&self.files))
+    }
+
+    /// The runs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.refs.iter().map(|r| r.resolve(&self.files))
+    }
+
+    /// Run `i` as bytes sharing its file's text.
+    pub fn bytes(&self, i: usize) -> Option<Bytes> {
+        let r = self.refs.get(i)?;
+        let text = self.files.get(r.file as usize)?.text(r.openmetrics);
+        (r.end as usize <= text.len() && r.start <= r.end)
+            .then(|| text.slice(r.start as usize..r.end as usize))
+    }
+
+    /// Whether `a` and `b` are the same list (not a copy).
+    pub fn ptr_eq(a: &GroupLines, b: &GroupLines) -> bool {
+        Arc::ptr_eq(&a.refs, &b.refs) && Arc::ptr_eq(&a.files, &b.files)
+    }
+}
+
+/// A group's lines by slot, shared: the OpenMetrics lines are one list with the classic main
+/// ones when they are the same (a client library's counters and gauges read the same in both
+/// formats), so a rewritten file patches, and a plan holds, one list, not two.
+fn share_om_lines(lines: [Vec<LineRef>; SLOTS]) -> [Arc<[LineRef]>; SLOTS] {
+    let om_is_main = !lines[0].is_empty() && lines[0] == lines[OM_SLOT];
     let mut shared = lines.map(Arc::from);
     if om_is_main {
         shared[OM_SLOT] = Arc::clone(&shared[0]);
@@ -178,16 +258,17 @@ pub struct ChunkPlan {
     /// The groups, in order of first appearance: shared by the plans of the chunk's later
     /// versions whose files kept their families' shapes ([`ChunkPlan::with_file_replaced`]).
     pub groups: Arc<[Group]>,
-    /// The lines of each group, by slot, as slices of the files' prepared text (shared with
-    /// the segments made of them).
-    lines: Vec<[Arc<[Bytes]>; SLOTS]>,
+    /// The lines of each group, by slot, as references into the files' prepared text
+    /// (shared with the segments made of them).
+    lines: Vec<[Arc<[LineRef]>; SLOTS]>,
     /// Whether every file's text could be split by family (else the full merge).
     pub classic_ok: bool,
     /// Whether the OpenMetrics lines can be merged here: every file split by family and no
     /// `_created` gauge folded into its counter (else the caller takes the slower path).
     pub om_ok: bool,
-    /// For conflicts: (file, family index in file) of each part by group, the files' help.
-    files: Vec<Arc<Prepared>>,
+    /// For conflicts: (file, family index in file) of each part by group, the files' help;
+    /// and the text the lines are in.
+    files: Arc<[Arc<Prepared>]>,
 }
 
 impl ChunkPlan {
@@ -195,7 +276,7 @@ impl ChunkPlan {
     /// name them) are `paths`.
     pub fn build(files: Vec<Arc<Prepared>>, paths: Vec<String>) -> ChunkPlan {
         let mut groups: Vec<Group> = Vec::new();
-        let mut lines: Vec<[Vec<Bytes>; SLOTS]> = Vec::new();
+        let mut lines: Vec<[Vec<LineRef>; SLOTS]> = Vec::new();
         let mut by_key: HashMap<(&str, MetricType), usize> = HashMap::new();
         // The group of each shape met so far. Files written by one library share their
         // families' shapes ([`FamilyShape::intern`]): a family of a shape already merged
@@ -212,7 +293,7 @@ impl ChunkPlan {
                 if let Some(&(_, slot)) = by_shape.iter().find(|(s, _)| *s == shape) {
                     let g = &mut groups[slot];
                     g.parts.push((f as u32, i as u32));
-                    g.add_lines(&mut lines[slot], prepared, family);
+                    g.add_lines(&mut lines[slot], f as u32, family);
                     g.add_bounds(prepared, family);
                     continue;
                 }
@@ -259,7 +340,7 @@ impl ChunkPlan {
                 if g.unit.is_none() {
                     g.unit = family.unit.clone();
                 }
-                g.add_lines(&mut lines[slot], prepared, family);
+                g.add_lines(&mut lines[slot], f as u32, family);
                 for (name, how) in family.names.iter() {
                     match g.names.iter_mut().find(|(n, _)| n == name) {
                         Some((_, held)) => {
@@ -283,16 +364,20 @@ impl ChunkPlan {
             groups: groups.into(),
             classic_ok,
             om_ok,
-            files,
+            files: files.into(),
         }
     }
 
-    /// The lines of slot `slot` of group `group`, as slices of the files' prepared text.
-    pub fn lines(&self, group: usize, slot: usize) -> Arc<[Bytes]> {
-        self.lines
-            .get(group)
-            .and_then(|l| l.get(slot))
-            .map_or_else(|| Arc::from([]), Arc::clone)
+    /// The lines of slot `slot` of group `group`, in the files' prepared text.
+    pub fn lines(&self, group: usize, slot: usize) -> GroupLines {
+        GroupLines {
+            files: Arc::clone(&self.files),
+            refs: self
+                .lines
+                .get(group)
+                .and_then(|l| l.get(slot))
+                .map_or_else(|| Arc::from([]), Arc::clone),
+        }
     }
 
     /// This plan with file `f`'s prepared form replaced by `new`, when `new` has the same
@@ -318,32 +403,41 @@ impl ChunkPlan {
         if !same_shapes {
             return None;
         }
+        let file = u32::try_from(f).ok()?;
         let mut lines = Vec::with_capacity(self.lines.len());
-        for (g, (group, old)) in self.groups.iter().zip(&self.lines).enumerate() {
+        for (group, old) in self.groups.iter().zip(&self.lines) {
             // The group's lines of each slot, copied on the first of `f`'s lines in it.
-            let mut patched: [Option<Vec<Bytes>>; SLOTS] = Default::default();
-            // Whether the OpenMetrics lines stay the classic main ones (see `share_om_lines`).
-            let mut om_is_main = Arc::ptr_eq(&old[0], &old[OM_SLOT]);
-            for (&(file, i), index) in group.parts.iter().zip(&group.line_index) {
-                if file as usize != f {
+            let mut patched: [Option<Vec<LineRef>>; SLOTS] = Default::default();
+            for (&(part_file, i), index) in group.parts.iter().zip(&group.line_index) {
+                if part_file != file {
                     continue;
                 }
                 let family = new.families.get(i as usize)?;
-                om_is_main &= family.om_in_classic && family.om == family.classic[0];
                 for (slot, &at) in index.iter().enumerate() {
-                    if at == u32::MAX || (slot == OM_SLOT && om_is_main) {
+                    if at == u32::MAX {
                         continue;
                     }
-                    let text = if slot == OM_SLOT {
-                        new.om_slice(family)
+                    let line = if slot == OM_SLOT {
+                        LineRef::openmetrics(file, family)
                     } else {
-                        new.classic_slice(&family.classic[slot])
+                        LineRef::classic(file, &family.classic[slot])
                     };
-                    let copy = patched[slot].get_or_insert_with(|| self.lines[g][slot].to_vec());
-                    *copy.get_mut(at as usize)? = text;
+                    if old[slot].get(at as usize) == Some(&line) {
+                        continue;
+                    }
+                    let copy = patched[slot].get_or_insert_with(|| old[slot].to_vec());
+                    *copy.get_mut(at as usize)? = line;
                 }
             }
-            let mut slots: [Arc<[Bytes]>; SLOTS] =
+            // The OpenMetrics lines stay one list with the classic main ones when they were
+            // and still are the same (see `share_om_lines`).
+            let om_is_main = Arc::ptr_eq(&old[0], &old[OM_SLOT])
+                && match (&patched[0], &patched[OM_SLOT]) {
+                    (None, None) => true,
+                    (Some(main), Some(om)) => main == om,
+                    _ => false,
+                };
+            let mut slots: [Arc<[LineRef]>; SLOTS] =
                 std::array::from_fn(|slot| match patched[slot].take() {
                     Some(copy) => copy.into(),
                     None => Arc::clone(&old[slot]),
@@ -353,8 +447,18 @@ impl ChunkPlan {
             }
             lines.push(slots);
         }
-        let mut files = self.files.clone();
-        files[f] = new;
+        let files: Arc<[Arc<Prepared>]> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if i == f {
+                    Arc::clone(&new)
+                } else {
+                    Arc::clone(p)
+                }
+            })
+            .collect();
         Some(ChunkPlan {
             paths: Arc::clone(&self.paths),
             groups: Arc::clone(&self.groups),
@@ -762,7 +866,8 @@ mod tests {
             .map(|g| {
                 (0..SLOTS)
                     .map(|slot| {
-                        let bytes: Vec<u8> = plan.lines(g, slot).concat();
+                        let bytes: Vec<u8> =
+                            plan.lines(g, slot).iter().flatten().copied().collect();
                         String::from_utf8(bytes).unwrap()
                     })
                     .collect()
@@ -818,8 +923,11 @@ mod tests {
         let depth = plan.groups.iter().position(|g| &*g.name == "patch_depth");
         let depth = depth.unwrap();
         for p in [&plan, &patched, &again, &built] {
-            assert!(Arc::ptr_eq(&p.lines(depth, 0), &p.lines(depth, OM_SLOT)));
-            assert!(!Arc::ptr_eq(&p.lines(0, 0), &p.lines(0, OM_SLOT)));
+            assert!(GroupLines::ptr_eq(
+                &p.lines(depth, 0),
+                &p.lines(depth, OM_SLOT)
+            ));
+            assert!(!GroupLines::ptr_eq(&p.lines(0, 0), &p.lines(0, OM_SLOT)));
         }
     }
 }

@@ -822,22 +822,14 @@ impl Prepared {
         &self.hashes
     }
 
-    /// The classic lines in `range`, sharing the prepared text.
-    pub(crate) fn classic_slice(&self, range: &Range<u32>) -> Bytes {
-        if range.end as usize > self.classic.len() || range.start > range.end {
-            return Bytes::new();
+    /// The prepared classic text, or the OpenMetrics lines kept apart (those that differ from
+    /// the classic ones).
+    pub(crate) fn text(&self, openmetrics: bool) -> &Bytes {
+        if openmetrics {
+            &self.openmetrics
+        } else {
+            &self.classic
         }
-        self.classic.slice(range.start as usize..range.end as usize)
-    }
-
-    /// The OpenMetrics lines in `range`, sharing the prepared text.
-    pub(crate) fn om_slice(&self, family: &PreparedFamily) -> Bytes {
-        let text = self.om_text(family);
-        let range = &family.om;
-        if range.end as usize > text.len() || range.start > range.end {
-            return Bytes::new();
-        }
-        text.slice(range.start as usize..range.end as usize)
     }
 
     /// The text `family.om` is a range of.
@@ -1312,7 +1304,7 @@ mod tests {
         assert!(Arc::ptr_eq(a.families[1].shape(), c.families[1].shape()));
         // Each family's lines are still its own file's.
         let lines = |p: &Prepared| {
-            String::from_utf8(p.classic_slice(&p.families[0].classic[0]).to_vec()).unwrap()
+            String::from_utf8(p.classic_lines(&p.families[0].classic[0]).to_vec()).unwrap()
         };
         assert_eq!(lines(&a), "shape_test_rows_total{job=\"a\"} 1\n");
         assert_eq!(lines(&b), "shape_test_rows_total{job=\"b\"} 2\n");
