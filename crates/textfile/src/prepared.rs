@@ -188,6 +188,10 @@ pub struct FamilyShape {
     /// A histogram's bucket bounds or a summary's quantiles
     /// (`promdrop_textformat::family_bounds`); empty for other types.
     pub(crate) bounds: Box<[Box<str>]>,
+    /// The names of the family's samples, each run of one name once, in order: with the name
+    /// and type, what `names` is made from, so that a family can be matched with a shape
+    /// without making its names ([`FamilyShape::intern_view`]).
+    sample_names: Box<[Box<str>]>,
 }
 
 impl FamilyShape {
@@ -203,33 +207,178 @@ impl FamilyShape {
     /// on. The table forgets the shapes no file uses any more as it grows: it holds at most
     /// about twice the shapes in use, plus a thousand.
     pub fn intern(shape: FamilyShape) -> Arc<FamilyShape> {
-        static SHAPES: std::sync::Mutex<Shapes> = std::sync::Mutex::new(Shapes {
-            set: None,
-            purge_at: 1024,
-        });
-        // A poisoned lock only means another thread panicked while holding it; the set is
-        // still a set of valid shapes.
-        let mut shapes = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
-        let Shapes { set, purge_at } = &mut *shapes;
-        let set = set.get_or_insert_with(Default::default);
-        if let Some(kept) = set.get(&shape) {
-            return Arc::clone(kept);
+        let key = ShapeView::of_shape(&shape).key();
+        let mut shapes = Shapes::lock();
+        if let Some(kept) = shapes.find(key, |kept| **kept == shape) {
+            return kept;
         }
-        let shape = Arc::new(shape);
-        set.insert(Arc::clone(&shape));
-        if set.len() >= *purge_at {
-            set.retain(|s| Arc::strong_count(s) > 1);
-            *purge_at = 2 * set.len() + 1024;
+        shapes.insert(key, shape)
+    }
+
+    /// The shape `view` describes: the one in use, found without making anything, or else a
+    /// new one, made from `family` (its names and bounds) and shared from now on. A family
+    /// with bucket bounds or quantiles is matched on them too ([`FamilyShape::intern`]).
+    fn intern_view(view: &ShapeView<'_>, family: &MetricFamily<'_>) -> Arc<FamilyShape> {
+        let bounds: Box<[Box<str>]> = family_bounds(family)
+            .into_iter()
+            .map(String::into_boxed_str)
+            .collect();
+        if !bounds.is_empty() {
+            return FamilyShape::intern(view.to_shape(family, bounds));
         }
-        shape
+        let key = view.key();
+        let mut shapes = Shapes::lock();
+        if let Some(kept) = shapes.find(key, |kept| kept.bounds.is_empty() && view.is(kept)) {
+            return kept;
+        }
+        shapes.insert(key, view.to_shape(family, bounds))
     }
 }
 
-/// The shapes in use ([`FamilyShape::intern`]).
+/// What a shape is made from, borrowed from a parsed family (its names and bounds aside):
+/// enough to find the shape in use without allocating.
+#[derive(Clone)]
+struct ShapeView<'a> {
+    name: &'a str,
+    help: Option<&'a str>,
+    metric_type: MetricType,
+    unit: Option<&'a str>,
+    main_name: Option<&'a str>,
+    om_name: Option<&'a str>,
+    om_folded: bool,
+    om_folds: bool,
+    om_has_created: bool,
+    om_unknown: bool,
+    sample_names: Vec<&'a str>,
+}
+
+impl<'a> ShapeView<'a> {
+    fn of_shape(shape: &'a FamilyShape) -> ShapeView<'a> {
+        ShapeView {
+            name: &shape.name,
+            help: shape.help.as_deref(),
+            metric_type: shape.metric_type,
+            unit: shape.unit.as_deref(),
+            main_name: shape.main_name.as_deref(),
+            om_name: shape.om_name.as_deref(),
+            om_folded: shape.om_folded,
+            om_folds: shape.om_folds,
+            om_has_created: shape.om_has_created,
+            om_unknown: shape.om_unknown,
+            sample_names: shape.sample_names.iter().map(|n| &**n).collect(),
+        }
+    }
+
+    /// A hash of everything but the names and bounds (the table's key).
+    fn key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (self.name, self.help, self.metric_type, self.unit).hash(&mut h);
+        (self.main_name, self.om_name).hash(&mut h);
+        (
+            self.om_folded,
+            self.om_folds,
+            self.om_has_created,
+            self.om_unknown,
+        )
+            .hash(&mut h);
+        self.sample_names.hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether `shape` is what this view describes. Its names are then this family's too:
+    /// `family_names` makes them from the name, the type and the sample names alone.
+    fn is(&self, shape: &FamilyShape) -> bool {
+        *shape.name == *self.name
+            && shape.help.as_deref() == self.help
+            && shape.metric_type == self.metric_type
+            && shape.unit.as_deref() == self.unit
+            && shape.main_name.as_deref() == self.main_name
+            && shape.om_name.as_deref() == self.om_name
+            && shape.om_folded == self.om_folded
+            && shape.om_folds == self.om_folds
+            && shape.om_has_created == self.om_has_created
+            && shape.om_unknown == self.om_unknown
+            && shape.sample_names.len() == self.sample_names.len()
+            && shape
+                .sample_names
+                .iter()
+                .zip(&self.sample_names)
+                .all(|(a, b)| **a == **b)
+    }
+
+    /// The shape, made: `family`'s names, and `bounds`.
+    fn to_shape(&self, family: &MetricFamily<'_>, bounds: Box<[Box<str>]>) -> FamilyShape {
+        let owned = |s: Option<&str>| s.map(Box::from);
+        FamilyShape {
+            name: Box::from(self.name),
+            help: owned(self.help),
+            metric_type: self.metric_type,
+            unit: owned(self.unit),
+            main_name: owned(self.main_name),
+            om_name: owned(self.om_name),
+            om_folded: self.om_folded,
+            om_folds: self.om_folds,
+            om_has_created: self.om_has_created,
+            om_unknown: self.om_unknown,
+            names: held_names(family),
+            bounds,
+            sample_names: self.sample_names.iter().map(|n| Box::from(*n)).collect(),
+        }
+    }
+}
+
+/// The names of `family`'s samples, each run of one name once, in order.
+fn sample_names<'a>(family: &'a MetricFamily<'_>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for sample in &family.samples {
+        if out.last() != Some(&&*sample.name) {
+            out.push(&sample.name);
+        }
+    }
+    out
+}
+
+/// The shapes in use ([`FamilyShape::intern`]), by [`ShapeView::key`].
 struct Shapes {
-    set: Option<std::collections::HashSet<Arc<FamilyShape>>>,
+    map: Option<HashMap<u64, Vec<Arc<FamilyShape>>>>,
+    len: usize,
     /// The size at which shapes no longer used are dropped.
     purge_at: usize,
+}
+
+impl Shapes {
+    fn lock() -> std::sync::MutexGuard<'static, Shapes> {
+        static SHAPES: std::sync::Mutex<Shapes> = std::sync::Mutex::new(Shapes {
+            map: None,
+            len: 0,
+            purge_at: 1024,
+        });
+        // A poisoned lock only means another thread panicked while holding it; the table is
+        // still one of valid shapes.
+        SHAPES.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn find(&self, key: u64, is: impl Fn(&Arc<FamilyShape>) -> bool) -> Option<Arc<FamilyShape>> {
+        let kept = self.map.as_ref()?.get(&key)?;
+        kept.iter().find(|s| is(s)).cloned()
+    }
+
+    fn insert(&mut self, key: u64, shape: FamilyShape) -> Arc<FamilyShape> {
+        let shape = Arc::new(shape);
+        let map = self.map.get_or_insert_with(HashMap::new);
+        map.entry(key).or_default().push(Arc::clone(&shape));
+        self.len += 1;
+        if self.len >= self.purge_at {
+            map.retain(|_, kept| {
+                kept.retain(|s| Arc::strong_count(s) > 1);
+                !kept.is_empty()
+            });
+            self.len = map.values().map(Vec::len).sum();
+            self.purge_at = 2 * self.len + 1024;
+        }
+        shape
+    }
 }
 
 /// One family of a prepared file: its shape (shared), and where its lines are in the file's
@@ -264,40 +413,36 @@ impl PreparedFamily {
 }
 
 /// A family while its file is prepared: its shape not yet shared.
-struct FamilyDraft {
-    shape: FamilyShape,
+struct FamilyDraft<'a> {
+    /// What its shape is made from (its main block's name apart, kept in `main_name`).
+    view: ShapeView<'a>,
+    main_name: Option<Box<str>>,
     classic: [Range<u32>; 3],
     om: Range<u32>,
     om_in_classic: bool,
 }
 
-impl FamilyDraft {
-    /// A draft with this one's classic lines and no shape of its own (for a debug check).
-    fn lines_only(&self) -> FamilyDraft {
+impl<'a> FamilyDraft<'a> {
+    /// A draft with this one's shape and classic lines, and no OpenMetrics lines yet (for a
+    /// debug check).
+    fn lines_only(&self) -> FamilyDraft<'a> {
         FamilyDraft {
-            shape: FamilyShape {
-                name: self.shape.name.clone(),
-                help: None,
-                metric_type: self.shape.metric_type,
-                unit: None,
-                main_name: None,
-                om_name: self.shape.om_name.clone(),
-                om_folded: self.shape.om_folded,
-                om_folds: self.shape.om_folds,
-                om_has_created: self.shape.om_has_created,
-                om_unknown: self.shape.om_unknown,
-                names: Box::default(),
-                bounds: Box::default(),
-            },
+            view: self.view.clone(),
+            main_name: self.main_name.clone(),
             classic: self.classic.clone(),
             om: 0..0,
             om_in_classic: false,
         }
     }
 
-    fn finish(self) -> PreparedFamily {
+    /// The family, its shape looked up (or made from `family`, what it was drafted from).
+    fn finish(self, family: &MetricFamily<'_>) -> PreparedFamily {
+        let view = ShapeView {
+            main_name: self.main_name.as_deref(),
+            ..self.view
+        };
         PreparedFamily {
-            shape: FamilyShape::intern(self.shape),
+            shape: FamilyShape::intern_view(&view, family),
             classic: self.classic,
             om: self.om,
             om_in_classic: self.om_in_classic,
@@ -617,7 +762,7 @@ fn openmetrics_lines(
         if folded.get(i).copied().unwrap_or(false) {
             continue;
         }
-        let om_name = p.shape.om_name.as_deref().unwrap_or(&p.shape.name);
+        let om_name = p.view.om_name.unwrap_or(p.view.name);
         match next.next() {
             Some(block) if token_name(&openmetrics[block.name.clone()]) == *om_name => {
                 match to_u32(block.samples.clone()) {
@@ -716,23 +861,20 @@ impl Prepared {
                 }
             }
             prepared.push(FamilyDraft {
-                shape: FamilyShape {
-                    name: Box::from(family.name.as_ref()),
-                    help: family.help.as_deref().map(Box::from),
+                view: ShapeView {
+                    name: &family.name,
+                    help: family.help.as_deref(),
                     metric_type: family.metric_type,
-                    unit: family.unit.as_deref().map(Box::from),
-                    main_name,
+                    unit: family.unit.as_deref(),
+                    main_name: None,
                     om_name: None,
                     om_folded: false,
                     om_folds: false,
                     om_has_created: false,
                     om_unknown: om_type(family) != family.metric_type,
-                    names: held_names(family),
-                    bounds: family_bounds(family)
-                        .into_iter()
-                        .map(String::into_boxed_str)
-                        .collect(),
+                    sample_names: sample_names(family),
                 },
+                main_name,
                 classic: ranges,
                 om: 0..0,
                 om_in_classic: false,
@@ -745,14 +887,14 @@ impl Prepared {
         for (i, (family, p)) in families.iter().zip(prepared.iter_mut()).enumerate() {
             let om_name = om_family_name(family);
             if om_name != family.name {
-                p.shape.om_name = Some(Box::from(om_name));
+                p.view.om_name = Some(om_name);
             }
-            p.shape.om_has_created = family
+            p.view.om_has_created = family
                 .samples
                 .iter()
                 .any(|s| s.name.strip_prefix(om_name) == Some("_created"));
-            p.shape.om_folds = created_of[i].is_some();
-            p.shape.om_folded = folded[i];
+            p.view.om_folds = created_of[i].is_some();
+            p.view.om_folded = folded[i];
         }
         let reads_as_classic = families
             .iter()
@@ -787,7 +929,12 @@ impl Prepared {
         // Not `collect()`: it would reuse the drafts' buffer, three times the size of the
         // families (11 MB held for nothing at 10,000 files of ten families).
         let mut finished = Vec::with_capacity(prepared.len());
-        finished.extend(prepared.into_iter().map(FamilyDraft::finish));
+        finished.extend(
+            prepared
+                .into_iter()
+                .zip(&families)
+                .map(|(draft, family)| draft.finish(family)),
+        );
         Prepared {
             options: options.clone(),
             families: finished,
@@ -1308,6 +1455,49 @@ mod tests {
         };
         assert_eq!(lines(&a), "shape_test_rows_total{job=\"a\"} 1\n");
         assert_eq!(lines(&b), "shape_test_rows_total{job=\"b\"} 2\n");
+
+        // A shape found in use (no names made) holds the names the family's own would: an
+        // OpenMetrics counter with `_created` samples holds `x_created` as taken, one without
+        // as a slot, and they are two shapes.
+        fn openmetrics(text: &str) -> (Vec<MetricFamily<'_>>, Prepared) {
+            let parse = || {
+                promdrop_textformat::parse(
+                    text.as_bytes(),
+                    promdrop_textformat::Format::OpenMetrics,
+                )
+                .unwrap()
+                .families
+            };
+            let raw = Bytes::from(text.to_string());
+            let origin = Origin::of("/d/om.prom".as_ref());
+            let prepared = Prepared::build(parse(), &raw, &origin, &PrepareOptions::default());
+            (parse(), prepared)
+        }
+        let created = "# TYPE shape_test_jobs counter\nshape_test_jobs_total 1\n\
+                       shape_test_jobs_created 17\n# EOF\n";
+        let plain = "# TYPE shape_test_jobs counter\nshape_test_jobs_total 1\n# EOF\n";
+        let (parsed, d) = openmetrics(created);
+        let (_, e) = openmetrics(created);
+        let (parsed_plain, f) = openmetrics(plain);
+        assert!(Arc::ptr_eq(d.families[0].shape(), e.families[0].shape()));
+        assert_eq!(e.families[0].names, held_names(&parsed[0]));
+        assert_eq!(f.families[0].names, held_names(&parsed_plain[0]));
+        assert_ne!(e.families[0].names, f.families[0].names);
+        assert!(!Arc::ptr_eq(e.families[0].shape(), f.families[0].shape()));
+        // Histograms share a shape only with the same bucket bounds.
+        let histogram = |bound: &str| {
+            format!(
+                "# TYPE shape_test_seconds histogram\nshape_test_seconds_bucket{{le=\"{bound}\"}} 1\n\
+                 shape_test_seconds_bucket{{le=\"+Inf\"}} 1\nshape_test_seconds_sum 1\n\
+                 shape_test_seconds_count 1\n"
+            )
+        };
+        let g = prepare("/d/g.prom", &histogram("0.5"));
+        let h = prepare("/d/h.prom", &histogram("0.5"));
+        let i = prepare("/d/i.prom", &histogram("1"));
+        assert!(Arc::ptr_eq(g.families[0].shape(), h.families[0].shape()));
+        assert!(!Arc::ptr_eq(g.families[0].shape(), i.families[0].shape()));
+        assert_eq!(&*i.families[0].bounds, &[Box::from("+Inf"), Box::from("1")]);
     }
 
     #[test]
