@@ -275,9 +275,9 @@ pub struct Engine {
     prepare: Arc<promdrop_textfile::prepared::PrepareOptions>,
     /// Directories to scan again soon (a file was replaced while being read).
     retry: BTreeSet<usize>,
-    /// Directories to list in the background next ([`BackgroundListing`]), and the listing
-    /// running.
+    /// Directories to list in the background next ([`BackgroundListing`]).
     to_list: BTreeSet<usize>,
+    /// The listing running, if any.
     listing: Option<BackgroundListing>,
     /// How many files were read and installed so far (see [`Tracked::read_seq`]).
     reads: u64,

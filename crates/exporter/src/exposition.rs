@@ -36,7 +36,7 @@ use promdrop_textformat::{
 
 use crate::adopt::Adopted;
 use crate::gzip::{self, Deflated};
-use crate::meta::{MetaWriter, sample_name};
+use crate::meta::{MetaWriter, sample_name, write_sample};
 use crate::names;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
@@ -1484,7 +1484,7 @@ impl FileMetaLines {
         let mut ends = [0; PER_FILE];
         for (k, metric) in per_file_metrics().into_iter().enumerate() {
             if let Some(v) = per_file_value(k, f) {
-                crate::meta::write_sample(&mut text, &sample_name(metric), &[("file", &label)], v);
+                write_sample(&mut text, &sample_name(metric), &[("file", &label)], v);
             }
             ends[k] = text.len();
         }

@@ -88,8 +88,8 @@ struct ScopeBounds {
 }
 
 impl Group {
-    /// Adds the lines of `family` (of file `prepared`), the part just added to this group, to
-    /// `lines` (the group's).
+    /// Adds the lines of `family` (of the chunk's file number `file`), the part just added to
+    /// this group, to `lines` (the group's).
     fn add_lines(&mut self, lines: &mut [Vec<LineRef>; SLOTS], file: u32, family: &PreparedFamily) {
         let mut index = [u32::MAX; SLOTS];
         for (k, range) in family.classic.iter().enumerate() {
@@ -152,7 +152,7 @@ impl Group {
 /// of one of its files, and references cost no reference count each (the slices they stand
 /// for did: the largest part of a change's publication).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineRef {
+struct LineRef {
     file: u32,
     /// The file's OpenMetrics text rather than its classic text.
     openmetrics: bool,
