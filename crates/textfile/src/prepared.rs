@@ -236,7 +236,8 @@ impl FamilyShape {
 }
 
 /// What a shape is made from, borrowed from a parsed family (its names and bounds aside):
-/// enough to find the shape in use without allocating.
+/// enough to find the shape in use with one small allocation (the list of sample names), where
+/// making the shape takes a dozen (its names are strings made with `format!`).
 #[derive(Clone)]
 struct ShapeView<'a> {
     name: &'a str,
