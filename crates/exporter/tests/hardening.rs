@@ -143,12 +143,19 @@ fn over_the_connection_limit_a_client_gets_503() {
     let exporter = common::start(&[dir_arg(dir.path()), arg("web.max-connections", 2)]);
     let addr: SocketAddr = exporter.address.parse().unwrap();
     // Two idle connections take both slots (until the header timeout).
-    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
     // The server takes the held connections off its accept queue when it gets to them (late
     // on a loaded machine), so ask until they are counted; well before the 10 s header
-    // timeout frees them again.
+    // timeout frees them again. A held connection that came while the readiness checks'
+    // connections still had their slots was refused itself (answered and closed): it is
+    // opened again.
     let deadline = Instant::now() + Duration::from_secs(8);
     let r = loop {
+        for h in held.iter_mut() {
+            if was_answered(h) {
+                *h = TcpStream::connect(addr).unwrap();
+            }
+        }
         let r = exporter.get("/metrics", &[]);
         if r.status == 503 || Instant::now() >= deadline {
             break r;
@@ -164,6 +171,17 @@ fn over_the_connection_limit_a_client_gets_503() {
         assert!(Instant::now() < deadline, "the slots were not given back");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether the server wrote to (or closed) `stream`, which never sent a request: a refusal.
+fn was_answered(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let answered = !matches!(
+        stream.peek(&mut [0u8; 1]),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    );
+    stream.set_nonblocking(false).unwrap();
+    answered
 }
 
 const COST: u32 = 8;
