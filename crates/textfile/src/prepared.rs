@@ -300,12 +300,11 @@ impl<'a> ShapeView<'a> {
             && shape.om_folds == self.om_folds
             && shape.om_has_created == self.om_has_created
             && shape.om_unknown == self.om_unknown
-            && shape.sample_names.len() == self.sample_names.len()
             && shape
                 .sample_names
                 .iter()
-                .zip(&self.sample_names)
-                .all(|(a, b)| **a == **b)
+                .map(|n| &**n)
+                .eq(self.sample_names.iter().copied())
     }
 
     /// The shape, made: `family`'s names, and `bounds`.
