@@ -981,11 +981,7 @@ impl Prepared {
 
     /// The text `family.om` is a range of.
     fn om_text(&self, family: &PreparedFamily) -> &Bytes {
-        if family.om_in_classic {
-            &self.classic
-        } else {
-            &self.openmetrics
-        }
+        self.text(!family.om_in_classic)
     }
 
     fn classic_lines(&self, range: &Range<u32>) -> &[u8] {
