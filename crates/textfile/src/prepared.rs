@@ -238,7 +238,7 @@ impl FamilyShape {
 /// What a shape is made from, borrowed from a parsed family (its names and bounds aside):
 /// enough to find the shape in use with one small allocation (the list of sample names), where
 /// making the shape takes a dozen (its names are strings made with `format!`).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct ShapeView<'a> {
     name: &'a str,
     help: Option<&'a str>,
@@ -274,37 +274,14 @@ impl<'a> ShapeView<'a> {
     fn key(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();
-        (self.name, self.help, self.metric_type, self.unit).hash(&mut h);
-        (self.main_name, self.om_name).hash(&mut h);
-        (
-            self.om_folded,
-            self.om_folds,
-            self.om_has_created,
-            self.om_unknown,
-        )
-            .hash(&mut h);
-        self.sample_names.hash(&mut h);
+        self.hash(&mut h);
         h.finish()
     }
 
     /// Whether `shape` is what this view describes. Its names are then this family's too:
     /// `family_names` makes them from the name, the type and the sample names alone.
     fn is(&self, shape: &FamilyShape) -> bool {
-        *shape.name == *self.name
-            && shape.help.as_deref() == self.help
-            && shape.metric_type == self.metric_type
-            && shape.unit.as_deref() == self.unit
-            && shape.main_name.as_deref() == self.main_name
-            && shape.om_name.as_deref() == self.om_name
-            && shape.om_folded == self.om_folded
-            && shape.om_folds == self.om_folds
-            && shape.om_has_created == self.om_has_created
-            && shape.om_unknown == self.om_unknown
-            && shape
-                .sample_names
-                .iter()
-                .map(|n| &**n)
-                .eq(self.sample_names.iter().copied())
+        ShapeView::of_shape(shape) == *self
     }
 
     /// The shape, made: `family`'s names, and `bounds`.
