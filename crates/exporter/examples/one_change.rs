@@ -1,7 +1,7 @@
 //! The work of one change, for counting instructions: loads N files of 100 series sharing
 //! family names (as bench/churn.py writes them), publishes them as the engine does (chunks,
 //! data and meta parts, the OpenMetrics gzip body), then applies K changes, each one file
-//! rewritten: parse and prepare it, rebuild its chunk, assemble, compress what changed, join.
+//! rewritten: parse and prepare it, rebuild its chunk, assemble, compress what changed, join by blocks.
 //!
 //!     cargo build --release -p promdrop-exporter --example one_change
 //!     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg0 target/release/examples/one_change 1000 0
@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use promdrop_exporter::exposition::gzip_body::KeptBlocks;
 use promdrop_exporter::exposition::{
     CHUNK_BITS, Carry, Counters, DataChunk, DataPart, ExpositionOptions, MetaChunk, MetaPart,
-    Segment, ends_chunk,
+    ends_chunk, gzip_stream,
 };
-use promdrop_exporter::gzip::{Deflated, Joined};
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::discovery::FileIdentity;
 use promdrop_textfile::prepared::PrepareOptions;
@@ -78,6 +78,7 @@ fn publish(
     cache: &mut Vec<(Vec<usize>, Arc<DataChunk>, Arc<MetaChunk>)>,
     index: &mut SeriesIndex,
     carry: &Arc<Carry>,
+    kept: &KeptBlocks,
 ) -> usize {
     let options = ExpositionOptions {
         timestamps: Some(TimestampPolicy::Reject),
@@ -125,14 +126,8 @@ fn publish(
     assert!(data.is_concatenated(), "no duplicate series here");
     let meta_chunks: Vec<Arc<MetaChunk>> = cache.iter().map(|c| Arc::clone(&c.2)).collect();
     let meta = MetaPart::from_chunks(meta_chunks, &Counters::default(), false, &data.adopted);
-    let segments: Vec<Arc<Segment>> = data
-        .render_openmetrics_segments()
-        .into_iter()
-        .chain(meta.openmetrics().iter().cloned())
-        .collect();
-    let deflated: Vec<&Deflated> = segments.iter().map(|s| s.compress()).collect();
-    let joined = Joined::new(&deflated);
-    joined.finish(b"# EOF\n").iter().map(Bytes::len).sum()
+    let body = gzip_stream(&data, &meta, true, kept);
+    body.finish(b"# EOF\n").iter().map(|s| s.len()).sum()
 }
 
 fn main() {
@@ -153,12 +148,13 @@ fn main() {
     let mut cache = Vec::new();
     let mut index = SeriesIndex::default();
     let carry = Arc::new(Carry::default());
-    let first = publish(&views, &mut cache, &mut index, &carry);
+    let kept = KeptBlocks::default();
+    let first = publish(&views, &mut cache, &mut index, &carry, &kept);
     println!("{n} files: first publication, gzip body {first} bytes");
     for change in 0..k {
         let i = (change * 7919 + 13) % n;
         views[i] = view(i, 2 + change as u64, &read, &prepare);
-        publish(&views, &mut cache, &mut index, &carry);
+        publish(&views, &mut cache, &mut index, &carry, &kept);
     }
     println!("{k} changes applied");
 }

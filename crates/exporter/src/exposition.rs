@@ -18,8 +18,9 @@
 //!   formats when published (it changes with staleness transitions while the data part may
 //!   not), its per-file lines by chunk ([`MetaChunk`]), listed on first request;
 //! - both compressed as gzip segments (see [`crate::gzip`]) on the first gzip request of a
-//!   publication: only the segments not compressed before (the changed chunks'), joined into
-//!   one buffer.
+//!   publication: only the segments not compressed before (the changed chunks'), joined by
+//!   blocks, and only the blocks holding a changed chunk's segment listed and joined again
+//!   ([`gzip_body`]).
 //!
 //! Only process metrics are rendered for each scrape: they are small and change all the time.
 
@@ -273,7 +274,8 @@ pub fn render_data(
 pub struct Segment {
     text: SegmentText,
     /// The chunk it is part of (a number no other chunk has), or 0 for a family header:
-    /// consecutive segments of one chunk are compressed together ([`compress_runs`]).
+    /// consecutive segments of one chunk are compressed together (a run: see
+    /// [`gzip_body`]).
     owner: u64,
     deflated: OnceLock<Deflated>,
 }
@@ -399,62 +401,6 @@ pub fn next_owner() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The runs of `segments` compressed as one: consecutive segments of one chunk, with the
-/// segments of no chunk (family headers) between or after them.
-fn runs(segments: &[Arc<Segment>]) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut owner = 0;
-    for (i, segment) in segments.iter().enumerate() {
-        if segment.owner != 0 && owner != 0 && segment.owner != owner {
-            out.push(start..i);
-            start = i;
-        }
-        if segment.owner != 0 {
-            owner = segment.owner;
-        }
-    }
-    if start < segments.len() {
-        out.push(start..segments.len());
-    }
-    out
-}
-
-/// Compressed runs of segments kept from one gzip body to the next, by the addresses of
-/// the run's segments (which the entry holds, so no address is reused while it is kept).
-pub type RunCache = std::collections::HashMap<Vec<usize>, (Vec<Arc<Segment>>, Deflated)>;
-
-/// Compresses `segments` for a gzip body, a deflate segment per run (see `runs`): a chunk's
-/// segments change together, and compressed together they lose less to each deflate
-/// segment starting without a dictionary (10,000 files of one family each: 13.3 MB with a
-/// segment per family, 11.7 MB by runs, 11.2 MB as one stream). A run of one segment is kept in
-/// the segment; longer runs in `cache`, which then holds the runs of this body only.
-/// Blocking.
-pub fn compress_runs(segments: &[Arc<Segment>], cache: &Mutex<RunCache>) -> Vec<Deflated> {
-    let mut last = cache.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut kept = RunCache::new();
-    let mut out = Vec::new();
-    for run in runs(segments) {
-        let members = &segments[run];
-        if let [one] = members {
-            out.push(one.compress().clone());
-            continue;
-        }
-        let key: Vec<usize> = members.iter().map(|s| Arc::as_ptr(s) as usize).collect();
-        let deflated = match last.remove(&key) {
-            Some((_, deflated)) => deflated,
-            None => {
-                let parts: Vec<&[u8]> = members.iter().flat_map(|s| s.parts()).collect();
-                gzip::deflate_parts(&parts, false)
-            }
-        };
-        out.push(deflated.clone());
-        kept.insert(key, (members.to_vec(), deflated));
-    }
-    *last = kept;
-    out
-}
-
 /// The text of `segments` as one string (lossy), for tests and tools.
 pub fn segments_text(segments: &[Arc<Segment>]) -> String {
     String::from_utf8_lossy(&segments_bytes(segments)).into_owned()
@@ -533,9 +479,9 @@ pub struct Carry {
     openmetrics: [KeptSlot<Option<Vec<Piece>>>; 4],
     /// How many merges were kept rather than made again (tests read it).
     pub merges_kept: std::sync::atomic::AtomicUsize,
-    /// Per gzip body (by `Published`'s index: format, then variant), its compressed runs of
-    /// segments ([`compress_runs`]).
-    gzip_runs: [Mutex<RunCache>; 8],
+    /// Per gzip body (by `Published`'s index: format, then variant), the blocks of the last
+    /// one made ([`gzip_body::GzipBody`]).
+    gzip_blocks: [gzip_body::KeptBlocks; 8],
 }
 
 /// A merge of chunks, kept with the chunks it was made from.
@@ -841,11 +787,15 @@ fn resolve(
 /// The merged samples of the served files.
 #[derive(Debug)]
 pub struct DataPart {
-    /// The classic rendering, in segments ([`DataPart::classic`]).
-    classic: OnceLock<Vec<Arc<Segment>>>,
+    /// The classic rendering, in segments ([`DataPart::classic`]); shared, so that a gzip
+    /// body is made from it on another thread without a reference count per segment.
+    classic: OnceLock<Arc<Vec<Arc<Segment>>>>,
     /// The chunks' classic merge, when they merged by groups: what `classic` lists.
     assembled: Arc<Option<assembly::Assembly>>,
     openmetrics: tokio::sync::OnceCell<Arc<Vec<Arc<Segment>>>>,
+    /// The chunks' OpenMetrics merge (`None` inside when they do not merge by groups), made
+    /// on first use: what `openmetrics` lists, and what a gzip body is made from.
+    openmetrics_pieces: OnceLock<Arc<Option<Vec<Piece>>>>,
     chunks: Vec<Arc<DataChunk>>,
     /// Whether the chunks' prepared text gave the body (else the full merge, which a
     /// duplicate series needs).
@@ -989,7 +939,9 @@ impl DataPart {
                 let path_of = |i: usize| paths.get(i).cloned().unwrap_or_default();
                 let conflicts = prepared::render_classic(&prepared, &path_of, &mut out);
                 (
-                    OnceLock::from(vec![Arc::new(Segment::from_bytes(Bytes::from(out)))]),
+                    OnceLock::from(Arc::new(vec![Arc::new(Segment::from_bytes(Bytes::from(
+                        out,
+                    )))])),
                     conflicts,
                 )
             }
@@ -1006,7 +958,7 @@ impl DataPart {
                 let mut text = String::with_capacity(capacity + capacity / 8);
                 let conflicts = render_data(&files, &options, Format::Classic, &mut text);
                 (
-                    OnceLock::from(vec![Arc::new(Segment::new(text))]),
+                    OnceLock::from(Arc::new(vec![Arc::new(Segment::new(text))])),
                     conflicts,
                 )
             }
@@ -1017,6 +969,7 @@ impl DataPart {
             classic,
             assembled,
             openmetrics: tokio::sync::OnceCell::new(),
+            openmetrics_pieces: OnceLock::new(),
             chunks,
             concatenable,
             options,
@@ -1031,9 +984,16 @@ impl DataPart {
     /// The classic rendering, in segments: the merge's pieces made into the chunks' segments
     /// on first use (or the text a merge part by part or the full merge gave).
     pub fn classic(&self) -> &[Arc<Segment>] {
-        self.classic.get_or_init(|| match &*self.assembled {
-            Some(a) => resolve(&a.classic, &self.chunks, &self.carry.headers),
-            None => Vec::new(),
+        self.classic_list()
+    }
+
+    /// [`DataPart::classic`], shared.
+    pub fn classic_list(&self) -> &Arc<Vec<Arc<Segment>>> {
+        self.classic.get_or_init(|| {
+            Arc::new(match &*self.assembled {
+                Some(a) => resolve(&a.classic, &self.chunks, &self.carry.headers),
+                None => Vec::new(),
+            })
         })
     }
 
@@ -1073,17 +1033,8 @@ impl DataPart {
 
     /// Renders the OpenMetrics segments (without `# EOF`). Blocking.
     pub fn render_openmetrics_segments(&self) -> Vec<Arc<Segment>> {
-        if self.concatenable {
-            let pieces = merge_kept(
-                self.carry.openmetrics.get(self.variant),
-                &self.carry.merges_kept,
-                &self.chunks,
-                || {
-                    let plans: Vec<&ChunkPlan> = self.chunks.iter().map(|c| &c.plan).collect();
-                    assembly::assemble_openmetrics(&plans)
-                },
-            );
-            if let Some(pieces) = &*pieces {
+        if let Some(pieces) = self.merged_openmetrics() {
+            if let Some(pieces) = &**pieces {
                 return resolve(pieces, &self.chunks, &self.carry.headers);
             }
             let prepared: Vec<Arc<Prepared>> = self
@@ -1099,6 +1050,55 @@ impl DataPart {
         let mut text = String::with_capacity(1024);
         render_data(&self.files(), &self.options, Format::OpenMetrics, &mut text);
         vec![Arc::new(Segment::new(text))]
+    }
+
+    /// The chunks' OpenMetrics merge by groups (kept from the last publication when its
+    /// chunks merge as these do), made once; `None` when the chunks' prepared text does not
+    /// give the body. Blocking.
+    fn merged_openmetrics(&self) -> Option<&Arc<Option<Vec<Piece>>>> {
+        self.concatenable.then(|| {
+            self.openmetrics_pieces.get_or_init(|| {
+                merge_kept(
+                    self.carry.openmetrics.get(self.variant),
+                    &self.carry.merges_kept,
+                    &self.chunks,
+                    || {
+                        let plans: Vec<&ChunkPlan> = self.chunks.iter().map(|c| &c.plan).collect();
+                        assembly::assemble_openmetrics(&plans)
+                    },
+                )
+            })
+        })
+    }
+
+    /// The positions of this part's body in `openmetrics` or the classic format, for its gzip
+    /// stream: from the merge's pieces without listing the segments, else from the listed
+    /// segments (the listing kept for plain requests). Blocking.
+    fn gzip_items<'a>(&'a self, openmetrics: bool, out: &mut Vec<gzip_body::Item<'a>>) {
+        let pieces = if openmetrics {
+            self.merged_openmetrics().and_then(|p| p.as_ref().as_ref())
+        } else {
+            self.assembled.as_ref().as_ref().map(|a| &a.classic)
+        };
+        if let Some(pieces) = pieces {
+            gzip_body::Item::pieces(pieces, &self.chunks, &self.carry.headers, out);
+            return;
+        }
+        let listed = if openmetrics {
+            match self.openmetrics.get() {
+                Some(listed) => Arc::clone(listed),
+                None => {
+                    let listed = Arc::new(self.render_openmetrics_segments());
+                    // Another request may have listed it meanwhile: either list is the same.
+                    let _ = self.openmetrics.set(Arc::clone(&listed));
+                    listed
+                }
+            }
+        } else {
+            Arc::clone(self.classic_list())
+        };
+        // (The merge part by part, or the full merge: a segment or few.)
+        out.extend(listed.iter().cloned().map(gzip_body::Item::made));
     }
 
     /// Renders the OpenMetrics text (without `# EOF`). Blocking.
@@ -1692,7 +1692,7 @@ pub struct MetaPart {
     end: [Arc<Segment>; 2],
     /// The segments in order (classic, OpenMetrics), listed on first use: most publications
     /// under churn are replaced before a scrape asks for them.
-    listed: [OnceLock<Vec<Arc<Segment>>>; 2],
+    listed: [OnceLock<Arc<Vec<Arc<Segment>>>>; 2],
 }
 
 impl MetaPart {
@@ -1738,12 +1738,51 @@ impl MetaPart {
 
     /// The classic segments, in order.
     pub fn classic(&self) -> &[Arc<Segment>] {
-        self.listed[0].get_or_init(|| self.list(false))
+        self.listed_in(false)
     }
 
     /// The OpenMetrics segments, in order.
     pub fn openmetrics(&self) -> &[Arc<Segment>] {
-        self.listed[1].get_or_init(|| self.list(true))
+        self.listed_in(true)
+    }
+
+    /// The segments in `openmetrics` or the classic format, shared.
+    pub fn listed_in(&self, openmetrics: bool) -> &Arc<Vec<Arc<Segment>>> {
+        self.listed[usize::from(openmetrics)].get_or_init(|| Arc::new(self.list(openmetrics)))
+    }
+
+    /// The positions of this part's body in `openmetrics` or the classic format, for its gzip
+    /// stream, as [`MetaPart::list`] lists them but without reading the chunks.
+    fn gzip_items<'a>(&'a self, openmetrics: bool, out: &mut Vec<gzip_body::Item<'a>>) {
+        let headers = per_file_headers();
+        let metrics = per_file_metrics();
+        let format = usize::from(openmetrics);
+        out.reserve(self.chunks.len() * PER_FILE + 16);
+        let family = |k: usize, out: &mut Vec<gzip_body::Item<'a>>| {
+            let header = if openmetrics {
+                &headers[k].1
+            } else {
+                &headers[k].0
+            };
+            out.push(gzip_body::Item::segment(header));
+            if let Some(lines) = self.adopted.lines(metrics[k].name) {
+                let text = if openmetrics {
+                    &lines.openmetrics
+                } else {
+                    &lines.classic
+                };
+                out.push(gzip_body::Item::made(Arc::new(Segment::new(text.clone()))));
+            }
+            out.extend(self.chunks.iter().map(|c| gzip_body::Item::meta(c, k)));
+        };
+        for k in 0..PER_FILE - 1 {
+            family(k, out);
+        }
+        out.push(gzip_body::Item::segment(&self.totals[format]));
+        if self.compat_node {
+            family(PER_FILE - 1, out);
+            out.push(gzip_body::Item::segment(&self.end[format]));
+        }
     }
 
     fn list(&self, openmetrics: bool) -> Vec<Arc<Segment>> {
@@ -1789,7 +1828,7 @@ pub struct Published {
     /// The files' merged samples.
     pub data: Arc<DataPart>,
     /// The exporter's metrics about them.
-    pub meta: MetaPart,
+    pub meta: Arc<MetaPart>,
     /// What the status page and `/api/v1/files` show, but the files ([`Published::status`]
     /// adds them on first request).
     status: Arc<StatusModel>,
@@ -1800,7 +1839,7 @@ pub struct Published {
     /// The gzip stream of data and meta, by format (classic, OpenMetrics) and data part (the
     /// published one, then the escaped variants `underscores`, `dots`, `values` that differ
     /// from it), joined on first request.
-    gzipped: [tokio::sync::OnceCell<Arc<gzip::Joined>>; 8],
+    gzipped: [tokio::sync::OnceCell<Arc<gzip_body::GzipBody>>; 8],
     /// The plain text of data and meta, by the same index as `gzipped`, joined into one
     /// segment on the second plain request (see [`Published::negotiated_body`]).
     joined_plain: [tokio::sync::OnceCell<Option<Arc<Segment>>>; 8],
@@ -1853,7 +1892,7 @@ impl Published {
     ) -> Published {
         Published {
             data,
-            meta,
+            meta: Arc::new(meta),
             status,
             views,
             status_full: OnceLock::new(),
@@ -1938,12 +1977,10 @@ impl Published {
         let index = usize::from(openmetrics) * 4 + slot;
         // Every request after the first of its kind finds its body made: no list of the
         // segments (tens of thousands) is made for it.
-        let gzip_body = |joined: &gzip::Joined| Body {
+        let gzip_body = |body: &gzip_body::GzipBody| Body {
             content_type,
             gzip: true,
-            segments: vec![Arc::new(Segment::from_parts(
-                joined.finish(tail.as_bytes()),
-            ))],
+            segments: body.finish(tail.as_bytes()),
         };
         if negotiated.gzip
             && let Some(joined) = self.gzipped[index].get()
@@ -1958,6 +1995,26 @@ impl Published {
                 gzip: false,
                 segments: vec![Arc::clone(joined), Arc::new(Segment::new(tail))],
             };
+        }
+        if negotiated.gzip {
+            // Made from the parts' positions, block by block: the blocks whose positions the
+            // last body had are taken from it (see `gzip_body`), so the first request after a
+            // change lists and compresses the changed chunks' blocks, not every segment.
+            let carry = Arc::clone(&self.data.carry);
+            let meta = Arc::clone(&self.meta);
+            let body = self.gzipped[index]
+                .get_or_init(|| async move {
+                    let body = tokio::task::spawn_blocking(move || {
+                        gzip_stream(&variant, &meta, openmetrics, &carry.gzip_blocks[index])
+                    })
+                    .await;
+                    crate::process::release_free_memory();
+                    Arc::new(
+                        body.unwrap_or_else(|_| gzip_body::GzipBody::build(&[], &Mutex::default())),
+                    )
+                })
+                .await;
+            return gzip_body(body);
         }
         // The classic segments are read in place in the part, not copied into a list of
         // their own first.
@@ -1974,22 +2031,6 @@ impl Published {
             self.meta.classic()
         };
         let segments: Vec<Arc<Segment>> = data.iter().chain(meta.iter()).cloned().collect();
-        if negotiated.gzip {
-            let carry = Arc::clone(&self.data.carry);
-            let joined = self.gzipped[index]
-                .get_or_init(|| async move {
-                    let joined = tokio::task::spawn_blocking(move || {
-                        let deflated = compress_runs(&segments, &carry.gzip_runs[index]);
-                        let deflated: Vec<&Deflated> = deflated.iter().collect();
-                        Arc::new(gzip::Joined::new(&deflated))
-                    })
-                    .await;
-                    crate::process::release_free_memory();
-                    joined.unwrap_or_else(|_| Arc::new(gzip::Joined::new(&[])))
-                })
-                .await;
-            return gzip_body(joined);
-        }
         // A plain body is the segments' pieces, written as they are (routes::Chunks): no copy
         // is kept for a one-off request (a person with curl), whose cost would be a second
         // copy of the text. A body of many pieces (more than JOIN_PARTS) asked for a second
@@ -2041,6 +2082,21 @@ impl Published {
             segments,
         }
     }
+}
+
+/// The gzip stream of `data` then `meta`, in OpenMetrics or the classic format, taking the
+/// blocks of the last one made that `kept` holds where their positions are the same (see
+/// [`gzip_body`]). Blocking.
+pub fn gzip_stream(
+    data: &DataPart,
+    meta: &MetaPart,
+    openmetrics: bool,
+    kept: &gzip_body::KeptBlocks,
+) -> gzip_body::GzipBody {
+    let mut items = Vec::new();
+    data.gzip_items(openmetrics, &mut items);
+    meta.gzip_items(openmetrics, &mut items);
+    gzip_body::GzipBody::build(&items, kept)
 }
 
 /// Renders `files` with their states as the classic body a scrape gets, without process
@@ -2100,6 +2156,7 @@ pub fn render_classic_body(
 }
 
 mod escaped;
+pub mod gzip_body;
 
 pub use escaped::may_have_quoted_names;
 
@@ -2140,66 +2197,6 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         out
-    }
-
-    #[test]
-    fn a_chunks_segments_compress_together_and_are_kept_until_it_changes() {
-        let header = |t: &str| Arc::new(Segment::header(t.to_owned()));
-        let chunk = |texts: &[String]| {
-            let owner = next_owner();
-            texts
-                .iter()
-                .map(|t| Arc::new(Segment::owned(vec![Bytes::from(t.clone())], owner)))
-                .collect::<Vec<_>>()
-        };
-        let lines = |family: &str, job: &str| -> String {
-            (0..40)
-                .map(|i| format!("{family}{{job=\"{job}\",shard=\"{i}\"}} {i}\n"))
-                .collect()
-        };
-        let a = chunk(&[lines("x", "a"), lines("y", "a")]);
-        let b = chunk(&[lines("y", "b")]);
-        let (hx, hy) = (header("# TYPE x gauge\n"), header("# TYPE y gauge\n"));
-        let body = |a: &[Arc<Segment>]| {
-            vec![
-                Arc::clone(&hx),
-                Arc::clone(&a[0]),
-                Arc::clone(&hy),
-                Arc::clone(&a[1]),
-                Arc::clone(&b[0]),
-            ]
-        };
-        let segments = body(&a);
-        // The header goes with the chunk before it; another chunk starts a run.
-        assert_eq!(runs(&segments), vec![0..4, 4..5]);
-        let cache = Mutex::default();
-        let joined = |deflated: &[Deflated]| {
-            let refs: Vec<&Deflated> = deflated.iter().collect();
-            let chunks = gzip::Joined::new(&refs).finish(b"# EOF\n");
-            gunzip(&chunks.concat())
-        };
-        let first = compress_runs(&segments, &cache);
-        assert_eq!(first.len(), 2);
-        assert_eq!(
-            joined(&first),
-            [segments_text(&segments).as_bytes(), b"# EOF\n"].concat()
-        );
-        // The same segments: the runs compressed before, not compressed again.
-        let again = compress_runs(&segments, &cache);
-        assert_eq!(again[0].bytes.as_ptr(), first[0].bytes.as_ptr());
-        assert_eq!(again[1].bytes.as_ptr(), first[1].bytes.as_ptr());
-        // Chunk a rewritten: its run is compressed again, b's segment is kept.
-        let a2 = chunk(&[lines("x", "a2"), lines("y", "a2")]);
-        let changed = body(&a2);
-        let third = compress_runs(&changed, &cache);
-        assert_ne!(third[0].bytes.as_ptr(), first[0].bytes.as_ptr());
-        assert_eq!(third[1].bytes.as_ptr(), first[1].bytes.as_ptr());
-        assert_eq!(
-            joined(&third),
-            [segments_text(&changed).as_bytes(), b"# EOF\n"].concat()
-        );
-        // Only the last body's runs are kept.
-        assert_eq!(cache.lock().unwrap().len(), 1);
     }
 }
 

@@ -12,6 +12,7 @@ use promdrop_textfile::discovery::FileIdentity;
 use promdrop_textfile::prepared::{Prepared, SeriesIndex, render_openmetrics};
 use promdrop_textfile::snapshot::{self, FileSnapshot, ReadOptions, parse_bytes};
 
+use super::gzip_body::{GzipBody, KeptBlocks};
 use super::{DataPart, ExpositionOptions, prepared_for, render_data};
 
 /// Files that exercise every rendering rule: OpenMetrics types, folds, splits, units,
@@ -622,6 +623,20 @@ fn merges_kept_between_publications_equal_the_full_merge() {
             ))
         };
         let mut chunks: Vec<Arc<DataChunk>> = (0..CHUNKS).map(|c| build(&files, c)).collect();
+        // The gzip streams, made by blocks from one publication to the next as the server
+        // makes them, must read as the full merge too.
+        let kept = [KeptBlocks::default(), KeptBlocks::default()];
+        let gunzipped = |data: &DataPart, openmetrics: bool| {
+            let mut items = Vec::new();
+            data.gzip_items(openmetrics, &mut items);
+            let body = GzipBody::build(&items, &kept[usize::from(openmetrics)]);
+            let bytes: Vec<u8> = body
+                .finish(b"")
+                .iter()
+                .flat_map(|s| s.parts().flatten().copied().collect::<Vec<u8>>())
+                .collect();
+            String::from_utf8_lossy(&super::tests::gunzip(&bytes)).into_owned()
+        };
         for step in 0..400 {
             if step > 0 {
                 let position = (next() % files.len() as u64) as usize;
@@ -642,6 +657,11 @@ fn merges_kept_between_publications_equal_the_full_merge() {
             let mut expected = String::new();
             let conflicts = render_data(&files, &options, Format::Classic, &mut expected);
             assert_eq!(data.classic_text(), expected, "classic, step {step}");
+            assert_eq!(
+                gunzipped(&data, false),
+                expected,
+                "classic gzip, step {step}"
+            );
             // Then those of the exporter's own families (two copies of the pool's f.prom),
             // which `own_families_taken_by_chunks_equal_one_build` checks.
             let conflicts = [conflicts, data.adopted.conflicts.clone()].concat();
@@ -652,6 +672,11 @@ fn merges_kept_between_publications_equal_the_full_merge() {
                 String::from_utf8_lossy(&data.render_openmetrics()),
                 expected_om,
                 "openmetrics, step {step}"
+            );
+            assert_eq!(
+                gunzipped(&data, true),
+                expected_om,
+                "openmetrics gzip, step {step}"
             );
             if carry.merges_kept.load(Ordering::Relaxed) == kept_before && step > 0 && !repeats {
                 reshaped += 1;

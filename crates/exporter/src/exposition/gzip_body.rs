@@ -1,0 +1,491 @@
+//! A publication's gzip stream, kept in blocks from one publication to the next.
+//!
+//! At 10,000 files sharing family names a body is some 11,000 segments: a segment per chunk
+//! and family, and a segment per chunk and per-file meta family. A publication after a change
+//! differs from the one before in the changed chunks' segments only, but listing every
+//! segment, and joining every segment's compressed bytes, costs a reference count per segment
+//! in memory no other work touches: on the 2-core test VM that was 80 ms for the first gzip
+//! request after each change, most of it those cache misses, and the time a rename took to be
+//! seen. So the stream is kept in blocks of consecutive positions (about [`BLOCK_ITEMS`],
+//! whole runs), each block its runs' compressed bytes joined. A position is known by where its
+//! segment comes from (a chunk and a group, or a segment), read without touching the segment
+//! ([`Key`]); a block whose positions all come from the same places as the last publication's
+//! block at its index is that block, and only the others are listed and joined.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crc32fast::Hasher;
+use promdrop_textfile::assembly::Piece;
+
+use super::{DataChunk, HeaderCache, MetaChunk, Segment};
+use crate::gzip::{self, Deflated};
+
+/// How many positions a block holds before it ends at the next run's start: small, since a
+/// changed chunk has a position in every family's block, and a change then lists and joins
+/// its blocks only (at 10,000 files, about one position in ten per changed chunk).
+pub const BLOCK_ITEMS: usize = 16;
+
+/// Where a position's segment comes from, as addresses (held by the block, so that no address
+/// is reused while it is kept) and an index: equal keys are the same segment.
+type Key = (usize, u32);
+
+/// How a position's segment joins a run (see [`super::runs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunOf {
+    /// A family header: with the run before it.
+    Header,
+    /// A chunk's segment (by the chunk's address): with the chunk's segments around it.
+    Chunk(usize),
+    /// A run of its own.
+    Alone,
+}
+
+/// Where a position's segment is: borrowed from the parts listed, so that listing the
+/// positions costs no reference count.
+enum At<'a> {
+    /// This segment.
+    Segment(&'a Arc<Segment>),
+    /// This segment, made for this body (a header from the cache, the adopted lines).
+    Made(Arc<Segment>),
+    /// A data chunk's group's lines of one slot.
+    Data {
+        chunk: &'a Arc<DataChunk>,
+        group: usize,
+        slot: usize,
+    },
+    /// A meta chunk's lines of the per-file family `k` (none when the chunk has none).
+    Meta { chunk: &'a Arc<MetaChunk>, k: usize },
+}
+
+/// One position of a body.
+pub struct Item<'a> {
+    key: Key,
+    run: RunOf,
+    at: At<'a>,
+}
+
+impl<'a> Item<'a> {
+    /// The position of `segment`.
+    pub fn segment(segment: &'a Arc<Segment>) -> Item<'a> {
+        Item {
+            key: (Arc::as_ptr(segment) as usize, 0),
+            run: run_of(segment),
+            at: At::Segment(segment),
+        }
+    }
+
+    /// The position of `segment`, made for this body.
+    pub fn made(segment: Arc<Segment>) -> Item<'a> {
+        Item {
+            key: (Arc::as_ptr(&segment) as usize, 0),
+            run: run_of(&segment),
+            at: At::Made(segment),
+        }
+    }
+
+    /// The positions of a merge's `pieces` over `chunks` (as [`super::resolve`] lists them).
+    pub fn pieces(
+        pieces: &[Piece],
+        chunks: &'a [Arc<DataChunk>],
+        headers: &HeaderCache,
+        out: &mut Vec<Item<'a>>,
+    ) {
+        out.reserve(pieces.len());
+        for piece in pieces {
+            match *piece {
+                Piece::Text(ref text) => out.push(Item::made(headers.get(text))),
+                Piece::Lines { chunk, group, slot } => {
+                    let Some(c) = chunks.get(chunk) else { continue };
+                    let address = Arc::as_ptr(c) as usize;
+                    out.push(Item {
+                        key: (address, (group * super::SLOTS + slot + 1) as u32),
+                        run: RunOf::Chunk(address),
+                        at: At::Data {
+                            chunk: c,
+                            group,
+                            slot,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// The position of `chunk`'s lines of the per-file family `k`.
+    pub fn meta(chunk: &'a Arc<MetaChunk>, k: usize) -> Item<'a> {
+        Item {
+            key: (Arc::as_ptr(chunk) as usize, k as u32),
+            // Each of a meta chunk's segments has a number of its own.
+            run: RunOf::Alone,
+            at: At::Meta { chunk, k },
+        }
+    }
+
+    fn resolve(&self) -> Option<Arc<Segment>> {
+        match &self.at {
+            At::Segment(segment) => Some(Arc::clone(segment)),
+            At::Made(segment) => Some(Arc::clone(segment)),
+            At::Data { chunk, group, slot } => chunk.segments.get(*group)?.get(*slot)?.clone(),
+            At::Meta { chunk, k } => {
+                let lines = chunk.lines.get(*k)?;
+                (!lines.is_empty()).then(|| Arc::clone(lines))
+            }
+        }
+    }
+}
+
+/// Consecutive positions of a body, their segments compressed by runs and joined.
+#[derive(Debug)]
+pub struct Block {
+    keys: Box<[Key]>,
+    /// What the keys' addresses point to (each chunk once), and the segments of runs of more
+    /// than one: kept with the block for their addresses, never read.
+    #[allow(dead_code)]
+    held: Vec<Held>,
+    /// The compressed runs of more than one segment, by their segments' addresses, for the
+    /// block that replaces this one (a chunk's run is kept while the chunk is).
+    runs: Vec<(Vec<usize>, Deflated)>,
+    /// The runs' compressed bytes, as one segment of the response.
+    segment: Arc<Segment>,
+    crc: Hasher,
+    len: u64,
+}
+
+/// Something a block's keys point into, held for its address (never read).
+#[derive(Debug)]
+#[allow(dead_code)]
+enum Held {
+    Segment(Arc<Segment>),
+    Data(Arc<DataChunk>),
+    Meta(Arc<MetaChunk>),
+}
+
+impl Block {
+    /// Lists and compresses `items` (whole runs), taking the runs of more than one segment
+    /// that `last` compressed. Blocking.
+    fn build(items: &[Item], last: Option<&Block>) -> Block {
+        let mut held: Vec<Held> = Vec::new();
+        let mut last_address = 0;
+        for item in items {
+            // The key's address is what the item points into.
+            if item.key.0 == last_address {
+                continue;
+            }
+            last_address = item.key.0;
+            held.push(match &item.at {
+                At::Segment(s) => Held::Segment(Arc::clone(s)),
+                At::Made(s) => Held::Segment(Arc::clone(s)),
+                At::Data { chunk, .. } => Held::Data(Arc::clone(chunk)),
+                At::Meta { chunk, .. } => Held::Meta(Arc::clone(chunk)),
+            });
+        }
+        let mut parts = Vec::new();
+        let mut crc = Hasher::new();
+        let mut len = 0u64;
+        let mut add = |deflated: &Deflated| {
+            if deflated.len > 0 {
+                crc.combine(&deflated.crc);
+                len += deflated.len;
+            }
+            if !deflated.bytes.is_empty() {
+                parts.push(deflated.bytes.clone());
+            }
+        };
+        let mut runs = Vec::new();
+        for run in split_runs(items) {
+            let members: Vec<Arc<Segment>> = items[run].iter().filter_map(Item::resolve).collect();
+            match members.as_slice() {
+                [] => {}
+                [one] => add(one.compress()),
+                _ => {
+                    let key: Vec<usize> = members.iter().map(|s| Arc::as_ptr(s) as usize).collect();
+                    let kept = last.and_then(|l| l.runs.iter().find(|(k, _)| *k == key));
+                    let deflated = match kept {
+                        Some((_, deflated)) => deflated.clone(),
+                        None => {
+                            let parts: Vec<&[u8]> =
+                                members.iter().flat_map(|s| s.parts()).collect();
+                            gzip::deflate_parts(&parts, false)
+                        }
+                    };
+                    add(&deflated);
+                    held.extend(members.into_iter().map(Held::Segment));
+                    runs.push((key, deflated));
+                }
+            }
+        }
+        Block {
+            keys: items.iter().map(|i| i.key).collect(),
+            held,
+            runs,
+            segment: Arc::new(Segment::owned(parts, 0)),
+            crc,
+            len,
+        }
+    }
+}
+
+/// How `segment` joins a run: by its chunk's number (a header's is 0).
+fn run_of(segment: &Segment) -> RunOf {
+    match segment.owner {
+        0 => RunOf::Header,
+        // Segments of one chunk share its number.
+        owner => RunOf::Chunk(owner as usize),
+    }
+}
+
+/// The runs of `items`, by index: a chunk's consecutive segments with the family headers
+/// between or after them (as [`super::runs`] cuts a list of segments).
+fn split_runs(items: &[Item]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut owner: Option<RunOf> = None;
+    for (i, item) in items.iter().enumerate() {
+        if starts_run(owner, item.run) {
+            out.push(start..i);
+            start = i;
+        }
+        if item.run != RunOf::Header {
+            owner = Some(item.run);
+        }
+    }
+    if start < items.len() {
+        out.push(start..items.len());
+    }
+    out
+}
+
+/// Whether a segment that joins runs as `run` starts a new run after a run of `owner` (none:
+/// only headers so far).
+fn starts_run(owner: Option<RunOf>, run: RunOf) -> bool {
+    match (owner, run) {
+        (None, _) | (_, RunOf::Header) => false,
+        (Some(_), RunOf::Alone) | (Some(RunOf::Alone), _) => true,
+        (Some(a), b) => a != b,
+    }
+}
+
+/// Where the blocks of `items` end: after whole runs, once a block holds [`BLOCK_ITEMS`]
+/// positions.
+fn block_ends(items: &[Item]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut start = 0;
+    let mut owner: Option<RunOf> = None;
+    for (i, item) in items.iter().enumerate() {
+        if i - start >= BLOCK_ITEMS && starts_run(owner, item.run) {
+            ends.push(i);
+            start = i;
+        }
+        if item.run != RunOf::Header {
+            owner = Some(item.run);
+        }
+    }
+    if start < items.len() {
+        ends.push(items.len());
+    }
+    ends
+}
+
+/// A publication's gzip stream: the header, its blocks, then per response the process
+/// metrics and the trailer ([`GzipBody::finish`]).
+#[derive(Debug)]
+pub struct GzipBody {
+    blocks: Vec<Arc<Block>>,
+    crc: Hasher,
+    len: u64,
+}
+
+/// The blocks of the last gzip body made, per body kind, for the next publication.
+pub type KeptBlocks = Mutex<Vec<Arc<Block>>>;
+
+impl GzipBody {
+    /// The gzip stream of `items`, taking the blocks `kept` holds (the last body's) where
+    /// their positions are the same, and leaving this body's blocks there. Blocking.
+    pub fn build(items: &[Item], kept: &KeptBlocks) -> GzipBody {
+        let mut last = kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut blocks = Vec::new();
+        let mut start = 0;
+        for end in block_ends(items) {
+            let slice = &items[start..end];
+            let old = last.get(blocks.len());
+            let same = old.is_some_and(|b| {
+                b.keys.len() == slice.len() && b.keys.iter().zip(slice).all(|(k, i)| *k == i.key)
+            });
+            blocks.push(match old {
+                Some(b) if same => Arc::clone(b),
+                _ => Arc::new(Block::build(slice, old.map(|b| &**b))),
+            });
+            start = end;
+        }
+        let mut crc = Hasher::new();
+        let mut len = 0u64;
+        for block in &blocks {
+            if block.len > 0 {
+                crc.combine(&block.crc);
+                len += block.len;
+            }
+        }
+        last.clone_from(&blocks);
+        GzipBody { blocks, crc, len }
+    }
+
+    /// The segments of one response: the gzip header, the blocks, then `last` compressed (its
+    /// final block ends the stream) and the trailer.
+    pub fn finish(&self, last: &[u8]) -> Vec<Arc<Segment>> {
+        let tail = gzip::deflate(last, true);
+        let mut crc = self.crc.clone();
+        crc.combine(&tail.crc);
+        let len = self.len + tail.len;
+        let mut out = Vec::with_capacity(self.blocks.len() + 2);
+        out.push(Arc::new(Segment::owned(
+            vec![bytes::Bytes::from_static(&gzip::HEADER)],
+            0,
+        )));
+        out.extend(self.blocks.iter().map(|b| Arc::clone(&b.segment)));
+        out.push(Arc::new(Segment::owned(
+            vec![
+                tail.bytes,
+                bytes::Bytes::copy_from_slice(&gzip::trailer(&crc, len)),
+            ],
+            0,
+        )));
+        out
+    }
+
+    /// The blocks, in order (tests compare them across publications).
+    pub fn block_segments(&self) -> impl Iterator<Item = &Arc<Segment>> {
+        self.blocks.iter().map(|b| &b.segment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::gunzip;
+    use super::super::{next_owner, segments_text};
+    use super::*;
+    use bytes::Bytes;
+
+    /// The whole response of `body` ending with `# EOF`, as bytes.
+    fn response(body: &GzipBody) -> Vec<u8> {
+        let mut out = Vec::new();
+        for segment in body.finish(b"# EOF\n") {
+            for part in segment.parts() {
+                out.extend_from_slice(part);
+            }
+        }
+        out
+    }
+
+    fn items(segments: &[Arc<Segment>]) -> Vec<Item<'_>> {
+        segments.iter().map(Item::segment).collect()
+    }
+
+    fn addresses(body: &GzipBody) -> Vec<usize> {
+        body.block_segments()
+            .map(|s| Arc::as_ptr(s) as usize)
+            .collect()
+    }
+
+    #[test]
+    fn a_body_is_made_again_only_in_the_blocks_of_the_chunks_that_changed() {
+        // Forty chunks of one segment in each of two families (as files sharing family names
+        // are listed), each chunk's segments of one number.
+        let header = |t: &str| Arc::new(Segment::header(t.to_owned()));
+        let chunk = |c: usize, generation: usize| {
+            let owner = next_owner();
+            ["x", "y"].map(|family| {
+                let text: String = (0..20)
+                    .map(|i| format!("{family}{{job=\"{c}\",shard=\"{i}\"}} {generation}\n"))
+                    .collect();
+                Arc::new(Segment::owned(vec![Bytes::from(text)], owner))
+            })
+        };
+        let (hx, hy) = (header("# TYPE x gauge\n"), header("# TYPE y gauge\n"));
+        let list = |chunks: &[[Arc<Segment>; 2]]| {
+            let mut out = vec![Arc::clone(&hx)];
+            out.extend(chunks.iter().map(|c| Arc::clone(&c[0])));
+            out.push(Arc::clone(&hy));
+            out.extend(chunks.iter().map(|c| Arc::clone(&c[1])));
+            out
+        };
+        let mut chunks: Vec<[Arc<Segment>; 2]> = (0..40).map(|c| chunk(c, 1)).collect();
+        let kept = KeptBlocks::default();
+        let segments = list(&chunks);
+        let first = GzipBody::build(&items(&segments), &kept);
+        assert_eq!(
+            gunzip(&response(&first)),
+            [segments_text(&segments).as_bytes(), b"# EOF\n"].concat()
+        );
+        let blocks = addresses(&first);
+        assert!(blocks.len() >= 4, "{} blocks", blocks.len());
+
+        // Nothing changed: every block is the last body's.
+        let again = GzipBody::build(&items(&segments), &kept);
+        assert_eq!(addresses(&again), blocks);
+
+        // Chunk 5 rewritten: the blocks holding its two segments are made again, no other.
+        chunks[5] = chunk(5, 2);
+        let segments = list(&chunks);
+        let changed = GzipBody::build(&items(&segments), &kept);
+        assert_eq!(
+            gunzip(&response(&changed)),
+            [segments_text(&segments).as_bytes(), b"# EOF\n"].concat()
+        );
+        let now = addresses(&changed);
+        assert_eq!(now.len(), blocks.len());
+        let made: Vec<usize> = (0..now.len()).filter(|&b| now[b] != blocks[b]).collect();
+        assert_eq!(made.len(), 2, "blocks made again: {made:?}");
+    }
+
+    #[test]
+    fn a_chunks_run_is_compressed_once_while_the_chunk_is_kept() {
+        // Each chunk's families its own: a chunk's segments and the headers between them
+        // are one run, compressed together.
+        let header = |t: &str| Arc::new(Segment::header(t.to_owned()));
+        let chunk = |name: &str, generation: usize| {
+            let owner = next_owner();
+            let text: String = (0..40)
+                .map(|i| format!("{name}{{shard=\"{i}\"}} {generation}\n"))
+                .collect();
+            (
+                Arc::new(Segment::owned(vec![Bytes::from(text.clone())], owner)),
+                header(&format!("# TYPE {name}_b gauge\n")),
+                Arc::new(Segment::owned(vec![Bytes::from(text)], owner)),
+            )
+        };
+        let list = |a: &(Arc<Segment>, Arc<Segment>, Arc<Segment>),
+                    b: &(Arc<Segment>, Arc<Segment>, Arc<Segment>)| {
+            [&a.0, &a.1, &a.2, &b.0, &b.1, &b.2]
+                .map(Arc::clone)
+                .to_vec()
+        };
+        assert_eq!(
+            split_runs(&items(&list(&chunk("a", 1), &chunk("b", 1)))),
+            vec![0..3, 3..6]
+        );
+        let a = chunk("a", 1);
+        let kept = KeptBlocks::default();
+        let first = GzipBody::build(&items(&list(&a, &chunk("b", 1))), &kept);
+        let runs = |body: &GzipBody| -> Vec<*const u8> {
+            body.block_segments()
+                .flat_map(|s| match &s.text {
+                    super::super::SegmentText::Parts(parts) => {
+                        parts.iter().map(|p| p.as_ptr()).collect::<Vec<_>>()
+                    }
+                    super::super::SegmentText::Lines(_) => Vec::new(),
+                })
+                .collect()
+        };
+        // One block (six positions); chunk b rewritten: the block is made again, a's run is
+        // the one compressed before.
+        let segments = list(&a, &chunk("b", 2));
+        let second = GzipBody::build(&items(&segments), &kept);
+        assert_eq!(runs(&second).len(), 2);
+        assert_eq!(runs(&second)[0], runs(&first)[0]);
+        assert_ne!(runs(&second)[1], runs(&first)[1]);
+        assert_eq!(
+            gunzip(&response(&second)),
+            [segments_text(&segments).as_bytes(), b"# EOF\n"].concat()
+        );
+    }
+}
