@@ -473,6 +473,10 @@ pub struct Carry {
     /// Per escaping scheme (`underscores`, `dots`, `values`): the escaped chunks last
     /// assembled and the index counting their series.
     escaped: [Mutex<ChunkIndex>; 3],
+    /// Per escaping scheme, by chunk index: the chunk last seen there when it escaped as
+    /// itself (no name of its files changes), so that a publication looks at the chunks that
+    /// changed, not at every chunk ([`escaped::build`]).
+    unescaped: [Mutex<Vec<Option<Arc<DataChunk>>>>; 3],
     /// Per variant, as `adopted`: the classic merge of the chunks last assembled.
     classic: [KeptSlot<Option<assembly::Assembly>>; 4],
     /// Per variant, as `adopted`: the OpenMetrics merge of the chunks last assembled.
@@ -2597,6 +2601,46 @@ mod escaping_tests {
                     assert!(Arc::ptr_eq(k, &escaped));
                 }
                 kept = Some(escaped);
+            }
+        }
+    }
+
+    /// A publication whose chunks all escape as themselves is its own variant; the chunks seen
+    /// to do so are remembered by index, and a chunk put in one's place is looked at.
+    #[tokio::test]
+    async fn a_chunk_that_needs_escaping_in_the_place_of_one_that_did_not_is_escaped() {
+        let files = data_of(&[
+            ("/d/x.prom", "# TYPE x gauge\nx 1\n"),
+            ("/d/y.prom", "# TYPE y gauge\ny 2\n"),
+            ("/d/z.prom", "# TYPE \"z.z\" gauge\n{\"z.z\"} 3\n"),
+        ])
+        .files();
+        let options = ExpositionOptions::default();
+        let chunks: Vec<Arc<DataChunk>> = files
+            .iter()
+            .map(|f| Arc::new(DataChunk::build(vec![Arc::clone(f)], &options)))
+            .collect();
+        let carry = Arc::new(Carry::default());
+        let publish = |which: &[usize]| {
+            Arc::new(DataPart::assemble(
+                which.iter().map(|&i| Arc::clone(&chunks[i])).collect(),
+                options.clone(),
+                false,
+                Arc::clone(&carry),
+            ))
+        };
+        let scheme = EscapingScheme::Underscores;
+        for (which, itself) in [
+            ([0, 1], true),
+            ([0, 2], false),
+            ([0, 1], true),
+            ([2, 1], false),
+        ] {
+            let data = publish(&which);
+            let variant = data.escaped(scheme).await;
+            assert_eq!(Arc::ptr_eq(&variant, &data), itself, "{which:?}");
+            if !itself {
+                assert!(variant.classic_text().contains("z_z 3\n"), "{which:?}");
             }
         }
     }
