@@ -12,9 +12,11 @@ One scenario per run (bench/churn.sh runs several and prints RESULT lines):
    both to serve every series, then measures for DURATION seconds:
    - the churner rewrites RATE files a second by atomic rename (a hidden temporary file, which
      neither server reads), each rewrite a new generation: every value in the file changes;
-   - a scraper per server asks for the whole body every SCRAPE_INTERVAL seconds (15: gzip,
-     Prometheus's Accept header) and checks it: every file's series present once and from one
-     generation (never a mix of two writes of the same file), generations never going back;
+   - a scraper per server, in a process of its own (its checks, seconds of Python at 10k
+     files, would otherwise hold up the prober's timing), asks for the whole body every
+     SCRAPE_INTERVAL seconds (15: gzip, Prometheus's Accept header) and checks it: every
+     file's series present once and from one generation (never a mix of two writes of the
+     same file), generations never going back;
    - a prober rewrites the first file (job_00000, the first in serving order) about twice a
      second and polls /metrics until its new generation shows; the latency is from just before
      the rename to the moment the poll that first saw it was sent (a scrape started then sees
@@ -34,6 +36,7 @@ import contextlib
 import gzip
 import http.client
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -153,6 +156,19 @@ class Check:
         self.errors = []
         self.scrapes = 0
 
+    def carried(self):
+        """A check that goes on from this one's generations, with no errors or scrapes yet
+        (for a scraper's process; see `merge`)."""
+        check = Check(self.files)
+        check.last = dict(self.last)
+        return check
+
+    def merge(self, other):
+        """Takes in what a scraper's check (made by `carried`) found."""
+        self.errors.extend(other.errors)
+        self.scrapes += other.scrapes
+        self.last.update(other.last)
+
     def body(self, server, body):
         self.scrapes += 1
         generation = {}
@@ -196,6 +212,29 @@ class Check:
             if previous is not None and gen < previous:
                 self.errors.append(f"{server}: {job} went back from generation {previous} to {gen}")
             self.last[(server, job)] = gen
+
+
+def scrape_loop(name, port, start, interval, stop, check, results):
+    """A scraper, in a process of its own: asks `port` for the whole body every `interval`
+    seconds from `start` (time.monotonic, the same clock in every process) until `stop` is set,
+    checking each body with `check`; then puts (name, check, scrape times) on `results`."""
+    times = []
+    next_at = start
+    while not stop.is_set():
+        now = time.monotonic()
+        if now < next_at:
+            stop.wait(next_at - now)
+            continue
+        next_at += interval
+        t0 = time.monotonic()
+        try:
+            body = get(port)
+        except (OSError, RuntimeError, http.client.HTTPException) as e:
+            check.errors.append(f"{name}: scrape failed: {e}")
+            continue
+        times.append(time.monotonic() - t0)
+        check.body(name, body)
+    results.put((name, check, times))
 
 
 def probe_seen(port, needle, timeout=10):
@@ -366,6 +405,10 @@ def main():
             servers["node_exporter"] = (node, n_port)
         ready = {name: wait_serving(port, args.files) for name, (_, port) in servers.items()}
         plain_body = len(get(p_port, accept="text/plain;version=0.0.4", encoding="identity"))
+        # One gzip scrape each before measuring, as Prometheus's first: compressing the whole
+        # body once at start (a second of CPU at 10k files) is no change's cost.
+        for _, port in servers.values():
+            get(port)
 
         check = Check(args.files)
         lock = threading.Lock()
@@ -432,22 +475,6 @@ def main():
                         check.errors.append(f"probe: generation {gen} not visible within 30 s")
                 probe_idle.set()
 
-        def scraper(name, port, start):
-            next_at = start
-            while not stop.is_set():
-                now = time.monotonic()
-                if now < next_at:
-                    stop.wait(next_at - now)
-                    continue
-                next_at += args.scrape_interval
-                t0 = time.monotonic()
-                try:
-                    body = get(port)
-                except (OSError, RuntimeError, http.client.HTTPException) as e:
-                    check.errors.append(f"{name}: scrape failed: {e}")
-                    continue
-                scrape_times[name].append(time.monotonic() - t0)
-                check.body(name, body)
 
         def window(seconds, probe):
             """Churns (and scrapes) for `seconds`, with the latency prober when `probe`; returns
@@ -459,13 +486,32 @@ def main():
             threads = [threading.Thread(target=churner, args=(start,))]
             if probe:
                 threads.append(threading.Thread(target=prober, args=(start,)))
-            threads += [threading.Thread(target=scraper, args=(name, port, start)) for name, (_, port) in servers.items()]
-            for t in threads:
+            # Scrapers in processes of their own: checking a 1M-series body is seconds of
+            # Python, which in this process would hold the interpreter lock the prober needs
+            # to time its polls (at 10k files that skewed the latency by tens of ms).
+            context = multiprocessing.get_context("spawn")
+            scrapers_stop = context.Event()
+            results = context.Queue()
+            scrapers = [
+                context.Process(
+                    target=scrape_loop,
+                    args=(name, port, start, args.scrape_interval, scrapers_stop, check.carried(), results),
+                )
+                for name, (_, port) in servers.items()
+            ]
+            for t in threads + scrapers:
                 t.start()
             time.sleep(seconds)
             stop.set()
+            scrapers_stop.set()
             for t in threads:
                 t.join()
+            for _ in scrapers:
+                name, carried, times = results.get(timeout=300)
+                check.merge(carried)
+                scrape_times[name].extend(times)
+            for s in scrapers:
+                s.join()
             elapsed = time.monotonic() - start
             cpu = {name: cpu_seconds(p.pid) - cpu_before[name] for name, (p, _) in servers.items()}
             return elapsed, cpu, start

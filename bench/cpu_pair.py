@@ -3,6 +3,7 @@
 in the same state.
 
   bench/cpu_pair.py OLD NEW [--files 1000] [--rate 10] [--seconds 40] [--rounds 3]
+                    [--exporter-arg FLAG ...]
 
 Each binary serves its own directory of FILES files sharing family names (bench/churn.py's),
 rewritten by atomic rename RATE times a second, with a gzip scrape every 15 s, for SECONDS;
@@ -21,9 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import churn  # noqa: E402
 
 
-def cpu_per_change(exporter, files, rate, seconds, out, key):
-    """Churns FILES files under EXPORTER for SECONDS; stores the CPU ms per change in OUT[KEY]."""
-    with churn.serving_churn_files(exporter, files) as (process, port, directory):
+def cpu_per_change(exporter, files, rate, seconds, out, key, extra_args=()):
+    """Churns FILES files under EXPORTER (with EXTRA_ARGS) for SECONDS; stores the CPU ms per
+    change in OUT[KEY]."""
+    with churn.serving_churn_files(exporter, files, extra_args) as (process, port, directory):
         churn.get(port)
         time.sleep(0.5)
         start = churn.cpu_seconds(process.pid)
@@ -48,12 +50,14 @@ def main():
     ap.add_argument("--rate", type=float, default=10)
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--exporter-arg", action="append", default=[],
+                    help="extra flag for both exporters (at 10,000 files: --exporter-arg=--max-total-bytes=1GiB)")
     args = ap.parse_args()
     for round_ in range(1, args.rounds + 1):
         out = {}
         threads = [
             threading.Thread(target=cpu_per_change,
-                             args=(binary, args.files, args.rate, args.seconds, out, key))
+                             args=(binary, args.files, args.rate, args.seconds, out, key, args.exporter_arg))
             for key, binary in (("old", args.old), ("new", args.new))
         ]
         for t in threads:
