@@ -791,9 +791,8 @@ fn resolve(
 /// The merged samples of the served files.
 #[derive(Debug)]
 pub struct DataPart {
-    /// The classic rendering, in segments ([`DataPart::classic`]); shared, so that a gzip
-    /// body is made from it on another thread without a reference count per segment.
-    classic: OnceLock<Arc<Vec<Arc<Segment>>>>,
+    /// The classic rendering, in segments ([`DataPart::classic`]).
+    classic: OnceLock<Vec<Arc<Segment>>>,
     /// The chunks' classic merge, when they merged by groups: what `classic` lists.
     assembled: Arc<Option<assembly::Assembly>>,
     openmetrics: tokio::sync::OnceCell<Arc<Vec<Arc<Segment>>>>,
@@ -943,9 +942,7 @@ impl DataPart {
                 let path_of = |i: usize| paths.get(i).cloned().unwrap_or_default();
                 let conflicts = prepared::render_classic(&prepared, &path_of, &mut out);
                 (
-                    OnceLock::from(Arc::new(vec![Arc::new(Segment::from_bytes(Bytes::from(
-                        out,
-                    )))])),
+                    OnceLock::from(vec![Arc::new(Segment::from_bytes(Bytes::from(out)))]),
                     conflicts,
                 )
             }
@@ -962,7 +959,7 @@ impl DataPart {
                 let mut text = String::with_capacity(capacity + capacity / 8);
                 let conflicts = render_data(&files, &options, Format::Classic, &mut text);
                 (
-                    OnceLock::from(Arc::new(vec![Arc::new(Segment::new(text))])),
+                    OnceLock::from(vec![Arc::new(Segment::new(text))]),
                     conflicts,
                 )
             }
@@ -988,16 +985,9 @@ impl DataPart {
     /// The classic rendering, in segments: the merge's pieces made into the chunks' segments
     /// on first use (or the text a merge part by part or the full merge gave).
     pub fn classic(&self) -> &[Arc<Segment>] {
-        self.classic_list()
-    }
-
-    /// [`DataPart::classic`], shared.
-    pub fn classic_list(&self) -> &Arc<Vec<Arc<Segment>>> {
-        self.classic.get_or_init(|| {
-            Arc::new(match &*self.assembled {
-                Some(a) => resolve(&a.classic, &self.chunks, &self.carry.headers),
-                None => Vec::new(),
-            })
+        self.classic.get_or_init(|| match &*self.assembled {
+            Some(a) => resolve(&a.classic, &self.chunks, &self.carry.headers),
+            None => Vec::new(),
         })
     }
 
@@ -1088,20 +1078,20 @@ impl DataPart {
             gzip_body::Item::pieces(pieces, &self.chunks, &self.carry.headers, out);
             return;
         }
-        let listed = if openmetrics {
-            match self.openmetrics.get() {
-                Some(listed) => Arc::clone(listed),
-                None => {
-                    let listed = Arc::new(self.render_openmetrics_segments());
-                    // Another request may have listed it meanwhile: either list is the same.
-                    let _ = self.openmetrics.set(Arc::clone(&listed));
-                    listed
-                }
+        // The merge part by part, or the full merge: a segment or few.
+        if !openmetrics {
+            out.extend(self.classic().iter().cloned().map(gzip_body::Item::made));
+            return;
+        }
+        let listed = match self.openmetrics.get() {
+            Some(listed) => Arc::clone(listed),
+            None => {
+                let listed = Arc::new(self.render_openmetrics_segments());
+                // Another request may have listed it meanwhile: either list is the same.
+                let _ = self.openmetrics.set(Arc::clone(&listed));
+                listed
             }
-        } else {
-            Arc::clone(self.classic_list())
         };
-        // (The merge part by part, or the full merge: a segment or few.)
         out.extend(listed.iter().cloned().map(gzip_body::Item::made));
     }
 
@@ -1696,7 +1686,7 @@ pub struct MetaPart {
     end: [Arc<Segment>; 2],
     /// The segments in order (classic, OpenMetrics), listed on first use: most publications
     /// under churn are replaced before a scrape asks for them.
-    listed: [OnceLock<Arc<Vec<Arc<Segment>>>>; 2],
+    listed: [OnceLock<Vec<Arc<Segment>>>; 2],
 }
 
 impl MetaPart {
@@ -1742,17 +1732,12 @@ impl MetaPart {
 
     /// The classic segments, in order.
     pub fn classic(&self) -> &[Arc<Segment>] {
-        self.listed_in(false)
+        self.listed[0].get_or_init(|| self.list(false))
     }
 
     /// The OpenMetrics segments, in order.
     pub fn openmetrics(&self) -> &[Arc<Segment>] {
-        self.listed_in(true)
-    }
-
-    /// The segments in `openmetrics` or the classic format, shared.
-    pub fn listed_in(&self, openmetrics: bool) -> &Arc<Vec<Arc<Segment>>> {
-        self.listed[usize::from(openmetrics)].get_or_init(|| Arc::new(self.list(openmetrics)))
+        self.listed[1].get_or_init(|| self.list(true))
     }
 
     /// The positions of this part's body in `openmetrics` or the classic format, for its gzip

@@ -463,6 +463,13 @@ mod tests {
             split_runs(&items(&list(&chunk("a", 1), &chunk("b", 1)))),
             vec![0..3, 3..6]
         );
+        // A header before any chunk's segment starts the first run; one between two chunks
+        // goes with the chunk before it.
+        let (h, a, b) = (header("# TYPE h gauge\n"), chunk("a", 1), chunk("b", 1));
+        assert_eq!(
+            split_runs(&items(&[h, a.0, a.1, a.2, b.0])),
+            vec![0..4, 4..5]
+        );
         let a = chunk("a", 1);
         let kept = KeptBlocks::default();
         let first = GzipBody::build(&items(&list(&a, &chunk("b", 1))), &kept);
