@@ -2535,31 +2535,57 @@ mod escaping_tests {
         );
     }
 
+    /// Files, a chunk of each, and publications of chunks one after the other with one
+    /// [`Carry`], as the engine keeps it.
+    struct OneChunkPerFile {
+        files: Vec<Arc<FileSnapshot>>,
+        chunks: Vec<Arc<DataChunk>>,
+        carry: Arc<Carry>,
+    }
+
+    impl OneChunkPerFile {
+        fn new(contents: &[(&str, &str)]) -> OneChunkPerFile {
+            let files = data_of(contents).files();
+            let chunks = files
+                .iter()
+                .map(|f| {
+                    Arc::new(DataChunk::build(
+                        vec![Arc::clone(f)],
+                        &ExpositionOptions::default(),
+                    ))
+                })
+                .collect();
+            OneChunkPerFile {
+                files,
+                chunks,
+                carry: Arc::new(Carry::default()),
+            }
+        }
+
+        /// The publication of the chunks at `which`.
+        fn publish(&self, which: &[usize]) -> Arc<DataPart> {
+            Arc::new(DataPart::assemble(
+                which.iter().map(|&i| Arc::clone(&self.chunks[i])).collect(),
+                ExpositionOptions::default(),
+                false,
+                Arc::clone(&self.carry),
+            ))
+        }
+    }
+
     /// Publications one after the other over chunks of one file, with one [`Carry`] as the
     /// engine keeps it: each chunk is escaped once, and the variant's series index follows
     /// the escaped chunks (a collision once escaped comes and goes with its file).
     #[tokio::test]
     async fn an_escaped_variant_follows_the_chunks_from_one_publication_to_the_next() {
-        let files = data_of(&[
+        let set = OneChunkPerFile::new(&[
             ("/d/a.prom", "# TYPE \"a.b\" gauge\n{\"a.b\"} 1\n"),
             ("/d/b.prom", "# TYPE a_b gauge\na_b 2\n"),
             ("/d/c.prom", "# TYPE \"c.d\" gauge\n{\"c.d\"} 3\n"),
-        ])
-        .files();
+        ]);
+        let (files, chunks) = (&set.files, &set.chunks);
+        let publish = |which: &[usize]| set.publish(which);
         let options = ExpositionOptions::default();
-        let chunks: Vec<Arc<DataChunk>> = files
-            .iter()
-            .map(|f| Arc::new(DataChunk::build(vec![Arc::clone(f)], &options)))
-            .collect();
-        let carry = Arc::new(Carry::default());
-        let publish = |which: &[usize]| {
-            Arc::new(DataPart::assemble(
-                which.iter().map(|&i| Arc::clone(&chunks[i])).collect(),
-                options.clone(),
-                false,
-                Arc::clone(&carry),
-            ))
-        };
         let from_scratch = |which: &[usize]| {
             Arc::new(DataPart::build(
                 which.iter().map(|&i| Arc::clone(&files[i])).collect(),
@@ -2594,26 +2620,12 @@ mod escaping_tests {
     /// to do so are remembered by index, and a chunk put in one's place is looked at.
     #[tokio::test]
     async fn a_chunk_that_needs_escaping_in_the_place_of_one_that_did_not_is_escaped() {
-        let files = data_of(&[
+        let set = OneChunkPerFile::new(&[
             ("/d/x.prom", "# TYPE x gauge\nx 1\n"),
             ("/d/y.prom", "# TYPE y gauge\ny 2\n"),
             ("/d/z.prom", "# TYPE \"z.z\" gauge\n{\"z.z\"} 3\n"),
-        ])
-        .files();
-        let options = ExpositionOptions::default();
-        let chunks: Vec<Arc<DataChunk>> = files
-            .iter()
-            .map(|f| Arc::new(DataChunk::build(vec![Arc::clone(f)], &options)))
-            .collect();
-        let carry = Arc::new(Carry::default());
-        let publish = |which: &[usize]| {
-            Arc::new(DataPart::assemble(
-                which.iter().map(|&i| Arc::clone(&chunks[i])).collect(),
-                options.clone(),
-                false,
-                Arc::clone(&carry),
-            ))
-        };
+        ]);
+        let publish = |which: &[usize]| set.publish(which);
         let scheme = EscapingScheme::Underscores;
         for (which, itself) in [
             ([0, 1], true),

@@ -380,6 +380,16 @@ mod tests {
         segments.iter().map(Item::segment).collect()
     }
 
+    /// The gzip stream of `segments` (taking `kept`'s blocks), checked to read as their text.
+    fn built(segments: &[Arc<Segment>], kept: &KeptBlocks) -> GzipBody {
+        let body = GzipBody::build(&items(segments), kept);
+        assert_eq!(
+            gunzip(&response(&body)),
+            [segments_text(segments).as_bytes(), b"# EOF\n"].concat()
+        );
+        body
+    }
+
     fn addresses(body: &GzipBody) -> Vec<usize> {
         body.block_segments()
             .map(|s| Arc::as_ptr(s) as usize)
@@ -411,11 +421,7 @@ mod tests {
         let mut chunks: Vec<[Arc<Segment>; 2]> = (0..40).map(|c| chunk(c, 1)).collect();
         let kept = KeptBlocks::default();
         let segments = list(&chunks);
-        let first = GzipBody::build(&items(&segments), &kept);
-        assert_eq!(
-            gunzip(&response(&first)),
-            [segments_text(&segments).as_bytes(), b"# EOF\n"].concat()
-        );
+        let first = built(&segments, &kept);
         let blocks = addresses(&first);
         assert!(blocks.len() >= 4, "{} blocks", blocks.len());
 
@@ -425,12 +431,7 @@ mod tests {
 
         // Chunk 5 rewritten: the blocks holding its two segments are made again, no other.
         chunks[5] = chunk(5, 2);
-        let segments = list(&chunks);
-        let changed = GzipBody::build(&items(&segments), &kept);
-        assert_eq!(
-            gunzip(&response(&changed)),
-            [segments_text(&segments).as_bytes(), b"# EOF\n"].concat()
-        );
+        let changed = built(&list(&chunks), &kept);
         let now = addresses(&changed);
         assert_eq!(now.len(), blocks.len());
         let made: Vec<usize> = (0..now.len()).filter(|&b| now[b] != blocks[b]).collect();
@@ -472,7 +473,7 @@ mod tests {
         );
         let a = chunk("a", 1);
         let kept = KeptBlocks::default();
-        let first = GzipBody::build(&items(&list(&a, &chunk("b", 1))), &kept);
+        let first = built(&list(&a, &chunk("b", 1)), &kept);
         let runs = |body: &GzipBody| -> Vec<*const u8> {
             body.block_segments()
                 .flat_map(|s| match &s.text {
@@ -485,14 +486,9 @@ mod tests {
         };
         // One block (six positions); chunk b rewritten: the block is made again, a's run is
         // the one compressed before.
-        let segments = list(&a, &chunk("b", 2));
-        let second = GzipBody::build(&items(&segments), &kept);
+        let second = built(&list(&a, &chunk("b", 2)), &kept);
         assert_eq!(runs(&second).len(), 2);
         assert_eq!(runs(&second)[0], runs(&first)[0]);
         assert_ne!(runs(&second)[1], runs(&first)[1]);
-        assert_eq!(
-            gunzip(&response(&second)),
-            [segments_text(&segments).as_bytes(), b"# EOF\n"].concat()
-        );
     }
 }
