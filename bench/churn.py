@@ -309,6 +309,21 @@ def side_by_side_arguments(doc, files, **counts):
     return ap.parse_args()
 
 
+def pair_arguments(doc, files, **counts):
+    """The command line of a script comparing two binaries (bench/cpu_pair.py and others):
+    OLD and NEW, --files (default FILES), for each of COUNTS --NAME of its default's type, and
+    --exporter-arg (repeated) for both exporters."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("old", help="promdrop-exporter binary to compare with")
+    ap.add_argument("new", help="promdrop-exporter binary")
+    ap.add_argument("--files", type=int, default=files)
+    for name, default in counts.items():
+        ap.add_argument(f"--{name}", type=type(default), default=default)
+    ap.add_argument("--exporter-arg", action="append", default=[],
+                    help="extra flag for both exporters (at 10,000 files: --exporter-arg=--max-total-bytes=1GiB)")
+    return ap.parse_args()
+
+
 @contextlib.contextmanager
 def serving_churn_files(exporter, files, extra_args=(), deadline_s=600):
     """FILES files of this benchmark in a new temporary directory, and promdrop-exporter

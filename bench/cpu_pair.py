@@ -12,7 +12,6 @@ both run at once (a thread each). Prints the CPU seconds per change of each (uti
 moves by 2x between windows; the ratio from one window does not. Loopback only; both
 exporters are stopped by PID.
 """
-import argparse
 import os
 import sys
 import threading
@@ -43,16 +42,7 @@ def cpu_per_change(exporter, files, rate, seconds, out, key, extra_args=()):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("old", help="promdrop-exporter binary to compare with")
-    ap.add_argument("new", help="promdrop-exporter binary to compare")
-    ap.add_argument("--files", type=int, default=1000)
-    ap.add_argument("--rate", type=float, default=10)
-    ap.add_argument("--seconds", type=float, default=40)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--exporter-arg", action="append", default=[],
-                    help="extra flag for both exporters (at 10,000 files: --exporter-arg=--max-total-bytes=1GiB)")
-    args = ap.parse_args()
+    args = churn.pair_arguments(__doc__, 1000, rate=10.0, seconds=40.0, rounds=3)
     for round_ in range(1, args.rounds + 1):
         out = {}
         threads = [
