@@ -4,15 +4,15 @@
 //! and family, and a segment per chunk and per-file meta family. A publication after a change
 //! differs from the one before in the changed chunks' segments only, but listing every
 //! segment, and joining every segment's compressed bytes, costs a reference count per segment
-//! in memory no other work touches: on the 2-core test VM that was 80 ms for the first gzip
-//! request after each change, most of it those cache misses, and the time a rename took to be
-//! seen. So the stream is kept in blocks of consecutive positions (about [`BLOCK_ITEMS`],
+//! in memory no other work touches: most of the first gzip request after a change (on the
+//! 2-core test VM, 21 ms in its fast state and 160 ms in its slow one), and so of the time a
+//! rename took to be seen. So the stream is kept in blocks of consecutive positions (about [`BLOCK_ITEMS`],
 //! whole runs), each block its runs' compressed bytes joined. A position is known by where its
 //! segment comes from (a chunk and a group, or a segment), read without touching the segment
-//! ([`Key`]); a block whose positions all come from the same places as the last publication's
+//! (its key); a block whose positions all come from the same places as the last publication's
 //! block at its index is that block, and only the others are listed and joined.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crc32fast::Hasher;
 use promdrop_textfile::assembly::Piece;
@@ -29,7 +29,7 @@ pub const BLOCK_ITEMS: usize = 16;
 /// is reused while it is kept) and an index: equal keys are the same segment.
 type Key = (usize, u32);
 
-/// How a position's segment joins a run (see [`super::runs`]).
+/// How a position's segment joins a run (see [`split_runs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunOf {
     /// A family header: with the run before it.
@@ -83,7 +83,7 @@ impl<'a> Item<'a> {
         }
     }
 
-    /// The positions of a merge's `pieces` over `chunks` (as [`super::resolve`] lists them).
+    /// The positions of a merge's `pieces` over `chunks` (as the part lists its segments).
     pub fn pieces(
         pieces: &[Piece],
         chunks: &'a [Arc<DataChunk>],
@@ -139,7 +139,9 @@ impl<'a> Item<'a> {
 pub struct Block {
     keys: Box<[Key]>,
     /// What the keys' addresses point to (each chunk once), and the segments of runs of more
-    /// than one: kept with the block for their addresses, never read.
+    /// than one: weak references, which keep an address from being reused while the block is
+    /// kept but not what is there (a body kind no scraper asks for any more would otherwise
+    /// keep every chunk it was last made from). Never read.
     #[allow(dead_code)]
     held: Vec<Held>,
     /// The compressed runs of more than one segment, by their segments' addresses, for the
@@ -151,13 +153,13 @@ pub struct Block {
     len: u64,
 }
 
-/// Something a block's keys point into, held for its address (never read).
+/// Something a block's keys point into, held weakly for its address (never read).
 #[derive(Debug)]
 #[allow(dead_code)]
 enum Held {
-    Segment(Arc<Segment>),
-    Data(Arc<DataChunk>),
-    Meta(Arc<MetaChunk>),
+    Segment(Weak<Segment>),
+    Data(Weak<DataChunk>),
+    Meta(Weak<MetaChunk>),
 }
 
 impl Block {
@@ -173,10 +175,10 @@ impl Block {
             }
             last_address = item.key.0;
             held.push(match &item.at {
-                At::Segment(s) => Held::Segment(Arc::clone(s)),
-                At::Made(s) => Held::Segment(Arc::clone(s)),
-                At::Data { chunk, .. } => Held::Data(Arc::clone(chunk)),
-                At::Meta { chunk, .. } => Held::Meta(Arc::clone(chunk)),
+                At::Segment(s) => Held::Segment(Arc::downgrade(s)),
+                At::Made(s) => Held::Segment(Arc::downgrade(s)),
+                At::Data { chunk, .. } => Held::Data(Arc::downgrade(chunk)),
+                At::Meta { chunk, .. } => Held::Meta(Arc::downgrade(chunk)),
             });
         }
         let mut parts = Vec::new();
@@ -209,7 +211,7 @@ impl Block {
                         }
                     };
                     add(&deflated);
-                    held.extend(members.into_iter().map(Held::Segment));
+                    held.extend(members.iter().map(|m| Held::Segment(Arc::downgrade(m))));
                     runs.push((key, deflated));
                 }
             }
@@ -235,7 +237,7 @@ fn run_of(segment: &Segment) -> RunOf {
 }
 
 /// The runs of `items`, by index: a chunk's consecutive segments with the family headers
-/// between or after them (as [`super::runs`] cuts a list of segments).
+/// between or after them (the first run also takes the headers before it).
 fn split_runs(items: &[Item]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -436,6 +438,12 @@ mod tests {
         assert_eq!(now.len(), blocks.len());
         let made: Vec<usize> = (0..now.len()).filter(|&b| now[b] != blocks[b]).collect();
         assert_eq!(made.len(), 2, "blocks made again: {made:?}");
+
+        // The blocks kept for the next body keep no segment alive (only its address taken).
+        let watched = Arc::downgrade(&chunks[7][0]);
+        drop((chunks, segments, first, again, changed));
+        assert!(!kept.lock().unwrap().is_empty());
+        assert!(watched.upgrade().is_none(), "a kept block holds a segment");
     }
 
     #[test]
