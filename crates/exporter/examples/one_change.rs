@@ -1,7 +1,8 @@
 //! The work of one change, for counting instructions: loads N files of 100 series sharing
 //! family names (as bench/churn.py writes them), publishes them as the engine does (chunks,
 //! data and meta parts, the OpenMetrics gzip body), then applies K changes, each one file
-//! rewritten: parse and prepare it, rebuild its chunk, assemble, compress what changed, join by blocks.
+//! rewritten: parse and prepare it, rebuild its chunk, assemble, compress what changed, join
+//! by blocks.
 //!
 //!     cargo build --release -p promdrop-exporter --example one_change
 //!     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg0 target/release/examples/one_change 1000 0

@@ -476,7 +476,7 @@ pub struct Carry {
     /// Per escaping scheme, by chunk index: the chunk last seen there when it escaped as
     /// itself (no name of its files changes), so that a publication looks at the chunks that
     /// changed, not at every chunk ([`escaped::build`]).
-    unescaped: [Mutex<Vec<Option<Arc<DataChunk>>>>; 3],
+    unescaped: [Mutex<Vec<Option<std::sync::Weak<DataChunk>>>>; 3],
     /// Per variant, as `adopted`: the classic merge of the chunks last assembled.
     classic: [KeptSlot<Option<assembly::Assembly>>; 4],
     /// Per variant, as `adopted`: the OpenMetrics merge of the chunks last assembled.

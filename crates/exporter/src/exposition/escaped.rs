@@ -218,14 +218,19 @@ fn escape_as_themselves(data: &DataPart, scheme: EscapingScheme, slot: usize) ->
         *seen = vec![None; data.chunks.len()];
     }
     for (chunk, seen) in data.chunks.iter().zip(seen.iter_mut()) {
-        if seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, chunk)) {
+        if seen
+            .as_ref()
+            .is_some_and(|s| std::ptr::eq(s.as_ptr(), Arc::as_ptr(chunk)))
+        {
             continue;
         }
         if !Arc::ptr_eq(&chunk.escaped(scheme, &data.options), chunk) {
             *seen = None;
             return false;
         }
-        *seen = Some(Arc::clone(chunk));
+        // Weak: the address stays taken while it is kept, what is there does not (a scheme
+        // no scraper asks for any more would otherwise keep the chunks it was last made of).
+        *seen = Some(Arc::downgrade(chunk));
     }
     true
 }
