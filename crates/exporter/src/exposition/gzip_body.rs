@@ -164,8 +164,8 @@ enum Held {
 
 impl Block {
     /// Lists and compresses `items` (whole runs), taking the runs of more than one segment
-    /// that `last` compressed. Blocking.
-    fn build(items: &[Item], last: Option<&Block>) -> Block {
+    /// that the last body compressed (`last`). Blocking.
+    fn build(items: &[Item], last: &mut LastRuns<'_>) -> Block {
         let mut held: Vec<Held> = Vec::new();
         let mut last_address = 0;
         for item in items {
@@ -201,9 +201,8 @@ impl Block {
                 [one] => add(one.compress()),
                 _ => {
                     let key: Vec<usize> = members.iter().map(|s| Arc::as_ptr(s) as usize).collect();
-                    let kept = last.and_then(|l| l.runs.iter().find(|(k, _)| *k == key));
-                    let deflated = match kept {
-                        Some((_, deflated)) => deflated.clone(),
+                    let deflated = match last.find(&key) {
+                        Some(deflated) => deflated.clone(),
                         None => {
                             let parts: Vec<&[u8]> =
                                 members.iter().flat_map(|s| s.parts()).collect();
@@ -224,6 +223,32 @@ impl Block {
             crc,
             len,
         }
+    }
+}
+
+/// The last body's runs of more than one segment, found by their segments' addresses: first
+/// in the block at the same index, then (when files came or went and the blocks moved) in
+/// all of them, indexed once.
+struct LastRuns<'a> {
+    blocks: &'a [Arc<Block>],
+    /// The block at the index being made.
+    at: Option<&'a Block>,
+    all: Option<std::collections::HashMap<&'a [usize], &'a Deflated>>,
+}
+
+impl<'a> LastRuns<'a> {
+    fn find(&mut self, key: &[usize]) -> Option<&'a Deflated> {
+        if let Some((_, deflated)) = self.at.and_then(|b| b.runs.iter().find(|(k, _)| k == key)) {
+            return Some(deflated);
+        }
+        let blocks = self.blocks;
+        let all = self.all.get_or_insert_with(|| {
+            blocks
+                .iter()
+                .flat_map(|b| b.runs.iter().map(|(k, d)| (k.as_slice(), d)))
+                .collect()
+        });
+        all.get(key).copied()
     }
 }
 
@@ -306,16 +331,24 @@ impl GzipBody {
     pub fn build(items: &[Item], kept: &KeptBlocks) -> GzipBody {
         let mut last = kept.lock().unwrap_or_else(PoisonError::into_inner);
         let mut blocks = Vec::new();
+        let mut last_runs = LastRuns {
+            blocks: &last,
+            at: None,
+            all: None,
+        };
         let mut start = 0;
         for end in block_ends(items) {
             let slice = &items[start..end];
-            let old = last.get(blocks.len());
+            let old = last_runs.blocks.get(blocks.len());
             let same = old.is_some_and(|b| {
                 b.keys.len() == slice.len() && b.keys.iter().zip(slice).all(|(k, i)| *k == i.key)
             });
             blocks.push(match old {
                 Some(b) if same => Arc::clone(b),
-                _ => Arc::new(Block::build(slice, old.map(|b| &**b))),
+                _ => {
+                    last_runs.at = old.map(|b| &**b);
+                    Arc::new(Block::build(slice, &mut last_runs))
+                }
             });
             start = end;
         }
@@ -446,6 +479,54 @@ mod tests {
         assert!(watched.upgrade().is_none(), "a kept block holds a segment");
     }
 
+    /// The pointers to each compressed run's bytes in `body`, in order.
+    fn run_bytes(body: &GzipBody) -> Vec<*const u8> {
+        body.block_segments()
+            .flat_map(|s| match &s.text {
+                super::super::SegmentText::Parts(parts) => {
+                    parts.iter().map(|p| p.as_ptr()).collect::<Vec<_>>()
+                }
+                super::super::SegmentText::Lines(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_file_coming_first_moves_the_blocks_but_no_chunks_run_is_compressed_again() {
+        // Each chunk's families its own: a run of three positions a chunk.
+        let chunk = |name: &str| {
+            let owner = next_owner();
+            let text: String = (0..40)
+                .map(|i| format!("{name}{{shard=\"{i}\"}} {i}\n"))
+                .collect();
+            [
+                Arc::new(Segment::owned(vec![Bytes::from(text.clone())], owner)),
+                Arc::new(Segment::header(format!("# TYPE {name}_b gauge\n"))),
+                Arc::new(Segment::owned(vec![Bytes::from(text)], owner)),
+            ]
+        };
+        let chunks: Vec<[Arc<Segment>; 3]> = (0..12).map(|c| chunk(&format!("c{c}"))).collect();
+        let list = |chunks: &[[Arc<Segment>; 3]]| -> Vec<Arc<Segment>> {
+            chunks.iter().flat_map(|c| c.iter().cloned()).collect()
+        };
+        let kept = KeptBlocks::default();
+        let first = built(&list(&chunks), &kept);
+        let before = run_bytes(&first);
+        assert_eq!(before.len(), 12);
+        // A new chunk first: every position moves, every block is made again, and each old
+        // chunk's run is the one compressed before.
+        let moved: Vec<[Arc<Segment>; 3]> = std::iter::once(chunk("new"))
+            .chain(chunks.iter().cloned())
+            .collect();
+        let second = built(&list(&moved), &kept);
+        assert!(
+            addresses(&second)
+                .iter()
+                .all(|a| !addresses(&first).contains(a))
+        );
+        assert_eq!(run_bytes(&second)[1..], before[..]);
+    }
+
     #[test]
     fn a_chunks_run_is_compressed_once_while_the_chunk_is_kept() {
         // Each chunk's families its own: a chunk's segments and the headers between them
@@ -482,16 +563,7 @@ mod tests {
         let a = chunk("a", 1);
         let kept = KeptBlocks::default();
         let first = built(&list(&a, &chunk("b", 1)), &kept);
-        let runs = |body: &GzipBody| -> Vec<*const u8> {
-            body.block_segments()
-                .flat_map(|s| match &s.text {
-                    super::super::SegmentText::Parts(parts) => {
-                        parts.iter().map(|p| p.as_ptr()).collect::<Vec<_>>()
-                    }
-                    super::super::SegmentText::Lines(_) => Vec::new(),
-                })
-                .collect()
-        };
+        let runs = run_bytes;
         // One block (six positions); chunk b rewritten: the block is made again, a's run is
         // the one compressed before.
         let second = built(&list(&a, &chunk("b", 2)), &kept);
