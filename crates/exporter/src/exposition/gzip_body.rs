@@ -25,8 +25,8 @@ use crate::gzip::{self, Deflated};
 /// its blocks only (at 10,000 files, about one position in ten per changed chunk).
 pub const BLOCK_ITEMS: usize = 16;
 
-/// Where a position's segment comes from, as addresses (held by the block, so that no address
-/// is reused while it is kept) and an index: equal keys are the same segment.
+/// Where a position's segment comes from, as an address and an index: equal keys are the
+/// same segment while the address is not reused (a block keeps its positions' [`Source`]s).
 type Key = (usize, u32);
 
 /// How a position's segment joins a run (see [`split_runs`]).
@@ -121,6 +121,16 @@ impl<'a> Item<'a> {
         }
     }
 
+    /// What the key's address points into, held weakly for a kept block.
+    fn source(&self) -> Source {
+        match &self.at {
+            At::Segment(s) => Source::Segment(Arc::downgrade(s)),
+            At::Made(s) => Source::Segment(Arc::downgrade(s)),
+            At::Data { chunk, .. } => Source::Data(Arc::downgrade(chunk)),
+            At::Meta { chunk, .. } => Source::Meta(Arc::downgrade(chunk)),
+        }
+    }
+
     fn resolve(&self) -> Option<Arc<Segment>> {
         match &self.at {
             At::Segment(segment) => Some(Arc::clone(segment)),
@@ -137,50 +147,47 @@ impl<'a> Item<'a> {
 /// Consecutive positions of a body, their segments compressed by runs and joined.
 #[derive(Debug)]
 pub struct Block {
-    keys: Box<[Key]>,
-    /// What the keys' addresses point to (each chunk once), and the segments of runs of more
-    /// than one: weak references, which keep an address from being reused while the block is
-    /// kept but not what is there (a body kind no scraper asks for any more would otherwise
-    /// keep every chunk it was last made from). Never read.
-    #[allow(dead_code)]
-    held: Vec<Held>,
-    /// The compressed runs of more than one segment, by their segments' addresses, for the
-    /// block that replaces this one (a chunk's run is kept while the chunk is).
-    runs: Vec<(Vec<usize>, Deflated)>,
+    /// Its positions' keys: where each segment comes from, with the key's index.
+    keys: Box<[(Source, u32)]>,
+    /// The compressed runs of more than one segment, by their segments, for the block that
+    /// replaces this one (a chunk's run is kept while the chunk is).
+    runs: Vec<(Box<[Weak<Segment>]>, Deflated)>,
     /// The runs' compressed bytes, as one segment of the response.
     segment: Arc<Segment>,
     crc: Hasher,
     len: u64,
 }
 
-/// Something a block's keys point into, held weakly for its address (never read).
+/// What a kept key's address points into, held weakly: the allocation stays, so the address
+/// is not reused while the block is kept (an equal address is the same thing), and what is
+/// there goes when nothing else holds it (a body kind no scraper asks for any more would
+/// otherwise keep every chunk it was last made from).
 #[derive(Debug)]
-#[allow(dead_code)]
-enum Held {
+enum Source {
     Segment(Weak<Segment>),
     Data(Weak<DataChunk>),
     Meta(Weak<MetaChunk>),
+}
+
+impl Source {
+    fn address(&self) -> usize {
+        match self {
+            Source::Segment(s) => s.as_ptr() as usize,
+            Source::Data(c) => c.as_ptr() as usize,
+            Source::Meta(c) => c.as_ptr() as usize,
+        }
+    }
+}
+
+/// The addresses of a kept run's segments.
+fn addresses(members: &[Weak<Segment>]) -> impl Iterator<Item = usize> + '_ {
+    members.iter().map(|m| m.as_ptr() as usize)
 }
 
 impl Block {
     /// Lists and compresses `items` (whole runs), taking the runs of more than one segment
     /// that the last body compressed (`last`). Blocking.
     fn build(items: &[Item], last: &mut LastRuns<'_>) -> Block {
-        let mut held: Vec<Held> = Vec::new();
-        let mut last_address = 0;
-        for item in items {
-            // The key's address is what the item points into.
-            if item.key.0 == last_address {
-                continue;
-            }
-            last_address = item.key.0;
-            held.push(match &item.at {
-                At::Segment(s) => Held::Segment(Arc::downgrade(s)),
-                At::Made(s) => Held::Segment(Arc::downgrade(s)),
-                At::Data { chunk, .. } => Held::Data(Arc::downgrade(chunk)),
-                At::Meta { chunk, .. } => Held::Meta(Arc::downgrade(chunk)),
-            });
-        }
         let mut parts = Vec::new();
         let mut crc = Hasher::new();
         let mut len = 0u64;
@@ -210,14 +217,12 @@ impl Block {
                         }
                     };
                     add(&deflated);
-                    held.extend(members.iter().map(|m| Held::Segment(Arc::downgrade(m))));
-                    runs.push((key, deflated));
+                    runs.push((members.iter().map(Arc::downgrade).collect(), deflated));
                 }
             }
         }
         Block {
-            keys: items.iter().map(|i| i.key).collect(),
-            held,
+            keys: items.iter().map(|i| (i.source(), i.key.1)).collect(),
             runs,
             segment: Arc::new(Segment::owned(parts, 0)),
             crc,
@@ -233,19 +238,20 @@ struct LastRuns<'a> {
     blocks: &'a [Arc<Block>],
     /// The block at the index being made.
     at: Option<&'a Block>,
-    all: Option<std::collections::HashMap<&'a [usize], &'a Deflated>>,
+    all: Option<std::collections::HashMap<Vec<usize>, &'a Deflated>>,
 }
 
 impl<'a> LastRuns<'a> {
     fn find(&mut self, key: &[usize]) -> Option<&'a Deflated> {
-        if let Some((_, deflated)) = self.at.and_then(|b| b.runs.iter().find(|(k, _)| k == key)) {
+        let same = |members: &[Weak<Segment>]| addresses(members).eq(key.iter().copied());
+        if let Some((_, deflated)) = self.at.and_then(|b| b.runs.iter().find(|(m, _)| same(m))) {
             return Some(deflated);
         }
         let blocks = self.blocks;
         let all = self.all.get_or_insert_with(|| {
             blocks
                 .iter()
-                .flat_map(|b| b.runs.iter().map(|(k, d)| (k.as_slice(), d)))
+                .flat_map(|b| b.runs.iter().map(|(m, d)| (addresses(m).collect(), d)))
                 .collect()
         });
         all.get(key).copied()
@@ -341,7 +347,11 @@ impl GzipBody {
             let slice = &items[start..end];
             let old = last_runs.blocks.get(blocks.len());
             let same = old.is_some_and(|b| {
-                b.keys.len() == slice.len() && b.keys.iter().zip(slice).all(|(k, i)| *k == i.key)
+                b.keys.len() == slice.len()
+                    && b.keys
+                        .iter()
+                        .zip(slice)
+                        .all(|((source, index), i)| (source.address(), *index) == i.key)
             });
             blocks.push(match old {
                 Some(b) if same => Arc::clone(b),
@@ -425,7 +435,7 @@ mod tests {
         body
     }
 
-    fn addresses(body: &GzipBody) -> Vec<usize> {
+    fn block_addresses(body: &GzipBody) -> Vec<usize> {
         body.block_segments()
             .map(|s| Arc::as_ptr(s) as usize)
             .collect()
@@ -457,17 +467,17 @@ mod tests {
         let kept = KeptBlocks::default();
         let segments = list(&chunks);
         let first = built(&segments, &kept);
-        let blocks = addresses(&first);
+        let blocks = block_addresses(&first);
         assert!(blocks.len() >= 4, "{} blocks", blocks.len());
 
         // Nothing changed: every block is the last body's.
         let again = GzipBody::build(&items(&segments), &kept);
-        assert_eq!(addresses(&again), blocks);
+        assert_eq!(block_addresses(&again), blocks);
 
         // Chunk 5 rewritten: the blocks holding its two segments are made again, no other.
         chunks[5] = chunk(5, 2);
         let changed = built(&list(&chunks), &kept);
-        let now = addresses(&changed);
+        let now = block_addresses(&changed);
         assert_eq!(now.len(), blocks.len());
         let made: Vec<usize> = (0..now.len()).filter(|&b| now[b] != blocks[b]).collect();
         assert_eq!(made.len(), 2, "blocks made again: {made:?}");
@@ -520,9 +530,9 @@ mod tests {
             .collect();
         let second = built(&list(&moved), &kept);
         assert!(
-            addresses(&second)
+            block_addresses(&second)
                 .iter()
-                .all(|a| !addresses(&first).contains(a))
+                .all(|a| !block_addresses(&first).contains(a))
         );
         assert_eq!(run_bytes(&second)[1..], before[..]);
     }
