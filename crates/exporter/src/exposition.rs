@@ -777,15 +777,9 @@ fn resolve(
     chunks: &[Arc<DataChunk>],
     headers: &HeaderCache,
 ) -> Vec<Arc<Segment>> {
-    pieces
-        .iter()
-        .filter_map(|piece| match *piece {
-            Piece::Text(ref text) => Some(headers.get(text)),
-            Piece::Lines { chunk, group, slot } => {
-                chunks.get(chunk)?.segments.get(group)?.get(slot)?.clone()
-            }
-        })
-        .collect()
+    let mut items = Vec::new();
+    gzip_body::Item::pieces(pieces, chunks, headers, &mut items);
+    items.iter().filter_map(gzip_body::Item::resolve).collect()
 }
 
 /// The merged samples of the served files.
@@ -1740,8 +1734,8 @@ impl MetaPart {
         self.listed[1].get_or_init(|| self.list(true))
     }
 
-    /// The positions of this part's body in `openmetrics` or the classic format, for its gzip
-    /// stream, as [`MetaPart::list`] lists them but without reading the chunks.
+    /// The positions of this part's body in `openmetrics` or the classic format: for its gzip
+    /// stream (without reading the chunks), and listed as segments ([`MetaPart::list`]).
     fn gzip_items<'a>(&'a self, openmetrics: bool, out: &mut Vec<gzip_body::Item<'a>>) {
         let headers = per_file_headers();
         let metrics = per_file_metrics();
@@ -1774,40 +1768,11 @@ impl MetaPart {
         }
     }
 
+    /// The segments of its positions ([`MetaPart::gzip_items`]), in order.
     fn list(&self, openmetrics: bool) -> Vec<Arc<Segment>> {
-        let headers = per_file_headers();
-        let metrics = per_file_metrics();
-        let format = usize::from(openmetrics);
-        let mut out = Vec::with_capacity(self.chunks.len() * 7 + 16);
-        let family = |k: usize, out: &mut Vec<Arc<Segment>>| {
-            out.push(Arc::clone(if openmetrics {
-                &headers[k].1
-            } else {
-                &headers[k].0
-            }));
-            if let Some(lines) = self.adopted.lines(metrics[k].name) {
-                let text = if openmetrics {
-                    &lines.openmetrics
-                } else {
-                    &lines.classic
-                };
-                out.push(Arc::new(Segment::new(text.clone())));
-            }
-            for c in &self.chunks {
-                if !c.lines[k].is_empty() {
-                    out.push(Arc::clone(&c.lines[k]));
-                }
-            }
-        };
-        for k in 0..PER_FILE - 1 {
-            family(k, &mut out);
-        }
-        out.push(Arc::clone(&self.totals[format]));
-        if self.compat_node {
-            family(PER_FILE - 1, &mut out);
-            out.push(Arc::clone(&self.end[format]));
-        }
-        out
+        let mut items = Vec::new();
+        self.gzip_items(openmetrics, &mut items);
+        items.iter().filter_map(gzip_body::Item::resolve).collect()
     }
 }
 

@@ -83,7 +83,7 @@ impl<'a> Item<'a> {
         }
     }
 
-    /// The positions of a merge's `pieces` over `chunks` (as the part lists its segments).
+    /// The positions of a merge's `pieces` over `chunks` (what the part lists as segments).
     pub fn pieces(
         pieces: &[Piece],
         chunks: &'a [Arc<DataChunk>],
@@ -131,7 +131,8 @@ impl<'a> Item<'a> {
         }
     }
 
-    fn resolve(&self) -> Option<Arc<Segment>> {
+    /// The position's segment (none for a slot or meta family a chunk has no lines in).
+    pub fn resolve(&self) -> Option<Arc<Segment>> {
         match &self.at {
             At::Segment(segment) => Some(Arc::clone(segment)),
             At::Made(segment) => Some(Arc::clone(segment)),
