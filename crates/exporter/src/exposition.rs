@@ -1962,7 +1962,6 @@ impl Published {
                         gzip_stream(&variant, &meta, openmetrics, &carry.gzip_blocks[index])
                     })
                     .await;
-                    crate::process::release_free_memory();
                     Arc::new(
                         body.unwrap_or_else(|_| gzip_body::GzipBody::build(&[], &Mutex::default())),
                     )

@@ -68,49 +68,6 @@ fn max_fds() -> Option<f64> {
     soft.parse().ok()
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-unsafe extern "C" {
-    /// glibc: returns free heap memory to the system (`malloc_trim(3)`).
-    fn malloc_trim(pad: usize) -> std::ffi::c_int;
-    /// glibc: sets an allocator parameter (`mallopt(3)`).
-    fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
-}
-
-/// Caps glibc's malloc arenas at two, and serves every allocation of 1 MiB or more with its own
-/// mapping. By default every thread that allocates may get an arena of its own (up to eight per
-/// core), and each keeps the memory a merge freed; the exporter's allocations are short bursts
-/// from a few threads, which two arenas serve well. And by default glibc raises its mapping
-/// threshold to the size of each mapped block freed (up to 32 MiB), so that after the first
-/// large file the buffers of the next ones (their bytes, parsed samples, prepared text) come
-/// from the arenas, where what is freed stays resident: reading files at the directory caps
-/// then peaked 60 to 100% above the memory they leave behind (crates/exporter/tests/memory.rs:
-/// 449 to 519 MB against 262 to 347 MB with a fixed threshold). A fixed threshold gives such
-/// buffers back to the system when they are freed. Call it at the start of `main`, before
-/// threads start. A no-op elsewhere.
-pub fn configure_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
-        const M_ARENA_MAX: std::ffi::c_int = -8;
-        // SAFETY: documented parameters with valid values, set before other threads exist.
-        unsafe {
-            mallopt(M_ARENA_MAX, 2);
-            mallopt(M_MMAP_THRESHOLD, 1 << 20);
-        }
-    }
-}
-
-/// Gives memory freed after a publication back to the system. A merge allocates tens of bytes
-/// per sample for a moment; glibc keeps such freed memory in its arenas, so without this the
-/// resident size would stay at the peak. A no-op where the C library is not glibc.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; any pad is valid.
-    unsafe {
-        malloc_trim(0);
-    }
-}
-
 /// The process metrics, in the OpenMetrics or the classic format, followed by what each of
 /// `more` writes (the `promdrop_web_config_*` metrics when `--web.config.file` is in use). The
 /// files' series of these families (`adopted`) are written in the same blocks.
