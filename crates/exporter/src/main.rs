@@ -4,10 +4,11 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use promdrop_exporter::Config;
 
-/// mimalloc rather than glibc's malloc: a change allocates and frees many small blocks (a
-/// file's parsed samples, its prepared lines, its chunk's pieces), which mimalloc serves from
-/// per-thread free lists without glibc's searches of its bins. On the 2-core test VM a change
-/// cost 15 to 20% less CPU (`bench/cpu_pair.py`; docs/BENCHMARKS.md), for about 8% more
+/// mimalloc rather than the C library's malloc (glibc's, or musl's in the image): a change
+/// allocates and frees many small blocks (a file's parsed samples, its prepared lines, its
+/// chunk's pieces), which mimalloc serves from per-thread free lists without glibc's searches
+/// of its bins. On the 2-core test VM a change cost 15 to 20% less CPU with glibc builds and
+/// up to 15% less with musl builds (`bench/cpu_pair.py`; docs/BENCHMARKS.md), for 4 to 8% more
 /// resident memory at 10,000 files. Built without transparent huge pages (the `no_thp`
 /// feature): they halved a change's CPU again but doubled the resident memory at 1,000 files,
 /// and a memory limit is an OOM kill where a CPU limit is only a delay.
