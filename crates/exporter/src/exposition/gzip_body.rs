@@ -12,6 +12,7 @@
 //! (its key); a block whose positions all come from the same places as the last publication's
 //! block at its index is that block, and only the others are listed and joined.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crc32fast::Hasher;
@@ -186,9 +187,9 @@ fn addresses(members: &[Weak<Segment>]) -> impl Iterator<Item = usize> + '_ {
 }
 
 impl Block {
-    /// Lists and compresses `items` (whole runs), taking the runs of more than one segment
-    /// that the last body compressed (`last`). Blocking.
-    fn build(items: &[Item], last: &mut LastRuns<'_>) -> Block {
+    /// Lists and compresses the `runs` of `items` (whole runs, consecutive), taking the runs
+    /// of more than one segment that the last body compressed (`last`). Blocking.
+    fn build(items: &[Item], runs: &[Range<usize>], last: &mut LastRuns<'_>) -> Block {
         let mut parts = Vec::new();
         let mut crc = Hasher::new();
         let mut len = 0u64;
@@ -201,9 +202,12 @@ impl Block {
                 parts.push(deflated.bytes.clone());
             }
         };
-        let mut runs = Vec::new();
-        for run in split_runs(items) {
-            let members: Vec<Arc<Segment>> = items[run].iter().filter_map(Item::resolve).collect();
+        let mut kept_runs = Vec::new();
+        for run in runs {
+            let members: Vec<Arc<Segment>> = items[run.clone()]
+                .iter()
+                .filter_map(Item::resolve)
+                .collect();
             match members.as_slice() {
                 [] => {}
                 [one] => add(one.compress()),
@@ -218,13 +222,16 @@ impl Block {
                         }
                     };
                     add(&deflated);
-                    runs.push((members.iter().map(Arc::downgrade).collect(), deflated));
+                    kept_runs.push((members.iter().map(Arc::downgrade).collect(), deflated));
                 }
             }
         }
         Block {
-            keys: items.iter().map(|i| (i.source(), i.key.1)).collect(),
-            runs,
+            keys: items[block_range(runs)]
+                .iter()
+                .map(|i| (i.source(), i.key.1))
+                .collect(),
+            runs: kept_runs,
             segment: Arc::new(Segment::owned(parts, 0)),
             crc,
             len,
@@ -270,7 +277,7 @@ fn run_of(segment: &Segment) -> RunOf {
 
 /// The runs of `items`, by index: a chunk's consecutive segments with the family headers
 /// between or after them (the first run also takes the headers before it).
-fn split_runs(items: &[Item]) -> Vec<std::ops::Range<usize>> {
+fn split_runs(items: &[Item]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut owner: Option<RunOf> = None;
@@ -299,25 +306,30 @@ fn starts_run(owner: Option<RunOf>, run: RunOf) -> bool {
     }
 }
 
-/// Where the blocks of `items` end: after whole runs, once a block holds [`BLOCK_ITEMS`]
-/// positions.
-fn block_ends(items: &[Item]) -> Vec<usize> {
-    let mut ends = Vec::new();
-    let mut start = 0;
-    let mut owner: Option<RunOf> = None;
-    for (i, item) in items.iter().enumerate() {
-        if i - start >= BLOCK_ITEMS && starts_run(owner, item.run) {
-            ends.push(i);
-            start = i;
-        }
-        if item.run != RunOf::Header {
-            owner = Some(item.run);
+/// The blocks of a body whose runs are `runs` ([`split_runs`]), as ranges of `runs`: whole
+/// runs, a block ending before the first run that starts [`BLOCK_ITEMS`] positions or more
+/// after the block's start.
+fn group_into_blocks(runs: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut first = 0;
+    for (j, run) in runs.iter().enumerate() {
+        if run.start - runs[first].start >= BLOCK_ITEMS {
+            out.push(first..j);
+            first = j;
         }
     }
-    if start < items.len() {
-        ends.push(items.len());
+    if first < runs.len() {
+        out.push(first..runs.len());
     }
-    ends
+    out
+}
+
+/// The positions `runs` (consecutive) cover.
+fn block_range(runs: &[Range<usize>]) -> Range<usize> {
+    match (runs.first(), runs.last()) {
+        (Some(first), Some(last)) => first.start..last.end,
+        _ => 0..0,
+    }
 }
 
 /// A publication's gzip stream: the header, its blocks, then per response the process
@@ -343,9 +355,10 @@ impl GzipBody {
             at: None,
             all: None,
         };
-        let mut start = 0;
-        for end in block_ends(items) {
-            let slice = &items[start..end];
+        let runs = split_runs(items);
+        for block in group_into_blocks(&runs) {
+            let runs = &runs[block];
+            let slice = &items[block_range(runs)];
             let old = last_runs.blocks.get(blocks.len());
             let same = old.is_some_and(|b| {
                 b.keys.len() == slice.len()
@@ -358,10 +371,9 @@ impl GzipBody {
                 Some(b) if same => Arc::clone(b),
                 _ => {
                     last_runs.at = old.map(|b| &**b);
-                    Arc::new(Block::build(slice, &mut last_runs))
+                    Arc::new(Block::build(items, runs, &mut last_runs))
                 }
             });
-            start = end;
         }
         let mut crc = Hasher::new();
         let mut len = 0u64;
