@@ -50,7 +50,7 @@ def main():
             churn.write_atomically(directory, i, 1)
         port = churn.free_port()
         # 1M series pass the default caps; no periodic listing inside the count.
-        caps = ["--max-total-bytes=1GiB", "--max-total-series=10000000", "--rescan-interval=1h"]
+        caps = [*churn.RAISED_CAPS, "--rescan-interval=1h"]
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
              args.exporter, f"--textfile.directory={directory}",

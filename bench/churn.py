@@ -67,6 +67,9 @@ FAMILIES = [
 ]
 SHARDS = 11  # 9 families x 11 shards + churn_generation = 100 series a file
 SERIES_PER_FILE = len(FAMILIES) * SHARDS + 1
+# The directory caps raised so that 1M series (10,000 files) are all served, as bench/churn.sh
+# raises them with --exporter-arg.
+RAISED_CAPS = ("--max-total-bytes=1GiB", "--max-total-series=10000000")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -489,7 +492,6 @@ def main():
                     if not stop.is_set():
                         check.errors.append(f"probe: generation {gen} not visible within 30 s")
                 probe_idle.set()
-
 
         def window(seconds, probe):
             """Churns (and scrapes) for `seconds`, with the latency prober when `probe`; returns

@@ -19,8 +19,7 @@ import churn  # noqa: E402
 
 def main():
     args = churn.side_by_side_arguments(__doc__, 10000)
-    caps = ["--max-total-bytes=1GiB", "--max-total-series=10000000"]
-    with churn.serving_churn_files(args.exporter, args.files, caps) as (p, port, _):
+    with churn.serving_churn_files(args.exporter, args.files, churn.RAISED_CAPS) as (p, port, _):
 
         def rss_mb():
             with open(f"/proc/{p.pid}/status") as status:

@@ -21,8 +21,7 @@ import churn  # noqa: E402
 
 def main():
     args = churn.side_by_side_arguments(__doc__, 1000, rounds=10)
-    caps = ["--max-total-bytes=1GiB", "--max-total-series=10000000"]
-    with churn.serving_churn_files(args.exporter, args.files, caps) as (p, port, d):
+    with churn.serving_churn_files(args.exporter, args.files, churn.RAISED_CAPS) as (p, port, d):
         churn.get(port)
         cpu = wall = 0.0
         for r in range(args.rounds):

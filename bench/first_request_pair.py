@@ -37,8 +37,7 @@ def main():
             port = churn.free_port()
             p = subprocess.Popen(
                 [binary, f"--textfile.directory={work}", f"--web.listen-address=127.0.0.1:{port}",
-                 "--log.level=warn", "--max-total-bytes=1GiB", "--max-total-series=10000000",
-                 *args.exporter_arg],
+                 "--log.level=warn", *churn.RAISED_CAPS, *args.exporter_arg],
                 stdout=subprocess.DEVNULL,
             )
             servers.append((binary, p, port))
