@@ -1450,40 +1450,48 @@ fn per_file_value(k: usize, f: &FileView) -> Option<f64> {
     }
 }
 
-/// One file's per-file meta lines, one per family of [`per_file_metrics`] (the same in both
-/// formats), and what they were made from: kept with the file's chunk, so that a chunk built
-/// again for one changed file renders that file's lines alone (a chunk's other files would
-/// otherwise cost their path's escaping and eight numbers each, at every change).
+/// What one file's per-file meta lines (one per family of [`per_file_metrics`], the same in
+/// both formats) were made from, and their lengths. The lines themselves are only in the
+/// chunk's joined segments ([`MetaChunk`]): a chunk built again for one changed file renders
+/// that file's lines alone and copies the others' from the chunk before (a chunk's other files
+/// would otherwise cost their path's escaping and eight numbers each, at every change), and
+/// no second copy of every file's lines is kept (10,000 files: 7 MB).
 #[derive(Debug)]
-struct FileMetaLines {
+struct FileMetaKey {
     snapshot: Arc<FileSnapshot>,
     state: FileState,
     /// The reference time's bits (the age is counted from it).
     reference: u64,
-    text: String,
-    /// Where family `k`'s line ends in `text` (empty when the file has no value for it).
-    ends: [usize; PER_FILE],
+    /// The length of its line of family `k` (0 when the file has no value for it, or the
+    /// family's lines are not joined).
+    lens: [u32; PER_FILE],
 }
 
-impl FileMetaLines {
-    fn render(f: &FileView) -> FileMetaLines {
+impl FileMetaKey {
+    /// Renders `f`'s lines of the families `joined` says, each at the end of `texts[k]`.
+    fn render(
+        f: &FileView,
+        joined: [bool; PER_FILE],
+        texts: &mut [String; PER_FILE],
+    ) -> FileMetaKey {
         let label = snapshot::file_label(&f.snapshot.path);
-        let mut text = String::with_capacity(PER_FILE * (label.len() + 48));
-        let mut ends = [0; PER_FILE];
+        let mut lens = [0; PER_FILE];
         for (k, metric) in per_file_metrics().into_iter().enumerate() {
-            if let Some(v) = per_file_value(k, f) {
-                write_sample(&mut text, &sample_name(metric), &[("file", &label)], v);
+            if !joined[k] {
+                continue;
             }
-            ends[k] = text.len();
+            if let Some(v) = per_file_value(k, f) {
+                let text = &mut texts[k];
+                let before = text.len();
+                write_sample(text, &sample_name(metric), &[("file", &label)], v);
+                lens[k] = u32::try_from(text.len() - before).unwrap_or(u32::MAX);
+            }
         }
-        // Kept for as long as the file does not change: no spare capacity (10,000 files).
-        text.shrink_to_fit();
-        FileMetaLines {
+        FileMetaKey {
             snapshot: Arc::clone(&f.snapshot),
             state: f.state,
             reference: f.timing.reference.to_bits(),
-            text,
-            ends,
+            lens,
         }
     }
 
@@ -1492,12 +1500,6 @@ impl FileMetaLines {
         Arc::ptr_eq(&self.snapshot, &f.snapshot)
             && self.state == f.state
             && self.reference == f.timing.reference.to_bits()
-    }
-
-    /// The line of family `k`.
-    fn line(&self, k: usize) -> &str {
-        let start = if k == 0 { 0 } else { self.ends[k - 1] };
-        &self.text[start..self.ends[k]]
     }
 }
 
@@ -1601,10 +1603,12 @@ pub fn render_meta(
 #[derive(Debug)]
 pub struct MetaChunk {
     lines: [Arc<Segment>; PER_FILE],
+    /// Whether the compat family's lines (the last) are joined.
+    compat_node: bool,
     /// How many of its files are fresh, stale, expired, or not served for an error.
     states: [u64; 4],
-    /// Each file's lines, in order.
-    files: Vec<Arc<FileMetaLines>>,
+    /// What each file's lines were made from, in order.
+    files: Vec<Arc<FileMetaKey>>,
 }
 
 /// How many of `files` are fresh, stale, expired, or not served for an error
@@ -1634,35 +1638,63 @@ impl MetaChunk {
         compat_node: bool,
         previous: Option<&MetaChunk>,
     ) -> MetaChunk {
+        let joined: [bool; PER_FILE] = std::array::from_fn(|k| k < PER_FILE - 1 || compat_node);
+        // The previous chunk's lines can be copied when it joined the same families.
+        let previous = previous.filter(|p| p.compat_node == compat_node);
         let kept = previous.map_or(&[][..], |p| &p.files[..]);
-        let per_file: Vec<Arc<FileMetaLines>> = files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                // Files keep their place in a chunk unless one came or went before them.
-                let same = kept
-                    .get(i)
-                    .filter(|m| m.made_from(f))
-                    .or_else(|| kept.iter().find(|m| m.made_from(f)));
-                match same {
-                    Some(m) => Arc::clone(m),
-                    None => Arc::new(FileMetaLines::render(f)),
-                }
-            })
-            .collect();
+        // Where each kept file's line of family k starts in the previous chunk's segment k.
+        let mut starts = Vec::with_capacity(kept.len());
+        let mut at = [0usize; PER_FILE];
+        for m in kept {
+            starts.push(at);
+            for (a, len) in at.iter_mut().zip(m.lens) {
+                *a += len as usize;
+            }
+        }
+        let old_text: [&[u8]; PER_FILE] =
+            std::array::from_fn(|k| previous.and_then(|p| p.lines[k].part(0)).unwrap_or(&[]));
+        // First which files' lines are kept (and where they are), the others' rendered apart;
+        // then each segment joined in file order, its size known (no growth, no shrinking).
+        let mut rendered: [String; PER_FILE] = Default::default();
+        let mut sources: Vec<(Option<usize>, Arc<FileMetaKey>)> = Vec::with_capacity(files.len());
+        for (i, f) in files.iter().enumerate() {
+            // Files keep their place in a chunk unless one came or went before them.
+            let same = kept
+                .get(i)
+                .filter(|m| m.made_from(f))
+                .map(|_| i)
+                .or_else(|| kept.iter().position(|m| m.made_from(f)));
+            match same {
+                Some(j) => sources.push((Some(j), Arc::clone(&kept[j]))),
+                None => sources.push((
+                    None,
+                    Arc::new(FileMetaKey::render(f, joined, &mut rendered)),
+                )),
+            }
+        }
+        let texts: [Vec<u8>; PER_FILE] = std::array::from_fn(|k| {
+            let mut text =
+                Vec::with_capacity(sources.iter().map(|(_, m)| m.lens[k] as usize).sum());
+            let mut next = 0;
+            for (kept_at, m) in &sources {
+                let len = m.lens[k] as usize;
+                let line = match kept_at {
+                    Some(j) => old_text[k].get(starts[*j][k]..starts[*j][k] + len),
+                    None => {
+                        next += len;
+                        rendered[k].as_bytes().get(next - len..next)
+                    }
+                };
+                // Always found: the previous segments were joined from these lengths.
+                text.extend_from_slice(line.unwrap_or_default());
+            }
+            text
+        });
         MetaChunk {
             states: count_states(files),
-            lines: std::array::from_fn(|k| {
-                let mut text = String::new();
-                if k < PER_FILE - 1 || compat_node {
-                    text.reserve_exact(per_file.iter().map(|m| m.line(k).len()).sum());
-                    for m in &per_file {
-                        text.push_str(m.line(k));
-                    }
-                }
-                Arc::new(Segment::new(text))
-            }),
-            files: per_file,
+            lines: texts.map(|text| Arc::new(Segment::from_bytes(Bytes::from(text)))),
+            compat_node,
+            files: sources.into_iter().map(|(_, m)| m).collect(),
         }
     }
 }
@@ -2308,10 +2340,15 @@ mod escaping_tests {
                 snapshot("/d/c.prom", 3_000_000_000_000, "c 1\n"),
                 FileState::Fresh,
             ),
+            view(
+                snapshot("/d/e.prom", 6_000_000_000_000, "e 1\nf 2\n"),
+                FileState::Fresh,
+            ),
         ];
         let old = MetaChunk::build(&before, true);
-        // b rewritten (another snapshot), c gone stale with its age counted from later, d new
-        // before c: a's lines are the same, the rest made again.
+        // b rewritten (another snapshot), c gone stale with its age counted from later, c0
+        // new before c: a's lines are the same, and e's (one place further on, so copied from
+        // elsewhere in the previous segments); the rest made again.
         let mut after = before.clone();
         after[1] = view(
             snapshot("/d/b\"q.prom", 5_000_000_000_000, "b 1\nb2 2\n"),
@@ -2327,12 +2364,14 @@ mod escaping_tests {
             ),
         );
         for compat in [true, false] {
+            let old = MetaChunk::build(&before, compat);
             let reused = MetaChunk::build_reusing(&after, compat, Some(&old));
             let fresh = MetaChunk::build(&after, compat);
             assert_eq!(segments_text(&reused.lines), segments_text(&fresh.lines));
             assert_eq!(reused.states, fresh.states);
             assert!(Arc::ptr_eq(&reused.files[0], &old.files[0]));
-            for i in 1..after.len() {
+            assert!(Arc::ptr_eq(&reused.files[4], &old.files[3]));
+            for i in 1..4 {
                 assert!(
                     old.files.iter().all(|m| !Arc::ptr_eq(m, &reused.files[i])),
                     "{i}"
