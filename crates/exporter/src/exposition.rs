@@ -24,7 +24,7 @@
 //!
 //! Only process metrics are rendered for each scrape: they are small and change all the time.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -570,17 +570,24 @@ pub fn follow_chunks<'a>(
     previous: &'a [Arc<DataChunk>],
     next: &'a [Arc<DataChunk>],
 ) {
+    use foldhash::{HashMap, HashMapExt, HashSet};
     let ptr = |c: &Arc<DataChunk>| Arc::as_ptr(c) as usize;
     let before: HashSet<usize> = previous.iter().map(ptr).collect();
     let after: HashSet<usize> = next.iter().map(ptr).collect();
     // Each chunk's files with their prepared forms, by the prepared form's address.
     let forms = |chunks: &'a [Arc<DataChunk>], skip: &HashSet<usize>| {
-        chunks
-            .iter()
-            .filter(|c| !skip.contains(&ptr(c)))
-            .flat_map(|c| c.files.iter().zip(c.prepared()))
-            .map(|(f, p)| (Arc::as_ptr(p) as usize, (f, p)))
-            .collect::<HashMap<usize, (&'a Arc<FileSnapshot>, &'a Arc<Prepared>)>>()
+        let kept: Vec<&Arc<DataChunk>> =
+            chunks.iter().filter(|c| !skip.contains(&ptr(c))).collect();
+        // Sized first: growing the table rehashes everything in it (a change's largest cost
+        // here).
+        let mut forms: HashMap<usize, (&'a Arc<FileSnapshot>, &'a Arc<Prepared>)> =
+            HashMap::with_capacity(kept.iter().map(|c| c.files.len()).sum());
+        for c in kept {
+            for (f, p) in c.files.iter().zip(c.prepared()) {
+                forms.insert(Arc::as_ptr(p) as usize, (f, p));
+            }
+        }
+        forms
     };
     let gone = forms(previous, &after);
     let came = forms(next, &before);

@@ -272,10 +272,11 @@ impl<'a> ShapeView<'a> {
 
     /// A hash of everything but the names and bounds (the table's key).
     fn key(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        self.hash(&mut h);
-        h.finish()
+        use std::hash::BuildHasher;
+        // One seed for the process (the table lives as long), random: files cannot choose
+        // shapes that share a key.
+        static STATE: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+        STATE.get_or_init(Default::default).hash_one(self)
     }
 
     /// Whether `shape` is what this view describes. Its names are then this family's too:

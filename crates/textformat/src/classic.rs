@@ -61,7 +61,8 @@ struct Parser<'a, 'l> {
     limits: &'l ParseLimits,
     families: Vec<MetricFamily<'a>>,
     states: Vec<FamilyState>,
-    by_name: HashMap<Cow<'a, str>, usize>,
+    /// Seeded per parser (names come from the input), and not SipHash: looked up once a line.
+    by_name: HashMap<Cow<'a, str>, usize, foldhash::fast::RandomState>,
     series: usize,
     /// The family of the previous sample line and its name: most lines continue it. The flag
     /// says the name was written unquoted, so that the next line may be matched against it
@@ -83,7 +84,7 @@ pub(crate) fn parse<'a>(
         limits,
         families: Vec::new(),
         states: Vec::new(),
-        by_name: HashMap::new(),
+        by_name: HashMap::default(),
         series: 0,
         last: None,
         last_labels: [""; 8],
