@@ -79,7 +79,8 @@ pub struct Config {
     )]
     pub watch_events: bool,
 
-    /// How long to gather a burst of change events before rescanning.
+    /// How long to gather a burst of change events before looking at what changed. A file
+    /// renamed into place or removed is looked at without waiting: it is complete.
     #[arg(
         long = "watch.debounce",
         env = "PROMDROP_WATCH_DEBOUNCE",

@@ -9,7 +9,9 @@
 //!   ─▶ gzip on the first request that asks for it
 //! ```
 //!
-//! Bursts of events are gathered for `--watch.debounce` before a scan. Besides events and
+//! Bursts of events are gathered for `--watch.debounce` before a scan, unless every event so
+//! far is a file renamed into place or removed (complete: no half-written file to wait for;
+//! one wake-up a change instead of two). Besides events and
 //! rescans, the engine wakes at the next staleness transition of any file, so states change
 //! on time and not only when something is scraped.
 
@@ -414,15 +416,30 @@ impl Engine {
                 _ = shutdown.changed() => return,
                 event = events.recv() => {
                     let Some(event) = event else { return };
+                    // Files renamed into place (or removed) are complete: looked at now, with
+                    // whatever else is already queued, and no wait (a second wake-up a
+                    // change, and its delay) unless something else is in the burst.
+                    let mut settled = matches!(event, WatchEvent::Placed(..));
                     add(event, &mut dirty, &mut names);
-                    let deadline = Instant::now() + self.settings.debounce;
-                    loop {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(deadline) => break,
-                            event = events.recv() => match event {
-                                Some(event) => add(event, &mut dirty, &mut names),
-                                None => break,
-                            },
+                    while settled {
+                        match events.try_recv() {
+                            Ok(event) => {
+                                settled = matches!(event, WatchEvent::Placed(..));
+                                add(event, &mut dirty, &mut names);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if !settled {
+                        let deadline = Instant::now() + self.settings.debounce;
+                        loop {
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(deadline) => break,
+                                event = events.recv() => match event {
+                                    Some(event) => add(event, &mut dirty, &mut names),
+                                    None => break,
+                                },
+                            }
                         }
                     }
                 }
@@ -1972,7 +1989,7 @@ fn gather(
         WatchEvent::Changed(i) => {
             dirty.insert(i);
         }
-        WatchEvent::Names(i, list) => {
+        WatchEvent::Names(i, list) | WatchEvent::Placed(i, list) => {
             names.entry(i).or_default().extend(list);
         }
         WatchEvent::Rescan => dirty.extend(all.iter().copied()),

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use notify::event::ModifyKind;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -21,9 +22,14 @@ use promdrop_textfile::discovery::{dir_identity, is_served_name};
 pub enum WatchEvent {
     /// Something changed in the directory with this index: list it again.
     Changed(usize),
-    /// These entries (names) of the directory with this index were created, changed, renamed
-    /// or removed: look at them alone, in time independent of the directory's size.
+    /// These entries (names) of the directory with this index were created or changed: look
+    /// at them alone, in time independent of the directory's size, once the burst of events
+    /// is over (a writer that writes in place may not be done yet).
     Names(usize, Vec<OsString>),
+    /// These entries were renamed into place, moved away or removed: as [`WatchEvent::Names`],
+    /// but each is already complete (an atomic write ends with its rename), so the engine
+    /// looks at them without waiting for the rest of a burst.
+    Placed(usize, Vec<OsString>),
     /// Time for a full rescan of every directory.
     Rescan,
 }
@@ -97,7 +103,15 @@ fn watch_dir(
                     .filter_map(|p| event_name(&dir, p, tenancy))
                     .collect();
                 if !names.is_empty() {
-                    let _ = tx.send(WatchEvent::Names(index, names));
+                    let placed = matches!(
+                        e.kind,
+                        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_)
+                    );
+                    let _ = tx.send(if placed {
+                        WatchEvent::Placed(index, names)
+                    } else {
+                        WatchEvent::Names(index, names)
+                    });
                 }
             }
             // Any other event, and errors (such as a queue overflow), mean "look again".

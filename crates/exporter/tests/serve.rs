@@ -946,3 +946,56 @@ fn a_listing_that_ran_while_files_changed_reads_no_file_twice_and_drops_none() {
         after - before
     );
 }
+
+#[test]
+fn a_file_renamed_into_place_is_served_without_waiting_for_the_debounce() {
+    // A rename ends an atomic write: the file is complete, so it is looked at at once. A file
+    // written in place may be half written: its events are still gathered for the debounce.
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let debounce = Duration::from_secs(4);
+    let exporter = common::start(&[
+        dir_arg(dir),
+        arg("watch.debounce", "4s"),
+        arg("rescan-interval", "1h"),
+    ]);
+    // The watch's first event (a look at the whole directory, for what happened before it was
+    // set) waits for the debounce: past it before measuring.
+    write_atomic(dir, "first.prom", "# TYPE first_up gauge\nfirst_up 1\n");
+    exporter.wait_for("the first file", WAIT, |m| {
+        m.get("first_up", &[]) == Some(1.0)
+    });
+
+    let written = Instant::now();
+    write_atomic(
+        dir,
+        "renamed.prom",
+        "# TYPE renamed_up gauge\nrenamed_up 1\n",
+    );
+    exporter.wait_for("the renamed file", WAIT, |m| {
+        m.get("renamed_up", &[]) == Some(1.0)
+    });
+    let took = written.elapsed();
+    assert!(
+        took < debounce,
+        "a file renamed into place took {took:?}, the debounce is {debounce:?}"
+    );
+
+    let written = Instant::now();
+    std::fs::write(
+        dir.join("in_place.prom"),
+        "# TYPE in_place_up gauge\nin_place_up 1\n",
+    )
+    .unwrap();
+    let early = exporter.metrics();
+    // Only meaningful if this scrape came well within the debounce (a slow machine may not).
+    if written.elapsed() < debounce / 2 {
+        assert!(
+            !early.contains("in_place_up"),
+            "a file written in place was served before the debounce ended:\n{early}"
+        );
+    }
+    exporter.wait_for("the file written in place", WAIT, |m| {
+        m.get("in_place_up", &[]) == Some(1.0)
+    });
+}
