@@ -11,9 +11,9 @@
 //!
 //! Bursts of events are gathered for `--watch.debounce` before a scan, unless every event so
 //! far is a file renamed into place or removed (complete: no half-written file to wait for;
-//! one wake-up a change instead of two). Besides events and
-//! rescans, the engine wakes at the next staleness transition of any file, so states change
-//! on time and not only when something is scraped.
+//! one wake-up a change instead of two). Besides events and rescans, the engine wakes at the
+//! next staleness transition of any file, so states change on time and not only when
+//! something is scraped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
