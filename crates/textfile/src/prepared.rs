@@ -273,8 +273,9 @@ impl<'a> ShapeView<'a> {
     /// A hash of everything but the names and bounds (the table's key).
     fn key(&self) -> u64 {
         use std::hash::BuildHasher;
-        // One seed for the process (the table lives as long), random: files cannot choose
-        // shapes that share a key.
+        // One seed for the process (the table lives as long as it), chosen at random: a file
+        // cannot know in advance which shapes share a key (std's `DefaultHasher::new()`, used
+        // before, has fixed keys). Shapes that do share one are told apart by `is`.
         static STATE: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
         STATE.get_or_init(Default::default).hash_one(self)
     }
