@@ -112,13 +112,37 @@ fn deflate_with(compress: &mut Compress, parts: &[&[u8]], last: bool) -> Deflate
     }
 }
 
-/// The gzip trailer for segments whose CRCs and lengths add up to `crc` and `len`.
-pub fn trailer(crc: &Hasher, len: u64) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    out[..4].copy_from_slice(&crc.clone().finalize().to_le_bytes());
-    // ISIZE is the length modulo 2^32.
-    out[4..].copy_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
-    out
+/// The CRC-32 and length of the text of consecutive segments, added up as segments are
+/// joined: what the stream's trailer needs.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    crc: Hasher,
+    len: u64,
+}
+
+impl Totals {
+    /// Adds the text of a segment compressed after these (its CRC-32 and length).
+    pub fn add(&mut self, crc: &Hasher, len: u64) {
+        // An empty text leaves the CRC-32 as it is.
+        if len > 0 {
+            self.crc.combine(crc);
+            self.len += len;
+        }
+    }
+
+    /// Adds the text of segments joined after these.
+    pub fn extend(&mut self, other: &Totals) {
+        self.add(&other.crc, other.len);
+    }
+
+    /// The gzip trailer for these totals.
+    pub fn trailer(&self) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        out[..4].copy_from_slice(&self.crc.clone().finalize().to_le_bytes());
+        // ISIZE is the length modulo 2^32.
+        out[4..].copy_from_slice(&((self.len & 0xffff_ffff) as u32).to_le_bytes());
+        out
+    }
 }
 
 #[cfg(test)]
@@ -136,16 +160,14 @@ mod tests {
         // The header, the segments, a finished last one, and a trailer whose CRC-32 is the
         // segments' combined.
         let last = deflate(b"# EOF\n", true);
-        let mut crc = Hasher::new();
-        let mut len = 0;
+        let mut totals = Totals::default();
         for s in segments.iter().chain([&last]) {
-            crc.combine(&s.crc);
-            len += s.len;
+            totals.add(&s.crc, s.len);
         }
         let mut chunks: Vec<Bytes> = vec![Bytes::from_static(&HEADER)];
         chunks.extend(segments.iter().map(|s| s.bytes.clone()));
         chunks.push(last.bytes);
-        chunks.push(Bytes::copy_from_slice(&trailer(&crc, len)));
+        chunks.push(Bytes::copy_from_slice(&totals.trailer()));
         let body: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         assert!(body.len() < big.len() / 3, "compressed to {}", body.len());
         let mut decoded = Vec::new();

@@ -15,11 +15,10 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crc32fast::Hasher;
 use promdrop_textfile::assembly::Piece;
 
 use super::{DataChunk, HeaderCache, MetaChunk, Segment};
-use crate::gzip::{self, Deflated};
+use crate::gzip::{self, Deflated, Totals};
 
 /// How many positions a block holds before it ends at the next run's start: small, since a
 /// changed chunk has a position in every family's block, and a change then lists and joins
@@ -156,8 +155,7 @@ pub struct Block {
     runs: Vec<(Box<[Weak<Segment>]>, Deflated)>,
     /// The runs' compressed bytes, as one segment of the response.
     segment: Arc<Segment>,
-    crc: Hasher,
-    len: u64,
+    totals: Totals,
 }
 
 /// What a kept key's address points into, held weakly: the allocation stays, so the address
@@ -191,13 +189,9 @@ impl Block {
     /// of more than one segment that the last body compressed (`last`). Blocking.
     fn build(items: &[Item], runs: &[Range<usize>], last: &mut LastRuns<'_>) -> Block {
         let mut parts = Vec::new();
-        let mut crc = Hasher::new();
-        let mut len = 0u64;
+        let mut totals = Totals::default();
         let mut add = |deflated: &Deflated| {
-            if deflated.len > 0 {
-                crc.combine(&deflated.crc);
-                len += deflated.len;
-            }
+            totals.add(&deflated.crc, deflated.len);
             if !deflated.bytes.is_empty() {
                 parts.push(deflated.bytes.clone());
             }
@@ -233,8 +227,7 @@ impl Block {
                 .collect(),
             runs: kept_runs,
             segment: Arc::new(Segment::owned(parts, 0)),
-            crc,
-            len,
+            totals,
         }
     }
 }
@@ -337,8 +330,7 @@ fn block_range(runs: &[Range<usize>]) -> Range<usize> {
 #[derive(Debug)]
 pub struct GzipBody {
     blocks: Vec<Arc<Block>>,
-    crc: Hasher,
-    len: u64,
+    totals: Totals,
 }
 
 /// The blocks of the last gzip body made, per body kind, for the next publication.
@@ -375,25 +367,20 @@ impl GzipBody {
                 }
             });
         }
-        let mut crc = Hasher::new();
-        let mut len = 0u64;
+        let mut totals = Totals::default();
         for block in &blocks {
-            if block.len > 0 {
-                crc.combine(&block.crc);
-                len += block.len;
-            }
+            totals.extend(&block.totals);
         }
         last.clone_from(&blocks);
-        GzipBody { blocks, crc, len }
+        GzipBody { blocks, totals }
     }
 
     /// The segments of one response: the gzip header, the blocks, then `last` compressed (its
     /// final block ends the stream) and the trailer.
     pub fn finish(&self, last: &[u8]) -> Vec<Arc<Segment>> {
         let tail = gzip::deflate(last, true);
-        let mut crc = self.crc.clone();
-        crc.combine(&tail.crc);
-        let len = self.len + tail.len;
+        let mut totals = self.totals.clone();
+        totals.add(&tail.crc, tail.len);
         let mut out = Vec::with_capacity(self.blocks.len() + 2);
         out.push(Arc::new(Segment::owned(
             vec![bytes::Bytes::from_static(&gzip::HEADER)],
@@ -401,10 +388,7 @@ impl GzipBody {
         )));
         out.extend(self.blocks.iter().map(|b| Arc::clone(&b.segment)));
         out.push(Arc::new(Segment::owned(
-            vec![
-                tail.bytes,
-                bytes::Bytes::copy_from_slice(&gzip::trailer(&crc, len)),
-            ],
+            vec![tail.bytes, bytes::Bytes::copy_from_slice(&totals.trailer())],
             0,
         )));
         out
