@@ -112,11 +112,15 @@ fn incremental(files: &[Arc<snapshot::FileSnapshot>], options: &ReadOptions) {
 #[allow(dead_code)]
 fn stages(files: &[Arc<snapshot::FileSnapshot>]) {
     use promdrop_textformat::{Source, merge, parse, render_classic_into};
-    let start = Instant::now();
-    let parsed: Vec<_> = files
+    let texts: Vec<_> = files
         .iter()
         .filter_map(|f| f.content.as_ref().ok())
-        .map(|c| parse(&c.bytes, c.format).expect("parses"))
+        .map(|c| (c.bytes(), c.format))
+        .collect();
+    let start = Instant::now();
+    let parsed: Vec<_> = texts
+        .iter()
+        .map(|(bytes, format)| parse(bytes, *format).expect("parses"))
         .collect();
     let parse_time = start.elapsed();
     let start = Instant::now();

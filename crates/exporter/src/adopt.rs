@@ -81,16 +81,22 @@ impl Adopted {
             ..options.clone()
         };
         let origins: Vec<Origin> = files.iter().map(|f| f.origin()).collect();
+        // The bytes of the files that have such families (decompressed, borrowed below).
+        let texts: Vec<Option<(bytes::Bytes, promdrop_textformat::Format)>> = files
+            .iter()
+            .zip(prepared)
+            .map(|(file, prepared)| {
+                let content = file.content.as_ref().ok()?;
+                (!prepared.reserved.is_empty()).then(|| (content.bytes(), content.format))
+            })
+            .collect();
         let mut taken: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::new();
-        for (index, (file, prepared)) in files.iter().zip(prepared).enumerate() {
-            if prepared.reserved.is_empty() {
-                continue;
-            }
-            let Ok(content) = &file.content else {
+        for (index, (file, text)) in files.iter().zip(&texts).enumerate() {
+            let Some((bytes, format)) = text else {
                 continue;
             };
             // It parsed when it was read; the same bytes parse the same way.
-            let Ok(exposition) = parse(&content.bytes, content.format) else {
+            let Ok(exposition) = parse(bytes, *format) else {
                 continue;
             };
             let mut families = exposition.families;

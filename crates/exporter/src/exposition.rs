@@ -99,13 +99,13 @@ type Parsed<'a> = Option<(Vec<MetricFamily<'a>>, Vec<Box<str>>)>;
 /// The file's families with the options applied by the same code as its prepared form
 /// ([`apply_options`]).
 fn prepare_file<'a>(
-    file: &'a FileSnapshot,
+    text: &'a Option<(Bytes, Format)>,
     options: &'a PrepareOptions,
     name: &'a Origin,
 ) -> Parsed<'a> {
-    let content = file.content.as_ref().ok()?;
+    let (bytes, format) = text.as_ref()?;
     // It parsed when it was read; the same bytes parse the same way.
-    let mut families = parse(&content.bytes, content.format).ok()?.families;
+    let mut families = parse(bytes, *format).ok()?.families;
     // `le` and `quantile` as node_exporter serves them, as in the prepared form.
     promdrop_textformat::canonicalize_bounds(&mut families);
     let reserved = apply_options(&mut families, options, name);
@@ -114,16 +114,12 @@ fn prepare_file<'a>(
 
 /// [`prepare_file`] for every file, on up to one thread per core, results in file order.
 fn parse_all<'a>(
-    files: &'a [Arc<FileSnapshot>],
+    files: &'a [Option<(Bytes, Format)>],
     options: &'a PrepareOptions,
     names: &'a [Origin],
 ) -> Vec<Parsed<'a>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let total: usize = files
-        .iter()
-        .filter_map(|f| f.content.as_ref().ok())
-        .map(|c| c.bytes.len())
-        .sum();
+    let total: usize = files.iter().flatten().map(|(bytes, _)| bytes.len()).sum();
     if threads < 2 || total < (256 << 10) {
         return files
             .iter()
@@ -174,7 +170,12 @@ pub fn render_data(
     let names: Vec<Origin> = files.iter().map(|f| f.origin()).collect();
     // Parse on every core: parsing is most of the cost, and files are independent.
     let prepare = options.prepare_options();
-    let prepared = parse_all(files, &prepare, &names);
+    // The files' bytes, decompressed (the parsed families borrow them).
+    let texts: Vec<Option<(Bytes, Format)>> = files
+        .iter()
+        .map(|f| f.content.as_ref().ok().map(|c| (c.bytes(), c.format)))
+        .collect();
+    let prepared = parse_all(&texts, &prepare, &names);
     let mut conflicts = Vec::new();
     let mut parsed: Vec<(usize, Vec<MetricFamily<'_>>)> = Vec::with_capacity(files.len());
     for (index, result) in prepared.into_iter().enumerate() {
@@ -344,24 +345,17 @@ impl Segment {
         }
     }
 
-    /// Part `i` of the text.
-    pub fn part(&self, i: usize) -> Option<&[u8]> {
+    /// Part `i` of the text (a file's lines are decompressed: a copy).
+    pub fn part(&self, i: usize) -> Option<Bytes> {
         match &self.text {
-            SegmentText::Parts(parts) => parts.get(i).map(|b| &b[..]),
+            SegmentText::Parts(parts) => parts.get(i).cloned(),
             SegmentText::Lines(lines) => lines.get(i),
         }
     }
 
-    /// The parts of the text, in order.
-    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
-        let (parts, lines) = match &self.text {
-            SegmentText::Parts(parts) => (Some(parts.iter().map(|b| &b[..])), None),
-            SegmentText::Lines(lines) => (None, Some(lines.iter())),
-        };
-        parts
-            .into_iter()
-            .flatten()
-            .chain(lines.into_iter().flatten())
+    /// The parts of the text, in order (as [`Segment::part`] gives them).
+    pub fn parts(&self) -> impl Iterator<Item = Bytes> + '_ {
+        (0..self.part_count()).filter_map(|i| self.part(i))
     }
 
     /// The length of the text.
@@ -381,15 +375,22 @@ impl Segment {
     pub fn plain(&self) -> Bytes {
         match &self.text {
             SegmentText::Parts(parts) if parts.len() == 1 => parts[0].clone(),
-            SegmentText::Lines(lines) if lines.count() == 1 => lines.bytes(0).unwrap_or_default(),
-            _ => Bytes::from(self.parts().collect::<Vec<_>>().concat()),
+            SegmentText::Lines(lines) if lines.count() == 1 => lines.get(0).unwrap_or_default(),
+            _ => {
+                let mut text = Vec::with_capacity(self.len());
+                for part in self.parts() {
+                    text.extend_from_slice(&part);
+                }
+                Bytes::from(text)
+            }
         }
     }
 
     /// Compresses the segment (once; later calls return at once). Blocking.
     pub fn compress(&self) -> &Deflated {
         self.deflated.get_or_init(|| {
-            let parts: Vec<&[u8]> = self.parts().collect();
+            let parts: Vec<Bytes> = self.parts().collect();
+            let parts: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
             gzip::deflate_parts(&parts, false)
         })
     }
@@ -410,7 +411,7 @@ pub fn segments_text(segments: &[Arc<Segment>]) -> String {
 fn segments_bytes(segments: &[Arc<Segment>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(segments.iter().map(|s| s.len()).sum());
     for part in segments.iter().flat_map(|s| s.parts()) {
-        out.extend_from_slice(part);
+        out.extend_from_slice(&part);
     }
     out
 }
@@ -826,10 +827,11 @@ fn prepared_for(file: &FileSnapshot, wanted: &PrepareOptions) -> Option<Arc<Prep
         return Some(Arc::clone(&content.prepared));
     }
     // It parsed when it was read; the same bytes parse the same way.
-    let exposition = parse(&content.bytes, content.format).ok()?;
+    let bytes = content.bytes();
+    let exposition = parse(&bytes, content.format).ok()?;
     Some(Arc::new(Prepared::build(
         exposition.families,
-        &content.bytes,
+        &bytes,
         &file.origin(),
         wanted,
     )))
@@ -955,7 +957,7 @@ impl DataPart {
                 let capacity: usize = files
                     .iter()
                     .filter_map(|f| f.content.as_ref().ok())
-                    .map(|c| c.bytes.len())
+                    .map(|c| c.len())
                     .sum();
                 let mut text = String::with_capacity(capacity + capacity / 8);
                 let conflicts = render_data(&files, &options, Format::Classic, &mut text);
@@ -1658,8 +1660,11 @@ impl MetaChunk {
                 *a += len as usize;
             }
         }
-        let old_text: [&[u8]; PER_FILE] =
-            std::array::from_fn(|k| previous.and_then(|p| p.lines[k].part(0)).unwrap_or(&[]));
+        let old_text: [Bytes; PER_FILE] = std::array::from_fn(|k| {
+            previous
+                .and_then(|p| p.lines[k].part(0))
+                .unwrap_or_default()
+        });
         // First which files' lines are kept (and where they are), the others' rendered apart;
         // then each segment joined in file order, its size known (no growth, no shrinking).
         let mut rendered: [String; PER_FILE] = Default::default();
@@ -2448,7 +2453,7 @@ mod escaping_tests {
             let compressed: Vec<u8> = gzip
                 .segments
                 .iter()
-                .flat_map(|s| s.parts().flat_map(|p| p.iter().copied()))
+                .flat_map(|s| s.parts().flat_map(|p| p.to_vec()))
                 .collect();
             let decoded = String::from_utf8(tests::gunzip(&compressed)).unwrap();
             assert!(decoded.starts_with(&text(&first)), "{decoded}");

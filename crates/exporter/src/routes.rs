@@ -39,11 +39,11 @@ pub struct State {
     pub watchdog: Arc<Watchdog>,
 }
 
-/// A response body: a list of prepared segments, sent without copying them. Each frame is a
-/// [`Window`] over up to [`Chunks::FRAME`] bytes of the segments' parts, which the server
-/// writes with `writev` straight from the parts (hyper queues a vectored `Buf` as it is), so
-/// a body of many small pieces (a piece per chunk and family) costs neither a copy nor a
-/// reference count per piece.
+/// A response body: a list of prepared segments. Each frame is a [`Window`] over up to
+/// [`Chunks::FRAME`] bytes of the segments' parts, which the server writes with `writev`
+/// straight from the parts (hyper queues a vectored `Buf` as it is): a part held as text is
+/// not copied, and a part held compressed (a file's lines) is decompressed into the frame
+/// that sends it, so a body is never whole in memory.
 #[derive(Debug)]
 pub struct Chunks {
     segments: Arc<[Arc<Segment>]>,
@@ -86,21 +86,24 @@ impl hyper::body::Body for Chunks {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Window>, Infallible>>> {
-        let start = self.at;
-        let mut end = start;
+        let mut at = self.at;
+        let mut parts = Vec::new();
         let mut len = 0;
-        while len < Chunks::FRAME && end.segment < self.segments.len() {
-            len += part(&self.segments, end).len();
-            end = end.next(&self.segments);
+        while len < Chunks::FRAME && at.segment < self.segments.len() {
+            if let Some(part) = self.segments[at.segment].part(at.part) {
+                len += part.len();
+                if !part.is_empty() {
+                    parts.push(part);
+                }
+            }
+            at = at.next(&self.segments);
         }
+        self.at = at;
         if len == 0 {
-            self.at = end;
             return Poll::Ready(None);
         }
-        self.at = end;
-        self.remaining -= len as u64;
-        let window = Window::new(Arc::clone(&self.segments), start, end, len);
-        Poll::Ready(Some(Ok(Frame::data(window))))
+        self.remaining = self.remaining.saturating_sub(len as u64);
+        Poll::Ready(Some(Ok(Frame::data(Window::new(parts)))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -136,43 +139,25 @@ impl Position {
     }
 }
 
-/// The part at `at` (empty past the end or in a segment of no parts).
-fn part(segments: &[Arc<Segment>], at: Position) -> &[u8] {
-    segments
-        .get(at.segment)
-        .and_then(|s| s.part(at.part))
-        .unwrap_or(&[][..])
-}
-
-/// One frame of a [`Chunks`] body: the parts from one position to another, read in place.
+/// One frame of a [`Chunks`] body: its parts, none empty, sent as they are.
 #[derive(Debug)]
 pub struct Window {
-    segments: Arc<[Arc<Segment>]>,
-    at: Position,
-    /// Bytes of the part at `at` already consumed.
+    parts: Vec<Bytes>,
+    /// The part being sent.
+    index: usize,
+    /// Bytes of that part already consumed.
     offset: usize,
-    end: Position,
     remaining: usize,
 }
 
 impl Window {
-    fn new(segments: Arc<[Arc<Segment>]>, at: Position, end: Position, len: usize) -> Window {
-        let mut window = Window {
-            segments,
-            at,
+    fn new(parts: Vec<Bytes>) -> Window {
+        let remaining = parts.iter().map(Bytes::len).sum();
+        Window {
+            parts,
+            index: 0,
             offset: 0,
-            end,
-            remaining: len,
-        };
-        window.skip_empty();
-        window
-    }
-
-    /// Moves past parts with nothing left, so `chunk` is never empty before the end.
-    fn skip_empty(&mut self) {
-        while self.at < self.end && part(&self.segments, self.at).len() == self.offset {
-            self.at = self.at.next(&self.segments);
-            self.offset = 0;
+            remaining,
         }
     }
 }
@@ -183,39 +168,38 @@ impl Buf for Window {
     }
 
     fn chunk(&self) -> &[u8] {
-        if self.at < self.end {
-            &part(&self.segments, self.at)[self.offset..]
-        } else {
-            &[]
-        }
+        self.parts
+            .get(self.index)
+            .map_or(&[][..], |part| &part[self.offset..])
     }
 
     fn advance(&mut self, mut cnt: usize) {
         cnt = cnt.min(self.remaining);
         self.remaining -= cnt;
-        while cnt > 0 && self.at < self.end {
-            let left = part(&self.segments, self.at).len() - self.offset;
+        while cnt > 0 {
+            let Some(part) = self.parts.get(self.index) else {
+                return;
+            };
+            let left = part.len() - self.offset;
             if cnt < left {
                 self.offset += cnt;
                 return;
             }
             cnt -= left;
-            self.offset += left;
-            self.skip_empty();
+            self.index += 1;
+            self.offset = 0;
         }
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        let mut at = self.at;
         let mut offset = self.offset;
-        while n < dst.len() && at < self.end {
-            let bytes = &part(&self.segments, at)[offset..];
-            if !bytes.is_empty() {
-                dst[n] = IoSlice::new(bytes);
-                n += 1;
+        for part in self.parts.iter().skip(self.index) {
+            if n == dst.len() {
+                break;
             }
-            at = at.next(&self.segments);
+            dst[n] = IoSlice::new(&part[offset..]);
+            n += 1;
             offset = 0;
         }
         n

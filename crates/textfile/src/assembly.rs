@@ -179,15 +179,12 @@ impl LineRef {
         }
     }
 
-    /// The lines in `files` (empty when out of range).
-    fn resolve(self, files: &[Arc<Prepared>]) -> &[u8] {
+    /// The lines in `files`, decompressed (empty when out of range).
+    fn resolve(self, files: &[Arc<Prepared>]) -> Bytes {
         files
             .get(self.file as usize)
-            .and_then(|f| {
-                f.text(self.openmetrics)
-                    .get(self.start as usize..self.end as usize)
-            })
-            .unwrap_or(&[])
+            .map(|f| f.lines(self.openmetrics, &(self.start..self.end)))
+            .unwrap_or_default()
     }
 
     fn len(self) -> usize {
@@ -214,22 +211,14 @@ impl GroupLines {
         self.refs.iter().map(|r| r.len()).sum()
     }
 
-    /// Run `i`, borrowed from its file's text.
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
+    /// Run `i`, decompressed from its file's text.
+    pub fn get(&self, i: usize) -> Option<Bytes> {
         Some(self.refs.get(i)?.resolve(&self.files))
     }
 
-    /// The runs, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+    /// The runs, in order, each decompressed from its file's text.
+    pub fn iter(&self) -> impl Iterator<Item = Bytes> + '_ {
         self.refs.iter().map(|r| r.resolve(&self.files))
-    }
-
-    /// Run `i` as bytes sharing its file's text.
-    pub fn bytes(&self, i: usize) -> Option<Bytes> {
-        let r = self.refs.get(i)?;
-        let text = self.files.get(r.file as usize)?.text(r.openmetrics);
-        (r.end as usize <= text.len() && r.start <= r.end)
-            .then(|| text.slice(r.start as usize..r.end as usize))
     }
 
     /// Whether `a` and `b` are the same list (not a copy).
@@ -866,8 +855,11 @@ mod tests {
             .map(|g| {
                 (0..SLOTS)
                     .map(|slot| {
-                        let bytes: Vec<u8> =
-                            plan.lines(g, slot).iter().flatten().copied().collect();
+                        let bytes: Vec<u8> = plan
+                            .lines(g, slot)
+                            .iter()
+                            .flat_map(|b| b.to_vec())
+                            .collect();
                         String::from_utf8(bytes).unwrap()
                     })
                     .collect()

@@ -6,6 +6,8 @@
 //!   [`TimestampPolicy`] and keeps it in its [`prepared`] form (ready to be merged by
 //!   concatenation);
 //! - [`staleness`] says whether a file is fresh, stale or expired, and when that changes;
+//! - [`packed`] holds text compressed in blocks that decompress on their own (a file's
+//!   prepared text);
 //! - [`flags`] parses the flags that every binary reading these files shares.
 //!
 //! It does no networking and runs no async runtime: `promdrop-exporter` drives it from its
@@ -37,6 +39,7 @@ pub mod conflict;
 pub mod discovery;
 mod error;
 pub mod flags;
+pub mod packed;
 pub mod prepared;
 pub mod snapshot;
 pub mod staleness;

@@ -34,6 +34,7 @@ use promdrop_textformat::{
 };
 
 use crate::conflict::ConflictRecord;
+use crate::packed::PackedText;
 
 /// The exposition options that change what a file's prepared text is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -447,8 +448,15 @@ pub struct Prepared {
     /// tenancy, the namespace (its label is on every series, so two namespaces' series never
     /// mix); else empty.
     pub scope: Box<str>,
-    pub(crate) classic: Bytes,
-    pub(crate) openmetrics: Bytes,
+    /// The classic rendering, families' headers and lines, in blocks cut where each
+    /// family's ranges begin (a range reads one block).
+    pub(crate) classic: PackedText,
+    /// The OpenMetrics lines that differ from the classic ones, cut as `classic` is.
+    pub(crate) openmetrics: PackedText,
+    /// Whether the file's bytes end with the classic rendering (client-library and
+    /// promdrop-writer output does): then the file is kept as what comes before it and
+    /// this text ([`crate::snapshot::Content`]).
+    pub(crate) classic_ends_file: bool,
     /// Whether the classic text could be split by family (else output with this file takes
     /// the full merge).
     pub(crate) ok: bool,
@@ -647,14 +655,11 @@ fn to_u32(range: Range<usize>) -> Option<Range<u32>> {
     Some(u32::try_from(range.start).ok()?..u32::try_from(range.end).ok()?)
 }
 
-/// The text `rendered` as bytes, sharing `raw`'s buffer when `raw` ends with it, else a copy
-/// of exactly its length (kept until the file changes).
-fn store(rendered: &str, raw: &Bytes) -> Bytes {
-    if !rendered.is_empty() && raw.ends_with(rendered.as_bytes()) {
-        raw.slice(raw.len() - rendered.len()..)
-    } else {
-        Bytes::copy_from_slice(rendered.as_bytes())
-    }
+/// `cuts` in ascending order (where a family's ranges begin: [`PackedText::pack`]).
+fn sorted(cuts: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut cuts: Vec<usize> = cuts.collect();
+    cuts.sort_unstable();
+    cuts
 }
 
 /// The largest capacity a thread keeps in its render buffers between files.
@@ -879,7 +884,7 @@ impl Prepared {
             .iter()
             .enumerate()
             .all(|(i, f)| created_of[i].is_none() && !folded[i] && om_lines_are_classic(f));
-        let (om_ok, mut om_own) = if ok && reads_as_classic {
+        let (om_ok, om_own) = if ok && reads_as_classic {
             // Nothing to render: every family's OpenMetrics lines are its classic main lines.
             // (Debug builds, the tests', render them anyway and compare.)
             if cfg!(debug_assertions) {
@@ -902,9 +907,16 @@ impl Prepared {
         } else {
             openmetrics_lines(&families, &mut prepared, classic, openmetrics, &folded, ok)
         };
-        let classic = store(classic, raw);
-        om_own.shrink_to_fit();
-        let openmetrics = Bytes::from(om_own);
+        let classic_ends_file = !classic.is_empty() && raw.ends_with(classic.as_bytes());
+        let classic_cuts = prepared
+            .iter()
+            .flat_map(|p| p.classic.iter().map(|r| r.start as usize));
+        let classic = PackedText::pack(classic.as_bytes(), sorted(classic_cuts));
+        let om_cuts = prepared
+            .iter()
+            .filter(|p| !p.om_in_classic)
+            .map(|p| p.om.start as usize);
+        let openmetrics = PackedText::pack(om_own.as_bytes(), sorted(om_cuts));
         // Not `collect()`: it would reuse the drafts' buffer, three times the size of the
         // families (11 MB held for nothing at 10,000 files of ten families).
         let mut finished = Vec::with_capacity(prepared.len());
@@ -926,6 +938,7 @@ impl Prepared {
             },
             classic,
             openmetrics,
+            classic_ends_file,
             ok,
             om_ok,
             hashes: hashes.into_boxed_slice(),
@@ -950,7 +963,7 @@ impl Prepared {
 
     /// The prepared classic text, or the OpenMetrics lines kept apart (those that differ from
     /// the classic ones).
-    pub(crate) fn text(&self, openmetrics: bool) -> &Bytes {
+    pub(crate) fn text(&self, openmetrics: bool) -> &PackedText {
         if openmetrics {
             &self.openmetrics
         } else {
@@ -958,24 +971,29 @@ impl Prepared {
         }
     }
 
-    /// The text `family.om` is a range of.
-    fn om_text(&self, family: &PreparedFamily) -> &Bytes {
-        self.text(!family.om_in_classic)
+    /// The lines of `range` in the classic or OpenMetrics text, decompressed (empty when
+    /// out of range).
+    pub(crate) fn lines(&self, openmetrics: bool, range: &Range<u32>) -> Bytes {
+        self.text(openmetrics)
+            .slice(range.start as usize..range.end as usize)
+            .unwrap_or_default()
     }
 
-    fn classic_lines(&self, range: &Range<u32>) -> &[u8] {
-        self.classic
-            .get(range.start as usize..range.end as usize)
-            .unwrap_or(&[])
+    fn classic_lines(&self, range: &Range<u32>) -> Bytes {
+        self.lines(false, range)
     }
 
-    fn om_lines(&self, family: &PreparedFamily) -> &[u8] {
-        self.om_text(family)
-            .get(family.om.start as usize..family.om.end as usize)
-            .unwrap_or(&[])
+    fn om_lines(&self, family: &PreparedFamily) -> Bytes {
+        self.lines(!family.om_in_classic, &family.om)
     }
 
-    /// Bytes held for this file beyond the ones it shares with the file's own buffer.
+    /// The classic rendering, whole (a file that ends with it is kept as what comes before
+    /// it and this).
+    pub(crate) fn classic_text(&self) -> Bytes {
+        self.classic.to_bytes().unwrap_or_default()
+    }
+
+    /// Bytes held for this file's prepared form: its hashes, families, names and packed text.
     pub fn heap_bytes(&self) -> usize {
         let names: usize = self
             .families
@@ -985,7 +1003,11 @@ impl Prepared {
                 held + f.bounds.iter().map(|b| b.len() + 16).sum::<usize>()
             })
             .sum();
-        self.hashes.len() * 8 + self.families.len() * std::mem::size_of::<PreparedFamily>() + names
+        self.hashes.len() * 8
+            + self.families.len() * std::mem::size_of::<PreparedFamily>()
+            + names
+            + self.classic.heap_bytes()
+            + self.openmetrics.heap_bytes()
     }
 }
 
@@ -1260,7 +1282,7 @@ pub fn render_classic(
             classic_header(name, m.help, family.metric_type.classic_name(), &mut header);
             out.extend_from_slice(header.as_bytes());
             for (file, part) in &m.parts {
-                out.extend_from_slice(files[*file].classic_lines(&part.classic[0]));
+                out.extend_from_slice(&files[*file].classic_lines(&part.classic[0]));
             }
         }
         for (i, suffix) in suffixes.iter().enumerate() {
@@ -1271,7 +1293,7 @@ pub fn render_classic(
             classic_header(&name, m.help, "gauge", &mut header);
             out.extend_from_slice(header.as_bytes());
             for (file, part) in &m.parts {
-                out.extend_from_slice(files[*file].classic_lines(&part.classic[i + 1]));
+                out.extend_from_slice(&files[*file].classic_lines(&part.classic[i + 1]));
             }
         }
     }
@@ -1365,7 +1387,7 @@ pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
         write_openmetrics_header(m.first.om_name(), m.help, om_types[i], m.unit, &mut header);
         out.extend_from_slice(header.as_bytes());
         for (file, part) in &m.parts {
-            out.extend_from_slice(files[*file].om_lines(part));
+            out.extend_from_slice(&files[*file].om_lines(part));
         }
     }
     true
@@ -1496,13 +1518,14 @@ mod tests {
             String::from_utf8(out).unwrap()
         };
         // A client library's file: the counter's and the gauge's lines read the same in both
-        // formats, so the file's own buffer holds both.
+        // formats, so the one packed text holds both, and the file's bytes end with it.
         let client = "# HELP rows_total Rows.\n# TYPE rows_total counter\nrows_total{shard=\"0\"} 3\n\
                       # TYPE depth gauge\ndepth 2\n";
         let (raw, prepared) = prepare(client);
         assert!(prepared.openmetrics.is_empty());
         assert!(prepared.families.iter().all(|f| f.om_in_classic));
-        assert_eq!(prepared.classic.as_ptr(), raw.as_ptr());
+        assert!(prepared.classic_ends_file);
+        assert_eq!(&prepared.classic_text()[..], &raw[..]);
         assert_eq!(
             openmetrics(prepared),
             "# HELP rows Rows.\n# TYPE rows counter\nrows_total{shard=\"0\"} 3\n\
@@ -1516,7 +1539,7 @@ mod tests {
         let rows = &prepared.families[0];
         assert!(!rows.om_in_classic);
         assert_eq!(
-            prepared.om_lines(rows),
+            &prepared.om_lines(rows)[..],
             b"rows_total 3\nrows_created 1.7e+09\n"
         );
         assert!(prepared.families[2].om_in_classic);

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::discovery::FileIdentity;
 use crate::error::Error;
+use crate::packed::PackedText;
 use crate::prepared::{Origin, PrepareOptions, Prepared};
 
 /// How much later than a file's modification time its header's `written_at` may be (clock
@@ -76,8 +77,8 @@ impl ReadOptions {
 /// A file's content that parsed.
 #[derive(Debug, Clone)]
 pub struct Content {
-    /// The file's bytes.
-    pub bytes: Bytes,
+    /// The file's bytes, as kept: [`Content::bytes`].
+    text: FileText,
     /// The file prepared for merging.
     pub prepared: Arc<Prepared>,
     /// The format it parsed as.
@@ -86,6 +87,72 @@ pub struct Content {
     pub series: usize,
     /// The writer's `# promdrop:` header, if any.
     pub header: Option<WriterHeader>,
+}
+
+/// How a file's bytes are kept: they are read again only when the file is parsed again (the
+/// full merge, escaping, the exporter's own families, other options), so they are kept
+/// compressed, and not twice when the prepared text is most of them.
+#[derive(Debug, Clone)]
+enum FileText {
+    /// What comes before the classic rendering, which ends the file and is kept in the
+    /// prepared form (client-library and promdrop-writer output reads as it renders).
+    Head(Bytes),
+    /// The whole file, packed (it does not read as it renders: other spacing or order,
+    /// timestamps stripped, labels set).
+    Packed(PackedText),
+}
+
+impl Content {
+    /// The content of a file whose bytes are `bytes`, prepared as `prepared` (made from
+    /// these bytes: when its text ends them, only what comes before is kept).
+    pub fn new(
+        bytes: &[u8],
+        prepared: Arc<Prepared>,
+        format: Format,
+        series: usize,
+        header: Option<WriterHeader>,
+    ) -> Content {
+        let classic = prepared.classic_len();
+        let text = if prepared.classic_ends_file && classic <= bytes.len() {
+            FileText::Head(Bytes::copy_from_slice(&bytes[..bytes.len() - classic]))
+        } else {
+            FileText::Packed(PackedText::pack(bytes, []))
+        };
+        Content {
+            text,
+            prepared,
+            format,
+            series,
+            header,
+        }
+    }
+
+    /// The file's bytes (decompressed: a copy, made for a parse).
+    pub fn bytes(&self) -> Bytes {
+        match &self.text {
+            FileText::Head(head) if head.is_empty() => self.prepared.classic_text(),
+            FileText::Head(head) => {
+                let mut bytes = Vec::with_capacity(self.len());
+                bytes.extend_from_slice(head);
+                bytes.extend_from_slice(&self.prepared.classic_text());
+                Bytes::from(bytes)
+            }
+            FileText::Packed(packed) => packed.to_bytes().unwrap_or_default(),
+        }
+    }
+
+    /// The file's size in bytes.
+    pub fn len(&self) -> usize {
+        match &self.text {
+            FileText::Head(head) => head.len() + self.prepared.classic_len(),
+            FileText::Packed(packed) => packed.len(),
+        }
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One file as last read.
@@ -210,17 +277,21 @@ impl FileSnapshot {
         prepare: &PrepareOptions,
     ) -> Option<FileSnapshot> {
         let content = self.content.as_ref().ok()?;
-        let exposition = promdrop_textformat::parse(&content.bytes, content.format).ok()?;
+        let bytes = content.bytes();
+        let exposition = promdrop_textformat::parse(&bytes, content.format).ok()?;
         let origin = Origin {
             withheld,
             ..Origin::of(&self.path)
         };
-        let prepared = Prepared::build(exposition.families, &content.bytes, &origin, prepare);
+        let prepared = Prepared::build(exposition.families, &bytes, &origin, prepare);
         Some(FileSnapshot {
-            content: Ok(Content {
-                prepared: Arc::new(prepared),
-                ..content.clone()
-            }),
+            content: Ok(Content::new(
+                &bytes,
+                Arc::new(prepared),
+                content.format,
+                content.series,
+                content.header,
+            )),
             ..self.clone()
         })
     }
@@ -354,13 +425,13 @@ pub fn parse_bytes_prepared(
         }
     };
     let content = match checked {
-        Ok((format, series, prepared)) => Ok(Content {
-            bytes,
-            prepared: Arc::new(prepared),
+        Ok((format, series, prepared)) => Ok(Content::new(
+            &bytes,
+            Arc::new(prepared),
             format,
             series,
             header,
-        }),
+        )),
         Err(error) => Err(error.to_string()),
     };
     FileSnapshot {
@@ -397,6 +468,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_file_reads_back_as_it_was_whether_it_reads_as_it_renders_or_not() {
+        let read = ReadOptions {
+            max_bytes: 1 << 20,
+            max_series: 100,
+            timestamps: TimestampPolicy::Reject,
+        };
+        let identity = FileIdentity {
+            dev: 1,
+            ino: 7,
+            size: 0,
+            mtime_ns: 0,
+        };
+        // A writer's header, then text as it renders: kept as the header and the prepared
+        // text. Other spacing, a comment, an empty line: kept whole, packed.
+        let renders = "# promdrop: written_at=100\n# HELP a_total A.\n# TYPE a_total counter\n\
+                       a_total{x=\"1\"} 3\n# TYPE b gauge\nb 2\n";
+        let other = "# TYPE b gauge\nb{ x = \"1\" }   2\n\n# a comment\nc 1\n";
+        for (input, head) in [(renders, true), (other, false)] {
+            let path = PathBuf::from("/d/a.prom");
+            let snapshot = parse_bytes(path, identity, Bytes::from(input), &read);
+            let content = snapshot.content.as_ref().unwrap();
+            assert_eq!(std::str::from_utf8(&content.bytes()).unwrap(), input);
+            assert_eq!(content.len(), input.len());
+            assert_eq!(matches!(content.text, FileText::Head(_)), head, "{input}");
+        }
+    }
+
     fn identity_of(path: &Path) -> FileIdentity {
         FileIdentity::of(&std::fs::metadata(path).unwrap())
     }
@@ -423,7 +522,7 @@ mod tests {
             match (expected, &snapshot.content) {
                 (Ok(series), Ok(content)) => {
                     assert_eq!(content.series, *series);
-                    assert_eq!(&content.bytes[..], *input);
+                    assert_eq!(&content.bytes()[..], *input);
                 }
                 (Err(needle), Err(message)) => {
                     assert!(message.contains(needle), "{message:?} lacks {needle:?}")

@@ -88,11 +88,12 @@ fn escaped_file(
     options: &ExpositionOptions,
 ) -> Option<(Arc<FileSnapshot>, bool)> {
     let content = file.content.as_ref().ok()?;
-    if scheme != EscapingScheme::Dots && !may_have_quoted_names(&content.bytes) {
+    let bytes = content.bytes();
+    if scheme != EscapingScheme::Dots && !may_have_quoted_names(&bytes) {
         return Some((Arc::clone(file), false));
     }
     // It parsed when it was read; the same bytes parse the same way.
-    let mut families = parse(&content.bytes, content.format).ok()?.families;
+    let mut families = parse(&bytes, content.format).ok()?.families;
     if !changes(&families, scheme) {
         return Some((Arc::clone(file), false));
     }
@@ -133,13 +134,13 @@ fn escaped_file(
     let escaped = FileSnapshot {
         path: file.path.clone(),
         identity: file.identity,
-        content: Ok(Content {
-            bytes: text,
-            prepared: Arc::new(prepared),
-            format: content.format,
+        content: Ok(Content::new(
+            &text,
+            Arc::new(prepared),
+            content.format,
             series,
-            header: content.header,
-        }),
+            content.header,
+        )),
         header: file.header,
     };
     Some((Arc::new(escaped), true))

@@ -633,7 +633,7 @@ fn merges_kept_between_publications_equal_the_full_merge() {
             let bytes: Vec<u8> = body
                 .finish(b"")
                 .iter()
-                .flat_map(|s| s.parts().flatten().copied().collect::<Vec<u8>>())
+                .flat_map(|s| s.parts().flat_map(|p| p.to_vec()).collect::<Vec<u8>>())
                 .collect();
             String::from_utf8_lossy(&super::tests::gunzip(&bytes)).into_owned()
         };

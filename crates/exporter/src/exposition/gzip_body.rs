@@ -210,8 +210,9 @@ impl Block {
                     let deflated = match last.find(&key) {
                         Some(deflated) => deflated.clone(),
                         None => {
-                            let parts: Vec<&[u8]> =
+                            let parts: Vec<bytes::Bytes> =
                                 members.iter().flat_map(|s| s.parts()).collect();
+                            let parts: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
                             gzip::deflate_parts(&parts, false)
                         }
                     };
@@ -412,7 +413,7 @@ mod tests {
         let mut out = Vec::new();
         for segment in body.finish(b"# EOF\n") {
             for part in segment.parts() {
-                out.extend_from_slice(part);
+                out.extend_from_slice(&part);
             }
         }
         out
