@@ -39,6 +39,7 @@ pub mod conflict;
 pub mod discovery;
 mod error;
 pub mod flags;
+mod hash_shards;
 pub mod packed;
 pub mod prepared;
 pub mod snapshot;

@@ -28,12 +28,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use promdrop_textformat::{
-    HashedMap, HashedSet, Label, MetricFamily, MetricType, NameTable, NameUse, OpenMetricsPlan,
+    HashedMap, Label, MetricFamily, MetricType, NameTable, NameUse, OpenMetricsPlan,
     escape_label_value, family_bounds, family_names, om_family_name, om_folding, om_type,
     render_classic_into, render_openmetrics_into, series_hash,
 };
 
 use crate::conflict::ConflictRecord;
+use crate::hash_shards::HashShards;
 use crate::packed::PackedText;
 
 /// The exposition options that change what a file's prepared text is.
@@ -1016,8 +1017,9 @@ impl Prepared {
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
     /// The hashes counted, each once: 8 bytes a series rather than 16 for a hash and a
-    /// count (at a million series, the index is the exporter's largest table).
-    seen: HashedSet,
+    /// count, in sorted shards rather than a hash table (at a million series, the index
+    /// was the exporter's largest table: 18.9 MB).
+    seen: HashShards,
     /// The hashes that occur more than once, with their counts (2 or more).
     repeats: HashedMap<u32>,
     /// The files counted, by path, with the prepared version counted.
@@ -1058,7 +1060,7 @@ impl SeriesIndex {
                     }
                 }
                 Entry::Vacant(_) => {
-                    self.seen.remove(&h);
+                    self.seen.remove(h);
                 }
             }
         }
