@@ -43,6 +43,7 @@ use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::assembly::{self, ChunkPlan, GroupLines, Piece, SLOTS};
 use promdrop_textfile::conflict::ConflictRecord;
+use promdrop_textfile::packed::PackedText;
 use promdrop_textfile::prepared::{
     self, Origin, PrepareOptions, Prepared, SeriesIndex, apply_options,
 };
@@ -288,6 +289,8 @@ enum SegmentText {
     Parts(Arc<[Bytes]>),
     /// A chunk's group's lines, in its files' prepared text (a run of lines a file).
     Lines(GroupLines),
+    /// Text of its own, held compressed (a chunk's per-file meta lines): one part.
+    Packed(PackedText),
 }
 
 impl Segment {
@@ -324,6 +327,15 @@ impl Segment {
         Segment::of(SegmentText::Parts(parts.into()), owner)
     }
 
+    /// A segment of `text`, held compressed ([`PackedText`]: decompressed when it is sent
+    /// or compressed for gzip), compressed on its own for gzip (a chunk of its own).
+    pub fn packed(text: &[u8]) -> Segment {
+        Segment::of(
+            SegmentText::Packed(PackedText::pack(text, [])),
+            next_owner(),
+        )
+    }
+
     /// A segment of a chunk's group's `lines`, the chunk numbered `owner`.
     fn lines(lines: GroupLines, owner: u64) -> Segment {
         Segment::of(SegmentText::Lines(lines), owner)
@@ -342,6 +354,7 @@ impl Segment {
         match &self.text {
             SegmentText::Parts(parts) => parts.len(),
             SegmentText::Lines(lines) => lines.count(),
+            SegmentText::Packed(_) => 1,
         }
     }
 
@@ -350,6 +363,7 @@ impl Segment {
         match &self.text {
             SegmentText::Parts(parts) => parts.get(i).cloned(),
             SegmentText::Lines(lines) => lines.get(i),
+            SegmentText::Packed(text) => (i == 0).then(|| text.to_bytes().unwrap_or_default()),
         }
     }
 
@@ -363,6 +377,7 @@ impl Segment {
         match &self.text {
             SegmentText::Parts(parts) => parts.iter().map(Bytes::len).sum(),
             SegmentText::Lines(lines) => lines.byte_len(),
+            SegmentText::Packed(text) => text.len(),
         }
     }
 
@@ -376,6 +391,7 @@ impl Segment {
         match &self.text {
             SegmentText::Parts(parts) if parts.len() == 1 => parts[0].clone(),
             SegmentText::Lines(lines) if lines.count() == 1 => lines.get(0).unwrap_or_default(),
+            SegmentText::Packed(text) => text.to_bytes().unwrap_or_default(),
             _ => {
                 let mut text = Vec::with_capacity(self.len());
                 for part in self.parts() {
@@ -1704,7 +1720,7 @@ impl MetaChunk {
         });
         MetaChunk {
             states: count_states(files),
-            lines: texts.map(|text| Arc::new(Segment::from_bytes(Bytes::from(text)))),
+            lines: texts.map(|text| Arc::new(Segment::packed(&text))),
             compat_node,
             files: sources.into_iter().map(|(_, m)| m).collect(),
         }

@@ -494,7 +494,9 @@ mod tests {
                 super::super::SegmentText::Parts(parts) => {
                     parts.iter().map(|p| p.as_ptr()).collect::<Vec<_>>()
                 }
-                super::super::SegmentText::Lines(_) => Vec::new(),
+                super::super::SegmentText::Lines(_) | super::super::SegmentText::Packed(_) => {
+                    Vec::new()
+                }
             })
             .collect()
     }
