@@ -622,7 +622,7 @@ pub fn follow_chunks<'a>(
             continue;
         }
         match went.get(f.path.as_path()) {
-            Some(old) if old.hashes() == p.hashes() => {
+            Some(old) if old.series_digest() == p.series_digest() => {
                 went.remove(f.path.as_path());
             }
             _ => added.push(*p),

@@ -464,7 +464,76 @@ pub struct Prepared {
     /// Whether the OpenMetrics text could be split by family (else OpenMetrics output with
     /// this file takes the full merge).
     pub(crate) om_ok: bool,
-    hashes: Box<[u64]>,
+    /// The series hashes, kept only when the classic text does not give them back
+    /// ([`Prepared::hashes`]: 8 bytes a series, 8 MB at a million).
+    hashes: Option<Box<[u64]>>,
+    /// What tells one set of series hashes from another ([`SeriesDigest`]).
+    digest: SeriesDigest,
+}
+
+/// The series hashes of a file as a set with repeats, in 24 bytes: their number and two sums
+/// of two differently seeded hashes of them (so the order of the series does not count).
+/// Equal sets give equal digests; two different sets rarely the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeriesDigest {
+    count: u64,
+    sums: [u64; 2],
+}
+
+impl SeriesDigest {
+    fn of(hashes: &[u64]) -> SeriesDigest {
+        use std::hash::BuildHasher;
+        // Seeded at random once per process (digests are compared within one), so a file
+        // cannot be written to have another's digest.
+        static MIXES: std::sync::OnceLock<[foldhash::quality::RandomState; 2]> =
+            std::sync::OnceLock::new();
+        let mixes = MIXES.get_or_init(Default::default);
+        let mut sums = [0u64; 2];
+        for &h in hashes {
+            for (sum, mix) in sums.iter_mut().zip(mixes) {
+                *sum = sum.wrapping_add(mix.hash_one(h));
+            }
+        }
+        SeriesDigest {
+            count: hashes.len() as u64,
+            sums,
+        }
+    }
+}
+
+/// `hashes`, unless parsing `text` gives them back (as a set with repeats).
+fn unless_given_back(hashes: Vec<u64>, text: &[u8]) -> Option<Box<[u64]>> {
+    match hashes_of_classic(text) {
+        Some(mut again) if again.len() == hashes.len() => {
+            let mut sorted = hashes.clone();
+            sorted.sort_unstable();
+            again.sort_unstable();
+            (again != sorted).then(|| hashes.into_boxed_slice())
+        }
+        _ => Some(hashes.into_boxed_slice()),
+    }
+}
+
+/// The series hashes of classic `text`, as [`Prepared::build`] rendered it: `None` when it
+/// does not parse. The text was a file's, within its limits, rendered again: no limit here.
+fn hashes_of_classic(text: &[u8]) -> Option<Vec<u64>> {
+    let limits = promdrop_textformat::ParseLimits {
+        max_bytes: usize::MAX,
+        max_line_length: usize::MAX,
+        max_labels_per_sample: usize::MAX,
+        max_label_value_length: usize::MAX,
+        max_series: usize::MAX,
+    };
+    let exposition =
+        promdrop_textformat::parse_with_limits(text, promdrop_textformat::Format::Classic, &limits)
+            .ok()?;
+    Some(
+        exposition
+            .families
+            .iter()
+            .flat_map(|f| f.samples.iter().map(series_hash))
+            .collect(),
+    )
 }
 
 /// The suffixes of the samples a classic client writes as gauges of their own.
@@ -908,6 +977,11 @@ impl Prepared {
         } else {
             openmetrics_lines(&families, &mut prepared, classic, openmetrics, &folded, ok)
         };
+        let digest = SeriesDigest::of(&hashes);
+        // The hashes are kept only when parsing the classic text does not give them back
+        // (checked here, a parse of the text just rendered); else they are made again when
+        // the series index needs them (a file whose series changed, or went).
+        let hashes = unless_given_back(hashes, classic.as_bytes());
         let classic_ends_file = !classic.is_empty() && raw.ends_with(classic.as_bytes());
         let classic_cuts = prepared
             .iter()
@@ -942,7 +1016,8 @@ impl Prepared {
             classic_ends_file,
             ok,
             om_ok,
-            hashes: hashes.into_boxed_slice(),
+            hashes,
+            digest,
         }
     }
 
@@ -957,9 +1032,19 @@ impl Prepared {
         self.ok
     }
 
-    /// The series hashes of the families that are merged (reserved ones are left out).
-    pub fn hashes(&self) -> &[u64] {
-        &self.hashes
+    /// The series hashes of the families that are merged (reserved ones are left out), in
+    /// no set order: kept, or made again from the classic text (which was checked to give
+    /// them back when it was made).
+    pub fn hashes(&self) -> Cow<'_, [u64]> {
+        match &self.hashes {
+            Some(hashes) => Cow::Borrowed(hashes),
+            None => Cow::Owned(hashes_of_classic(&self.classic_text()).unwrap_or_default()),
+        }
+    }
+
+    /// What tells this file's set of series from another's without the hashes.
+    pub fn series_digest(&self) -> SeriesDigest {
+        self.digest
     }
 
     /// The prepared classic text, or the OpenMetrics lines kept apart (those that differ from
@@ -1004,7 +1089,7 @@ impl Prepared {
                 held + f.bounds.iter().map(|b| b.len() + 16).sum::<usize>()
             })
             .sum();
-        self.hashes.len() * 8
+        self.hashes.as_ref().map_or(0, |h| h.len() * 8)
             + self.families.len() * std::mem::size_of::<PreparedFamily>()
             + names
             + self.classic.heap_bytes()
@@ -1042,7 +1127,7 @@ impl SeriesIndex {
 
     /// Counts the series of one more file (see also [`SeriesIndex::update`]).
     pub fn add(&mut self, prepared: &Prepared) {
-        for &h in prepared.hashes() {
+        for &h in prepared.hashes().iter() {
             if !self.seen.insert(h) {
                 *self.repeats.entry(h).or_insert(1) += 1;
             }
@@ -1051,7 +1136,7 @@ impl SeriesIndex {
 
     /// Stops counting the series of a file [`SeriesIndex::add`] counted.
     pub fn remove(&mut self, prepared: &Prepared) {
-        for &h in prepared.hashes() {
+        for &h in prepared.hashes().iter() {
             match self.repeats.entry(h) {
                 Entry::Occupied(mut e) => {
                     *e.get_mut() -= 1;
@@ -1398,6 +1483,7 @@ pub fn render_openmetrics(files: &[Arc<Prepared>], out: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use promdrop_textformat::Format;
 
     fn options() -> PrepareOptions {
         PrepareOptions {
@@ -1509,6 +1595,52 @@ mod tests {
         let (_, prepared) = prepare("/d/job.prom", &input, &PrepareOptions::default());
         assert_eq!(prepared.families.len(), 10);
         assert_eq!(prepared.families.capacity(), prepared.families.len());
+    }
+
+    #[test]
+    fn series_hashes_are_made_again_from_the_text_when_it_gives_them_back() {
+        let opts = PrepareOptions::default();
+        let input = "# HELP rows_total Rows.\n# TYPE rows_total counter\nrows_total{shard=\"0\"} 3\n\
+                     rows_total{shard=\"1\"} 4\nrows_created{shard=\"0\"} 1.7e+09\n\
+                     # TYPE depth gauge\ndepth{path=\"a\\\\b\\n\"} 2\n";
+        let mut expected: Vec<u64> = promdrop_textformat::parse(input.as_bytes(), Format::Classic)
+            .unwrap()
+            .families
+            .iter()
+            .flat_map(|f| f.samples.iter().map(series_hash))
+            .collect();
+        expected.sort_unstable();
+        let (_, prepared) = prepare("/d/job.prom", input, &opts);
+        assert!(prepared.hashes.is_none(), "the hashes were kept");
+        let mut again = prepared.hashes().into_owned();
+        again.sort_unstable();
+        assert_eq!(again, expected);
+        // The digest: the same series in another order or with other values give the same
+        // one; another series does not.
+        let reordered = "# TYPE depth gauge\ndepth{path=\"a\\\\b\\n\"} 9\n\
+                         # HELP rows_total Rows.\n# TYPE rows_total counter\n\
+                         rows_total{shard=\"1\"} 4\nrows_total{shard=\"0\"} 5\n\
+                         rows_created{shard=\"0\"} 1.7e+09\n";
+        assert_eq!(
+            prepare("/d/job.prom", reordered, &opts).1.series_digest(),
+            prepared.series_digest()
+        );
+        let other = input.replace("shard=\"1\"", "shard=\"2\"");
+        assert_ne!(
+            prepare("/d/job.prom", &other, &opts).1.series_digest(),
+            prepared.series_digest()
+        );
+        // Hashes the text does not give back are kept: other series, one more, a text that
+        // does not parse.
+        let text = input.as_bytes();
+        assert_eq!(unless_given_back(expected.clone(), text), None);
+        let mut more = expected.clone();
+        more.push(1);
+        assert!(unless_given_back(more, text).is_some());
+        let mut changed = expected.clone();
+        changed[0] ^= 1;
+        assert!(unless_given_back(changed, text).is_some());
+        assert!(unless_given_back(expected, b"x{").is_some());
     }
 
     #[test]
