@@ -330,10 +330,7 @@ impl Segment {
     /// A segment of `text`, held compressed ([`PackedText`]: decompressed when it is sent
     /// or compressed for gzip), compressed on its own for gzip (a chunk of its own).
     pub fn packed(text: &[u8]) -> Segment {
-        Segment::of(
-            SegmentText::Packed(PackedText::pack(text, [])),
-            next_owner(),
-        )
+        Segment::of(SegmentText::Packed(PackedText::pack(text)), next_owner())
     }
 
     /// A segment of a chunk's group's `lines`, the chunk numbered `owner`.

@@ -449,10 +449,10 @@ pub struct Prepared {
     /// tenancy, the namespace (its label is on every series, so two namespaces' series never
     /// mix); else empty.
     pub scope: Box<str>,
-    /// The classic rendering, families' headers and lines, in blocks cut where each
-    /// family's ranges begin (a range reads one block).
+    /// The classic rendering, families' headers and lines: the lines packed, a block a
+    /// range, the headers shared with the files that have the same ([`PackedText`]).
     pub(crate) classic: PackedText,
-    /// The OpenMetrics lines that differ from the classic ones, cut as `classic` is.
+    /// The OpenMetrics lines that differ from the classic ones, packed as `classic` is.
     pub(crate) openmetrics: PackedText,
     /// Whether the file's bytes end with the classic rendering (client-library and
     /// promdrop-writer output does): then the file is kept as what comes before it and
@@ -725,11 +725,11 @@ fn to_u32(range: Range<usize>) -> Option<Range<u32>> {
     Some(u32::try_from(range.start).ok()?..u32::try_from(range.end).ok()?)
 }
 
-/// `cuts` in ascending order (where a family's ranges begin: [`PackedText::pack`]).
-fn sorted(cuts: impl Iterator<Item = usize>) -> Vec<usize> {
-    let mut cuts: Vec<usize> = cuts.collect();
-    cuts.sort_unstable();
-    cuts
+/// `ranges` in ascending order, as offsets (a family's lines: [`PackedText::pack_ranges`]).
+fn sorted(ranges: impl Iterator<Item = Range<u32>>) -> Vec<Range<usize>> {
+    let mut ranges: Vec<Range<usize>> = ranges.map(|r| r.start as usize..r.end as usize).collect();
+    ranges.sort_unstable_by_key(|r| r.start);
+    ranges
 }
 
 /// The largest capacity a thread keeps in its render buffers between files.
@@ -983,15 +983,13 @@ impl Prepared {
         // the series index needs them (a file whose series changed, or went).
         let hashes = unless_given_back(hashes, classic.as_bytes());
         let classic_ends_file = !classic.is_empty() && raw.ends_with(classic.as_bytes());
-        let classic_cuts = prepared
-            .iter()
-            .flat_map(|p| p.classic.iter().map(|r| r.start as usize));
-        let classic = PackedText::pack(classic.as_bytes(), sorted(classic_cuts));
-        let om_cuts = prepared
+        let classic_ranges = prepared.iter().flat_map(|p| p.classic.iter().cloned());
+        let classic = PackedText::pack_ranges(classic.as_bytes(), &sorted(classic_ranges));
+        let om_ranges = prepared
             .iter()
             .filter(|p| !p.om_in_classic)
-            .map(|p| p.om.start as usize);
-        let openmetrics = PackedText::pack(om_own.as_bytes(), sorted(om_cuts));
+            .map(|p| p.om.clone());
+        let openmetrics = PackedText::pack_ranges(om_own.as_bytes(), &sorted(om_ranges));
         // Not `collect()`: it would reuse the drafts' buffer, three times the size of the
         // families (11 MB held for nothing at 10,000 files of ten families).
         let mut finished = Vec::with_capacity(prepared.len());

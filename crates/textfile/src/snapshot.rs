@@ -116,7 +116,7 @@ impl Content {
         let text = if prepared.classic_ends_file && classic <= bytes.len() {
             FileText::Head(Bytes::copy_from_slice(&bytes[..bytes.len() - classic]))
         } else {
-            FileText::Packed(PackedText::pack(bytes, []))
+            FileText::Packed(PackedText::pack(bytes))
         };
         Content {
             text,
