@@ -6,9 +6,9 @@
 //! blocks, one for each range of lines ([`PackedText::pack_ranges`]): a range costs the
 //! decompression of one block, at several GB/s. The text between the ranges (the families'
 //! HELP and TYPE lines) is the same in every file a library writes with the same families,
-//! so it is kept once for all of them ([`Gaps`], interned), not in each file's blocks: a
-//! directory of client-library files is held at about a fifth of its size (most of an
-//! exporter's memory was the files' text).
+//! so it is kept once for all of them (interned), not in each file's blocks: a directory of
+//! client-library files is held at about a fifth of its size (most of an exporter's memory
+//! was the files' text).
 //!
 //! ```
 //! use promdrop_textfile::packed::PackedText;
@@ -106,9 +106,10 @@ impl PackedText {
     }
 
     /// `text` with each of `ranges` in a block of its own and the text outside them shared
-    /// ([`Gaps`]). The ranges are taken in ascending order; an empty one, or one that
-    /// overlaps the one before or passes the end, is passed over. A range read later
-    /// decompresses the blocks it overlaps, so each range read as given is one block.
+    /// (interned: one copy for every text that has the same). The ranges are taken in
+    /// ascending order; an empty one, or one that overlaps the one before or passes the end,
+    /// is passed over. A range read later decompresses the blocks it overlaps, so each range
+    /// read as given is one block.
     pub fn pack_ranges(text: &[u8], ranges: &[Range<usize>]) -> PackedText {
         if text.is_empty() {
             return PackedText::default();

@@ -4,10 +4,14 @@
 //! When a file is read, its families are parsed once and turned into a [`Prepared`] value:
 //! per family its name, type, HELP and unit, and its sample lines already rendered, in the
 //! classic format (one range per classic block: the main one and the `_created`, `_gsum`,
-//! `_gcount` gauges a classic client splits off) and in OpenMetrics; plus a 64-bit hash of
-//! each series. The text is stored once per file, as one [`Bytes`]; when the file's bytes
-//! already are that text (a file written by a client library usually is), the file's own
-//! buffer is shared instead of a copy.
+//! `_gcount` gauges a classic client splits off) and in OpenMetrics; plus a digest of its
+//! series' 64-bit hashes. The text is stored once per file, packed ([`PackedText`]: its
+//! lines compressed, a block a range, the HELP and TYPE lines between them shared with the
+//! files that have the same); when the file's bytes end with that text (a file written by a
+//! client library does), the file keeps only what comes before it
+//! ([`crate::snapshot::Content`]). The series hashes are checked to be what the text gives
+//! back when parsed, and then made again from it when the [`SeriesIndex`] needs them, not
+//! kept.
 //!
 //! Publishing then does no parsing: [`render_classic`] groups the prepared families by name
 //! (the first file fixes TYPE, the first HELP and unit win, a family of another TYPE is
@@ -980,7 +984,7 @@ impl Prepared {
         let digest = SeriesDigest::of(&hashes);
         // The hashes are kept only when parsing the classic text does not give them back
         // (checked here, a parse of the text just rendered); else they are made again when
-        // the series index needs them (a file whose series changed, or went).
+        // the series index needs them (a file that came, whose series changed, or went).
         let hashes = unless_given_back(hashes, classic.as_bytes());
         let classic_ends_file = !classic.is_empty() && raw.ends_with(classic.as_bytes());
         let classic_ranges = prepared.iter().flat_map(|p| p.classic.iter().cloned());
