@@ -270,8 +270,8 @@ pub fn render_data(
     conflicts
 }
 
-/// One prepared piece of a body: its text (one or several slices, sharing the files' prepared
-/// text), and its gzip segment once compressed.
+/// One prepared piece of a body: its text (bytes of its own, a chunk's group's lines in its
+/// files' packed text, or packed text of its own), and its gzip segment once compressed.
 #[derive(Debug)]
 pub struct Segment {
     text: SegmentText,
@@ -2041,14 +2041,15 @@ impl Published {
             self.meta.classic()
         };
         let segments: Vec<Arc<Segment>> = data.iter().chain(meta.iter()).cloned().collect();
-        // A plain body is the segments' pieces, written as they are (routes::Chunks): no copy
-        // is kept for a one-off request (a person with curl), whose cost would be a second
-        // copy of the text. A body of many pieces (more than JOIN_PARTS) asked for a second
-        // time in a publication (a scraper that does not take gzip) is joined into one
-        // buffer, kept with the publication as the gzip body is: the server writes at most
-        // 64 pieces a system call, and past some thousands of pieces those calls cost more
-        // than a copy. One plain body per publication is joined (the first asked for twice),
-        // so this costs one copy of the text at most.
+        // A plain body is the segments' pieces, written as they are or decompressed into the
+        // frame that sends them (routes::Chunks): no copy is kept for a one-off request (a
+        // person with curl), whose cost would be a copy of the text. A body of many pieces
+        // (more than JOIN_PARTS) asked for a second time in a publication (a scraper that
+        // does not take gzip) is joined into one buffer, kept with the publication as the
+        // gzip body is: the server writes at most 64 pieces a system call, and past some
+        // thousands of pieces those calls cost more than a copy. One plain body per
+        // publication is joined (the first asked for twice), so this costs one copy of the
+        // text at most.
         let seen = self.plain_requests[index]
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_add(1).min(2))
