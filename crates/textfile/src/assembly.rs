@@ -6,7 +6,8 @@
 //! removing a file moves no other boundary). A [`ChunkPlan`] groups one chunk's prepared
 //! families by name and type and keeps, per group, the group's sample lines as references
 //! into the files' prepared text (ranges, decompressed where they are written): the classic
-//! main block, the split-off gauges, and the OpenMetrics lines. A change to a file rebuilds only its chunk's plan.
+//! main block, the split-off gauges, and the OpenMetrics lines. A change to a file rebuilds
+//! only its chunk's plan.
 //!
 //! [`assemble`] then merges the plans of all chunks as `promdrop_textformat::merge` would merge
 //! the files (first TYPE wins, first HELP and unit win, a family of another type is dropped
