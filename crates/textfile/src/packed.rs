@@ -102,7 +102,7 @@ const KEPT_SCRATCH: usize = 1 << 20;
 impl PackedText {
     /// `text` in one block.
     pub fn pack(text: &[u8]) -> PackedText {
-        PackedText::pack_ranges(text, &[0..text.len()])
+        PackedText::pack_ranges(text, std::slice::from_ref(&(0..text.len())))
     }
 
     /// `text` with each of `ranges` in a block of its own and the text outside them shared
@@ -127,7 +127,7 @@ impl PackedText {
         for range in kept
             .iter()
             .map(|r| r.start..r.end)
-            .chain([text.len()..text.len()])
+            .chain(std::iter::once(text.len()..text.len()))
         {
             gap_text.extend_from_slice(&text[at..range.start]);
             gap_ends.push(gap_text.len());
