@@ -40,6 +40,7 @@ pub mod discovery;
 mod error;
 pub mod flags;
 mod hash_shards;
+mod intern;
 pub mod packed;
 pub mod prepared;
 pub mod snapshot;

@@ -20,9 +20,11 @@
 //! ```
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+
+use crate::intern::Interned;
 
 /// Text in LZ4 blocks, one a range, with the text between the ranges shared: see the
 /// [module docs](self).
@@ -56,36 +58,18 @@ impl Gaps {
     }
 
     /// The one kept for `gaps`' text: every file of a library with the same families has
-    /// the same HELP and TYPE lines, so they are kept once. Forgotten when no text holds
-    /// them.
+    /// the same HELP and TYPE lines, so they are kept once ([`Interned`]: forgotten as the
+    /// table grows when no text holds them).
     fn intern(gaps: Gaps) -> Arc<Gaps> {
         use std::hash::BuildHasher;
-        type Table = std::collections::HashMap<u64, Vec<Weak<Gaps>>>;
-        static TABLE: Mutex<Option<(Table, usize)>> = Mutex::new(None);
+        static TABLE: Mutex<Interned<Gaps>> = Mutex::new(Interned::new());
         static KEY: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
         let key = KEY.get_or_init(Default::default).hash_one(&gaps);
-        // A poisoned table (a panic while it was held) is only a cache: start it again.
-        let mut table = TABLE.lock().unwrap_or_else(|e| {
-            let mut table = e.into_inner();
-            *table = None;
-            table
-        });
-        let (map, purge_at) = table.get_or_insert_with(|| (Table::new(), 1024));
-        let kept = map.entry(key).or_default();
-        if let Some(same) = kept.iter().filter_map(Weak::upgrade).find(|g| **g == gaps) {
+        let mut table = Interned::lock(&TABLE);
+        if let Some(same) = table.find(key, |kept| **kept == gaps) {
             return same;
         }
-        let gaps = Arc::new(gaps);
-        kept.retain(|g| g.strong_count() > 0);
-        kept.push(Arc::downgrade(&gaps));
-        if map.len() >= *purge_at {
-            map.retain(|_, kept| {
-                kept.retain(|g| g.strong_count() > 0);
-                !kept.is_empty()
-            });
-            *purge_at = 2 * map.len() + 1024;
-        }
-        gaps
+        table.insert(key, gaps)
     }
 }
 

@@ -39,6 +39,7 @@ use promdrop_textformat::{
 
 use crate::conflict::ConflictRecord;
 use crate::hash_shards::HashShards;
+use crate::intern::Interned;
 use crate::packed::PackedText;
 
 /// The exposition options that change what a file's prepared text is.
@@ -325,44 +326,13 @@ fn sample_names<'a>(family: &'a MetricFamily<'_>) -> Vec<&'a str> {
 }
 
 /// The shapes in use ([`FamilyShape::intern`]), by [`ShapeView::key`].
-struct Shapes {
-    map: Option<HashMap<u64, Vec<Arc<FamilyShape>>>>,
-    len: usize,
-    /// The size at which shapes no longer used are dropped.
-    purge_at: usize,
-}
+struct Shapes;
 
 impl Shapes {
-    fn lock() -> std::sync::MutexGuard<'static, Shapes> {
-        static SHAPES: std::sync::Mutex<Shapes> = std::sync::Mutex::new(Shapes {
-            map: None,
-            len: 0,
-            purge_at: 1024,
-        });
-        // A poisoned lock only means another thread panicked while holding it; the table is
-        // still one of valid shapes.
-        SHAPES.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn find(&self, key: u64, is: impl Fn(&Arc<FamilyShape>) -> bool) -> Option<Arc<FamilyShape>> {
-        let kept = self.map.as_ref()?.get(&key)?;
-        kept.iter().find(|s| is(s)).cloned()
-    }
-
-    fn insert(&mut self, key: u64, shape: FamilyShape) -> Arc<FamilyShape> {
-        let shape = Arc::new(shape);
-        let map = self.map.get_or_insert_with(HashMap::new);
-        map.entry(key).or_default().push(Arc::clone(&shape));
-        self.len += 1;
-        if self.len >= self.purge_at {
-            map.retain(|_, kept| {
-                kept.retain(|s| Arc::strong_count(s) > 1);
-                !kept.is_empty()
-            });
-            self.len = map.values().map(Vec::len).sum();
-            self.purge_at = 2 * self.len + 1024;
-        }
-        shape
+    fn lock() -> std::sync::MutexGuard<'static, Interned<FamilyShape>> {
+        static SHAPES: std::sync::Mutex<Interned<FamilyShape>> =
+            std::sync::Mutex::new(Interned::new());
+        Interned::lock(&SHAPES)
     }
 }
 
