@@ -15,6 +15,9 @@ use promdrop_textformat::is_valid_label_name;
 
 use crate::error::Error;
 
+/// The longest `--watch.max-delay`.
+pub const MAX_DELAY_LIMIT: Duration = Duration::from_secs(60);
+
 /// The log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
@@ -89,6 +92,19 @@ pub struct Config {
         value_parser = duration
     )]
     pub debounce: Duration,
+
+    /// Longest a change waits to be read and published when nothing asks for it. Changes are
+    /// gathered and published together (one wake-up for many); a scrape or a status request
+    /// has every complete change made before it published at once. 0 looks at each change as
+    /// it comes.
+    #[arg(
+        long = "watch.max-delay",
+        env = "PROMDROP_WATCH_MAX_DELAY",
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = duration
+    )]
+    pub max_delay: Duration,
 
     /// Largest file read; a larger file is reported and not served (KiB, MiB, GiB suffixes).
     #[arg(
@@ -442,6 +458,15 @@ impl Config {
                 flag: "--web.telemetry-path",
                 value: self.telemetry_path.clone(),
                 reason: "is taken by another endpoint",
+            });
+        }
+        // The events of a delay wait in memory; a minute at a hundred changes a second is
+        // a few thousand.
+        if self.max_delay > MAX_DELAY_LIMIT {
+            return Err(Error::Flag {
+                flag: "--watch.max-delay",
+                value: format!("{:?}", self.max_delay),
+                reason: "at most 1m",
             });
         }
         if self.directories.is_empty() {

@@ -3,17 +3,21 @@
 //! ([`crate::run`] starts it there), where its blocking work runs in place (`blocking`).
 //!
 //! ```text
-//! WatchEvent ─▶ look at the names (or list the directory) ─▶ read+parse what changed (one
-//!   file in place, several in parallel on the blocking pool) ─▶ FileSnapshot
-//!   ─▶ staleness states ─▶ chunks patched or built, merged ─▶ Published, swapped atomically
-//!   ─▶ gzip on the first request that asks for it
+//! WatchEvent ─▶ gathered in a Batch ─▶ look at the names (or list the directory)
+//!   ─▶ read+parse what changed (a few files in place, more in parallel on the blocking
+//!   pool) ─▶ FileSnapshot ─▶ staleness states ─▶ chunks patched or built, merged
+//!   ─▶ Published, swapped atomically ─▶ gzip on the first request that asks for it
 //! ```
 //!
-//! Bursts of events are gathered for `--watch.debounce` before a scan, unless every event so
-//! far is a file renamed into place or removed (complete: no half-written file to wait for;
-//! one wake-up a change instead of two). Besides events and rescans, the engine wakes at the
-//! next staleness transition of any file, so states change on time and not only when
-//! something is scraped.
+//! Events are gathered for `--watch.max-delay` (1 s) after the first of a batch, and looked at
+//! together: at ten changes a second, one wake-up, one read pass and one publication for ten
+//! changes instead of one each. A request does not wait for that: it rings
+//! ([`crate::pending::PendingChanges`]) and the engine looks at the batch at once. Files
+//! renamed into place or removed are complete; any other event (a file written in place may
+//! be half written) also waits `--watch.debounce` after the first such event. While a batch
+//! gathers, the event channel is not polled, so its events wake the engine once, not each.
+//! Besides events and rescans, the engine wakes at the next staleness transition of any
+//! file, so states change on time and not only when something is scraped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
@@ -54,8 +58,10 @@ pub struct Settings {
     pub policy: Policy,
     /// How files are exposed.
     pub exposition: ExpositionOptions,
-    /// How long to gather events before scanning.
+    /// How long to gather events that are not a rename into place before scanning.
     pub debounce: Duration,
+    /// `--watch.max-delay`: how long events are gathered when no request asks for them.
+    pub max_delay: Duration,
     /// The metrics path (for the status page).
     pub telemetry_path: String,
     /// `--max-total-bytes`.
@@ -108,6 +114,7 @@ impl Settings {
                 web_config: config.web_config_file.is_some(),
             },
             debounce: config.debounce,
+            max_delay: config.max_delay,
             telemetry_path: config.telemetry_path.clone(),
             max_total_bytes: config.max_total_bytes,
             max_total_series: config.max_total_series as u64,
@@ -297,11 +304,19 @@ pub struct Engine {
     watchdog: Arc<Watchdog>,
     /// Rate-limits the lines logged about each file.
     throttle: Throttle,
+    /// How many watch events were received so far (see [`crate::pending::PendingChanges`]).
+    received: u64,
 }
 
 /// Files smaller than this together are read in parallel whatever their sizes (see
 /// `scan_dir`).
 const READ_BUDGET_FLOOR: u64 = 1 << 20;
+
+/// Up to this many files, of up to [`INLINE_READ_BYTES`] together, are read in place, one
+/// after the other, rather than in parallel on the blocking pool.
+const INLINE_READS: usize = 64;
+/// See [`INLINE_READS`]: about a millisecond or two of parsing.
+const INLINE_READ_BYTES: u64 = 256 << 10;
 
 /// How many files are read at once: the CPUs available when first asked. Asked once, as
 /// `available_parallelism` reads the cgroup's files each time (6% of the exporter's CPU when
@@ -349,6 +364,7 @@ impl Engine {
             wake: None,
             watchdog: Arc::new(Watchdog::new(Duration::from_secs(60))),
             throttle: Throttle::default(),
+            received: 0,
         }
     }
 
@@ -375,12 +391,13 @@ impl Engine {
         // both (under churn, several are), and its rename is an event that names it: look at
         // what the events queued meanwhile name (and list what they ask to list) before the
         // first publication.
-        let (mut dirty, mut names) = (BTreeSet::new(), BTreeMap::new());
+        let mut start = Gathered::default();
         while let Ok(event) = events.try_recv() {
-            gather(event, &all, &mut dirty, &mut names);
+            self.received += 1;
+            start.add(event, &all);
         }
-        self.scan(&dirty).await;
-        for (index, names) in names {
+        self.scan(&start.dirty).await;
+        for (index, names) in start.names {
             self.scan_names(index, names).await;
         }
         // Files renamed over (or deleted) between the listing and their reading are not
@@ -397,52 +414,30 @@ impl Engine {
         self.update_states().await;
         self.apply_caps().await;
         self.publish().await;
+        self.shared.pending.published(self.received);
         self.shared.ready.store(true, Ordering::Release);
         tracing::info!(files = self.files.len(), "first scan done, ready");
         let mut heartbeat = tokio::time::interval(self.watchdog.interval());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Batch::default();
         loop {
             self.beat();
             let wake = self.next_wakeup();
-            let mut dirty = BTreeSet::new();
-            let mut names: BTreeMap<usize, BTreeSet<OsString>> = BTreeMap::new();
-            let add = |event: WatchEvent,
-                       dirty: &mut BTreeSet<usize>,
-                       names: &mut BTreeMap<usize, BTreeSet<OsString>>| {
-                gather(event, &all, dirty, names)
-            };
+            let due = batch.due(&self.settings);
             let mut changed = false;
+            // While a batch gathers, the channel is not polled: the events of a batch wake
+            // the engine once (at its end, or when a request asks), not one each.
             tokio::select! {
                 _ = shutdown.changed() => return,
-                event = events.recv() => {
+                event = events.recv(), if batch.is_empty() => {
                     let Some(event) = event else { return };
-                    // Files renamed into place (or removed) are complete: looked at now, with
-                    // whatever else is already queued, and no wait (a second wake-up a
-                    // change, and its delay) unless something else is in the burst.
-                    let mut settled = matches!(event, WatchEvent::Placed(..));
-                    add(event, &mut dirty, &mut names);
-                    while settled {
-                        match events.try_recv() {
-                            Ok(event) => {
-                                settled = matches!(event, WatchEvent::Placed(..));
-                                add(event, &mut dirty, &mut names);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if !settled {
-                        let deadline = Instant::now() + self.settings.debounce;
-                        loop {
-                            tokio::select! {
-                                _ = tokio::time::sleep_until(deadline) => break,
-                                event = events.recv() => match event {
-                                    Some(event) => add(event, &mut dirty, &mut names),
-                                    None => break,
-                                },
-                            }
-                        }
-                    }
+                    self.received += 1;
+                    batch.add(event, &all, Instant::now());
                 }
+                _ = self.shared.pending.demanded(), if !batch.is_empty() && !batch.demanded => {
+                    batch.demanded = true;
+                }
+                _ = sleep_until(due) => {}
                 (since, listed) = listing_done(&mut self.listing) => {
                     self.listing = None;
                     match listed {
@@ -457,6 +452,20 @@ impl Engine {
                 _ = sleep_until(wake) => {}
                 _ = heartbeat.tick() => continue,
             }
+            // What came meanwhile joins the batch; then what is due is looked at: on a
+            // request, everything but what waits for its debounce.
+            let now = Instant::now();
+            loop {
+                match events.try_recv() {
+                    Ok(event) => {
+                        self.received += 1;
+                        batch.add(event, &all, now);
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            }
+            let Gathered { dirty, names } = batch.take_due(&self.settings, now);
             // Directories are listed in the background (a listing stats every file), so that
             // the changes events name go on being read meanwhile.
             self.to_list.extend(dirty);
@@ -482,6 +491,11 @@ impl Engine {
             changed |= self.apply_caps().await;
             if changed {
                 self.publish().await;
+            }
+            // Every event received is now published, or waits for its debounce only (a
+            // request does not wait for a file that may be half written).
+            if batch.waits_for_debounce_only() {
+                self.shared.pending.published(self.received);
             }
         }
     }
@@ -831,9 +845,12 @@ impl Engine {
         let mut reads: JoinSet<(OsString, u64, Result<FileSnapshot, Error>)> = JoinSet::new();
         let mut reading: u64 = 0;
         let limit = read_parallelism();
-        // One file (a change, most of the time) is read where the engine runs: a task of the
-        // blocking pool would cost two thread switches for it. Several are read in parallel.
-        let inline = pending.len() == 1;
+        // A few changed files (a batch of changes, most of the time) are read where the
+        // engine runs, one after the other: a task of the blocking pool costs two thread
+        // switches a file, more than reading a small file. More are read in parallel.
+        let inline = pending.len() == 1
+            || pending.len() <= INLINE_READS
+                && pending.clone().map(|f| f.identity.size).sum::<u64>() <= INLINE_READ_BYTES;
         loop {
             let joined = if inline {
                 let Some(found) = pending.next() else { break };
@@ -1978,21 +1995,126 @@ struct TenantClash {
     name: String,
 }
 
-/// Gathers a watch event into the directories to list (`dirty`) and the names to look at.
-fn gather(
-    event: WatchEvent,
-    all: &BTreeSet<usize>,
-    dirty: &mut BTreeSet<usize>,
-    names: &mut BTreeMap<usize, BTreeSet<OsString>>,
-) {
-    match event {
-        WatchEvent::Changed(i) => {
-            dirty.insert(i);
+/// Events gathered: the directories to list and the names to look at.
+#[derive(Debug, Default)]
+struct Gathered {
+    dirty: BTreeSet<usize>,
+    names: BTreeMap<usize, BTreeSet<OsString>>,
+}
+
+impl Gathered {
+    /// Adds what `event` asks for (`all`: every directory, for a rescan).
+    fn add(&mut self, event: WatchEvent, all: &BTreeSet<usize>) {
+        match event {
+            WatchEvent::Changed(i) => {
+                self.dirty.insert(i);
+            }
+            WatchEvent::Names(i, list) | WatchEvent::Placed(i, list) => {
+                self.names.entry(i).or_default().extend(list);
+            }
+            WatchEvent::Rescan => self.dirty.extend(all.iter().copied()),
         }
-        WatchEvent::Names(i, list) | WatchEvent::Placed(i, list) => {
-            names.entry(i).or_default().extend(list);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dirty.is_empty() && self.names.is_empty()
+    }
+
+    fn append(&mut self, other: Gathered) {
+        self.dirty.extend(other.dirty);
+        for (index, names) in other.names {
+            self.names.entry(index).or_default().extend(names);
         }
-        WatchEvent::Rescan => dirty.extend(all.iter().copied()),
+    }
+}
+
+/// The events gathered and not yet looked at. Files renamed into place (or removed) are
+/// complete ([`WatchEvent::Placed`]); anything else may be a file still being written, and
+/// waits for `--watch.debounce` after the first such event. Both wait for
+/// `--watch.max-delay` after the batch's first event, unless a request asks for them
+/// ([`crate::pending::PendingChanges::catch_up`]): then the complete ones are looked at at once, and the
+/// rest at the end of their debounce.
+#[derive(Debug, Default)]
+struct Batch {
+    /// When the batch's first event came.
+    since: Option<Instant>,
+    placed: Gathered,
+    unsettled: Gathered,
+    /// When the first event of `unsettled` came.
+    unsettled_since: Option<Instant>,
+    /// Whether a request waits for the batch.
+    demanded: bool,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.since.is_none()
+    }
+
+    fn add(&mut self, event: WatchEvent, all: &BTreeSet<usize>, now: Instant) {
+        self.since.get_or_insert(now);
+        if matches!(event, WatchEvent::Placed(..)) {
+            self.placed.add(event, all);
+        } else {
+            self.unsettled_since.get_or_insert(now);
+            self.unsettled.add(event, all);
+        }
+    }
+
+    /// Whether nothing is left but what waits for the end of its debounce: no complete file,
+    /// and the rest asked for (so not gathered on for the max delay).
+    fn waits_for_debounce_only(&self) -> bool {
+        self.placed.is_empty() && (self.unsettled.is_empty() || self.demanded)
+    }
+
+    /// When each part is due: (the complete files, the rest).
+    fn due_parts(&self, settings: &Settings) -> (Option<Instant>, Option<Instant>) {
+        let Some(since) = self.since else {
+            return (None, None);
+        };
+        let gathered = since + settings.max_delay;
+        let placed =
+            (!self.placed.is_empty()).then_some(if self.demanded { since } else { gathered });
+        let unsettled = self.unsettled_since.map(|first| {
+            let settled = first + settings.debounce;
+            if self.demanded {
+                settled
+            } else {
+                settled.max(gathered)
+            }
+        });
+        (placed, unsettled)
+    }
+
+    /// When the next part is due.
+    fn due(&self, settings: &Settings) -> Option<Instant> {
+        match self.due_parts(settings) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes what is due at `now`; the rest stays.
+    fn take_due(&mut self, settings: &Settings, now: Instant) -> Gathered {
+        let (placed, unsettled) = self.due_parts(settings);
+        let mut due = Gathered::default();
+        if placed.is_some_and(|t| t <= now) {
+            due = std::mem::take(&mut self.placed);
+        }
+        if unsettled.is_some_and(|t| t <= now) {
+            due.append(std::mem::take(&mut self.unsettled));
+            self.unsettled_since = None;
+        }
+        // The request that asked is answered by this look; what still waits for its
+        // debounce is looked at when the debounce ends (asked for: it is not gathered on).
+        if self.unsettled.is_empty() {
+            self.demanded = false;
+        }
+        if self.placed.is_empty() {
+            // (Only the rest can be left: when it is due, so are the complete files.)
+            self.since = self.unsettled_since;
+        }
+        due
     }
 }
 
@@ -2000,5 +2122,89 @@ async fn sleep_until(wake: Option<Instant>) {
     match wake {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(max_delay: &str, debounce: &str) -> Settings {
+        let config = Config::from_args([
+            "promdrop-exporter".to_string(),
+            "--textfile.directory=/nonexistent".to_string(),
+            format!("--watch.max-delay={max_delay}"),
+            format!("--watch.debounce={debounce}"),
+        ])
+        .unwrap();
+        Settings::from_config(&config)
+    }
+
+    fn placed(name: &str) -> WatchEvent {
+        WatchEvent::Placed(0, vec![name.into()])
+    }
+
+    fn written(name: &str) -> WatchEvent {
+        WatchEvent::Names(0, vec![name.into()])
+    }
+
+    fn names(gathered: &Gathered) -> Vec<String> {
+        let mut all: Vec<String> = gathered
+            .names
+            .values()
+            .flatten()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_batch_waits_for_the_max_delay_unless_asked_and_a_write_in_place_for_its_debounce() {
+        let settings = settings("1s", "100ms");
+        let all = BTreeSet::from([0]);
+        let t0 = Instant::now();
+        let mut batch = Batch::default();
+        batch.add(placed("a.prom"), &all, t0);
+        batch.add(written("b.prom"), &all, t0 + Duration::from_millis(10));
+        // Nobody asks: both wait for the max delay from the first event.
+        assert_eq!(batch.due(&settings), Some(t0 + Duration::from_secs(1)));
+        assert!(
+            batch
+                .take_due(&settings, t0 + Duration::from_millis(500))
+                .is_empty()
+        );
+        assert!(!batch.waits_for_debounce_only());
+        // A request: the renamed file at once; the one written in place at its debounce's end,
+        // and then without waiting for the max delay.
+        batch.demanded = true;
+        let at = t0 + Duration::from_millis(20);
+        assert_eq!(names(&batch.take_due(&settings, at)), ["a.prom"]);
+        assert_eq!(batch.due(&settings), Some(t0 + Duration::from_millis(110)));
+        assert!(batch.waits_for_debounce_only());
+        assert!(batch.take_due(&settings, at).is_empty());
+        let end = t0 + Duration::from_millis(110);
+        assert_eq!(names(&batch.take_due(&settings, end)), ["b.prom"]);
+        assert!(batch.is_empty() && !batch.demanded);
+        assert_eq!(batch.due(&settings), None);
+        // A rescan is a listing of every directory, waiting as a write in place does.
+        batch.add(WatchEvent::Rescan, &all, end);
+        assert!(!batch.waits_for_debounce_only());
+        let due = batch.take_due(&settings, end + Duration::from_secs(1));
+        assert_eq!(due.dirty, all);
+    }
+
+    #[test]
+    fn with_no_max_delay_a_rename_is_looked_at_as_it_comes() {
+        let settings = settings("0s", "10ms");
+        let all = BTreeSet::from([0]);
+        let t0 = Instant::now();
+        let mut batch = Batch::default();
+        batch.add(placed("a.prom"), &all, t0);
+        assert_eq!(names(&batch.take_due(&settings, t0)), ["a.prom"]);
+        batch.add(written("b.prom"), &all, t0);
+        assert!(batch.take_due(&settings, t0).is_empty());
+        let end = t0 + Duration::from_millis(10);
+        assert_eq!(names(&batch.take_due(&settings, end)), ["b.prom"]);
     }
 }

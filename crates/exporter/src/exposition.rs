@@ -39,6 +39,7 @@ use crate::adopt::Adopted;
 use crate::gzip::{self, Deflated};
 use crate::meta::{MetaWriter, sample_name, write_sample};
 use crate::names;
+use crate::pending::PendingChanges;
 use crate::status::StatusModel;
 use promdrop_textfile::TimestampPolicy;
 use promdrop_textfile::assembly::{self, ChunkPlan, GroupLines, Piece, SLOTS};
@@ -1232,6 +1233,9 @@ pub struct Shared {
     /// Metrics rendered at each scrape after the process metrics, by the parts that own
     /// them (the web configuration's reloads); set by [`crate::run`]'s caller wiring.
     pub scrape_metrics: Vec<fn(&mut MetaWriter)>,
+    /// The changes seen and not yet published, which a request asks for
+    /// ([`PendingChanges::catch_up`]).
+    pub pending: Arc<PendingChanges>,
 }
 
 impl Shared {
@@ -1244,6 +1248,7 @@ impl Shared {
             })),
             ready: AtomicBool::new(false),
             scrape_metrics: vec![escaped::write_metrics],
+            pending: Arc::default(),
         }
     }
 

@@ -71,6 +71,7 @@ pub mod http;
 pub mod logging;
 pub mod meta;
 pub mod names;
+pub mod pending;
 pub mod process;
 pub mod routes;
 pub mod status;
@@ -118,7 +119,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
         config.watch_events,
         config.tenancy,
         config.rescan_interval,
-        events_tx,
+        watch::EventSender::new(events_tx, Arc::clone(&shared.pending)),
     ));
     let watchdog = Arc::new(watchdog::Watchdog::new(config.watchdog_timeout));
     let engine = engine::Engine::new(settings, Arc::clone(&shared))

@@ -25,6 +25,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::exposition::{Segment, Shared, negotiate};
+use crate::pending::CATCH_UP_LIMIT;
 use crate::status;
 use crate::watchdog::Watchdog;
 
@@ -222,9 +223,19 @@ fn text_response(
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// Waits (at most [`CATCH_UP_LIMIT`]) until every complete change seen before the request is
+/// published: the engine gathers changes for `--watch.max-delay`, a request does not wait
+/// for that. Not before the first scan is published (the engine does not answer then).
+async fn catch_up(state: &State) {
+    if state.shared.is_ready() {
+        state.shared.pending.catch_up(CATCH_UP_LIMIT).await;
+    }
+}
+
 async fn dispatch<B>(req: &Request<B>, state: &State) -> Response<Chunks> {
     let path = req.uri().path();
     if path == state.telemetry_path {
+        catch_up(state).await;
         let negotiated = negotiate(req.headers());
         let published = state.shared.published.load_full();
         let body = published
@@ -269,11 +280,13 @@ async fn dispatch<B>(req: &Request<B>, state: &State) -> Response<Chunks> {
             }
         }
         "/" => {
+            catch_up(state).await;
             let published = state.shared.published.load();
             let html = status::render_html(&published.status(), SystemTime::now());
             text_response(StatusCode::OK, "text/html; charset=utf-8", html)
         }
         "/api/v1/files" => {
+            catch_up(state).await;
             let published = state.shared.published.load();
             let mut model = (*published.status()).clone();
             model.ready = state.shared.is_ready();

@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use notify::event::ModifyKind;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc::UnboundedSender;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::{UnboundedSender, error::SendError};
 
 use crate::error::Error;
+use crate::pending::PendingChanges;
 use promdrop_textfile::discovery::{dir_identity, is_served_name};
 
 /// What the engine is told.
@@ -32,6 +35,27 @@ pub enum WatchEvent {
     Placed(usize, Vec<OsString>),
     /// Time for a full rescan of every directory.
     Rescan,
+}
+
+/// The engine's end of the channel, counting each event it sends (so that a scrape can wait
+/// for the events seen before it: [`PendingChanges`]).
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    tx: UnboundedSender<WatchEvent>,
+    pending: Arc<PendingChanges>,
+}
+
+impl EventSender {
+    /// Sends on `tx`, counting in `pending`.
+    pub fn new(tx: UnboundedSender<WatchEvent>, pending: Arc<PendingChanges>) -> EventSender {
+        EventSender { tx, pending }
+    }
+
+    /// Counts and sends `event`; an error when the engine has stopped.
+    pub fn send(&self, event: WatchEvent) -> Result<(), SendError<WatchEvent>> {
+        self.pending.sent();
+        self.tx.send(event)
+    }
 }
 
 struct DirWatch {
@@ -70,7 +94,7 @@ fn watch_dir(
     index: usize,
     path: &Path,
     tenancy: bool,
-    tx: &UnboundedSender<WatchEvent>,
+    tx: &EventSender,
 ) -> Result<RecommendedWatcher, Error> {
     let tx = tx.clone();
     let dir = path.to_path_buf();
@@ -134,7 +158,7 @@ fn watch_dir(
 
 impl DirWatch {
     /// Sets the watch when there is none or the directory was replaced.
-    fn refresh(&mut self, index: usize, tenancy: bool, tx: &UnboundedSender<WatchEvent>) {
+    fn refresh(&mut self, index: usize, tenancy: bool, tx: &EventSender) {
         let Some(identity) = dir_identity(&self.path) else {
             // Gone: drop the watch; the next tick sets it again if it comes back.
             self.active = None;
@@ -208,7 +232,7 @@ pub async fn run(
     events: bool,
     tenancy: bool,
     rescan_interval: Duration,
-    tx: UnboundedSender<WatchEvent>,
+    tx: EventSender,
 ) {
     let mut watches: Vec<DirWatch> = dirs
         .into_iter()

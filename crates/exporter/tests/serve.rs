@@ -999,3 +999,72 @@ fn a_file_renamed_into_place_is_served_without_waiting_for_the_debounce() {
         m.get("in_place_up", &[]) == Some(1.0)
     });
 }
+
+#[test]
+fn a_scrape_serves_every_change_made_before_it_whatever_the_max_delay() {
+    // Changes are gathered for --watch.max-delay (here a minute) when nothing asks for them;
+    // a scrape asks, and gets every complete change made before it, in one publication.
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let exporter = common::start(&[
+        dir_arg(dir),
+        arg("watch.max-delay", "1m"),
+        arg("rescan-interval", "1h"),
+    ]);
+    for round in 1..=5 {
+        for job in 0..4 {
+            write_atomic(
+                dir,
+                &format!("job_{job}.prom"),
+                &format!("# TYPE churn_round gauge\nchurn_round{{job=\"j{job}\"}} {round}\n"),
+            );
+        }
+        // The last rename's event is read by the watcher within milliseconds; a scrape
+        // that comes after it must show all four files at this round, in a few.
+        let asked = Instant::now();
+        exporter.wait_for("this round's four files", Duration::from_secs(5), |m| {
+            (0..4).all(|job| {
+                m.get("churn_round", &[("job", &format!("j{job}"))]) == Some(round as f64)
+            })
+        });
+        let took = asked.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "round {round}: the changes were served after {took:?}; the max delay is a minute"
+        );
+    }
+    // A file written in place (it may be half written) waits for its debounce, but does not
+    // hold the scrape: the scrape answers at once with the rest.
+    drop(exporter);
+    let exporter = common::start(&[
+        dir_arg(dir),
+        arg("watch.max-delay", "1m"),
+        arg("watch.debounce", "4s"),
+        arg("rescan-interval", "1h"),
+    ]);
+    exporter.wait_for("the files at start", WAIT, |m| {
+        m.get("churn_round", &[("job", "j0")]) == Some(5.0)
+    });
+    std::fs::write(
+        dir.join("in_place.prom"),
+        "# TYPE in_place_up gauge\nin_place_up 1\n",
+    )
+    .unwrap();
+    write_atomic(
+        dir,
+        "job_0.prom",
+        "# TYPE churn_round gauge\nchurn_round{job=\"j0\"} 6\n",
+    );
+    let asked = Instant::now();
+    exporter.wait_for("the renamed file beside one written in place", WAIT, |m| {
+        m.get("churn_round", &[("job", "j0")]) == Some(6.0)
+    });
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "a rename waited {:?} behind a file written in place",
+        asked.elapsed()
+    );
+    exporter.wait_for("the file written in place, after its debounce", WAIT, |m| {
+        m.get("in_place_up", &[]) == Some(1.0)
+    });
+}
