@@ -443,6 +443,9 @@ pub struct Prepared {
     hashes: Option<Box<[u64]>>,
     /// What tells one set of series hashes from another ([`SeriesDigest`]).
     digest: SeriesDigest,
+    /// Whether every name of the file is a legacy one
+    /// ([`promdrop_textformat::legacy_names_only`]).
+    legacy_names: bool,
 }
 
 /// The series hashes of a file as a set with repeats, in 24 bytes: their number and two sums
@@ -853,6 +856,8 @@ impl Prepared {
         classic: &mut String,
         openmetrics: &mut String,
     ) -> Prepared {
+        // Of the file as written, before the options add or rename labels.
+        let legacy_names = promdrop_textformat::legacy_names_only(&families);
         // `le` and `quantile` as node_exporter serves them (see `canonicalize_bounds`).
         promdrop_textformat::canonicalize_bounds(&mut families);
         let (withheld, withheld_names) = families
@@ -990,6 +995,7 @@ impl Prepared {
             om_ok,
             hashes,
             digest,
+            legacy_names,
         }
     }
 
@@ -1012,6 +1018,12 @@ impl Prepared {
             Some(hashes) => Cow::Borrowed(hashes),
             None => Cow::Owned(hashes_of_classic(&self.classic_text()).unwrap_or_default()),
         }
+    }
+
+    /// Whether every metric and label name of the file, as it was written, is a legacy one:
+    /// then no escaping scheme but `dots` changes a name in it.
+    pub fn legacy_names_only(&self) -> bool {
+        self.legacy_names
     }
 
     /// What tells this file's set of series from another's without the hashes.
@@ -1707,6 +1719,24 @@ mod tests {
         // Off: nothing added.
         let got = served("/d/team-a/backup.prom", "x 1\n", &PrepareOptions::default());
         assert!(got.contains("\nx 1\n"), "{got}");
+    }
+
+    #[test]
+    fn a_file_knows_whether_a_scraper_without_utf8_names_can_take_it_as_it_is() {
+        let opts = PrepareOptions::default();
+        for (text, legacy) in [
+            ("# TYPE a counter\na_total{job=\"x\"} 1\n", true),
+            ("a{\"b.c\"=\"x\"} 1\n", false),
+            ("{\"a.b\"} 1\n", false),
+            // A quoted name that is a legacy one is one.
+            ("{\"a_b\",\"c\"=\"x\"} 1\n", true),
+        ] {
+            assert_eq!(
+                prepare("/d/job.prom", text, &opts).1.legacy_names_only(),
+                legacy,
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -178,6 +178,31 @@ fn escape(name: &str, scheme: EscapingScheme, legacy: bool, metric: bool) -> Cow
     }
 }
 
+/// Whether every metric and label name of `families` (family, sample, sample and exemplar
+/// label names) is a legacy one, so that no scheme but [`EscapingScheme::Dots`] changes any:
+/// a file for which this holds is served as it is to a scraper that cannot take UTF-8 names.
+///
+/// ```
+/// use promdrop_textformat::{legacy_names_only, parse, Format};
+///
+/// let legacy = parse(b"a_total{job=\"x\"} 1\n", Format::Classic)?.families;
+/// assert!(legacy_names_only(&legacy));
+/// let quoted = parse(b"{\"a.b\",job=\"x\"} 1\n", Format::Classic)?.families;
+/// assert!(!legacy_names_only(&quoted));
+/// # Ok::<(), promdrop_textformat::Error>(())
+/// ```
+pub fn legacy_names_only(families: &[MetricFamily<'_>]) -> bool {
+    let labels = |labels: &[Label<'_>]| labels.iter().all(|l| is_legacy_label_name(&l.name));
+    families.iter().all(|family| {
+        is_valid_metric_name(&family.name)
+            && family.samples.iter().all(|s| {
+                is_valid_metric_name(&s.name)
+                    && labels(&s.labels)
+                    && s.exemplar.as_ref().is_none_or(|e| labels(&e.labels))
+            })
+    })
+}
+
 /// Rewrites every metric and label name of `families` under `scheme`: family names, sample
 /// names and the label names of samples and exemplars. [`EscapingScheme::AllowUtf8`] changes
 /// nothing.

@@ -121,7 +121,9 @@ mod render;
 
 pub use clash::{Holder, NameTable, NameUse, family_bounds, family_names};
 pub use error::Error;
-pub use escaping::{EscapingScheme, UnknownEscapingScheme, escape_names, is_legacy_label_name};
+pub use escaping::{
+    EscapingScheme, UnknownEscapingScheme, escape_names, is_legacy_label_name, legacy_names_only,
+};
 pub use hash::{HashedMap, HashedSet, PassThrough, series_hash};
 pub use header::{HEADER_PREFIX, WriterHeader, format_duration, parse_duration};
 pub use lex::{is_valid_label_name, is_valid_metric_name};

@@ -88,6 +88,10 @@ fn escaped_file(
     options: &ExpositionOptions,
 ) -> Option<(Arc<FileSnapshot>, bool)> {
     let content = file.content.as_ref().ok()?;
+    // Known when the file was read: no need to look at its text (decompressed) again.
+    if scheme != EscapingScheme::Dots && content.prepared.legacy_names_only() {
+        return Some((Arc::clone(file), false));
+    }
     let bytes = content.bytes();
     if scheme != EscapingScheme::Dots && !may_have_quoted_names(&bytes) {
         return Some((Arc::clone(file), false));
