@@ -434,7 +434,9 @@ impl Engine {
                     self.received += 1;
                     batch.add(event, &all, Instant::now());
                 }
-                _ = self.shared.pending.demanded(), if !batch.is_empty() && !batch.demanded => {
+                // (Heard even when the batch was asked for already: a request that came after
+                // it may wait for a rename still in the channel.)
+                _ = self.shared.pending.demanded(), if !batch.is_empty() => {
                     batch.demanded = true;
                 }
                 _ = sleep_until(due) => {}
