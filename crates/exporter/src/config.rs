@@ -101,7 +101,7 @@ pub struct Config {
         long = "watch.max-delay",
         env = "PROMDROP_WATCH_MAX_DELAY",
         value_name = "DURATION",
-        default_value = "1s",
+        default_value = "5s",
         value_parser = duration
     )]
     pub max_delay: Duration,

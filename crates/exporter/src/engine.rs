@@ -9,8 +9,8 @@
 //!   ─▶ Published, swapped atomically ─▶ gzip on the first request that asks for it
 //! ```
 //!
-//! Events are gathered for `--watch.max-delay` (1 s) after the first of a batch, and looked at
-//! together: at ten changes a second, one wake-up, one read pass and one publication for ten
+//! Events are gathered for `--watch.max-delay` (5 s) after the first of a batch, and looked at
+//! together: at ten changes a second, one wake-up, one read pass and one publication for fifty
 //! changes instead of one each. A request does not wait for that: it rings
 //! ([`crate::pending::PendingChanges`]) and the engine looks at the batch at once. Files
 //! renamed into place or removed are complete; any other event (a file written in place may
@@ -451,7 +451,9 @@ impl Engine {
                         Err(e) => tracing::error!(error = %e, "listing task failed"),
                     }
                 }
-                _ = sleep_until(wake) => {}
+                // A file's state changes: what was renamed into place meanwhile is read
+                // first, so no state is given to a snapshot already replaced.
+                _ = sleep_until(wake) => batch.demanded |= !batch.is_empty(),
                 _ = heartbeat.tick() => continue,
             }
             // What came meanwhile joins the batch; then what is due is looked at: on a
