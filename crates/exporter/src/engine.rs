@@ -2036,8 +2036,8 @@ impl Gathered {
 /// complete ([`WatchEvent::Placed`]); anything else may be a file still being written, and
 /// waits for `--watch.debounce` after the first such event. Both wait for
 /// `--watch.max-delay` after the batch's first event, unless a request asks for them
-/// ([`crate::pending::PendingChanges::catch_up`]): then the complete ones are looked at at once, and the
-/// rest at the end of their debounce.
+/// ([`crate::pending::PendingChanges::catch_up`]): then the complete ones are looked at at
+/// once, and the rest at the end of their debounce.
 #[derive(Debug, Default)]
 struct Batch {
     /// When the batch's first event came.
@@ -2163,13 +2163,22 @@ mod tests {
         all
     }
 
-    #[test]
-    fn a_batch_waits_for_the_max_delay_unless_asked_and_a_write_in_place_for_its_debounce() {
-        let settings = settings("1s", "100ms");
+    /// The settings of `max_delay` and `debounce`, one directory, the time the batch began,
+    /// and a batch that holds `a.prom` renamed into place at that time.
+    fn renamed_at_start(
+        max_delay: &str,
+        debounce: &str,
+    ) -> (Settings, BTreeSet<usize>, Instant, Batch) {
         let all = BTreeSet::from([0]);
         let t0 = Instant::now();
         let mut batch = Batch::default();
         batch.add(placed("a.prom"), &all, t0);
+        (settings(max_delay, debounce), all, t0, batch)
+    }
+
+    #[test]
+    fn a_batch_waits_for_the_max_delay_unless_asked_and_a_write_in_place_for_its_debounce() {
+        let (settings, all, t0, mut batch) = renamed_at_start("1s", "100ms");
         batch.add(written("b.prom"), &all, t0 + Duration::from_millis(10));
         // Nobody asks: both wait for the max delay from the first event.
         assert_eq!(batch.due(&settings), Some(t0 + Duration::from_secs(1)));
@@ -2200,11 +2209,7 @@ mod tests {
 
     #[test]
     fn with_no_max_delay_a_rename_is_looked_at_as_it_comes() {
-        let settings = settings("0s", "10ms");
-        let all = BTreeSet::from([0]);
-        let t0 = Instant::now();
-        let mut batch = Batch::default();
-        batch.add(placed("a.prom"), &all, t0);
+        let (settings, all, t0, mut batch) = renamed_at_start("0s", "10ms");
         assert_eq!(names(&batch.take_due(&settings, t0)), ["a.prom"]);
         batch.add(written("b.prom"), &all, t0);
         assert!(batch.take_due(&settings, t0).is_empty());

@@ -10,7 +10,8 @@
 //! | `/` | the status page (HTML) |
 //! | `/api/v1/files` | the status as JSON |
 //!
-//! Only GET and HEAD are answered (405 otherwise).
+//! Only GET and HEAD are answered (405 otherwise). The exposition and the status first have
+//! every complete change seen before the request published ([`crate::pending`]).
 
 use std::convert::Infallible;
 use std::io::IoSlice;

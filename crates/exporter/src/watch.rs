@@ -8,12 +8,11 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::event::ModifyKind;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use std::sync::Arc;
-
 use tokio::sync::mpsc::{UnboundedSender, error::SendError};
 
 use crate::error::Error;
