@@ -565,6 +565,8 @@ mod tests {
         assert_eq!(c.tenant_max_files, 1000);
         assert_eq!(c.tenant_max_series, 100_000);
         assert_eq!(c.tenant_max_bytes, 32 << 20);
+        assert_eq!(c.debounce, Duration::from_millis(10));
+        assert_eq!(c.max_delay, Duration::from_secs(5));
     }
 
     #[test]
@@ -630,6 +632,10 @@ mod tests {
         assert_eq!(c.timestamps, TimestampPolicy::Strip);
         assert!(!c.watch_events);
         assert_eq!(c.stale_after.0, None);
+        assert_eq!(
+            parse(&["--watch.max-delay=1m"]).unwrap().max_delay,
+            MAX_DELAY_LIMIT
+        );
         for bad in [
             &["--source-label=1x"][..],
             &["--source-label=__x"],
@@ -642,6 +648,7 @@ mod tests {
             &["--web.config.reload-interval=0"],
             &["--web.max-connections=0"],
             &["--web.write-timeout=0"],
+            &["--watch.max-delay=61s"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
