@@ -1,8 +1,10 @@
 //! Change notification: notify (inotify) events on each directory, and a full rescan on a timer,
 //! both turned into [`WatchEvent`]s on one channel.
 //!
-//! Events make changes visible within milliseconds; the rescan catches what events miss
-//! (network file systems, an overflowing event queue, a directory deleted and created again).
+//! Events make a change visible to the next scrape (the engine gathers them for
+//! `--watch.max-delay` unless a request asks: [`crate::pending`]); the rescan catches what
+//! events miss (network file systems, an overflowing event queue, a directory deleted and
+//! created again).
 //! At each rescan tick the watches are checked: a directory that appeared, or was replaced
 //! by a new one (another inode), is watched again.
 
