@@ -2174,8 +2174,6 @@ pub fn render_classic_body(
 mod escaped;
 pub mod gzip_body;
 
-pub use escaped::may_have_quoted_names;
-
 #[cfg(test)]
 mod fast_path_tests;
 

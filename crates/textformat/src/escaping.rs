@@ -292,4 +292,44 @@ mod tests {
         assert_eq!(Values.escape_label_name("__x"), "U______x");
         assert_eq!(Underscores.escape_label_name("__x"), "__x");
     }
+
+    #[test]
+    fn a_name_that_is_not_a_legacy_one_is_never_missed() {
+        fn families(text: &str, format: crate::Format) -> Vec<MetricFamily<'_>> {
+            crate::parse(text.as_bytes(), format).unwrap().families
+        }
+        for text in [
+            "{\"a.b\"} 1\n",
+            "x{ \"a.b\"=\"1\"} 1\n",
+            "x{a=\"1\",\"b.c\"=\"2\"} 1\n",
+            "x{a=\"1\", \"b.c\"=\"2\"} 1\n",
+            "# TYPE \"a.b\" gauge\n{\"a.b\"} 1\n",
+            "# HELP  \"a.b\" help\n{\"a.b\"} 1\n",
+        ] {
+            assert!(
+                !legacy_names_only(&families(text, crate::Format::Classic)),
+                "{text}"
+            );
+        }
+        let exemplar = "# TYPE a counter\na_total 1 # {\"b.c\"=\"x\"} 1\n# EOF\n";
+        let unit = "# TYPE \"a.b_seconds\" gauge\n# UNIT \"a.b_seconds\" seconds\n{\"a.b_seconds\"} 1\n# EOF\n";
+        for text in [exemplar, unit] {
+            assert!(
+                !legacy_names_only(&families(text, crate::Format::OpenMetrics)),
+                "{text}"
+            );
+        }
+        for text in [
+            "a{b=\"c\"} 1\n",
+            "# HELP a say \"hi\"\na{b=\"\\\"\"} 1\n",
+            "a_b 1\n",
+            // A family declared with no sample is not served: it has no name to escape.
+            "# TYPE \"a.b\" gauge\n",
+        ] {
+            assert!(
+                legacy_names_only(&families(text, crate::Format::Classic)),
+                "{text}"
+            );
+        }
+    }
 }

@@ -27,40 +27,6 @@ use super::{DataPart, ExpositionOptions};
 use crate::meta::MetaWriter;
 use crate::names;
 
-/// Whether `bytes` may hold a quoted name: a `"` whose previous non-blank character is `{` or
-/// `,`, or one on a `# HELP`, `# TYPE` or `# UNIT` line right after the keyword. A label
-/// value holding such text gives a false positive (the file is then parsed to be sure); a
-/// quoted name is never missed.
-pub fn may_have_quoted_names(bytes: &[u8]) -> bool {
-    let mut line_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'\n' => line_start = i + 1,
-            b'"' => {
-                let before = bytes[line_start..i]
-                    .iter()
-                    .rev()
-                    .find(|c| !matches!(c, b' ' | b'\t'));
-                if matches!(before, Some(b'{' | b',')) {
-                    return true;
-                }
-                let line = &bytes[line_start..i];
-                if line.starts_with(b"#") {
-                    let words: Vec<&[u8]> = line[1..]
-                        .split(|c| *c == b' ' || *c == b'\t')
-                        .filter(|w| !w.is_empty())
-                        .collect();
-                    if words.len() == 1 && matches!(words[0], b"HELP" | b"TYPE" | b"UNIT") {
-                        return true;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    false
-}
-
 /// Whether escaping `families` under `scheme` changes a name.
 fn changes(families: &[MetricFamily<'_>], scheme: EscapingScheme) -> bool {
     let metric = |name: &str| scheme.escape_metric_name(name) != name;
@@ -93,9 +59,6 @@ fn escaped_file(
         return Some((Arc::clone(file), false));
     }
     let bytes = content.bytes();
-    if scheme != EscapingScheme::Dots && !may_have_quoted_names(&bytes) {
-        return Some((Arc::clone(file), false));
-    }
     // It parsed when it was read; the same bytes parse the same way.
     let mut families = parse(&bytes, content.format).ok()?.families;
     if !changes(&families, scheme) {
@@ -350,32 +313,5 @@ pub fn write_metrics(w: &mut MetaWriter) {
             &[("escaping", scheme.as_str())],
             counter.load(Ordering::Relaxed) as f64,
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoted_names_are_never_missed() {
-        for text in [
-            "{\"a.b\"} 1\n",
-            "x{ \"a.b\"=\"1\"} 1\n",
-            "x{a=\"1\",\"b.c\"=\"2\"} 1\n",
-            "x{a=\"1\", \"b.c\"=\"2\"} 1\n",
-            "# TYPE \"a.b\" gauge\n",
-            "# HELP  \"a.b\" help\n",
-            "# UNIT \"a.b\" seconds\n",
-        ] {
-            assert!(may_have_quoted_names(text.as_bytes()), "{text}");
-        }
-        for text in [
-            "a{b=\"c\"} 1\n",
-            "# HELP a say \"hi\"\na{b=\"\\\"\"} 1\n",
-            "a_b 1\n",
-        ] {
-            assert!(!may_have_quoted_names(text.as_bytes()), "{text}");
-        }
     }
 }
