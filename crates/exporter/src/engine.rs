@@ -845,6 +845,7 @@ impl Engine {
             .max()
             .unwrap_or(0)
             .max(READ_BUDGET_FLOOR);
+        let total_size: u64 = to_read.iter().map(|f| f.identity.size).sum();
         let mut pending = to_read.into_iter().peekable();
         let mut reads: JoinSet<(OsString, u64, Result<FileSnapshot, Error>)> = JoinSet::new();
         let mut reading: u64 = 0;
@@ -852,9 +853,8 @@ impl Engine {
         // A few changed files (a batch of changes, most of the time) are read where the
         // engine runs, one after the other: a task of the blocking pool costs two thread
         // switches a file, more than reading a small file. More are read in parallel.
-        let inline = pending.len() == 1
-            || pending.len() <= INLINE_READS
-                && pending.clone().map(|f| f.identity.size).sum::<u64>() <= INLINE_READ_BYTES;
+        let inline =
+            pending.len() == 1 || pending.len() <= INLINE_READS && total_size <= INLINE_READ_BYTES;
         loop {
             let joined = if inline {
                 let Some(found) = pending.next() else { break };
